@@ -1,0 +1,241 @@
+"""ExaBGP on a speaker node, and the typed, acknowledged channel that drives it.
+
+ExaBGP runs ``lab.daemons.exabgp_bridge`` as its API process; the bridge listens on
+``<node dir>/exabgp.sock``. ``SpeakerChannel`` talks to that socket: every command
+names its neighbour, every command gets exactly one ``done`` or ``error`` back, and a
+missing answer is an error that names the speaker and the command.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from lab.daemons import templates
+from lab.errors import ConfigError, DaemonError, SpeakerError
+from lab.plan import IPNetwork, NodePlan, Session
+
+# `announce attributes ... nlri P1 P2 ...` is about twice as fast as one route per
+# command; ExaBGP packs the NLRI of one line into as few UPDATEs as fit.
+BATCH = 1000
+
+
+@dataclass(frozen=True)
+class ExabgpPaths:
+    dir: Path
+
+    @property
+    def conf(self) -> Path:
+        return self.dir / "exabgp.conf"
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "exabgp.sock"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "exabgp.log"
+
+
+def exabgp_binary() -> Path:
+    # The ExaBGP pinned in pyproject, from the same environment as bgplab itself.
+    path = Path(sys.executable).parent / "exabgp"
+    if not path.exists():
+        raise DaemonError(f"ExaBGP is not installed beside {sys.executable}; run `make lab-up`")
+    return path
+
+
+def bridge_argv(paths: ExabgpPaths) -> str:
+    return f"{sys.executable} -m lab.daemons.exabgp_bridge {paths.socket}"
+
+
+def environment(paths: ExabgpPaths) -> dict[str, str]:
+    """ExaBGP settings, as its environment variables."""
+    return {
+        **os.environ,
+        "exabgp_api_ack": "true",  # the channel depends on it; explicit, not a default
+        "exabgp_api_cli": "false",  # no named pipes in the host's /run
+        "exabgp_api_respawn": "true",  # a dead bridge is restarted by ExaBGP
+        "exabgp_daemon_user": "root",
+        "exabgp_daemon_drop": "false",
+        "exabgp_daemon_daemonize": "false",
+        "exabgp_log_destination": "stdout",
+        "exabgp_log_level": "INFO",
+        "exabgp_tcp_bind": "",  # it connects out; FRR's side is passive
+    }
+
+
+def render(lab: str, node: NodePlan, paths: ExabgpPaths, bridge: str | None = None) -> dict[str, str]:
+    text = templates().get_template("exabgp.conf.j2").render(
+        lab=lab, node=node, socket=paths.socket, bridge_argv=bridge or bridge_argv(paths)
+    )
+    return {"exabgp.conf": text}
+
+
+def write(lab: str, node: NodePlan, paths: ExabgpPaths) -> None:
+    paths.dir.mkdir(parents=True, exist_ok=True)
+    for name, text in render(lab, node, paths).items():
+        (paths.dir / name).write_text(text)
+
+
+def validate(node: NodePlan, paths: ExabgpPaths) -> None:
+    argv = [str(exabgp_binary()), "validate", "-n", str(paths.conf)]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=environment(paths))
+    if p.returncode != 0:
+        detail = (p.stderr.strip() or p.stdout.strip())[-1500:]
+        raise ConfigError(f"node {node.name}: exabgp rejected {paths.conf}: {detail}")
+
+
+def argv(paths: ExabgpPaths) -> list[str]:
+    return [str(exabgp_binary()), "server", str(paths.conf)]
+
+
+# -- typed commands -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Announce:
+    """Announce prefixes of one family to one neighbour with one attribute set."""
+
+    neighbor: ipaddress.IPv4Address | ipaddress.IPv6Address
+    next_hop: ipaddress.IPv4Address | ipaddress.IPv6Address
+    prefixes: tuple[IPNetwork, ...]
+    origin: str = "igp"
+
+    def render(self) -> str:
+        if not self.prefixes:
+            raise ValueError("an announcement needs at least one prefix")
+        nlri = " ".join(str(p) for p in self.prefixes)
+        return f"neighbor {self.neighbor} announce attributes next-hop {self.next_hop} origin {self.origin} nlri {nlri}"
+
+
+@dataclass(frozen=True)
+class Withdraw:
+    neighbor: ipaddress.IPv4Address | ipaddress.IPv6Address
+    prefixes: tuple[IPNetwork, ...]
+
+    def render(self) -> str:
+        if not self.prefixes:
+            raise ValueError("a withdrawal needs at least one prefix")
+        nlri = " ".join(str(p) for p in self.prefixes)
+        return f"neighbor {self.neighbor} withdraw attributes nlri {nlri}"
+
+
+Command = Announce | Withdraw
+
+
+def announcements(session: Session, prefixes: Iterable[IPNetwork], batch: int = BATCH) -> list[Announce]:
+    """Commands announcing ``prefixes`` on ``session``, grouped by family, ``batch`` per line."""
+    by_family: dict[int, list[IPNetwork]] = {4: [], 6: []}
+    for p in prefixes:
+        by_family[p.version].append(p)
+    out = []
+    for version, nets in by_family.items():
+        nh = session.local_v4 if version == 4 else session.local_v6
+        for i in range(0, len(nets), batch):
+            out.append(Announce(session.peer_v4, nh, tuple(nets[i : i + batch])))
+    return out
+
+
+@dataclass(frozen=True)
+class Ack:
+    command: str
+    ok: bool
+    output: tuple[str, ...]
+    seconds: float
+
+
+class SpeakerChannel:
+    """A connection to one speaker's bridge. Send commands, get exactly one answer each."""
+
+    def __init__(self, speaker: str, path: Path, *, timeout: float = 30.0):
+        self.speaker = speaker
+        self.path = path
+        self.timeout = timeout
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.connect(str(path))
+        except OSError as e:
+            self.sock.close()
+            raise SpeakerError(f"speaker {speaker}: cannot reach its API channel at {path}: {e.strerror}") from None
+        self.buf = b""
+
+    def __enter__(self) -> "SpeakerChannel":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _readline(self, deadline: float, command: str) -> str:
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SpeakerError(
+                    f"speaker {self.speaker}: no acknowledgement within {self.timeout:g} s for: {_short(command)}"
+                )
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise SpeakerError(f"speaker {self.speaker}: channel closed while waiting for: {_short(command)}")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode(errors="replace").strip()
+
+    def send_many(self, commands: Sequence[Command | str], *, window: int = 16) -> list[Ack]:
+        """Send commands with up to ``window`` in flight; raise on the first ``error``.
+
+        Answers come back in order (the bridge serialises them), so the n-th ``done`` or
+        ``error`` is the n-th command's.
+        """
+        lines = [c if isinstance(c, str) else c.render() for c in commands]
+        for line in lines:
+            if not line.startswith("neighbor "):
+                raise SpeakerError(f"speaker {self.speaker}: refusing a command that names no neighbor: {_short(line)}")
+            if "\n" in line:
+                raise SpeakerError(f"speaker {self.speaker}: a command is one line: {_short(line)}")
+        acks: list[Ack] = []
+        sent_at: list[float] = []
+        nxt = 0
+        while len(acks) < len(lines):
+            while nxt < len(lines) and nxt - len(acks) < window:
+                self.sock.sendall(lines[nxt].encode() + b"\n")
+                sent_at.append(time.monotonic())
+                nxt += 1
+            i = len(acks)
+            deadline = sent_at[i] + self.timeout
+            output = []
+            while True:
+                line = self._readline(deadline, lines[i])
+                if line in ("done", "error"):
+                    break
+                output.append(line)
+            ack = Ack(lines[i], line == "done", tuple(output), time.monotonic() - sent_at[i])
+            if not ack.ok:
+                # Drain the answers of what is still in flight so the channel stays usable.
+                for j in range(i + 1, nxt):
+                    while self._readline(sent_at[j] + self.timeout, lines[j]) not in ("done", "error"):
+                        pass
+                detail = "; ".join(output) or "ExaBGP answered 'error' (see its log)"
+                raise SpeakerError(f"speaker {self.speaker}: command failed: {_short(lines[i])}: {detail}")
+            acks.append(ack)
+        return acks
+
+    def send(self, command: Command | str) -> Ack:
+        return self.send_many([command])[0]
+
+
+def _short(line: str, n: int = 160) -> str:
+    return line if len(line) <= n else f"{line[:n]}... ({len(line)} chars)"

@@ -1,0 +1,178 @@
+"""FRR on a router node: zebra + bgpd with per-node config, pid, log and vty socket paths.
+
+Several FRR instances run side by side, one per namespace, each with its own ``-f``,
+``-i``, ``--vty_socket`` and ``-z`` under ``/run/bgplab/<lab>/nodes/<node>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab.daemons import templates
+from lab.errors import ConfigError, DaemonError, ExecError
+from lab.plan import NodePlan
+from lab.topology import Role
+
+FRR_LIBEXEC = Path(os.environ.get("BGPLAB_FRR_DIR", "/usr/lib/frr"))
+# FRR's daemons drop privileges to this user (zebra has no way to stay root); the
+# node directory is handed to it so they can write pid files, logs and MRT dumps.
+FRR_USER = "frr"
+
+# bgpd -C exits 0 even when a line is rejected; the rejection is only in its output.
+CONFIG_REJECTED = re.compile(r"(No such command|Unknown command|Command incomplete|Ambiguous command)[^\n]*line \d+[^\n]*")
+
+
+@dataclass(frozen=True)
+class FrrPaths:
+    dir: Path
+
+    @property
+    def zebra_conf(self) -> Path:
+        return self.dir / "zebra.conf"
+
+    @property
+    def bgpd_conf(self) -> Path:
+        return self.dir / "bgpd.conf"
+
+    @property
+    def zserv(self) -> Path:
+        return self.dir / "zserv.api"
+
+    @property
+    def mrt(self) -> Path:
+        return self.dir / "updates.mrt"
+
+    def pid(self, daemon: str) -> Path:
+        return self.dir / f"{daemon}.pid"
+
+    def log(self, daemon: str) -> Path:
+        return self.dir / f"{daemon}.log"
+
+    def vty(self, daemon: str) -> Path:
+        return self.dir / f"{daemon}.vty"
+
+
+def export_map(node: NodePlan) -> str | None:
+    return {"all": None, "local": "BGPLAB-LOCAL-ONLY", "none": "BGPLAB-NONE"}[node.exports]
+
+
+def render(lab: str, node: NodePlan, paths: FrrPaths) -> dict[str, str]:
+    """The node's config files by name. Pure: the same node and paths give the same text."""
+    env = templates()
+    ctx = {
+        "lab": lab,
+        "node": node,
+        "export_map": export_map(node),
+        "mrt_path": paths.mrt if node.role is Role.collector else None,
+    }
+    return {
+        "zebra.conf": env.get_template("zebra.conf.j2").render(ctx),
+        "bgpd.conf": env.get_template("bgpd.conf.j2").render(ctx),
+    }
+
+
+def daemon_binary(daemon: str) -> Path:
+    path = FRR_LIBEXEC / daemon
+    if not path.exists():
+        raise DaemonError(f"FRR's {daemon} is not at {path}; run `make lab-up` to install FRR")
+    return path
+
+
+def frr_version() -> str:
+    try:
+        out = subprocess.run([str(daemon_binary("bgpd")), "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired, DaemonError):
+        return "unknown"
+    m = re.search(r"version\s+(\S+)", out)
+    return m.group(1) if m else "unknown"
+
+
+def write(lab: str, node: NodePlan, paths: FrrPaths) -> None:
+    paths.dir.mkdir(parents=True, exist_ok=True)
+    for name, text in render(lab, node, paths).items():
+        (paths.dir / name).write_text(text)
+    shutil.chown(paths.dir, FRR_USER, FRR_USER)
+    for f in paths.dir.iterdir():
+        shutil.chown(f, FRR_USER, FRR_USER)
+
+
+def validate(node: NodePlan, paths: FrrPaths) -> None:
+    """Dry-run each daemon on its config (``-C``) and fail on any rejected line."""
+    for daemon, conf in (("zebra", paths.zebra_conf), ("bgpd", paths.bgpd_conf)):
+        argv = [str(daemon_binary(daemon)), "-C", "-f", str(conf), "-u", FRR_USER, "-g", FRR_USER]
+        if daemon == "bgpd":
+            # A dry run must not open the MRT file, listen, or talk to a zebra.
+            argv += ["-Z", "-p", "0"]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        lines = [m.group(0) for m in CONFIG_REJECTED.finditer(p.stdout + p.stderr)]
+        if p.returncode != 0 or lines:
+            detail = "; ".join(lines) or (p.stderr.strip() or p.stdout.strip())[-1000:]
+            raise ConfigError(f"node {node.name}: {daemon} rejected {conf}: {detail}")
+
+
+def argv(daemon: str, node: NodePlan, paths: FrrPaths) -> list[str]:
+    conf = paths.zebra_conf if daemon == "zebra" else paths.bgpd_conf
+    args = [
+        str(daemon_binary(daemon)),
+        "-f", str(conf),
+        "-i", str(paths.pid(daemon)),
+        "-z", str(paths.zserv),
+        "--vty_socket", str(paths.dir),
+        "--log", f"file:{paths.log(daemon)}",
+        "-P", "0",  # no TCP vty: vtysh uses the socket
+        "-u", FRR_USER,
+        "-g", FRR_USER,
+    ]
+    if daemon == "bgpd" and not node.installs_routes:
+        args.append("-n")  # the collector records; it installs nothing
+    return args
+
+
+def vtysh(paths: FrrPaths, command: str, *, timeout: float = 15.0) -> str:
+    argv_ = ["vtysh", "--vty_socket", str(paths.dir), "-c", command]
+    try:
+        p = subprocess.run(argv_, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise ExecError(argv_, None, e.stdout or "", e.stderr or "") from None
+    if p.returncode != 0:
+        raise ExecError(argv_, p.returncode, p.stdout, p.stderr)
+    return p.stdout
+
+
+def vtysh_json(paths: FrrPaths, command: str, *, timeout: float = 15.0) -> Any:
+    out = vtysh(paths, command + " json", timeout=timeout)
+    try:
+        return json.loads(out)
+    except ValueError:
+        raise ExecError(["vtysh", "-c", command + " json"], 0, out, "output is not JSON") from None
+
+
+def sessions(paths: FrrPaths) -> dict[str, dict[str, Any]]:
+    """Per neighbour address: state, and prefixes received per family (``show bgp summary``)."""
+    summary = vtysh_json(paths, "show bgp summary")
+    out: dict[str, dict[str, Any]] = {}
+    for key, family in (("ipv4Unicast", "ipv4"), ("ipv6Unicast", "ipv6")):
+        for addr, peer in summary.get(key, {}).get("peers", {}).items():
+            entry = out.setdefault(addr, {"state": peer.get("state", "?"), "received": {}, "sent": {}})
+            entry["received"][family] = peer.get("pfxRcd", 0)
+            entry["sent"][family] = peer.get("pfxSnt", 0)
+            entry["description"] = peer.get("desc", "")
+    return out
+
+
+def rib_counts(paths: FrrPaths) -> dict[str, int]:
+    """Prefixes in the BGP table per family. (The summary's ribCount counts tree nodes, not prefixes.)"""
+    stats = vtysh_json(paths, "show bgp statistics-all")
+
+    def total(key: str) -> int:
+        entries = stats.get(key) or [{}]
+        return int(entries[0].get("totalPrefixes", 0))
+
+    return {"ipv4": total("ipv4Unicast"), "ipv6": total("ipv6Unicast")}

@@ -1,0 +1,398 @@
+"""From a topology to running routers (`up`), what is running (`status`), and back to nothing (`down`).
+
+`up` is all or nothing: any failure (or Ctrl-C) removes what was made and reports the
+step that failed. `down` runs every step even when one fails, reports all failures,
+works from the state record and from the lab's mark alone, and is a no-op the second time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from lab.daemons import exabgp, frr
+from lab.errors import BgplabError, LabExists, LabNotFound, TeardownError, UpFailed
+from lab.kernel import count_lab_routes, count_lab_routes_procfs
+from lab.plan import LabPlan, NodePlan, build_plan
+from lab.procs import all_marked_labs, alive, end_processes, marked_pids, rss_kib
+from lab.runtime import Runtime, get_runtime
+from lab.runtime.netns import NETNS_DIR
+from lab.state import LabState, lab_dir
+from lab.topology import Kind, Role, check_lab_name, load_topology, parse_topology
+from lab.wait import wait_until
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class Timeouts:
+    daemons: float = 20.0
+    sessions: float = 60.0
+    converge: float = 120.0
+
+
+@dataclass
+class UpReport:
+    lab: str
+    plan: LabPlan
+    frr_version: str
+    # Seconds from the start of `up` to each milestone.
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def frr_paths(state: LabState, node: str) -> frr.FrrPaths:
+    return frr.FrrPaths(state.node_dir(node))
+
+
+def exabgp_paths(state: LabState, node: str) -> exabgp.ExabgpPaths:
+    return exabgp.ExabgpPaths(state.node_dir(node))
+
+
+def _parallel(fn: Callable[[NodePlan], Any], nodes: list[NodePlan]) -> None:
+    """Run a per-node step on every node at once (dry runs, daemon starts); raise the first failure."""
+    if not nodes:
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
+        for f in [pool.submit(fn, n) for n in nodes]:
+            f.result()
+
+
+class _Up:
+    def __init__(self, plan: LabPlan, rt: Runtime, state: LabState, progress: Progress, timeouts: Timeouts):
+        self.plan, self.rt, self.state, self.progress, self.timeouts = plan, rt, state, progress, timeouts
+        self.lab = plan.lab
+        self.t0 = time.monotonic()
+        self.timings: dict[str, float] = {}
+
+    def mark(self, milestone: str) -> None:
+        self.timings[milestone] = round(time.monotonic() - self.t0, 3)
+
+    def render(self) -> None:
+        for node in self.plan.routers():
+            frr.write(self.lab, node, frr_paths(self.state, node.name))
+        for node in self.plan.speakers():
+            exabgp.write(self.lab, node, exabgp_paths(self.state, node.name))
+        for node in self.plan.hosts():
+            self.state.node_dir(node.name).mkdir(parents=True, exist_ok=True)
+        checks = [(n, lambda n: frr.validate(n, frr_paths(self.state, n.name))) for n in self.plan.routers()]
+        checks += [(n, lambda n: exabgp.validate(n, exabgp_paths(self.state, n.name))) for n in self.plan.speakers()]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for f in [pool.submit(check, n) for n, check in checks]:
+                f.result()
+        self.mark("configs_checked")
+
+    def network(self) -> None:
+        for node in self.plan.nodes.values():
+            # Recorded before it exists: a SIGKILL between the two still gets it removed.
+            self.state.will_create_namespace(node.namespace)
+            self.rt.create_node(self.lab, node)
+        for i in range(len(self.plan.topology.links)):
+            a, b = self.plan.topology.link_endpoints(i)
+            na, nb = self.plan.nodes[a], self.plan.nodes[b]
+            ifa = next(x for x in na.interfaces if x.link == i)
+            ifb = next(x for x in nb.interfaces if x.link == i)
+            self.rt.add_link(self.lab, na, ifa, nb, ifb)
+        for node in self.plan.hosts():
+            self.rt.add_routes(self.lab, node)
+        self.mark("network")
+
+    def spawn(self, node: NodePlan, daemon: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+        pid = self.rt.spawn(self.lab, node, argv, log=log, env=env)
+        self.state.add_daemon(node.name, daemon, pid)
+        return pid
+
+    def _running(self, node: str, daemon: str) -> tuple[bool, str]:
+        pid = self.state.daemons().get(node, {}).get(daemon)
+        if pid is None or not alive(pid):
+            log = self.state.node_dir(node) / f"{daemon}.out"
+            tail = log.read_text(errors="replace").strip()[-400:] if log.exists() else ""
+            raise BgplabError(f"{daemon} on {node} exited at start: {tail or '(no output)'}")
+        return True, ""
+
+    def start_frr(self) -> None:
+        routers = self.plan.routers()
+        for node in routers:
+            p = frr_paths(self.state, node.name)
+            self.spawn(node, "zebra", frr.argv("zebra", node, p), p.dir / "zebra.out")
+
+        def zserv_ready() -> tuple[bool, str]:
+            missing = [n.name for n in routers if not frr_paths(self.state, n.name).zserv.exists()]
+            for n in missing:
+                self._running(n, "zebra")
+            return not missing, f"no zserv socket yet on {', '.join(missing)}"
+
+        wait_until(zserv_ready, timeout=self.timeouts.daemons, what="zebra to open its zserv socket on every router")
+        for node in routers:
+            p = frr_paths(self.state, node.name)
+            self.spawn(node, "bgpd", frr.argv("bgpd", node, p), p.dir / "bgpd.out")
+
+        def vty_ready() -> tuple[bool, str]:
+            missing = [n.name for n in routers if not frr_paths(self.state, n.name).vty("bgpd").exists()]
+            for n in missing:
+                self._running(n, "bgpd")
+            return not missing, f"no bgpd vty socket yet on {', '.join(missing)}"
+
+        wait_until(vty_ready, timeout=self.timeouts.daemons, what="bgpd to open its vty socket on every router")
+        self.mark("frr_started")
+
+    def start_exabgp(self) -> None:
+        speakers = self.plan.speakers()
+        for node in speakers:
+            p = exabgp_paths(self.state, node.name)
+            self.spawn(node, "exabgp", exabgp.argv(p), p.dir / "exabgp.out", exabgp.environment(p))
+
+        def sockets() -> tuple[bool, str]:
+            missing = [n.name for n in speakers if not exabgp_paths(self.state, n.name).socket.exists()]
+            for n in missing:
+                self._running(n, "exabgp")
+            return not missing, f"no API channel socket yet on {', '.join(missing)}"
+
+        wait_until(sockets, timeout=self.timeouts.daemons, what="every ExaBGP speaker's API channel")
+        self.mark("exabgp_started")
+
+    def wait_sessions(self) -> None:
+        def established() -> tuple[bool, str]:
+            down = []
+            for node in self.plan.routers():
+                for addr, s in frr.sessions(frr_paths(self.state, node.name)).items():
+                    if s["state"] != "Established":
+                        down.append(f"{node.name}->{s.get('description', addr).split()[0]} {s['state']}")
+            return not down, ", ".join(down[:8]) + (f" (+{len(down) - 8} more)" if len(down) > 8 else "")
+
+        wait_until(established, timeout=self.timeouts.sessions, what="every BGP session to be Established", interval=0.1)
+        self.mark("sessions_established")
+
+    def announce(self) -> None:
+        def feed(node: NodePlan) -> None:
+            prefixes = [p.prefix for p in self.plan.originated_by(node.name)]
+            if not prefixes:
+                return
+            commands = [c for s in node.sessions for c in exabgp.announcements(s, prefixes)]
+            with exabgp.SpeakerChannel(node.name, exabgp_paths(self.state, node.name).socket) as ch:
+                ch.send_many(commands)
+
+        _parallel(feed, self.plan.speakers())
+        self.mark("announced")
+
+    def wait_converged(self) -> None:
+        plan = self.plan
+        observers = plan.observers()
+
+        def observer_full() -> tuple[bool, str]:
+            seen = []
+            for node in observers:
+                for s in node.sessions:
+                    if s.peer_kind is not Kind.exabgp:
+                        continue
+                    want = {f: sum(1 for p in plan.originated_by(s.peer) if p.family == f) for f in ("ipv4", "ipv6")}
+                    got = frr.sessions(frr_paths(self.state, node.name)).get(str(s.peer_v4), {}).get("received", {})
+                    if any(got.get(f, 0) != want[f] for f in want):
+                        seen.append(f"{node.name} has {got} from {s.peer}, wants {want}")
+            return not seen, "; ".join(seen)
+
+        if observers:
+            wait_until(observer_full, timeout=self.timeouts.converge, what="the observer to receive every prefix", interval=0.05)
+        self.mark("observer_full")
+
+        def ribs() -> tuple[bool, str]:
+            short = []
+            for node in plan.routers():
+                got = frr.rib_counts(frr_paths(self.state, node.name))
+                want = plan.expected_rib[node.name]
+                if got != want:
+                    short.append(f"{node.name} BGP table {got}, wants {want}")
+            return not short, "; ".join(short)
+
+        wait_until(ribs, timeout=self.timeouts.converge, what="every router's BGP table to hold its prefixes", interval=0.05)
+        self.mark("bgp_converged")
+
+        def kernels() -> tuple[bool, str]:
+            short = []
+            for node in plan.routers():
+                if not node.installs_routes:
+                    continue
+                zebra = self.state.daemons()[node.name]["zebra"]
+                got = count_lab_routes_procfs(zebra, plan.pool_keys)
+                want = {f: len(s) for f, s in plan.expected[node.name].items()}
+                if got != want:
+                    short.append(f"{node.name} kernel {got}, wants {want}")
+            return not short, "; ".join(short)
+
+        wait_until(kernels, timeout=self.timeouts.converge, what="every router's kernel table to hold its prefixes", interval=0.05)
+        self.mark("kernel_converged")
+
+
+def up(
+    topology_path: str | Path,
+    name: str | None = None,
+    *,
+    runtime: str = "netns",
+    progress: Progress = _quiet,
+    timeouts: Timeouts | None = None,
+) -> UpReport:
+    """Bring a lab up and wait until it has converged; all or nothing."""
+    topology = load_topology(topology_path)  # every validation error, before anything exists
+    plan = build_plan(topology, name)
+    lab = plan.lab
+    rt = get_runtime(runtime)
+    leftovers = rt.nodes_of(lab)
+    if leftovers or marked_pids(lab):
+        raise LabExists(
+            f"lab '{lab}' already has namespaces or processes ({', '.join(leftovers[:4]) or 'processes'}); "
+            f"`bgplab down {lab}` removes them"
+        )
+    state = LabState.create(lab, runtime, str(Path(topology_path).resolve()))
+    state.set(topology_doc=topology.model_dump(mode="json"), frr_version=frr.frr_version())
+    u = _Up(plan, rt, state, progress, timeouts or Timeouts())
+    steps = [
+        ("render and check daemon configs", u.render),
+        ("create namespaces and links", u.network),
+        ("start FRR", u.start_frr),
+        ("start ExaBGP", u.start_exabgp),
+        ("wait for sessions", u.wait_sessions),
+        ("announce prefixes", u.announce),
+        ("wait for convergence", u.wait_converged),
+    ]
+    step = "start"
+    try:
+        for step, fn in steps:
+            progress(step)
+            fn()
+    except BaseException as e:  # Ctrl-C too: never leave half a lab
+        problems = _teardown(lab, state)
+        raise UpFailed(lab, step, e, problems) from e
+    state.set(status="up", timings=u.timings)
+    return UpReport(lab, plan, state.data["frr_version"], u.timings)
+
+
+def _teardown(lab: str, state: LabState | None) -> list[str]:
+    runtime = (state.data.get("runtime") if state else None) or "netns"
+    problems: list[str] = []
+    rt = get_runtime(runtime)
+    problems += end_processes(lab, state.pids() if state else [])
+    # What the runtime lists by the lab's mark covers the state record's namespaces too.
+    problems += rt.remove(lab, rt.nodes_of(lab))
+    try:
+        shutil.rmtree(lab_dir(lab))
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        problems.append(f"{lab_dir(lab)}: {e.strerror}")
+    return problems
+
+
+@dataclass
+class DownReport:
+    lab: str
+    existed: bool
+    seconds: float
+
+
+def down(lab: str) -> DownReport:
+    """Remove everything lab ``lab`` made; a no-op if nothing is left. Needs no topology file."""
+    check_lab_name(lab)
+    t0 = time.monotonic()
+    state = LabState.load(lab)
+    rt = get_runtime((state.data.get("runtime") if state else None) or "netns")
+    existed = bool(state or rt.nodes_of(lab) or marked_pids(lab))
+    problems = _teardown(lab, state) if existed else []
+    if problems:
+        raise TeardownError(lab, problems)
+    return DownReport(lab, existed, time.monotonic() - t0)
+
+
+def labs() -> list[str]:
+    """Every lab with anything left on this machine: a state record, a namespace or a marked process."""
+    found = set(LabState.labs()) | all_marked_labs()
+    try:
+        # Lab names hold no '-', so the lab is the second field of `bgplab-<lab>-<node>`.
+        found |= {n.split("-")[1] for n in os.listdir(NETNS_DIR) if n.startswith("bgplab-") and n.count("-") >= 2}
+    except FileNotFoundError:
+        pass
+    return sorted(found)
+
+
+# -- status ---------------------------------------------------------------------------
+
+
+def load_plan(lab: str) -> tuple[LabState, LabPlan]:
+    """The plan of a running lab, rebuilt from its state record (the topology file may be gone)."""
+    state = LabState.load(lab)
+    if state is None:
+        raise LabNotFound(f"lab '{lab}' is not up (labs: {', '.join(labs()) or 'none'})")
+    doc = state.data.get("topology_doc")
+    if doc is None:
+        raise LabNotFound(f"lab '{lab}' has no usable state record ({state.path}); `bgplab down {lab}` removes it")
+    return state, build_plan(parse_topology(doc, str(state.path)), lab)
+
+
+@dataclass
+class NodeStatus:
+    name: str
+    kind: str
+    role: str
+    asn: int | None
+    daemons: dict[str, bool]
+    sessions: list[dict[str, Any]]
+    received: dict[str, int] | None  # BGP table, pool prefixes and others
+    installed: dict[str, int] | None  # kernel, pool prefixes only
+    rss_kib: int
+
+
+def status(lab: str, *, kernel: bool = True) -> list[NodeStatus]:
+    state, plan = load_plan(lab)
+    out = []
+    for node in plan.nodes.values():
+        daemons = state.daemons().get(node.name, {})
+        up = {d: alive(pid) for d, pid in daemons.items()}
+        sessions: list[dict[str, Any]] = []
+        received = installed = None
+        if node.kind is Kind.frr and up.get("bgpd"):
+            p = frr_paths(state, node.name)
+            try:
+                live = frr.sessions(p)
+                received = frr.rib_counts(p)
+            except BgplabError as e:
+                live = {}
+                sessions.append({"peer": "?", "state": f"vtysh failed: {e}"})
+            for s in node.sessions:
+                info = live.get(str(s.peer_v4), {})
+                sessions.append(
+                    {
+                        "peer": s.peer,
+                        "address": str(s.peer_v4),
+                        "state": info.get("state", "unknown"),
+                        "received": info.get("received", {}),
+                        "sent": info.get("sent", {}),
+                    }
+                )
+        if node.kind is Kind.frr and node.installs_routes and kernel:
+            installed = count_lab_routes(node.namespace, plan.pool_keys)
+        out.append(
+            NodeStatus(
+                node.name,
+                node.kind.value,
+                node.role.value,
+                node.asn,
+                up,
+                sessions,
+                received,
+                installed,
+                sum(rss_kib(pid) for d, pid in daemons.items() if up[d]),
+            )
+        )
+    return out
+
+
+def lab_rss_kib(lab: str) -> int:
+    """Resident memory of every process carrying the lab's mark (daemons and their helpers)."""
+    return sum(rss_kib(pid) for pid in marked_pids(lab))

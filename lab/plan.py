@@ -1,0 +1,303 @@
+"""The plan: everything derived from a topology, pure and deterministic.
+
+Addresses, interface names, sessions, the prefixes each speaker originates and the
+prefixes each router should end up with. No I/O; the same topology and lab name
+give the same plan.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import islice
+from typing import Iterable
+
+from lab.topology import (
+    DEFAULT_TIMERS,
+    LINK_V4,
+    LINK_V6,
+    LOOPBACK_V4,
+    LOOPBACK_V6,
+    Kind,
+    Role,
+    Timers,
+    Topology,
+    check_lab_name,
+)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+FAMILIES = ("ipv4", "ipv6")
+
+
+def namespace_name(lab: str, node: str) -> str:
+    return f"bgplab-{lab}-{node}"
+
+
+def family_of(net: IPNetwork) -> str:
+    return "ipv4" if net.version == 4 else "ipv6"
+
+
+@dataclass(frozen=True)
+class PlannedPrefix:
+    prefix: IPNetwork
+    pool: str
+    byoip: bool
+    origins: tuple[str, ...]  # speakers that originate it
+
+    @property
+    def family(self) -> str:
+        return family_of(self.prefix)
+
+
+@dataclass(frozen=True)
+class Interface:
+    name: str  # inside the node, eth1..ethN in link order, as containerlab names them
+    link: int
+    peer: str
+    peer_ifname: str
+    v4: ipaddress.IPv4Interface
+    v6: ipaddress.IPv6Interface
+
+
+@dataclass(frozen=True)
+class Session:
+    """One eBGP session as seen from its local end."""
+
+    ifname: str
+    local_v4: ipaddress.IPv4Address
+    local_v6: ipaddress.IPv6Address
+    peer: str
+    peer_kind: Kind
+    peer_role: Role
+    peer_asn: int
+    peer_v4: ipaddress.IPv4Address
+    peer_v6: ipaddress.IPv6Address
+    timers: Timers
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    name: str
+    kind: Kind
+    role: Role
+    asn: int | None
+    namespace: str
+    index: int
+    router_id: ipaddress.IPv4Address
+    loopback_v4: ipaddress.IPv4Interface
+    loopback_v6: ipaddress.IPv6Interface
+    interfaces: tuple[Interface, ...]
+    sessions: tuple[Session, ...]
+    # Subnets an eyeball router originates (its links to hosts).
+    networks: tuple[IPNetwork, ...]
+    # A host's default gateways (its eyeball router's addresses on the link).
+    gateway_v4: ipaddress.IPv4Address | None = None
+    gateway_v6: ipaddress.IPv6Address | None = None
+    pools: tuple[str, ...] = ()
+
+    @property
+    def exports(self) -> str:
+        """What this node advertises to its neighbours: everything, its own routes, or nothing."""
+        if self.role in (Role.transit, Role.edge):
+            return "all"
+        if self.role is Role.collector:
+            return "none"
+        return "local"
+
+    @property
+    def installs_routes(self) -> bool:
+        """Routers install their best paths into the kernel; the collector only records."""
+        return self.kind is Kind.frr and self.role is not Role.collector
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    lab: str
+    topology: Topology
+    nodes: dict[str, NodePlan]
+    prefixes: tuple[PlannedPrefix, ...]
+    # Per router: the pool prefixes (by family) it should have in its RIB (and kernel).
+    expected: dict[str, dict[str, frozenset[IPNetwork]]] = field(repr=False)
+    # Per router: every prefix (pools and eyeball subnets) it should have in its BGP table.
+    expected_rib: dict[str, dict[str, int]] = field(repr=False)
+
+    def routers(self) -> list[NodePlan]:
+        return [n for n in self.nodes.values() if n.kind is Kind.frr]
+
+    def speakers(self) -> list[NodePlan]:
+        return [n for n in self.nodes.values() if n.kind is Kind.exabgp]
+
+    def hosts(self) -> list[NodePlan]:
+        return [n for n in self.nodes.values() if n.kind is Kind.host]
+
+    def originated_by(self, speaker: str) -> list[PlannedPrefix]:
+        return [p for p in self.prefixes if speaker in p.origins]
+
+    @cached_property
+    def pool_keys(self) -> frozenset[tuple[int, str]]:
+        """(version, 'a.b.c.d/len') of every pool prefix, for matching kernel routes fast."""
+        return frozenset((p.prefix.version, str(p.prefix)) for p in self.prefixes)
+
+    def observers(self) -> list[NodePlan]:
+        return [n for n in self.nodes.values() if n.role is Role.peer]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "prefixes": len(self.prefixes),
+            "byoip": sum(p.byoip for p in self.prefixes),
+            "ipv4": sum(p.prefix.version == 4 for p in self.prefixes),
+            "ipv6": sum(p.prefix.version == 6 for p in self.prefixes),
+        }
+
+
+def _pool_prefixes(topology: Topology) -> tuple[PlannedPrefix, ...]:
+    origins: dict[str, list[str]] = {name: [] for name in topology.pools}
+    for node_name, node in topology.nodes.items():
+        for pool in node.originates:
+            origins[pool].append(node_name)
+    out = []
+    for name, pool in topology.pools.items():
+        subnets = islice(pool.network.subnets(new_prefix=pool.length), pool.count)
+        out.extend(PlannedPrefix(s, name, pool.byoip, tuple(origins[name])) for s in subnets)
+    return tuple(out)
+
+
+def _reach(start: str, adjacency: dict[str, list[str]], nodes: dict[str, NodePlan]) -> set[str]:
+    """Routers that learn a route originated at ``start``: valley-free enough for a lab.
+
+    A route crosses every session out of its origin and out of routers that export
+    everything (transit); peers, eyeballs and the collector keep it. ASNs of routers are
+    unique (checked by the topology), so no AS-path loop cuts a path this search finds.
+    """
+    learned: set[str] = set()
+    queue = deque([start])
+    forwarded = {start}
+    while queue:
+        cur = queue.popleft()
+        for nb in adjacency[cur]:
+            if nodes[nb].kind is not Kind.frr or nb == start:
+                continue
+            learned.add(nb)
+            if nodes[nb].exports == "all" and nb not in forwarded:
+                forwarded.add(nb)
+                queue.append(nb)
+    return learned
+
+
+def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
+    lab = check_lab_name(lab or topology.name)
+    names = list(topology.nodes)
+    index = {n: i + 1 for i, n in enumerate(names)}
+    link_v4 = LINK_V4.subnets(new_prefix=31)
+    link_v6 = LINK_V6.subnets(new_prefix=64)
+
+    ifaces: dict[str, list[Interface]] = {n: [] for n in names}
+    adjacency: dict[str, list[str]] = {n: [] for n in names}
+    link_timers: dict[int, Timers] = {}
+    for i in range(len(topology.links)):
+        a, b = topology.link_endpoints(i)
+        net4, net6 = next(link_v4), next(link_v6)
+        ifa, ifb = f"eth{len(ifaces[a]) + 1}", f"eth{len(ifaces[b]) + 1}"
+        ifaces[a].append(
+            Interface(ifa, i, b, ifb, ipaddress.IPv4Interface(f"{net4[0]}/31"), ipaddress.IPv6Interface(f"{net6[1]}/64"))
+        )
+        ifaces[b].append(
+            Interface(ifb, i, a, ifa, ipaddress.IPv4Interface(f"{net4[1]}/31"), ipaddress.IPv6Interface(f"{net6[2]}/64"))
+        )
+        adjacency[a].append(b)
+        adjacency[b].append(a)
+        link_timers[i] = topology.link_timers(i)
+
+    def peer_iface(iface: Interface) -> Interface:
+        return next(x for x in ifaces[iface.peer] if x.link == iface.link)
+
+    base_timers = topology.timers.over(DEFAULT_TIMERS)
+    nodes: dict[str, NodePlan] = {}
+    for n in names:
+        spec = topology.nodes[n]
+        i = index[n]
+        lo4 = ipaddress.IPv4Interface(f"{LOOPBACK_V4[i]}/32")
+        lo6 = ipaddress.IPv6Interface(f"{LOOPBACK_V6[i]}/128")
+        sessions = []
+        networks: list[IPNetwork] = []
+        gw4 = gw6 = None
+        for iface in ifaces[n]:
+            peer = topology.nodes[iface.peer]
+            other = peer_iface(iface)
+            if spec.kind is Kind.host:
+                gw4, gw6 = other.v4.ip, other.v6.ip
+                continue
+            if peer.kind is Kind.host:
+                networks += [iface.v4.network, iface.v6.network]
+                continue
+            # Most specific wins: link, then each end's node, then the topology, then defaults.
+            timers = link_timers[iface.link].over(spec.timers.over(peer.timers.over(base_timers)))
+            sessions.append(
+                Session(
+                    ifname=iface.name,
+                    local_v4=iface.v4.ip,
+                    local_v6=iface.v6.ip,
+                    peer=iface.peer,
+                    peer_kind=peer.kind,
+                    peer_role=peer.effective_role,
+                    peer_asn=peer.asn,
+                    peer_v4=other.v4.ip,
+                    peer_v6=other.v6.ip,
+                    timers=timers,
+                )
+            )
+        nodes[n] = NodePlan(
+            name=n,
+            kind=spec.kind,
+            role=spec.effective_role,
+            asn=spec.asn,
+            namespace=namespace_name(lab, n),
+            index=i,
+            router_id=spec.router_id or lo4.ip,
+            loopback_v4=lo4,
+            loopback_v6=lo6,
+            interfaces=tuple(ifaces[n]),
+            sessions=tuple(sessions),
+            networks=tuple(networks),
+            gateway_v4=gw4,
+            gateway_v6=gw6,
+            pools=tuple(spec.originates),
+        )
+
+    prefixes = _pool_prefixes(topology)
+    reach = {n: _reach(n, adjacency, nodes) for n in names if nodes[n].kind is not Kind.host}
+
+    expected: dict[str, dict[str, set[IPNetwork]]] = {
+        r: {f: set() for f in FAMILIES} for r in names if nodes[r].kind is Kind.frr
+    }
+    rib: dict[str, dict[str, int]] = {r: {f: 0 for f in FAMILIES} for r in expected}
+    for speaker in (n for n in names if nodes[n].kind is Kind.exabgp):
+        own = [p for p in prefixes if speaker in p.origins]
+        for r in reach[speaker]:
+            for p in own:
+                expected[r][p.family].add(p.prefix)
+    for r in expected:
+        for f in FAMILIES:
+            rib[r][f] = len(expected[r][f])
+    for eyeball in (n for n in names if nodes[n].networks):
+        for net in nodes[eyeball].networks:
+            for r in reach[eyeball] | {eyeball}:
+                rib[r][family_of(net)] += 1
+
+    return LabPlan(
+        lab=lab,
+        topology=topology,
+        nodes=nodes,
+        prefixes=prefixes,
+        expected={r: {f: frozenset(s) for f, s in fam.items()} for r, fam in expected.items()},
+        expected_rib=rib,
+    )
+
+
+def describe(plan: LabPlan) -> Iterable[str]:
+    """One line per node, for `bgplab plan` and for people reading a plan in a test failure."""
+    for node in plan.nodes.values():
+        ifs = ", ".join(f"{i.name}->{i.peer} {i.v4}" for i in node.interfaces)
+        yield f"{node.name:<12} {node.kind.value:<6} {node.role.value:<9} AS{node.asn or '-':<8} {ifs}"

@@ -1,0 +1,116 @@
+"""Processes a lab started, found by PID and by the lab's own mark; ended only those.
+
+Every process a lab starts carries ``BGPLAB_LAB=<lab>`` in its environment (and its
+children inherit it), so a lab torn down after a crash finds even the processes whose
+PIDs never reached the state file. Nothing is ever matched by command name.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+MARK = "BGPLAB_LAB"
+
+
+def mark_env(lab: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env[MARK] = lab
+    return env
+
+
+def lab_of(pid: int) -> str | None:
+    """The lab a process belongs to, read from its environment; None if unmarked or gone."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    needle = f"{MARK}=".encode()
+    for entry in raw.split(b"\0"):
+        if entry.startswith(needle):
+            return entry[len(needle):].decode(errors="replace")
+    return None
+
+
+def marked_pids(lab: str) -> list[int]:
+    me = os.getpid()
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != me and lab_of(int(entry)) == lab:
+            out.append(int(entry))
+    return sorted(out)
+
+
+def all_marked_labs() -> set[str]:
+    labs = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            lab = lab_of(int(entry))
+            if lab:
+                labs.add(lab)
+    return labs
+
+
+def alive(pid: int) -> bool:
+    """True for a running process; a zombie is not alive."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _reap(pid: int) -> None:
+    # Our own children (when `up` itself tears down) must be reaped or they stay zombies.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def end_processes(lab: str, pids: list[int], grace: float = 1.5) -> list[str]:
+    """SIGTERM the lab's processes, SIGKILL what is left after ``grace`` seconds.
+
+    Only PIDs still carrying this lab's mark are signalled, so a recycled PID is never hit.
+    Returns the problems (processes that would not die).
+    """
+    targets = sorted({p for p in pids if lab_of(p) == lab} | set(marked_pids(lab)))
+    for pid in targets:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    remaining = targets
+    while remaining and time.monotonic() < deadline:
+        for pid in remaining:
+            _reap(pid)
+        remaining = [p for p in remaining if alive(p)]
+        if remaining:
+            time.sleep(0.02)
+    for pid in remaining:
+        if lab_of(pid) == lab:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 2.0
+    while remaining and time.monotonic() < deadline:
+        for pid in remaining:
+            _reap(pid)
+        remaining = [p for p in remaining if alive(p)]
+        if remaining:
+            time.sleep(0.02)
+    return [f"process {pid} of lab '{lab}' survived SIGKILL" for pid in remaining]

@@ -1,0 +1,133 @@
+"""The default runtime: one network namespace per node, veth links, all through pyroute2.
+
+Nothing here touches the host's namespace: veth pairs are created inside one node's
+namespace with their peer end placed directly in the other's, so no interface ever
+appears on the host, and sysctls are written from inside each namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from pyroute2 import NetNS, netns
+
+from lab.errors import BgplabError
+from lab.plan import Interface, NodePlan
+from lab.procs import mark_env
+from lab.runtime import ExecResult, cmd_raises
+
+NETNS_DIR = Path("/run/netns")
+
+# Forwarding on, DAD off (a lab's addresses are unique by plan; DAD would only delay
+# IPv6 by a second), inside the namespace only.
+SYSCTLS = [
+    "net.ipv4.ip_forward=1",
+    "net.ipv6.conf.all.forwarding=1",
+    "net.ipv6.conf.default.accept_dad=0",
+    "net.ipv6.conf.all.accept_dad=0",
+    "net.ipv4.conf.all.rp_filter=0",
+    "net.ipv4.conf.default.rp_filter=0",
+]
+
+
+def _nsenter() -> str:
+    path = shutil.which("nsenter")
+    if not path:
+        raise BgplabError("nsenter (util-linux) is not installed; run `make lab-up` to install what is missing")
+    return path
+
+
+class NetnsRuntime:
+    name = "netns"
+
+    def _path(self, node: NodePlan | str, lab: str | None = None) -> str:
+        ns = node.namespace if isinstance(node, NodePlan) else f"bgplab-{lab}-{node}"
+        return str(NETNS_DIR / ns)
+
+    def create_node(self, lab: str, node: NodePlan) -> None:
+        if (NETNS_DIR / node.namespace).exists():
+            raise BgplabError(f"namespace {node.namespace} already exists")
+        netns.create(node.namespace)
+        cmd_raises(self.exec(lab, node, ["sysctl", "-qw", *SYSCTLS]), f"node {node.name}")
+        with NetNS(node.namespace) as ns:
+            lo = ns.link_lookup(ifname="lo")[0]
+            ns.link("set", index=lo, state="up")
+            if node.kind.value != "host":
+                ns.addr("add", index=lo, address=str(node.loopback_v4.ip), prefixlen=32)
+                ns.addr("add", index=lo, address=str(node.loopback_v6.ip), prefixlen=128)
+
+    def add_link(self, lab: str, a: NodePlan, ifa: Interface, b: NodePlan, ifb: Interface) -> None:
+        with NetNS(a.namespace) as nsa:
+            nsa.link(
+                "add",
+                ifname=ifa.name,
+                kind="veth",
+                peer={"ifname": ifb.name, "net_ns_fd": self._path(b)},
+            )
+        for node, iface in ((a, ifa), (b, ifb)):
+            with NetNS(node.namespace) as ns:
+                idx = ns.link_lookup(ifname=iface.name)[0]
+                ns.addr("add", index=idx, address=str(iface.v4.ip), prefixlen=iface.v4.network.prefixlen)
+                ns.addr("add", index=idx, address=str(iface.v6.ip), prefixlen=iface.v6.network.prefixlen)
+                ns.link("set", index=idx, state="up")
+
+    def add_routes(self, lab: str, node: NodePlan) -> None:
+        if node.gateway_v4 is None:
+            return
+        with NetNS(node.namespace) as ns:
+            ns.route("add", dst="0.0.0.0/0", gateway=str(node.gateway_v4))
+            ns.route("add", dst="::/0", gateway=str(node.gateway_v6), family=10)
+
+    def exec_argv(self, lab: str, node: str, argv: list[str]) -> list[str]:
+        return [_nsenter(), f"--net={self._path(node, lab)}", "--", *argv]
+
+    def spawn(self, lab: str, node: NodePlan, argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> int:
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                self.exec_argv(lab, node.name, argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=mark_env(lab, env),
+                # Its own session: the lab outlives the `bgplab up` that started it,
+                # and a Ctrl-C in the user's terminal does not reach the daemons.
+                start_new_session=True,
+            )
+        # nsenter execs the daemon (no fork for --net), so this PID is the daemon's.
+        return proc.pid
+
+    def exec(self, lab: str, node: NodePlan, argv: list[str], *, timeout: float = 30.0) -> ExecResult:
+        full = self.exec_argv(lab, node.name, argv)
+        try:
+            p = subprocess.run(
+                full, capture_output=True, text=True, timeout=timeout, env=mark_env(lab), stdin=subprocess.DEVNULL
+            )
+        except subprocess.TimeoutExpired as e:
+            return ExecResult(full, None, e.stdout or "", e.stderr or "")
+        return ExecResult(full, p.returncode, p.stdout, p.stderr)
+
+    def nodes_of(self, lab: str) -> list[str]:
+        prefix = f"bgplab-{lab}-"
+        try:
+            names = os.listdir(NETNS_DIR)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if n.startswith(prefix))
+
+    def remove(self, lab: str, names: list[str]) -> list[str]:
+        problems = []
+        for name in names:
+            if not name.startswith(f"bgplab-{lab}-"):
+                problems.append(f"refused to remove namespace {name}: it is not lab '{lab}''s")
+                continue
+            try:
+                # Removing the namespace takes its veth ends (and so their peers) with it.
+                netns.remove(name)
+            except FileNotFoundError:
+                pass
+            except Exception as e:  # report and go on: teardown runs every step
+                problems.append(f"namespace {name}: {e}")
+        return problems

@@ -1,0 +1,106 @@
+"""What a lab created, recorded before creating it, so `down` can undo it after a crash.
+
+``/run/bgplab/<lab>/state.json`` lists the runtime, the namespaces (written before each
+is made) and the PIDs of the daemons. Written atomically (temp file, rename) so a
+SIGKILL at any moment leaves either the old record or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from lab.errors import LabExists
+
+RUN_ROOT = Path(os.environ.get("BGPLAB_RUN_ROOT", "/run/bgplab"))
+
+
+def lab_dir(lab: str) -> Path:
+    return RUN_ROOT / lab
+
+
+class LabState:
+    def __init__(self, lab: str, data: dict[str, Any]):
+        self.lab = lab
+        self.dir = lab_dir(lab)
+        self.data = data
+
+    @property
+    def path(self) -> Path:
+        return self.dir / "state.json"
+
+    def node_dir(self, node: str) -> Path:
+        return self.dir / "nodes" / node
+
+    @classmethod
+    def create(cls, lab: str, runtime: str, topology: str) -> "LabState":
+        d = lab_dir(lab)
+        d.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # mkdir is atomic: of two `up`s of one name, exactly one gets here.
+            d.mkdir(mode=0o755)
+        except FileExistsError:
+            raise LabExists(
+                f"lab '{lab}' is already up (or a failed attempt left {d}); "
+                f"`bgplab status {lab}` shows it, `bgplab down {lab}` removes it"
+            ) from None
+        state = cls(
+            lab,
+            {
+                "lab": lab,
+                "runtime": runtime,
+                "topology": topology,
+                "status": "creating",
+                "created": time.time(),
+                "pid": os.getpid(),
+                "namespaces": [],
+                "daemons": {},
+                "timings": {},
+            },
+        )
+        state.save()
+        return state
+
+    @classmethod
+    def load(cls, lab: str) -> "LabState | None":
+        try:
+            data = json.loads((lab_dir(lab) / "state.json").read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            # A state file that cannot be read still means the lab exists: down must work.
+            data = {"lab": lab, "runtime": "netns", "status": "unreadable", "namespaces": [], "daemons": {}}
+        return cls(lab, data)
+
+    @staticmethod
+    def labs() -> list[str]:
+        try:
+            return sorted(p.name for p in RUN_ROOT.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return []
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True))
+        os.replace(tmp, self.path)
+
+    def will_create_namespace(self, name: str) -> None:
+        self.data["namespaces"].append(name)
+        self.save()
+
+    def add_daemon(self, node: str, daemon: str, pid: int) -> None:
+        self.data["daemons"].setdefault(node, {})[daemon] = pid
+        self.save()
+
+    def daemons(self) -> dict[str, dict[str, int]]:
+        return self.data.get("daemons", {})
+
+    def pids(self) -> list[int]:
+        return [pid for d in self.daemons().values() for pid in d.values()]
+
+    def set(self, **fields: Any) -> None:
+        self.data.update(fields)
+        self.save()

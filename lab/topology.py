@@ -1,0 +1,323 @@
+"""What a lab is: nodes, links, ASNs, timers, prefix pools. Pure models, no I/O but reading the file.
+
+Validation is strict (``extra="forbid"``) and reports every problem at once, each
+with its path (``nodes.t3.asn: ...``), before anything touches the kernel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lab.errors import TopologyError
+
+NODE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
+# Lab names end up inside namespace names `bgplab-<lab>-<node>`; node names may
+# contain '-', so a lab name may not, or `bgplab-a-b-c` would be ambiguous.
+LAB_NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,19}$")
+
+# Link networks come from here (DESIGN: 198.18.0.0/15, benchmarking space).
+LINK_V4 = ipaddress.ip_network("198.18.0.0/16")
+LOOPBACK_V4 = ipaddress.ip_network("198.19.0.0/16")
+LINK_V6 = ipaddress.ip_network("2001:db8:0::/48")
+LOOPBACK_V6 = ipaddress.ip_network("2001:db8:1::/48")
+RESERVED = [LINK_V4, LOOPBACK_V4, LINK_V6, LOOPBACK_V6]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Kind(str, Enum):
+    frr = "frr"  # a router: zebra + bgpd
+    exabgp = "exabgp"  # a speaker: originates pool prefixes, driven over its API
+    host = "host"  # an end host behind an eyeball router
+
+
+class Role(str, Enum):
+    edge = "edge"  # the origin network's speakers (the incident's edge)
+    transit = "transit"  # carries everything to everyone
+    peer = "peer"  # receives; exports only what it originates
+    eyeball = "eyeball"  # access network with end hosts; exports only its own subnets
+    collector = "collector"  # receives and records; exports nothing
+    host = "host"
+
+
+class Timers(_Strict):
+    """Per-session BGP timers, in seconds. Unset fields inherit from the level above."""
+
+    keepalive: Annotated[int, Field(ge=1, le=21845)] | None = None
+    hold: Annotated[int, Field(ge=0, le=65535)] | None = None
+    mrai: Annotated[int, Field(ge=0, le=600, description="advertisement-interval")] | None = None
+    connect_retry: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+    @model_validator(mode="after")
+    def _hold_vs_keepalive(self) -> "Timers":
+        if self.hold is not None and self.hold != 0 and self.hold < 3:
+            raise ValueError("hold must be 0 or at least 3 seconds (RFC 4271)")
+        if self.hold and self.keepalive and self.keepalive * 3 > self.hold:
+            raise ValueError(
+                f"keepalive {self.keepalive} is more than a third of hold {self.hold}"
+            )
+        return self
+
+    def over(self, base: "Timers") -> "Timers":
+        """These timers with unset fields taken from ``base``."""
+        merged = base.model_dump()
+        merged.update({k: v for k, v in self.model_dump().items() if v is not None})
+        return Timers(**merged)
+
+
+DEFAULT_TIMERS = Timers(keepalive=3, hold=9, mrai=0, connect_retry=1)
+
+
+class Pool(_Strict):
+    """A block the speakers originate test prefixes from: the first ``count`` subnets of ``length``."""
+
+    prefix: str
+    length: Annotated[int, Field(ge=8, le=128)]
+    count: Annotated[int, Field(ge=1, le=200_000)]
+    byoip: bool = False
+
+    @field_validator("prefix")
+    @classmethod
+    def _network(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_network(v, strict=True))
+        except ValueError as e:
+            raise ValueError(f"not a network in CIDR form ({e})") from None
+
+    @model_validator(mode="after")
+    def _fits(self) -> "Pool":
+        net = ipaddress.ip_network(self.prefix)
+        if self.length < net.prefixlen or self.length > net.max_prefixlen:
+            raise ValueError(
+                f"length /{self.length} must be between /{net.prefixlen} and /{net.max_prefixlen} for {net}"
+            )
+        available = 2 ** (self.length - net.prefixlen)
+        if self.count > available:
+            raise ValueError(f"count {self.count} exceeds the {available} /{self.length}s in {net}")
+        return self
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.prefix)
+
+
+class Node(_Strict):
+    kind: Kind
+    role: Role | None = None
+    asn: Annotated[int, Field(ge=1, le=4_294_967_294)] | None = None
+    router_id: ipaddress.IPv4Address | None = None
+    timers: Timers = Timers()
+    originates: list[str] = []
+
+    @model_validator(mode="after")
+    def _kind_rules(self) -> "Node":
+        problems = []
+        if self.kind is Kind.host:
+            if self.asn is not None:
+                problems.append("a host has no ASN")
+            if self.role not in (None, Role.host):
+                problems.append(f"a host's role is 'host', not '{self.role.value}'")
+        else:
+            if self.asn is None:
+                problems.append(f"a node of kind '{self.kind.value}' needs an asn")
+            if self.role in (None, Role.host):
+                valid = ", ".join(r.value for r in Role if r is not Role.host)
+                problems.append(f"a node of kind '{self.kind.value}' needs a role (one of {valid})")
+        if self.kind is Kind.exabgp and self.role not in (None, Role.edge):
+            problems.append("an exabgp speaker's role is 'edge'")
+        if self.kind is Kind.frr and self.role is Role.edge:
+            problems.append("role 'edge' is for exabgp speakers; an frr router is transit, peer, eyeball or collector")
+        if self.originates and self.kind is not Kind.exabgp:
+            problems.append("only exabgp speakers originate pools")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def effective_role(self) -> Role:
+        return self.role or (Role.host if self.kind is Kind.host else Role.edge)
+
+
+class LongLink(_Strict):
+    endpoints: Annotated[list[str], Field(min_length=2, max_length=2)]
+    timers: Timers = Timers()
+
+
+LinkSpec = Union[Annotated[list[str], Field(min_length=2, max_length=2)], LongLink]
+
+
+class Topology(_Strict):
+    name: str
+    description: str = ""
+    timers: Timers = Timers()
+    pools: dict[str, Pool] = {}
+    nodes: dict[str, Node]
+    links: list[LinkSpec]
+
+    @field_validator("name")
+    @classmethod
+    def _lab_name(cls, v: str) -> str:
+        check_lab_name(v)
+        return v
+
+    def link_endpoints(self, i: int) -> tuple[str, str]:
+        spec = self.links[i]
+        a, b = spec.endpoints if isinstance(spec, LongLink) else spec
+        return a, b
+
+    def link_timers(self, i: int) -> Timers:
+        spec = self.links[i]
+        return spec.timers if isinstance(spec, LongLink) else Timers()
+
+
+def check_lab_name(name: str) -> str:
+    if not LAB_NAME.match(name):
+        raise ValueError(
+            f"lab name {name!r} must be 1-20 characters of a-z, 0-9 and '_', starting with a letter "
+            "or digit ('-' is not allowed: it separates lab from node in namespace names)"
+        )
+    return name
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _pydantic_problems(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        # Union members add their own names to the location; they are noise to a user.
+        loc = tuple(p for p in e["loc"] if p not in ("list[str]", "LongLink", "function-after[_fits(), Pool]"))
+        loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith(("list[", "function-"))))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check its spelling)"
+        problems.append(f"{_loc(loc)}: {msg}")
+    # A link that fails both union members is reported twice; keep each message once.
+    return list(dict.fromkeys(problems))
+
+
+def _semantic_problems(t: Topology) -> list[str]:
+    """Cross-references pydantic cannot see: every one is collected, none stops the others."""
+    problems: list[str] = []
+    for name in t.nodes:
+        if not NODE_NAME.match(name):
+            problems.append(
+                f"nodes.{name}: node names are 1-24 characters of a-z, 0-9 and '-', starting with a letter"
+            )
+
+    for name, node in t.nodes.items():
+        for j, pool in enumerate(node.originates):
+            if pool not in t.pools:
+                known = ", ".join(sorted(t.pools)) or "none declared"
+                problems.append(f"nodes.{name}.originates[{j}]: unknown pool '{pool}' (pools: {known})")
+
+    # Routers in one AS would need iBGP; the lab builds eBGP sessions only.
+    seen_asn: dict[int, str] = {}
+    for name, node in t.nodes.items():
+        if node.kind is not Kind.frr:
+            continue
+        if node.asn in seen_asn:
+            problems.append(
+                f"nodes.{name}.asn: AS{node.asn} is already used by router '{seen_asn[node.asn]}' "
+                "(routers sharing an AS would need iBGP, which the lab does not build)"
+            )
+        seen_asn[node.asn] = name
+    for name, node in t.nodes.items():
+        if node.kind is Kind.exabgp and node.asn in seen_asn:
+            problems.append(f"nodes.{name}.asn: AS{node.asn} is a router's AS ('{seen_asn[node.asn]}')")
+
+    link_count: dict[str, int] = {n: 0 for n in t.nodes}
+    pairs: dict[frozenset[str], int] = {}
+    for i in range(len(t.links)):
+        a, b = t.link_endpoints(i)
+        where = f"links[{i}]"
+        missing = [n for n in (a, b) if n not in t.nodes]
+        for n in missing:
+            problems.append(f"{where}: unknown node '{n}'")
+        if missing:
+            continue
+        if a == b:
+            problems.append(f"{where}: a link joins two different nodes, not '{a}' to itself")
+            continue
+        pair = frozenset((a, b))
+        if pair in pairs:
+            problems.append(f"{where}: '{a}' and '{b}' are already linked by links[{pairs[pair]}]")
+        pairs[pair] = i
+        link_count[a] += 1
+        link_count[b] += 1
+        ka, kb = t.nodes[a].kind, t.nodes[b].kind
+        if Kind.frr not in (ka, kb):
+            problems.append(
+                f"{where}: '{a}' ({ka.value}) and '{b}' ({kb.value}) cannot be linked: every link has a router (frr) on one end"
+            )
+        for n, other in ((a, b), (b, a)):
+            if t.nodes[n].kind is Kind.host and t.nodes[other].effective_role is not Role.eyeball:
+                problems.append(f"{where}: host '{n}' must connect to an eyeball router, not '{other}'")
+            if t.nodes[n].effective_role is Role.collector and t.nodes[other].kind is not Kind.frr:
+                problems.append(f"{where}: collector '{n}' peers with routers only, not '{other}'")
+
+    for name, count in link_count.items():
+        node = t.nodes[name]
+        if count == 0:
+            problems.append(f"nodes.{name}: not connected by any link")
+        elif node.kind is Kind.host and count > 1:
+            problems.append(f"nodes.{name}: a host has exactly one link (it has {count})")
+
+    # Pools must not overlap each other or the lab's own link and loopback space.
+    nets = [(n, p.network) for n, p in t.pools.items()]
+    for i, (n1, net1) in enumerate(nets):
+        for reserved in RESERVED:
+            if net1.version == reserved.version and net1.overlaps(reserved):
+                problems.append(f"pools.{n1}.prefix: {net1} overlaps {reserved}, which the lab uses for links and loopbacks")
+        for n2, net2 in nets[i + 1 :]:
+            if net1.version == net2.version and net1.overlaps(net2):
+                problems.append(f"pools.{n2}.prefix: {net2} overlaps pool '{n1}' ({net1})")
+    unused = set(t.pools) - {p for node in t.nodes.values() for p in node.originates}
+    for n in sorted(unused):
+        problems.append(f"pools.{n}: no speaker originates this pool")
+    return problems
+
+
+def parse_topology(data: Any, source: str = "<topology>") -> Topology:
+    """Validate already-loaded data. Raises TopologyError with every problem found."""
+    if not isinstance(data, dict):
+        raise TopologyError(source, [f"(top level): expected a mapping, got {type(data).__name__}"])
+    try:
+        topo = Topology.model_validate(data)
+    except ValidationError as e:
+        raise TopologyError(source, _pydantic_problems(e)) from None
+    problems = _semantic_problems(topo)
+    if problems:
+        raise TopologyError(source, problems)
+    return topo
+
+
+def load_topology(path: str | Path) -> Topology:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise TopologyError(str(path), [f"cannot read the file: {e.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        raise TopologyError(str(path), [f"{where}: not valid YAML ({getattr(e, 'problem', e)})"]) from None
+    return parse_topology(data, str(path))
