@@ -176,7 +176,7 @@ class _Up:
             prefixes = [p.prefix for p in self.plan.originated_by(node.name)]
             if not prefixes:
                 return
-            commands = [c for s in node.sessions for c in exabgp.announcements(s, prefixes)]
+            commands = exabgp.announcements(node.sessions, prefixes)
             with exabgp.SpeakerChannel(node.name, exabgp_paths(self.state, node.name).socket) as ch:
                 ch.send_many(commands)
 
