@@ -22,8 +22,10 @@ class TopologyError(BgplabError):
         super().__init__(f"{source}: {len(problems)} {noun}:\n{lines}")
 
 
-class UsageError(BgplabError):
-    """Bad arguments that are not part of a file: a lab name, a node name."""
+class UsageError(BgplabError, ValueError):
+    """Bad arguments that are not part of a file: a lab name, a node name.
+
+    Also a ValueError, so the same check serves inside pydantic validators."""
 
     exit_code = 2
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lab.errors import TopologyError
+from lab.errors import TopologyError, UsageError
 
 NODE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 # Lab names end up inside namespace names `bgplab-<lab>-<node>`; node names may
@@ -181,7 +181,7 @@ class Topology(_Strict):
 
 def check_lab_name(name: str) -> str:
     if not LAB_NAME.match(name):
-        raise ValueError(
+        raise UsageError(
             f"lab name {name!r} must be 1-20 characters of a-z, 0-9 and '_', starting with a letter "
             "or digit ('-' is not allowed: it separates lab from node in namespace names)"
         )

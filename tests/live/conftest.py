@@ -1,0 +1,96 @@
+"""Live tests: real namespaces, real FRR and ExaBGP. Root only.
+
+Each test gets labs with unique names from ``lab_factory``; whatever a test brings
+up is always torn down, and the teardown checks that nothing of the lab is left.
+A live test is skipped only where its parts cannot run here, with the reason; in
+CI (BGPLAB_REQUIRE_LIVE=1) that is a failure instead, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab import lifecycle
+from lab.daemons import exabgp, frr
+from lab.errors import BgplabError
+from lab.procs import marked_pids
+from lab.runtime.netns import NETNS_DIR
+from lab.state import lab_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPOLOGIES = ROOT / "topologies"
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "live tests need root (namespaces, FRR)"
+    for what, ok in (
+        ("FRR's bgpd", (frr.FRR_LIBEXEC / "bgpd").exists()),
+        ("FRR's zebra", (frr.FRR_LIBEXEC / "zebra").exists()),
+        ("vtysh", shutil.which("vtysh")),
+        ("nsenter", shutil.which("nsenter")),
+        ("sysctl", shutil.which("sysctl")),
+    ):
+        if not ok:
+            return f"{what} is not installed (make test installs it)"
+    try:
+        exabgp.exabgp_binary()
+    except BgplabError as e:
+        return str(e)
+    return None
+
+
+@pytest.fixture(scope="session")
+def live() -> None:
+    reason = _missing()
+    if reason:
+        if os.environ.get("BGPLAB_REQUIRE_LIVE"):
+            pytest.fail(f"live test cannot run, and BGPLAB_REQUIRE_LIVE is set: {reason}")
+        print(f"\nskipping live test: {reason}", file=sys.stderr)
+        pytest.skip(reason)
+
+
+_counter = itertools.count()
+
+
+def unique_name(tag: str = "t") -> str:
+    return f"{tag}{os.getpid() % 100000}_{next(_counter)}"
+
+
+def leftovers(lab: str) -> list[str]:
+    """Anything of the lab still on the machine: namespaces, marked processes, its directory."""
+    out = []
+    if NETNS_DIR.exists():
+        out += [f"namespace {n}" for n in os.listdir(NETNS_DIR) if n.startswith(f"bgplab-{lab}-")]
+    out += [f"process {p}" for p in marked_pids(lab)]
+    if lab_dir(lab).exists():
+        out.append(f"directory {lab_dir(lab)}")
+    return out
+
+
+@pytest.fixture
+def lab_factory(live):
+    made: list[str] = []
+
+    def make(topology: str = "minimal", name: str | None = None, **kw):
+        name = name or unique_name()
+        made.append(name)
+        path = topology if "/" in topology else TOPOLOGIES / f"{topology}.yaml"
+        return lifecycle.up(path, name, **kw)
+
+    make.names = made  # type: ignore[attr-defined]
+    yield make
+    problems = []
+    for name in made:
+        try:
+            lifecycle.down(name)
+        except BgplabError as e:
+            problems.append(str(e))
+        problems += leftovers(name)
+    assert not problems, problems

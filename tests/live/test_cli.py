@@ -1,0 +1,60 @@
+"""The CLI as a user meets it: errors with exit codes, status, exec and vtysh."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lab.state import lab_dir
+
+from .conftest import ROOT, leftovers, unique_name
+
+pytestmark = pytest.mark.live
+
+
+def bgplab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_bad_topology_exits_2_and_creates_nothing(live, tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\nnodes:\n  r1: {kind: frr, role: transit, asn: 70000000000}\n"
+        "  r2: {kind: frr, role: sideways, asn: 65002}\nlinks:\n  - [r1, r3]\n"
+    )
+    name = unique_name("b")
+    out = bgplab("up", str(bad), "--name", name)
+    assert out.returncode == 2
+    assert "nodes.r1.asn" in out.stderr and "nodes.r2.role" in out.stderr
+    assert not lab_dir(name).exists() and leftovers(name) == []
+
+
+def test_bad_lab_name_exits_2(live) -> None:
+    out = bgplab("up", "topologies/minimal.yaml", "--name", "Bad-Name")
+    assert out.returncode == 2 and "lab name 'Bad-Name'" in out.stderr
+
+
+def test_status_exec_vtysh_on_a_running_lab(lab_factory) -> None:
+    lab = lab_factory("minimal").lab
+    st = bgplab("status", lab)
+    assert st.returncode == 0, st.stderr
+    assert "r1" in st.stdout and "Established" in st.stdout and "200/50" in st.stdout
+    js = json.loads(bgplab("status", lab, "--json").stdout)
+    r1 = next(n for n in js if n["name"] == "r1")
+    assert r1["installed"] == {"ipv4": 200, "ipv6": 50} and r1["daemons"] == {"zebra": True, "bgpd": True}
+
+    ex = bgplab("exec", "--lab", lab, "r1", "--", "ip", "-o", "addr", "show", "dev", "eth1")
+    assert ex.returncode == 0 and "198.18.0.1/31" in ex.stdout
+    vt = bgplab("vtysh", "--lab", lab, "r2", "-c", "show bgp ipv4 unicast 100.64.0.0/24")
+    assert vt.returncode == 0 and "65101 13335" in vt.stdout
+
+    bad = bgplab("exec", "--lab", lab, "nosuch", "--", "true")
+    assert bad.returncode == 2 and "no node 'nosuch'" in bad.stderr
+
+
+def test_status_of_unknown_lab(live) -> None:
+    out = bgplab("status", "nosuchlab")
+    assert out.returncode == 1 and "lab 'nosuchlab' is not up" in out.stderr
