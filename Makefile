@@ -14,8 +14,7 @@ setup:
 	@scripts/bootstrap
 
 lab-up: setup
-	$(BGPLAB) up $(TOPOLOGY) $(if $(NAME),--name $(NAME)) --runtime $(RUNTIME)
-	$(BGPLAB) status $(NAME)
+	$(BGPLAB) up $(TOPOLOGY) $(if $(NAME),--name $(NAME)) --runtime $(RUNTIME) --status
 
 lab-down: setup
 	$(BGPLAB) down $(if $(NAME),$(NAME),--all)

@@ -42,7 +42,8 @@ def cli() -> None:
 @click.option("--name", help="lab name (default: the topology's name)")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="netns", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the timings as JSON")
-def up(topology: str, name: str | None, runtime: str, as_json: bool) -> None:
+@click.option("--status", "show_status", is_flag=True, help="print the status table once it is up")
+def up(topology: str, name: str | None, runtime: str, as_json: bool, show_status: bool) -> None:
     """Bring a lab up from TOPOLOGY and wait until it has converged."""
     try:
         report = lifecycle.up(topology, name, runtime=runtime, progress=lambda s: click.echo(f"... {s}", err=True))
@@ -61,6 +62,9 @@ def up(topology: str, name: str | None, runtime: str, as_json: bool) -> None:
         f"  network {t['network']:.2f} s, sessions {t['sessions_established']:.2f} s, "
         f"observer full {t['observer_full']:.2f} s, kernel tables {t['kernel_converged']:.2f} s"
     )
+    if show_status:
+        click.echo()
+        _print_status(report.lab)
 
 
 @cli.command()
@@ -102,12 +106,16 @@ def status(lab: str | None, as_json: bool) -> None:
     """Nodes, daemons, sessions and prefix counts of a lab."""
     try:
         name = _pick_lab(lab)
-        nodes = lifecycle.status(name)
+        if as_json:
+            click.echo(json.dumps([asdict(n) for n in lifecycle.status(name)], indent=2))
+            return
+        _print_status(name)
     except BgplabError as e:
         _fail(e)
-    if as_json:
-        click.echo(json.dumps([asdict(n) for n in nodes], indent=2))
-        return
+
+
+def _print_status(name: str) -> None:
+    nodes = lifecycle.status(name)
     click.echo(f"lab '{name}'   (prefix counts are ipv4/ipv6)")
     click.echo(f"{'NODE':<11} {'KIND':<7} {'ROLE':<10} {'AS':<7} {'DAEMONS':<22} {'SESSIONS':<9} {'BGP TABLE':<10} {'KERNEL':<10}")
     for n in nodes:
