@@ -23,7 +23,7 @@ from lab.procs import all_marked_labs, alive, end_processes, marked_pids, rss_ki
 from lab.runtime import Runtime, get_runtime
 from lab.runtime.netns import NETNS_DIR
 from lab.state import LabState, lab_dir
-from lab.topology import Kind, Role, check_lab_name, load_topology, parse_topology
+from lab.topology import Kind, check_lab_name, load_topology, parse_topology
 from lab.wait import wait_until
 
 Progress = Callable[[str], None]
@@ -67,8 +67,8 @@ def _parallel(fn: Callable[[NodePlan], Any], nodes: list[NodePlan]) -> None:
 
 
 class _Up:
-    def __init__(self, plan: LabPlan, rt: Runtime, state: LabState, progress: Progress, timeouts: Timeouts):
-        self.plan, self.rt, self.state, self.progress, self.timeouts = plan, rt, state, progress, timeouts
+    def __init__(self, plan: LabPlan, rt: Runtime, state: LabState, timeouts: Timeouts):
+        self.plan, self.rt, self.state, self.timeouts = plan, rt, state, timeouts
         self.lab = plan.lab
         self.t0 = time.monotonic()
         self.timings: dict[str, float] = {}
@@ -118,45 +118,36 @@ class _Up:
             raise BgplabError(f"{daemon} on {node} exited at start: {tail or '(no output)'}")
         return True, ""
 
+    def _start_all(self, nodes: list[NodePlan], daemon: str, argv: Callable[[NodePlan], list[str]],
+                   ready: Callable[[NodePlan], Path], env: dict[str, str] | None = None) -> None:
+        """Start ``daemon`` on every node, then wait until each has made its ``ready`` socket.
+
+        A daemon that exits meanwhile fails the wait at once, with the tail of its output.
+        """
+        for node in nodes:
+            self.spawn(node, daemon, argv(node), self.state.node_dir(node.name) / f"{daemon}.out", env)
+
+        def all_ready() -> tuple[bool, str]:
+            missing = [n.name for n in nodes if not ready(n).exists()]
+            for n in missing:
+                self._running(n, daemon)
+            return not missing, f"no {daemon} socket yet on {', '.join(missing)}"
+
+        wait_until(all_ready, timeout=self.timeouts.daemons, what=f"{daemon} to open its socket on every node")
+
     def start_frr(self) -> None:
         routers = self.plan.routers()
-        for node in routers:
-            p = frr_paths(self.state, node.name)
-            self.spawn(node, "zebra", frr.argv("zebra", node, p), p.dir / "zebra.out")
-
-        def zserv_ready() -> tuple[bool, str]:
-            missing = [n.name for n in routers if not frr_paths(self.state, n.name).zserv.exists()]
-            for n in missing:
-                self._running(n, "zebra")
-            return not missing, f"no zserv socket yet on {', '.join(missing)}"
-
-        wait_until(zserv_ready, timeout=self.timeouts.daemons, what="zebra to open its zserv socket on every router")
-        for node in routers:
-            p = frr_paths(self.state, node.name)
-            self.spawn(node, "bgpd", frr.argv("bgpd", node, p), p.dir / "bgpd.out")
-
-        def vty_ready() -> tuple[bool, str]:
-            missing = [n.name for n in routers if not frr_paths(self.state, n.name).vty("bgpd").exists()]
-            for n in missing:
-                self._running(n, "bgpd")
-            return not missing, f"no bgpd vty socket yet on {', '.join(missing)}"
-
-        wait_until(vty_ready, timeout=self.timeouts.daemons, what="bgpd to open its vty socket on every router")
+        paths = {n.name: frr_paths(self.state, n.name) for n in routers}
+        # bgpd needs zebra's zserv socket to be there when it starts.
+        self._start_all(routers, "zebra", lambda n: frr.argv("zebra", n, paths[n.name]), lambda n: paths[n.name].zserv)
+        self._start_all(routers, "bgpd", lambda n: frr.argv("bgpd", n, paths[n.name]), lambda n: paths[n.name].vty("bgpd"))
         self.mark("frr_started")
 
     def start_exabgp(self) -> None:
         speakers = self.plan.speakers()
-        for node in speakers:
-            p = exabgp_paths(self.state, node.name)
-            self.spawn(node, "exabgp", exabgp.argv(p), p.dir / "exabgp.out", exabgp.environment(p))
-
-        def sockets() -> tuple[bool, str]:
-            missing = [n.name for n in speakers if not exabgp_paths(self.state, n.name).socket.exists()]
-            for n in missing:
-                self._running(n, "exabgp")
-            return not missing, f"no API channel socket yet on {', '.join(missing)}"
-
-        wait_until(sockets, timeout=self.timeouts.daemons, what="every ExaBGP speaker's API channel")
+        paths = {n.name: exabgp_paths(self.state, n.name) for n in speakers}
+        env = exabgp.environment()
+        self._start_all(speakers, "exabgp", lambda n: exabgp.argv(paths[n.name]), lambda n: paths[n.name].socket, env)
         self.mark("exabgp_started")
 
     def wait_sessions(self) -> None:
@@ -252,7 +243,7 @@ def up(
         )
     state = LabState.create(lab, runtime, str(Path(topology_path).resolve()))
     state.set(topology_doc=topology.model_dump(mode="json"), frr_version=frr.frr_version())
-    u = _Up(plan, rt, state, progress, timeouts or Timeouts())
+    u = _Up(plan, rt, state, timeouts or Timeouts())
     steps = [
         ("render and check daemon configs", u.render),
         ("create namespaces and links", u.network),

@@ -80,6 +80,30 @@ def _reap(pid: int) -> None:
         pass
 
 
+def _wait_gone(pids: list[int], seconds: float) -> list[int]:
+    """Wait until none of ``pids`` is alive or ``seconds`` pass; return those still alive."""
+    deadline = time.monotonic() + seconds
+    remaining = pids
+    while remaining:
+        for pid in remaining:
+            _reap(pid)
+        remaining = [p for p in remaining if alive(p)]
+        if not remaining or time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
+    return remaining
+
+
+def _signal(pids: list[int], lab: str, sig: int) -> None:
+    for pid in pids:
+        # Re-checked right before signalling: a PID that is no longer the lab's is left alone.
+        if lab_of(pid) == lab:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+
 def end_processes(lab: str, pids: list[int], grace: float = 1.5) -> list[str]:
     """SIGTERM the lab's processes, SIGKILL what is left after ``grace`` seconds.
 
@@ -87,30 +111,8 @@ def end_processes(lab: str, pids: list[int], grace: float = 1.5) -> list[str]:
     Returns the problems (processes that would not die).
     """
     targets = sorted({p for p in pids if lab_of(p) == lab} | set(marked_pids(lab)))
-    for pid in targets:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace
-    remaining = targets
-    while remaining and time.monotonic() < deadline:
-        for pid in remaining:
-            _reap(pid)
-        remaining = [p for p in remaining if alive(p)]
-        if remaining:
-            time.sleep(0.02)
-    for pid in remaining:
-        if lab_of(pid) == lab:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + 2.0
-    while remaining and time.monotonic() < deadline:
-        for pid in remaining:
-            _reap(pid)
-        remaining = [p for p in remaining if alive(p)]
-        if remaining:
-            time.sleep(0.02)
+    _signal(targets, lab, signal.SIGTERM)
+    remaining = _wait_gone(targets, grace)
+    _signal(remaining, lab, signal.SIGKILL)
+    remaining = _wait_gone(remaining, 2.0)
     return [f"process {pid} of lab '{lab}' survived SIGKILL" for pid in remaining]

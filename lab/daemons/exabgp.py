@@ -56,7 +56,7 @@ def bridge_argv(paths: ExabgpPaths) -> str:
     return f"{sys.executable} -m lab.daemons.exabgp_bridge {paths.socket}"
 
 
-def environment(paths: ExabgpPaths) -> dict[str, str]:
+def environment() -> dict[str, str]:
     """ExaBGP settings, as its environment variables."""
     return {
         **os.environ,
@@ -87,7 +87,7 @@ def write(lab: str, node: NodePlan, paths: ExabgpPaths) -> None:
 
 def validate(node: NodePlan, paths: ExabgpPaths) -> None:
     argv = [str(exabgp_binary()), "validate", "-n", str(paths.conf)]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=environment(paths))
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=environment())
     if p.returncode != 0:
         detail = (p.stderr.strip() or p.stdout.strip())[-1500:]
         raise ConfigError(f"node {node.name}: exabgp rejected {paths.conf}: {detail}")
