@@ -101,7 +101,7 @@ class _Up:
             ifa = next(x for x in na.interfaces if x.link == i)
             ifb = next(x for x in nb.interfaces if x.link == i)
             self.rt.add_link(self.lab, na, ifa, nb, ifb)
-        for node in self.plan.hosts():
+        for node in self.plan.hosts() + self.plan.speakers():
             self.rt.add_routes(self.lab, node)
         self.mark("network")
 
@@ -229,8 +229,13 @@ def up(
     runtime: str = "netns",
     progress: Progress = _quiet,
     timeouts: Timeouts | None = None,
+    announce: bool = True,
 ) -> UpReport:
-    """Bring a lab up and wait until it has converged; all or nothing."""
+    """Bring a lab up and wait until it has converged; all or nothing.
+
+    With ``announce=False`` the speakers start with nothing announced (a controller
+    then decides what they say), and `up` ends once every session is Established.
+    """
     topology = load_topology(topology_path)  # every validation error, before anything exists
     plan = build_plan(topology, name)
     lab = plan.lab
@@ -250,9 +255,9 @@ def up(
         ("start FRR", u.start_frr),
         ("start ExaBGP", u.start_exabgp),
         ("wait for sessions", u.wait_sessions),
-        ("announce prefixes", u.announce),
-        ("wait for convergence", u.wait_converged),
     ]
+    if announce:
+        steps += [("announce prefixes", u.announce), ("wait for convergence", u.wait_converged)]
     step = "start"
     try:
         for step, fn in steps:
@@ -261,7 +266,7 @@ def up(
     except BaseException as e:  # Ctrl-C too: never leave half a lab
         problems = _teardown(lab, state)
         raise UpFailed(lab, step, e, problems) from e
-    state.set(status="up", timings=u.timings)
+    state.set(status="up", timings=u.timings, announced=announce)
     return UpReport(lab, plan, state.data["frr_version"], u.timings)
 
 

@@ -92,10 +92,13 @@ class NodePlan:
     sessions: tuple[Session, ...]
     # Subnets an eyeball router originates (its links to hosts).
     networks: tuple[IPNetwork, ...]
-    # A host's default gateways (its eyeball router's addresses on the link).
+    # Default gateways: a host's eyeball router; a speaker's first router, so that
+    # the edge's answers to end hosts find their way back.
     gateway_v4: ipaddress.IPv4Address | None = None
     gateway_v6: ipaddress.IPv6Address | None = None
     pools: tuple[str, ...] = ()
+    # Networks a speaker answers on (its pools): every address in them is local to it.
+    local_networks: tuple[IPNetwork, ...] = ()
 
     @property
     def exports(self) -> str:
@@ -226,8 +229,9 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
         for iface in ifaces[n]:
             peer = topology.nodes[iface.peer]
             other = peer_iface(iface)
-            if spec.kind is Kind.host:
+            if spec.kind is Kind.host or (spec.kind is Kind.exabgp and gw4 is None):
                 gw4, gw6 = other.v4.ip, other.v6.ip
+            if spec.kind is Kind.host:
                 continue
             if peer.kind is Kind.host:
                 networks += [iface.v4.network, iface.v6.network]
@@ -264,6 +268,7 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
             gateway_v4=gw4,
             gateway_v6=gw6,
             pools=tuple(spec.originates),
+            local_networks=tuple(topology.pools[p].network for p in spec.originates),
         )
 
     prefixes = _pool_prefixes(topology)

@@ -37,7 +37,7 @@ class Runtime(Protocol):
         """A veth pair between two nodes, addressed and up at both ends."""
 
     def add_routes(self, lab: str, node: NodePlan) -> None:
-        """Static routes a node needs before its daemons run (a host's default route)."""
+        """Static routes a node needs before its daemons run: default routes, a speaker's local pools."""
 
     def spawn(self, lab: str, node: NodePlan, argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> int:
         """Start a long-running process inside the node, marked with the lab; return its PID."""

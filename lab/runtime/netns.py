@@ -75,11 +75,17 @@ class NetnsRuntime:
                 ns.link("set", index=idx, state="up")
 
     def add_routes(self, lab: str, node: NodePlan) -> None:
-        if node.gateway_v4 is None:
-            return
         with NetNS(node.namespace) as ns:
-            ns.route("add", dst="0.0.0.0/0", gateway=str(node.gateway_v4))
-            ns.route("add", dst="::/0", gateway=str(node.gateway_v6), family=10)
+            if node.gateway_v4 is not None:
+                ns.route("add", dst="0.0.0.0/0", gateway=str(node.gateway_v4))
+                ns.route("add", dst="::/0", gateway=str(node.gateway_v6), family=10)
+            lo = ns.link_lookup(ifname="lo")[0]
+            for net in node.local_networks:
+                # Every address of the pool is local (AnyIP), so the edge can answer on
+                # any service address without one address per prefix.
+                ns.route(
+                    "add", dst=str(net), type="local", table=255, oif=lo, family=10 if net.version == 6 else 2
+                )
 
     def exec_argv(self, lab: str, node: str, argv: list[str]) -> list[str]:
         return [_nsenter(), f"--net={self._path(node, lab)}", "--", *argv]

@@ -1,0 +1,258 @@
+"""The Addressing API: HTTP over the inventory, shaped like the addressing APIs operators know.
+
+Every change that can alter what is advertised is handed to ``on_change`` (the
+reconciler) before the response is sent: the API is authoritative and propagates at
+once, as in the incident. Bad input gets a 4xx that says what is wrong, and nothing
+changes.
+
+The 2026-02-20 handler behaviour (``pending_delete_bug``): a ``pending_delete`` flag
+present with an empty value was taken as "no filter", so every prefix came back.
+Off by default; a drill turns it on through ``PUT /v1/lab/behaviour``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from controller.inventory import SERVICES, Inventory, InventoryError, NotFound, Prefix
+
+OnChange = Callable[[list[Prefix]], dict[str, Any]]
+
+
+@dataclass
+class Behaviour:
+    pending_delete_bug: bool = False
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BgpStatus(_Body):
+    advertised: StrictBool
+
+
+class Selector(_Body):
+    """Which prefixes a bulk change applies to: explicit ids, or a filter (with an optional count)."""
+
+    ids: list[str] | None = None
+    account_id: str | None = None
+    family: Literal["ipv4", "ipv6"] | None = None
+    byoip: StrictBool | None = None
+    advertised: StrictBool | None = None
+    count: StrictInt | None = Field(default=None, ge=1)
+
+
+class BulkBgpStatus(_Body):
+    advertised: StrictBool
+    selector: Selector
+
+
+class NewBinding(_Body):
+    service: Literal["cdn", "spectrum", "magic_transit", "dedicated_egress"]
+
+
+class BehaviourBody(_Body):
+    pending_delete_bug: StrictBool
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"success": False, "errors": [{"message": message, **extra}]})
+
+
+def _ok(result: Any, **extra: Any) -> dict[str, Any]:
+    return {"success": True, "result": result, **extra}
+
+
+def _flag(raw: str | None, name: str, behaviour: Behaviour | None = None) -> bool | None:
+    """Parse a true/false query flag. Absent: no filter. Present but empty: an error, or
+    (with the 2026-02-20 behaviour) silently no filter at all."""
+    if raw is None:
+        return None
+    value = raw.strip().lower()
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    if value == "" and behaviour is not None and behaviour.pending_delete_bug:
+        # The incident's handler: `if value != ""` guarded the filter, so an empty
+        # value fell through to "all prefixes".
+        return None
+    raise InventoryError(f"query parameter '{name}' needs a value, true or false (got {raw!r})")
+
+
+def _family(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if raw in ("ipv4", "4"):
+        return 4
+    if raw in ("ipv6", "6"):
+        return 6
+    raise InventoryError(f"query parameter 'family' is ipv4 or ipv6 (got {raw!r})")
+
+
+def select(inv: Inventory, sel: Selector) -> list[Prefix]:
+    """The prefixes a selector names, and never any other: ids must all exist; filters AND together."""
+    if sel.ids is not None:
+        if not sel.ids:
+            raise InventoryError("selector.ids is empty: name at least one prefix")
+        if any(v is not None for v in (sel.account_id, sel.family, sel.byoip, sel.advertised)):
+            raise InventoryError("selector takes either ids or filters (account_id, family, byoip, advertised), not both")
+        found = {p.id: p for p in inv.prefixes(ids=sel.ids)}
+        missing = [i for i in sel.ids if i not in found]
+        if missing:
+            raise NotFound(f"no prefix {', '.join(repr(m) for m in missing[:5])} in this lab's inventory")
+        chosen = [found[i] for i in dict.fromkeys(sel.ids)]
+    else:
+        if sel.account_id is None and sel.family is None and sel.byoip is None and sel.advertised is None and sel.count is None:
+            raise InventoryError("selector names nothing: give ids, or at least one of account_id, family, byoip, advertised, count")
+        if sel.account_id is not None and not inv.account_exists(sel.account_id):
+            raise NotFound(f"no account '{sel.account_id}'")
+        chosen = inv.prefixes(
+            account=sel.account_id,
+            family=_family(sel.family),
+            byoip=sel.byoip,
+            advertised=sel.advertised,
+        )
+    return chosen[: sel.count] if sel.count is not None else chosen
+
+
+def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Behaviour | None = None,
+               extra: Callable[[FastAPI], None] | None = None) -> FastAPI:
+    app = FastAPI(
+        title="bgplab Addressing API",
+        version="1",
+        description="The lab's source of truth for every prefix: BGP status, service bindings, deletion.",
+    )
+    behaviour = behaviour or Behaviour()
+    app.state.behaviour = behaviour
+
+    def changed(prefixes: list[Prefix]) -> dict[str, Any]:
+        return on_change(prefixes) if on_change else {}
+
+    @app.exception_handler(InventoryError)
+    async def inventory_error(_: Request, e: InventoryError) -> JSONResponse:
+        return _error(e.status, str(e))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, e: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            problems.append(f"{loc}: {err['msg']}")
+        return _error(400, "; ".join(problems), problems=problems)
+
+    @app.get("/v1/health")
+    def health() -> dict[str, Any]:
+        return _ok({"prefixes": len(inv.prefixes()), "behaviour": vars(behaviour)})
+
+    @app.get("/v1/accounts")
+    def accounts() -> dict[str, Any]:
+        return _ok(inv.accounts())
+
+    @app.get("/v1/prefixes")
+    def list_prefixes(request: Request) -> dict[str, Any]:
+        q = request.query_params
+        known = {"account_id", "advertised", "pending_delete", "family", "byoip", "cidr", "limit"}
+        unknown = sorted(set(q.keys()) - known)
+        if unknown:
+            raise InventoryError(f"unknown query parameter {', '.join(repr(u) for u in unknown)} (known: {', '.join(sorted(known))})")
+        if "cidr" in q:
+            net = q["cidr"]
+            try:
+                ipaddress.ip_network(net, strict=True)
+            except ValueError as e:
+                raise InventoryError(f"cidr {net!r} is not a prefix in CIDR form ({e})") from None
+            try:
+                return _ok([inv.by_cidr(net).as_dict()])
+            except NotFound:
+                raise NotFound(f"the lab does not own {net}: it is in none of its pools' announced prefixes") from None
+        limit = None
+        if "limit" in q:
+            try:
+                limit = int(q["limit"])
+                if limit < 1:
+                    raise ValueError
+            except ValueError:
+                raise InventoryError(f"query parameter 'limit' is a positive integer (got {q['limit']!r})") from None
+        account = q.get("account_id")
+        if account is not None and not inv.account_exists(account):
+            raise NotFound(f"no account '{account}'")
+        rows = inv.prefixes(
+            account=account,
+            advertised=_flag(q.get("advertised"), "advertised"),
+            pending_delete=_flag(q.get("pending_delete"), "pending_delete", behaviour),
+            family=_family(q.get("family")),
+            byoip=_flag(q.get("byoip"), "byoip"),
+            limit=limit,
+        )
+        return _ok([p.as_dict() for p in rows], count=len(rows))
+
+    @app.get("/v1/prefixes/{pid}")
+    def get_prefix(pid: str) -> dict[str, Any]:
+        return _ok(inv.get(pid).as_dict())
+
+    @app.get("/v1/prefixes/{pid}/bgp/status")
+    def get_status(pid: str) -> dict[str, Any]:
+        p = inv.get(pid)
+        return _ok({"prefix": p.cidr, "advertised": p.advertised, "modified": p.modified})
+
+    @app.patch("/v1/prefixes/{pid}/bgp/status")
+    def set_status(pid: str, body: BgpStatus) -> dict[str, Any]:
+        [p] = inv.set_advertised([pid], body.advertised)
+        return _ok({"prefix": p.cidr, "advertised": p.advertised, "modified": p.modified}, reconcile=changed([p]))
+
+    @app.patch("/v1/prefixes/bgp/status")
+    def bulk_status(body: BulkBgpStatus) -> dict[str, Any]:
+        chosen = select(inv, body.selector)
+        if not chosen:
+            return _ok({"prefixes": 0, "advertised": body.advertised}, reconcile={})
+        updated = inv.set_advertised([p.id for p in chosen], body.advertised)
+        return _ok({"prefixes": len(updated), "advertised": body.advertised, "ids": [p.id for p in updated]},
+                   reconcile=changed(updated))
+
+    @app.get("/v1/prefixes/{pid}/bindings")
+    def list_bindings(pid: str) -> dict[str, Any]:
+        return _ok([b.as_dict() for b in inv.bindings(pid)])
+
+    @app.post("/v1/prefixes/{pid}/bindings", status_code=201)
+    def add_binding(pid: str, body: NewBinding) -> dict[str, Any]:
+        return _ok(inv.add_binding(pid, body.service).as_dict())
+
+    @app.delete("/v1/prefixes/{pid}/bindings/{bid}")
+    def delete_binding(pid: str, bid: str) -> dict[str, Any]:
+        inv.delete_binding(pid, bid)
+        return _ok({"id": bid, "deleted": True})
+
+    @app.post("/v1/prefixes/{pid}/deletion_request")
+    def request_deletion(pid: str) -> dict[str, Any]:
+        return _ok(inv.request_deletion(pid).as_dict())
+
+    @app.delete("/v1/prefixes/{pid}")
+    def delete_prefix(pid: str) -> dict[str, Any]:
+        p = inv.delete(pid)
+        return _ok(p.as_dict(), reconcile=changed([p]))
+
+    @app.get("/v1/lab/behaviour")
+    def get_behaviour() -> dict[str, Any]:
+        return _ok(vars(behaviour))
+
+    @app.put("/v1/lab/behaviour")
+    def set_behaviour(body: BehaviourBody) -> dict[str, Any]:
+        behaviour.pending_delete_bug = body.pending_delete_bug
+        return _ok(vars(behaviour))
+
+    @app.get("/v1/lab/services")
+    def services() -> dict[str, Any]:
+        return _ok(list(SERVICES))
+
+    if extra:
+        extra(app)
+    return app

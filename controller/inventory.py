@@ -1,0 +1,372 @@
+"""The Addressing API's dataset: accounts, prefixes, advertisement state, service bindings.
+
+One SQLite file in the lab directory; the source of truth for what every speaker
+should announce. Seeding is deterministic for a given seed: the same lab and seed
+give the same customers, prefixes and bindings.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import random
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from lab.errors import BgplabError
+from lab.plan import LabPlan
+
+SERVICES = ("cdn", "spectrum", "magic_transit", "dedicated_egress")
+OPERATOR = "acct-operator"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('byoip', 'operator'))
+);
+CREATE TABLE IF NOT EXISTS prefixes (
+    id TEXT PRIMARY KEY,
+    cidr TEXT NOT NULL UNIQUE,
+    family INTEGER NOT NULL CHECK (family IN (4, 6)),
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    byoip INTEGER NOT NULL,
+    pool TEXT NOT NULL,
+    origins TEXT NOT NULL,
+    advertised INTEGER NOT NULL DEFAULT 1,
+    pending_delete INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    modified REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS prefixes_account ON prefixes(account_id);
+CREATE TABLE IF NOT EXISTS bindings (
+    id TEXT PRIMARY KEY,
+    prefix_id TEXT NOT NULL REFERENCES prefixes(id),
+    service TEXT NOT NULL CHECK (service IN ('cdn', 'spectrum', 'magic_transit', 'dedicated_egress')),
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bindings_prefix ON bindings(prefix_id);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    what TEXT NOT NULL,
+    prefix_id TEXT,
+    detail TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class InventoryError(BgplabError):
+    status = 400
+
+
+class NotFound(InventoryError):
+    status = 404
+
+
+class Conflict(InventoryError):
+    status = 409
+
+
+@dataclass(frozen=True)
+class Prefix:
+    id: str
+    cidr: str
+    family: int
+    account_id: str
+    byoip: bool
+    pool: str
+    origins: tuple[str, ...]
+    advertised: bool
+    pending_delete: bool
+    deleted: bool
+    modified: float
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.cidr)
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "cidr": self.cidr,
+            "family": f"ipv{self.family}",
+            "account_id": self.account_id,
+            "byoip": self.byoip,
+            "pool": self.pool,
+            "origins": list(self.origins),
+            "advertised": self.advertised,
+            "pending_delete": self.pending_delete,
+            "deleted": self.deleted,
+            "modified": self.modified,
+        }
+
+
+@dataclass(frozen=True)
+class Binding:
+    id: str
+    prefix_id: str
+    service: str
+    created: float
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "prefix_id": self.prefix_id, "service": self.service, "created": self.created}
+
+
+def prefix_id(cidr: str) -> str:
+    """A prefix's id: its CIDR with '_' for '/', so it fits in a URL path segment."""
+    return cidr.replace("/", "_")
+
+
+def customer_sizes(total: int, customers: int, rng: random.Random, alpha: float = 1.2) -> list[int]:
+    """Prefix counts per customer, heavy-tailed (Zipf-like), summing to ``total``, each at least 1."""
+    weights = [1.0 / (i + 1) ** alpha for i in range(customers)]
+    rng.shuffle(weights)
+    scale = (total - customers) / sum(weights)
+    sizes = [1 + int(w * scale) for w in weights]
+    # Hand out what rounding left, largest weights first: deterministic for the seed.
+    order = sorted(range(customers), key=lambda i: -weights[i])
+    for k in range(total - sum(sizes)):
+        sizes[order[k % customers]] += 1
+    return sizes
+
+
+def _bindings_for(byoip: bool, rng: random.Random) -> list[str]:
+    if not byoip:
+        return ["cdn"] if rng.random() < 0.8 else ["cdn", "spectrum"]
+    chosen = [s for s, p in zip(SERVICES, (0.6, 0.25, 0.3, 0.1)) if rng.random() < p]
+    return chosen or ["cdn"]
+
+
+class Inventory:
+    """Thread-safe access to the inventory file (one connection, one lock: writes are tiny)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+        self.lock = threading.RLock()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    # -- seeding -----------------------------------------------------------------
+
+    def seed(self, plan: LabPlan, seed: int = 20260220, customers: int = 300) -> dict[str, int]:
+        """Fill an empty inventory from the lab's plan. Every prefix starts advertised."""
+        rng = random.Random(seed)
+        now = time.time()
+        byoip = [p for p in plan.prefixes if p.byoip]
+        owned = [p for p in plan.prefixes if not p.byoip]
+        n_customers = min(customers, len(byoip)) if byoip else 0
+        sizes = customer_sizes(len(byoip), n_customers, rng) if n_customers else []
+        with self.tx() as db:
+            if db.execute("SELECT COUNT(*) FROM prefixes").fetchone()[0]:
+                raise Conflict(f"inventory {self.path} is already seeded")
+            db.execute("INSERT INTO accounts VALUES (?, ?, 'operator')", (OPERATOR, "edge operator"))
+            owners: list[str] = []
+            for i, size in enumerate(sizes):
+                acct = f"acct-{i + 1:04d}"
+                db.execute("INSERT INTO accounts VALUES (?, ?, 'byoip')", (acct, f"customer {i + 1}"))
+                owners += [acct] * size
+            rows = [(p, owners[i]) for i, p in enumerate(byoip)] + [(p, OPERATOR) for p in owned]
+            bindings = 0
+            for p, acct in rows:
+                cidr = str(p.prefix)
+                pid = prefix_id(cidr)
+                db.execute(
+                    "INSERT INTO prefixes (id, cidr, family, account_id, byoip, pool, origins, advertised, modified)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                    (pid, cidr, p.prefix.version, acct, int(p.byoip), p.pool, ",".join(p.origins), now),
+                )
+                for service in _bindings_for(p.byoip, rng):
+                    bindings += 1
+                    db.execute(
+                        "INSERT INTO bindings VALUES (?, ?, ?, ?)", (f"bnd-{bindings:06d}", pid, service, now)
+                    )
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('seed', ?)", (str(seed),))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('next_binding', ?)", (str(bindings + 1),))
+        return {"accounts": n_customers + 1, "prefixes": len(rows), "bindings": bindings}
+
+    # -- reads -------------------------------------------------------------------
+
+    @staticmethod
+    def _prefix(row: sqlite3.Row) -> Prefix:
+        return Prefix(
+            row["id"], row["cidr"], row["family"], row["account_id"], bool(row["byoip"]), row["pool"],
+            tuple(row["origins"].split(",")) if row["origins"] else (), bool(row["advertised"]),
+            bool(row["pending_delete"]), bool(row["deleted"]), row["modified"],
+        )
+
+    def prefixes(
+        self,
+        *,
+        account: str | None = None,
+        advertised: bool | None = None,
+        pending_delete: bool | None = None,
+        family: int | None = None,
+        byoip: bool | None = None,
+        include_deleted: bool = False,
+        ids: Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Prefix]:
+        where, args = [], []
+        for column, value in (
+            ("account_id", account),
+            ("advertised", None if advertised is None else int(advertised)),
+            ("pending_delete", None if pending_delete is None else int(pending_delete)),
+            ("family", family),
+            ("byoip", None if byoip is None else int(byoip)),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if not include_deleted:
+            where.append("deleted = 0")
+        if ids is not None:
+            ids = list(ids)
+            where.append(f"id IN ({','.join('?' * len(ids))})")
+            args += ids
+        sql = "SELECT * FROM prefixes" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self.lock:
+            return [self._prefix(r) for r in self.db.execute(sql, args)]
+
+    def get(self, pid: str) -> Prefix:
+        with self.lock:
+            row = self.db.execute("SELECT * FROM prefixes WHERE id = ?", (pid,)).fetchone()
+        if row is None:
+            raise NotFound(f"no prefix '{pid}' in this lab's inventory")
+        return self._prefix(row)
+
+    def by_cidr(self, cidr: str) -> Prefix:
+        try:
+            net = ipaddress.ip_network(cidr, strict=True)
+        except ValueError as e:
+            raise InventoryError(f"'{cidr}' is not a prefix in CIDR form ({e})") from None
+        return self.get(prefix_id(str(net)))
+
+    def accounts(self) -> list[dict]:
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT a.id, a.name, a.kind, COUNT(p.id) AS prefixes FROM accounts a "
+                "LEFT JOIN prefixes p ON p.account_id = a.id AND p.deleted = 0 GROUP BY a.id ORDER BY a.id"
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def account_exists(self, account: str) -> bool:
+        with self.lock:
+            return self.db.execute("SELECT 1 FROM accounts WHERE id = ?", (account,)).fetchone() is not None
+
+    def bindings(self, pid: str | None = None) -> list[Binding]:
+        with self.lock:
+            if pid is None:
+                rows = self.db.execute("SELECT * FROM bindings ORDER BY id").fetchall()
+            else:
+                self.get(pid)
+                rows = self.db.execute("SELECT * FROM bindings WHERE prefix_id = ? ORDER BY id", (pid,)).fetchall()
+        return [Binding(r["id"], r["prefix_id"], r["service"], r["created"]) for r in rows]
+
+    def binding_counts(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.db.execute("SELECT prefix_id, COUNT(*) FROM bindings GROUP BY prefix_id").fetchall())
+
+    def desired(self, speaker: str) -> set[str]:
+        """CIDRs ``speaker`` should announce now: advertised, not deleted, originated by it."""
+        with self.lock:
+            rows = self.db.execute("SELECT cidr, origins FROM prefixes WHERE advertised = 1 AND deleted = 0").fetchall()
+        return {r["cidr"] for r in rows if speaker in r["origins"].split(",")}
+
+    # -- writes (each returns the prefixes whose advertisement may have changed) ---
+
+    def _log(self, db: sqlite3.Connection, what: str, pid: str | None, detail: dict | None = None) -> None:
+        db.execute(
+            "INSERT INTO changes (at, what, prefix_id, detail) VALUES (?, ?, ?, ?)",
+            (time.time(), what, pid, json.dumps(detail) if detail else None),
+        )
+
+    def set_advertised(self, pids: list[str], advertised: bool) -> list[Prefix]:
+        """Set the BGP status of several prefixes at once; all exist and none is deleted, or nothing changes."""
+        now = time.time()
+        with self.tx() as db:
+            found = {r["id"]: r for r in db.execute(
+                f"SELECT id, deleted FROM prefixes WHERE id IN ({','.join('?' * len(pids))})", pids
+            )} if pids else {}
+            missing = [p for p in pids if p not in found]
+            if missing:
+                raise NotFound(f"no prefix {', '.join(repr(m) for m in missing[:5])} in this lab's inventory")
+            gone = [p for p in pids if found[p]["deleted"]]
+            if gone:
+                raise Conflict(f"prefix {', '.join(repr(g) for g in gone[:5])} has been deleted; it cannot be advertised or withdrawn")
+            db.executemany(
+                "UPDATE prefixes SET advertised = ?, modified = ? WHERE id = ?", [(int(advertised), now, p) for p in pids]
+            )
+            self._log(db, "advertise" if advertised else "withdraw", None, {"prefixes": len(pids)})
+        return self.prefixes(ids=pids, include_deleted=True)
+
+    def request_deletion(self, pid: str) -> Prefix:
+        with self.tx() as db:
+            p = self.get(pid)
+            if p.deleted:
+                raise Conflict(f"prefix '{pid}' is already deleted")
+            db.execute("UPDATE prefixes SET pending_delete = 1, modified = ? WHERE id = ?", (time.time(), pid))
+            self._log(db, "request_deletion", pid)
+        return self.get(pid)
+
+    def delete(self, pid: str) -> Prefix:
+        """Delete a prefix: it is withdrawn, and its service bindings go with it."""
+        with self.tx() as db:
+            p = self.get(pid)
+            if p.deleted:
+                raise Conflict(f"prefix '{pid}' is already deleted")
+            removed = db.execute("DELETE FROM bindings WHERE prefix_id = ?", (pid,)).rowcount
+            db.execute(
+                "UPDATE prefixes SET deleted = 1, advertised = 0, pending_delete = 0, modified = ? WHERE id = ?",
+                (time.time(), pid),
+            )
+            self._log(db, "delete", pid, {"bindings_removed": removed})
+        return self.get(pid)
+
+    def add_binding(self, pid: str, service: str) -> Binding:
+        if service not in SERVICES:
+            raise InventoryError(f"unknown service '{service}' (services: {', '.join(SERVICES)})")
+        with self.tx() as db:
+            p = self.get(pid)
+            if p.deleted:
+                raise Conflict(f"prefix '{pid}' has been deleted; it takes no bindings")
+            n = int(db.execute("SELECT value FROM meta WHERE key = 'next_binding'").fetchone()[0])
+            bid = f"bnd-{n:06d}"
+            now = time.time()
+            db.execute("INSERT INTO bindings VALUES (?, ?, ?, ?)", (bid, pid, service, now))
+            db.execute("UPDATE meta SET value = ? WHERE key = 'next_binding'", (str(n + 1),))
+            self._log(db, "add_binding", pid, {"binding": bid, "service": service})
+        return Binding(bid, pid, service, now)
+
+    def delete_binding(self, pid: str, bid: str) -> None:
+        with self.tx() as db:
+            self.get(pid)
+            if db.execute("DELETE FROM bindings WHERE id = ? AND prefix_id = ?", (bid, pid)).rowcount == 0:
+                raise NotFound(f"prefix '{pid}' has no binding '{bid}'")
+            self._log(db, "delete_binding", pid, {"binding": bid})

@@ -1,0 +1,254 @@
+"""The Addressing API: every endpoint, every error, both pending_delete behaviours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from controller.api import Behaviour, create_app
+from controller.inventory import OPERATOR, Inventory, customer_sizes, prefix_id
+from lab.plan import build_plan
+from lab.topology import load_topology
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAN = build_plan(load_topology(ROOT / "topologies/byoip-incident.yaml"), "api")
+
+
+@pytest.fixture
+def inv(tmp_path: Path) -> Inventory:
+    inv = Inventory(tmp_path / "inventory.sqlite")
+    inv.seed(PLAN, seed=7)
+    return inv
+
+
+@pytest.fixture
+def changes() -> list:
+    return []
+
+
+@pytest.fixture
+def client(inv: Inventory, changes: list) -> TestClient:
+    def on_change(prefixes):
+        changes.append([p.id for p in prefixes])
+        return {"announced": sum(p.advertised for p in prefixes)}
+
+    return TestClient(create_app(inv, on_change, Behaviour()))
+
+
+def test_seed_counts_and_determinism(tmp_path: Path, inv: Inventory) -> None:
+    assert len(inv.prefixes()) == 6500
+    assert len(inv.prefixes(byoip=True)) == 4306
+    accounts = inv.accounts()
+    customers = [a for a in accounts if a["kind"] == "byoip"]
+    assert len(customers) == 300 and sum(a["prefixes"] for a in customers) == 4306
+    sizes = sorted((a["prefixes"] for a in customers), reverse=True)
+    assert sizes[0] > 20 * sizes[len(sizes) // 2], "per-customer counts should be heavy-tailed"
+    assert all(len(inv.bindings(p.id)) >= 1 for p in inv.prefixes(limit=200))
+    again = Inventory(tmp_path / "again.sqlite")
+    again.seed(PLAN, seed=7)
+    assert [(p.id, p.account_id) for p in again.prefixes()] == [(p.id, p.account_id) for p in inv.prefixes()]
+    assert [(b.prefix_id, b.service) for b in again.bindings()] == [(b.prefix_id, b.service) for b in inv.bindings()]
+
+
+def test_customer_sizes_sum_and_floor() -> None:
+    import random
+
+    sizes = customer_sizes(4306, 300, random.Random(1))
+    assert sum(sizes) == 4306 and min(sizes) >= 1 and len(sizes) == 300
+
+
+def test_openapi_is_served(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    assert "/v1/prefixes" in doc["paths"] and "/v1/prefixes/{pid}/bgp/status" in doc["paths"]
+
+
+def test_list_filters(client: TestClient) -> None:
+    r = client.get("/v1/prefixes", params={"account_id": "acct-0001"}).json()
+    assert r["success"] and r["count"] == len(r["result"]) > 0
+    assert {p["account_id"] for p in r["result"]} == {"acct-0001"}
+    v6 = client.get("/v1/prefixes", params={"family": "ipv6", "byoip": "true"}).json()
+    assert v6["count"] == 306
+    assert client.get("/v1/prefixes", params={"limit": 5}).json()["count"] == 5
+    assert client.get("/v1/prefixes", params={"cidr": "100.64.0.0/24"}).json()["result"][0]["id"] == "100.64.0.0_24"
+
+
+@pytest.mark.parametrize(
+    "params,status,fragment",
+    [
+        ({"family": "ipv5"}, 400, "'family' is ipv4 or ipv6"),
+        ({"advertised": "maybe"}, 400, "'advertised' needs a value, true or false"),
+        ({"limit": "0"}, 400, "'limit' is a positive integer"),
+        ({"account_id": "acct-9999"}, 404, "no account 'acct-9999'"),
+        ({"cidr": "100.64.0.1/24"}, 400, "is not a prefix in CIDR form"),
+        ({"cidr": "8.8.8.0/24"}, 404, "the lab does not own 8.8.8.0/24"),
+        ({"pendingdelete": "true"}, 400, "unknown query parameter 'pendingdelete'"),
+    ],
+)
+def test_list_errors(client: TestClient, params: dict, status: int, fragment: str) -> None:
+    r = client.get("/v1/prefixes", params=params)
+    assert r.status_code == status
+    assert fragment in r.json()["errors"][0]["message"]
+
+
+def test_pending_delete_flag_default_rejects_empty_value(client: TestClient, inv: Inventory) -> None:
+    inv.request_deletion("100.64.0.0_24")
+    r = client.get("/v1/prefixes?pending_delete")
+    assert r.status_code == 400 and "'pending_delete' needs a value" in r.json()["errors"][0]["message"]
+    r = client.get("/v1/prefixes?pending_delete=true").json()
+    assert [p["id"] for p in r["result"]] == ["100.64.0.0_24"]
+
+
+def test_pending_delete_flag_with_the_2026_02_20_behaviour_returns_everything(client: TestClient, inv: Inventory) -> None:
+    inv.request_deletion("100.64.0.0_24")
+    assert client.put("/v1/lab/behaviour", json={"pending_delete_bug": True}).json()["result"] == {"pending_delete_bug": True}
+    r = client.get("/v1/prefixes?pending_delete").json()
+    assert r["count"] == 6500  # the bug: every prefix, not the one pending deletion
+    # an explicit value still filters
+    assert client.get("/v1/prefixes?pending_delete=true").json()["count"] == 1
+    client.put("/v1/lab/behaviour", json={"pending_delete_bug": False})
+    assert client.get("/v1/prefixes?pending_delete").status_code == 400
+
+
+def test_get_and_patch_bgp_status(client: TestClient, changes: list) -> None:
+    assert client.get("/v1/prefixes/100.64.0.0_24/bgp/status").json()["result"]["advertised"] is True
+    r = client.patch("/v1/prefixes/100.64.0.0_24/bgp/status", json={"advertised": False})
+    assert r.status_code == 200 and r.json()["result"]["advertised"] is False
+    assert changes == [["100.64.0.0_24"]]
+    assert client.get("/v1/prefixes/100.64.0.0_24").json()["result"]["advertised"] is False
+
+
+@pytest.mark.parametrize(
+    "path,body,status,fragment",
+    [
+        ("/v1/prefixes/100.64.0.0_24/bgp/status", {"advertised": "no"}, 400, "body.advertised: Input should be a valid boolean"),
+        ("/v1/prefixes/100.64.0.0_24/bgp/status", {}, 400, "body.advertised: Field required"),
+        ("/v1/prefixes/100.64.0.0_24/bgp/status", {"advertised": True, "x": 1}, 400, "body.x: Extra inputs are not permitted"),
+        ("/v1/prefixes/8.8.8.0_24/bgp/status", {"advertised": False}, 404, "no prefix '8.8.8.0_24'"),
+    ],
+)
+def test_patch_errors_change_nothing(client: TestClient, inv: Inventory, changes: list, path, body, status, fragment) -> None:
+    before = [(p.id, p.advertised) for p in inv.prefixes()]
+    r = client.patch(path, json=body)
+    assert r.status_code == status and fragment in r.json()["errors"][0]["message"]
+    assert [(p.id, p.advertised) for p in inv.prefixes()] == before and changes == []
+
+
+def test_bulk_by_account_and_count(client: TestClient, inv: Inventory, changes: list) -> None:
+    big = max(inv.accounts(), key=lambda a: a["prefixes"] if a["kind"] == "byoip" else 0)["id"]
+    r = client.patch("/v1/prefixes/bgp/status", json={"advertised": False, "selector": {"account_id": big, "count": 3}})
+    ids = r.json()["result"]["ids"]
+    assert len(ids) == 3 and changes == [ids]
+    assert all(inv.get(i).account_id == big and not inv.get(i).advertised for i in ids)
+    assert len(inv.prefixes(advertised=False)) == 3
+
+
+@pytest.mark.parametrize(
+    "selector,status,fragment",
+    [
+        ({}, 400, "selector names nothing"),
+        ({"ids": []}, 400, "selector.ids is empty"),
+        ({"ids": ["100.64.0.0_24", "nope"]}, 404, "no prefix 'nope'"),
+        ({"ids": ["100.64.0.0_24"], "account_id": "acct-0001"}, 400, "either ids or filters"),
+        ({"account_id": "acct-9999"}, 404, "no account 'acct-9999'"),
+        ({"family": "ipx"}, 400, "body.selector.family"),
+        ({"count": 0}, 400, "body.selector.count"),
+    ],
+)
+def test_bulk_errors_change_nothing(client: TestClient, inv: Inventory, changes: list, selector, status, fragment) -> None:
+    r = client.patch("/v1/prefixes/bgp/status", json={"advertised": False, "selector": selector})
+    assert r.status_code == status and fragment in r.json()["errors"][0]["message"], r.json()
+    assert changes == [] and len(inv.prefixes(advertised=False)) == 0
+
+
+def test_bindings_lifecycle(client: TestClient) -> None:
+    pid = "100.64.0.0_24"
+    before = client.get(f"/v1/prefixes/{pid}/bindings").json()["result"]
+    r = client.post(f"/v1/prefixes/{pid}/bindings", json={"service": "spectrum"})
+    assert r.status_code == 201
+    bid = r.json()["result"]["id"]
+    assert len(client.get(f"/v1/prefixes/{pid}/bindings").json()["result"]) == len(before) + 1
+    assert client.delete(f"/v1/prefixes/{pid}/bindings/{bid}").json()["result"]["deleted"] is True
+    r = client.delete(f"/v1/prefixes/{pid}/bindings/{bid}")
+    assert r.status_code == 404 and f"has no binding '{bid}'" in r.json()["errors"][0]["message"]
+    r = client.post(f"/v1/prefixes/{pid}/bindings", json={"service": "dns"})
+    assert r.status_code == 400 and "body.service" in r.json()["errors"][0]["message"]
+
+
+def test_deletion_request_then_delete(client: TestClient, inv: Inventory, changes: list) -> None:
+    pid = "100.64.0.0_24"
+    assert client.post(f"/v1/prefixes/{pid}/deletion_request").json()["result"]["pending_delete"] is True
+    r = client.delete(f"/v1/prefixes/{pid}").json()["result"]
+    assert r["deleted"] is True and r["advertised"] is False
+    assert inv.bindings(pid) == [] and changes == [[pid]]
+    # deleted prefixes are gone from lists, and cannot be toggled or deleted again
+    assert client.get("/v1/prefixes", params={"cidr": "100.64.0.0/24"}).json()["result"][0]["deleted"] is True
+    r = client.patch(f"/v1/prefixes/{pid}/bgp/status", json={"advertised": True})
+    assert r.status_code == 409 and "has been deleted" in r.json()["errors"][0]["message"]
+    assert client.delete(f"/v1/prefixes/{pid}").status_code == 409
+    assert client.post(f"/v1/prefixes/{pid}/bindings", json={"service": "cdn"}).status_code == 409
+    assert client.get("/v1/prefixes").json()["count"] == 6499
+
+
+def test_unknown_prefix_everywhere(client: TestClient) -> None:
+    for method, path in [
+        ("get", "/v1/prefixes/1.2.3.0_24"),
+        ("get", "/v1/prefixes/1.2.3.0_24/bgp/status"),
+        ("get", "/v1/prefixes/1.2.3.0_24/bindings"),
+        ("post", "/v1/prefixes/1.2.3.0_24/deletion_request"),
+        ("delete", "/v1/prefixes/1.2.3.0_24"),
+    ]:
+        r = getattr(client, method)(path)
+        assert r.status_code == 404 and "no prefix '1.2.3.0_24'" in r.json()["errors"][0]["message"], (method, path)
+
+
+def test_behaviour_wrong_type(client: TestClient) -> None:
+    r = client.put("/v1/lab/behaviour", json={"pending_delete_bug": "yes"})
+    assert r.status_code == 400
+
+
+ACCOUNTS = [f"acct-{i:04d}" for i in range(1, 301)] + [OPERATOR]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    account=st.one_of(st.none(), st.sampled_from(ACCOUNTS)),
+    family=st.one_of(st.none(), st.sampled_from(["ipv4", "ipv6"])),
+    byoip=st.one_of(st.none(), st.booleans()),
+    count=st.one_of(st.none(), st.integers(min_value=1, max_value=400)),
+)
+def test_a_selector_never_reaches_outside_what_it_names(shared_client, account, family, byoip, count) -> None:
+    client, inv = shared_client
+    sel = {k: v for k, v in {"account_id": account, "family": family, "byoip": byoip, "count": count}.items() if v is not None}
+    before = {p.id: p.advertised for p in inv.prefixes()}
+    r = client.patch("/v1/prefixes/bgp/status", json={"advertised": False, "selector": sel})
+    if not sel:
+        assert r.status_code == 400
+        return
+    assert r.status_code == 200, r.json()
+    ids = set(r.json()["result"].get("ids", []))
+    for p in inv.prefixes(ids=ids):
+        assert account is None or p.account_id == account
+        assert family is None or p.family == int(family[-1])
+        assert byoip is None or p.byoip == byoip
+    if count is not None:
+        assert len(ids) <= count
+    after = {p.id: p.advertised for p in inv.prefixes()}
+    assert {i for i in after if after[i] != before[i]} <= ids
+    # put them back for the next example
+    if ids:
+        inv.set_advertised(sorted(ids), True)
+
+
+@pytest.fixture(scope="module")
+def shared_client(tmp_path_factory):
+    inv = Inventory(tmp_path_factory.mktemp("prop") / "inventory.sqlite")
+    inv.seed(PLAN, seed=3)
+    return TestClient(create_app(inv)), inv
+
+
+def test_prefix_id_is_url_safe() -> None:
+    assert prefix_id("2001:db8:4000::/48") == "2001:db8:4000::_48"
