@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import asdict
 
 import click
 
+from controller import service
+from controller.client import ApiClient
 from lab import lifecycle
 from lab.errors import BgplabError, LabNotFound, UsageError
 from lab.runtime import RUNTIMES, get_runtime
@@ -43,14 +46,33 @@ def cli() -> None:
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="netns", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the timings as JSON")
 @click.option("--status", "show_status", is_flag=True, help="print the status table once it is up")
-def up(topology: str, name: str | None, runtime: str, as_json: bool, show_status: bool) -> None:
+@click.option("--controller/--no-controller", default=True, show_default=True,
+              help="start the lab's Addressing API and reconciler")
+@click.option("--withdrawn", is_flag=True, help="start with every prefix withdrawn (the API advertises them)")
+@click.option("--seed", type=int, default=20260220, show_default=True, help="inventory seed")
+def up(topology: str, name: str | None, runtime: str, as_json: bool, show_status: bool,
+       controller: bool, withdrawn: bool, seed: int) -> None:
     """Bring a lab up from TOPOLOGY and wait until it has converged."""
+    progress = lambda s: click.echo(f"... {s}", err=True)  # noqa: E731
+    t0 = time.monotonic()
     try:
-        report = lifecycle.up(topology, name, runtime=runtime, progress=lambda s: click.echo(f"... {s}", err=True))
+        if withdrawn and not controller:
+            raise UsageError("--withdrawn needs the controller: nothing else would ever announce")
+        report = lifecycle.up(topology, name, runtime=runtime, progress=progress, announce=not withdrawn)
+        if controller:
+            progress("start the controller")
+            try:
+                info = service.start(report.lab, seed=seed)
+            except BaseException as e:
+                # all or nothing: a lab whose controller did not start is removed
+                lifecycle.down(report.lab)
+                raise BgplabError(f"lab '{report.lab}' did not come up: the controller failed: {e}; the lab was removed") from e
+            report.timings["controller"] = round(time.monotonic() - t0, 3)
     except BgplabError as e:
         _fail(e)
     if as_json:
-        click.echo(json.dumps({"lab": report.lab, "frr_version": report.frr_version, "timings": report.timings}))
+        click.echo(json.dumps({"lab": report.lab, "frr_version": report.frr_version, "timings": report.timings,
+                               "api": info["url"] if controller else None}))
         return
     counts = report.plan.counts()
     t = report.timings
@@ -60,8 +82,11 @@ def up(topology: str, name: str | None, runtime: str, as_json: bool, show_status
     )
     click.echo(
         f"  network {t['network']:.2f} s, sessions {t['sessions_established']:.2f} s, "
-        f"observer full {t['observer_full']:.2f} s, kernel tables {t['kernel_converged']:.2f} s"
+        + (f"observer full {t['observer_full']:.2f} s, kernel tables {t['kernel_converged']:.2f} s" if not withdrawn
+           else "nothing announced yet")
     )
+    if controller:
+        click.echo(f"  Addressing API: {info['url']}  (OpenAPI: {info['url']}/docs)")
     if show_status:
         click.echo()
         _print_status(report.lab)
@@ -175,6 +200,150 @@ def vtysh(lab: str | None, node: str, commands: tuple[str, ...]) -> None:
     for c in commands:
         argv += ["-c", c]
     os.execvp(argv[0], argv)
+
+
+# -- the Addressing API, from the command line --------------------------------------
+
+
+def _api(lab: str | None) -> ApiClient:
+    return ApiClient(_pick_lab(lab))
+
+
+def _selector_options(f):
+    for opt in reversed([
+        click.option("--lab", help="lab name (default: the only lab that is up)"),
+        click.option("--account", help="only this account's prefixes (acct-0001, acct-operator, ...)"),
+        click.option("--family", type=click.Choice(["ipv4", "ipv6"]), help="only this address family"),
+        click.option("--byoip/--owned", default=None, help="only BYOIP prefixes, or only the operator's own"),
+        click.option("--count", type=click.IntRange(min=1), help="at most this many, in inventory order"),
+    ]):
+        f = opt(f)
+    return f
+
+
+@cli.group()
+def prefixes() -> None:
+    """List, advertise, withdraw and delete prefixes through the lab's Addressing API."""
+
+
+@prefixes.command(name="list")
+@_selector_options
+@click.option("--advertised/--withdrawn", default=None)
+@click.option("--pending-delete", is_flag=True, help="only prefixes pending deletion")
+@click.option("--json", "as_json", is_flag=True)
+def prefixes_list(lab, account, family, byoip, count, advertised, pending_delete, as_json) -> None:
+    """Prefixes in the inventory, with their state."""
+    try:
+        with _api(lab) as api:
+            rows = api.prefixes(account_id=account, family=family, byoip=byoip, advertised=advertised,
+                                pending_delete=True if pending_delete else None, limit=count)
+    except BgplabError as e:
+        _fail(e)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'PREFIX':<22} {'ACCOUNT':<14} {'BYOIP':<6} {'ADVERTISED':<11} {'PENDING-DELETE':<14}")
+    for p in rows:
+        click.echo(f"{p['cidr']:<22} {p['account_id']:<14} {str(p['byoip']).lower():<6} "
+                   f"{str(p['advertised']).lower():<11} {str(p['pending_delete']).lower():<14}")
+    click.echo(f"({len(rows)} prefixes)", err=True)
+
+
+def _set(advertised: bool, lab, account, family, byoip, count, cidrs) -> None:
+    try:
+        if cidrs and (account or family or byoip is not None):
+            raise UsageError("name prefixes or give selectors (--account, --family, --byoip/--owned), not both")
+        ids = [c.replace("/", "_") for c in cidrs] or None
+        with _api(lab) as api:
+            body = api.set_advertised(advertised, ids=ids, account_id=account, family=family, byoip=byoip, count=count)
+    except BgplabError as e:
+        _fail(e)
+    r, rec = body["result"], body.get("reconcile", {})
+    verb = "advertised" if advertised else "withdrew"
+    click.echo(f"{verb} {r['prefixes']} prefixes; speakers: {rec.get('announced', 0)} announced, "
+               f"{rec.get('withdrawn', 0)} withdrawn in {rec.get('seconds', 0):.3f} s"
+               + ("" if rec.get("ok", True) else f"; errors: {'; '.join(rec['errors'])}"))
+
+
+@prefixes.command()
+@_selector_options
+@click.argument("cidrs", nargs=-1)
+def advertise(lab, account, family, byoip, count, cidrs) -> None:
+    """Advertise prefixes (named, or chosen by selectors)."""
+    _set(True, lab, account, family, byoip, count, cidrs)
+
+
+@prefixes.command()
+@_selector_options
+@click.argument("cidrs", nargs=-1)
+def withdraw(lab, account, family, byoip, count, cidrs) -> None:
+    """Withdraw prefixes (named, or chosen by selectors): bgplab prefixes withdraw --account acct-0007."""
+    _set(False, lab, account, family, byoip, count, cidrs)
+
+
+@prefixes.command()
+@click.option("--lab")
+@click.option("--request", "request_only", is_flag=True, help="only request deletion (pending delete)")
+@click.argument("cidrs", nargs=-1, required=True)
+def delete(lab, request_only, cidrs) -> None:
+    """Delete prefixes (withdrawn, bindings removed), or request their deletion."""
+    try:
+        with _api(lab) as api:
+            for c in cidrs:
+                pid = c.replace("/", "_")
+                if request_only:
+                    api.call("POST", f"/v1/prefixes/{pid}/deletion_request")
+                else:
+                    api.call("DELETE", f"/v1/prefixes/{pid}")
+                click.echo(f"{c}: {'deletion requested' if request_only else 'deleted'}")
+    except BgplabError as e:
+        _fail(e)
+
+
+@cli.group()
+def bindings() -> None:
+    """Service bindings of a prefix (cdn, spectrum, magic_transit, dedicated_egress)."""
+
+
+@bindings.command(name="list")
+@click.option("--lab")
+@click.argument("cidr")
+def bindings_list(lab, cidr) -> None:
+    try:
+        with _api(lab) as api:
+            rows = api.call("GET", f"/v1/prefixes/{cidr.replace('/', '_')}/bindings")["result"]
+    except BgplabError as e:
+        _fail(e)
+    for b in rows:
+        click.echo(f"{b['id']}  {b['service']}")
+    if not rows:
+        click.echo(f"{cidr} has no service bindings")
+
+
+@bindings.command(name="add")
+@click.option("--lab")
+@click.argument("cidr")
+@click.argument("service", type=click.Choice(["cdn", "spectrum", "magic_transit", "dedicated_egress"]))
+def bindings_add(lab, cidr, service) -> None:
+    try:
+        with _api(lab) as api:
+            b = api.call("POST", f"/v1/prefixes/{cidr.replace('/', '_')}/bindings", json={"service": service})["result"]
+    except BgplabError as e:
+        _fail(e)
+    click.echo(f"{b['id']}  {b['service']}")
+
+
+@bindings.command(name="delete")
+@click.option("--lab")
+@click.argument("cidr")
+@click.argument("binding")
+def bindings_delete(lab, cidr, binding) -> None:
+    try:
+        with _api(lab) as api:
+            api.call("DELETE", f"/v1/prefixes/{cidr.replace('/', '_')}/bindings/{binding}")
+    except BgplabError as e:
+        _fail(e)
+    click.echo(f"{binding} deleted")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -166,6 +167,21 @@ def announcements(sessions: Sequence[Session], prefixes: Iterable[IPNetwork], ba
     return out
 
 
+def withdrawals(sessions: Sequence[Session], prefixes: Iterable[IPNetwork], batch: int = BATCH) -> list[Withdraw]:
+    """Commands withdrawing ``prefixes`` from every one of ``sessions``, one family per line.
+
+    (ExaBGP 5.0 drops the IPv4 half of a `withdraw attributes` line that mixes families.)
+    """
+    everyone = tuple(s.peer_v4 for s in sessions)
+    nets = list(prefixes)
+    out = []
+    for version in (4, 6):
+        fam = [p for p in nets if p.version == version]
+        for i in range(0, len(fam), batch):
+            out.append(Withdraw(everyone, tuple(fam[i : i + batch])))
+    return out
+
+
 @dataclass(frozen=True)
 class Ack:
     command: str
@@ -197,6 +213,16 @@ class SpeakerChannel:
 
     def close(self) -> None:
         self.sock.close()
+
+    def closed(self) -> bool:
+        """True once the bridge has gone (the speaker stopped or restarted). Never blocks."""
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+            if not readable:
+                return False
+            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (OSError, ValueError):
+            return True
 
     def _readline(self, deadline: float, command: str) -> str:
         while b"\n" not in self.buf:

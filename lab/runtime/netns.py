@@ -84,7 +84,7 @@ class NetnsRuntime:
                 # Every address of the pool is local (AnyIP), so the edge can answer on
                 # any service address without one address per prefix.
                 ns.route(
-                    "add", dst=str(net), type="local", table=255, oif=lo, family=10 if net.version == 6 else 2
+                    "add", dst=str(net), type="local", scope=254, table=255, oif=lo, family=10 if net.version == 6 else 2
                 )
 
     def exec_argv(self, lab: str, node: str, argv: list[str]) -> list[str]:

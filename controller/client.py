@@ -1,0 +1,57 @@
+"""A client of a lab's Addressing API, for the CLI, drills and tests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from lab.errors import BgplabError, LabNotFound
+from lab.state import LabState
+
+
+class ApiError(BgplabError):
+    def __init__(self, status: int, message: str):
+        self.status = status
+        super().__init__(f"API answered {status}: {message}")
+
+
+class ApiClient:
+    def __init__(self, lab: str, timeout: float = 60.0):
+        state = LabState.load(lab)
+        if state is None:
+            raise LabNotFound(f"lab '{lab}' is not up")
+        try:
+            info = json.loads((state.dir / "controller.json").read_text())
+        except (OSError, ValueError):
+            raise LabNotFound(f"lab '{lab}' has no controller running (it was brought up without one?)") from None
+        self.url = info["url"]
+        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> "ApiClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        try:
+            r = self.http.request(method, path, **kw)
+        except httpx.HTTPError as e:
+            raise BgplabError(f"the lab's API at {self.url} did not answer: {e}") from None
+        body = r.json()
+        if r.status_code >= 400:
+            raise ApiError(r.status_code, "; ".join(e["message"] for e in body.get("errors", [])) or r.text)
+        return body
+
+    def prefixes(self, **params: Any) -> list[dict[str, Any]]:
+        q = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in params.items() if v is not None}
+        return self.call("GET", "/v1/prefixes", params=q)["result"]
+
+    def set_advertised(self, advertised: bool, **selector: Any) -> dict[str, Any]:
+        sel = {k: v for k, v in selector.items() if v is not None}
+        return self.call("PATCH", "/v1/prefixes/bgp/status", json={"advertised": advertised, "selector": sel})

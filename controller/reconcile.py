@@ -1,0 +1,207 @@
+"""Inventory -> speakers, through the lab's channel, then verified against what the peers received.
+
+The reconciler keeps, per speaker, the set of prefixes it has told that speaker to
+announce. A change in the inventory is a diff between that set and what the
+inventory wants (``Inventory.desired``): withdrawals and announcements, batched by
+attribute set, every command acknowledged. When a speaker restarts (its channel
+drops and comes back) it has forgotten everything, so its whole desired state is
+sent again.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from controller.inventory import Inventory, Prefix
+from lab.daemons import exabgp, frr
+from lab.errors import BgplabError, SpeakerError
+from lab.plan import LabPlan, NodePlan
+from lab.state import LabState
+
+Log = Callable[[str, dict[str, Any]], None]
+
+
+class SpeakerLink:
+    """One speaker's channel that notices the speaker going away and coming back."""
+
+    def __init__(self, node: NodePlan, socket: Path, on_return: Callable[[str], None], log: Log):
+        self.node, self.socket, self.on_return, self.log = node, socket, on_return, log
+        self.lock = threading.Lock()
+        self.channel: exabgp.SpeakerChannel | None = None
+        self.stopping = threading.Event()
+        self.restarts = 0
+        self.watcher = threading.Thread(target=self._watch, name=f"link-{node.name}", daemon=True)
+
+    def start(self) -> None:
+        with self.lock:
+            self.channel = exabgp.SpeakerChannel(self.node.name, self.socket)
+        self.watcher.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            if self.channel:
+                self.channel.close()
+
+    def send_many(self, commands: list[exabgp.Command]) -> list[exabgp.Ack]:
+        with self.lock:
+            if self.channel is None:
+                raise SpeakerError(f"speaker {self.node.name}: its channel is down (speaker restarting?)")
+            try:
+                return self.channel.send_many(commands, window=16)
+            except SpeakerError:
+                if self.channel.closed():
+                    self.channel = None
+                raise
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(0.2):
+            with self.lock:
+                if self.channel is not None and self.channel.closed():
+                    self.channel.close()
+                    self.channel = None
+                    self.log("speaker_lost", {"speaker": self.node.name})
+            if self.channel is None:
+                try:
+                    ch = exabgp.SpeakerChannel(self.node.name, self.socket)
+                except SpeakerError:
+                    continue
+                with self.lock:
+                    self.channel = ch
+                self.restarts += 1
+                self.log("speaker_back", {"speaker": self.node.name})
+                self.on_return(self.node.name)
+
+
+@dataclass
+class SyncResult:
+    announced: dict[str, int] = field(default_factory=dict)
+    withdrawn: dict[str, int] = field(default_factory=dict)
+    commands: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "announced": sum(self.announced.values()),
+            "withdrawn": sum(self.withdrawn.values()),
+            "per_speaker": {s: {"announced": self.announced.get(s, 0), "withdrawn": self.withdrawn.get(s, 0)}
+                            for s in sorted(set(self.announced) | set(self.withdrawn))},
+            "commands": self.commands,
+            "seconds": round(self.seconds, 4),
+            "ok": not self.errors,
+            "errors": self.errors,
+        }
+
+
+class Reconciler:
+    def __init__(self, plan: LabPlan, state: LabState, inventory: Inventory, announced: dict[str, set[str]], log: Log):
+        self.plan, self.state, self.inv, self.log = plan, state, inventory, log
+        self.announced = {s.name: set(announced.get(s.name, set())) for s in plan.speakers()}
+        self.lock = threading.Lock()
+        self.links = {
+            s.name: SpeakerLink(s, exabgp.ExabgpPaths(state.node_dir(s.name)).socket, self.resend, log)
+            for s in plan.speakers()
+        }
+        self.last_sync: dict[str, Any] = {}
+        self.last_verify: dict[str, Any] = {}
+
+    def start(self) -> None:
+        for link in self.links.values():
+            link.start()
+
+    def stop(self) -> None:
+        for link in self.links.values():
+            link.stop()
+
+    def sync(self, only: list[str] | None = None) -> SyncResult:
+        """Make every speaker (or those named) announce exactly what the inventory wants."""
+        t0 = time.monotonic()
+        result = SyncResult()
+        with self.lock:
+            for name in only or list(self.links):
+                node = self.plan.nodes[name]
+                want = self.inv.desired(name)
+                have = self.announced[name]
+                add = sorted((ipaddress.ip_network(c) for c in want - have), key=_order)
+                drop = sorted((ipaddress.ip_network(c) for c in have - want), key=_order)
+                if not add and not drop:
+                    continue
+                commands: list[exabgp.Command] = exabgp.withdrawals(node.sessions, drop) if drop else []
+                if add:
+                    commands += exabgp.announcements(node.sessions, add)
+                try:
+                    self.links[name].send_many(commands)
+                except BgplabError as e:
+                    result.errors.append(str(e))
+                    continue
+                self.announced[name] = set(want)
+                result.announced[name] = len(add)
+                result.withdrawn[name] = len(drop)
+                result.commands += len(commands)
+        result.seconds = time.monotonic() - t0
+        self.last_sync = result.as_dict()
+        self.log("sync", self.last_sync)
+        return result
+
+    def on_change(self, changed: list[Prefix]) -> dict[str, Any]:
+        """The API's hook: reach the speakers at once; verification follows in the background."""
+        speakers = sorted({o for p in changed for o in p.origins if o in self.links})
+        result = self.sync(speakers or None)
+        threading.Thread(target=self.verify, kwargs={"wait": 10.0}, daemon=True).start()
+        return result.as_dict()
+
+    def resend(self, speaker: str) -> None:
+        """A speaker came back: it has forgotten what it announced; tell it everything again."""
+        with self.lock:
+            self.announced[speaker] = set()
+        self.sync([speaker])
+
+    def expected(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Per speaker, per session peer: how many prefixes of each family it should have received."""
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        with self.lock:
+            for name, cidrs in self.announced.items():
+                v6 = sum(1 for c in cidrs if ":" in c)
+                counts = {"ipv4": len(cidrs) - v6, "ipv6": v6}
+                out[name] = {s.peer: counts for s in self.plan.nodes[name].sessions}
+        return out
+
+    def verify(self, wait: float = 0.0) -> dict[str, Any]:
+        """Compare what each peer router received from each speaker with what was intended.
+
+        Counts come from the routers (``show bgp summary``); with ``wait`` the check is
+        repeated until it matches or the time is up, and the time it took is reported.
+        """
+        t0 = time.monotonic()
+        while True:
+            diffs = []
+            for speaker, peers in self.expected().items():
+                node = self.plan.nodes[speaker]
+                for s in node.sessions:
+                    try:
+                        got = frr.sessions(frr.FrrPaths(self.state.node_dir(s.peer))).get(str(s.local_v4), {})
+                    except BgplabError as e:
+                        diffs.append({"speaker": speaker, "peer": s.peer, "error": str(e)})
+                        continue
+                    want = peers[s.peer]
+                    received = got.get("received", {})
+                    if got.get("state") != "Established" or any(received.get(f, 0) != want[f] for f in want):
+                        diffs.append({"speaker": speaker, "peer": s.peer, "state": got.get("state"),
+                                      "intended": want, "received": received})
+            elapsed = time.monotonic() - t0
+            if not diffs or elapsed >= wait:
+                break
+            time.sleep(0.05)
+        self.last_verify = {"ok": not diffs, "differences": diffs, "seconds": round(elapsed, 3), "at": time.time()}
+        self.log("verify", self.last_verify)
+        return self.last_verify
+
+
+def _order(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> tuple[int, int]:
+    return (net.version, int(net.network_address))

@@ -1,0 +1,161 @@
+"""The controller process of a lab: Addressing API + reconciler + observers, on loopback.
+
+Started by `bgplab up` after the lab has converged (``start``), marked with the lab
+like every other process of it, so `bgplab down` ends it. It writes
+``controller.json`` (pid, port) into the lab directory once it is listening.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from controller.api import Behaviour, create_app
+from controller.inventory import Inventory
+from controller.reconcile import Reconciler
+from lab.errors import BgplabError
+from lab.lifecycle import load_plan
+from lab.procs import alive, mark_env
+from lab.state import LabState
+from lab.wait import wait_until
+
+
+def inventory_path(state: LabState) -> Path:
+    return state.dir / "inventory.sqlite"
+
+
+def info_path(state: LabState) -> Path:
+    return state.dir / "controller.json"
+
+
+def observe_dir(state: LabState) -> Path:
+    d = state.dir / "observe"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+class EventLog:
+    """Timestamped events, one JSON object per line, safe from several threads."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lock = threading.Lock()
+        self.f = open(path, "a", buffering=1)
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        line = json.dumps({"t": time.time(), "kind": kind, **data})
+        with self.lock:
+            self.f.write(line + "\n")
+
+
+def serve(lab: str, seed: int) -> None:
+    state, plan = load_plan(lab)
+    log = EventLog(observe_dir(state) / "controller.jsonl")
+    path = inventory_path(state)
+    fresh = not path.exists()
+    inv = Inventory(path)
+    lab_announced = bool(state.data.get("announced", True))
+    if fresh:
+        counts = inv.seed(plan, seed=seed)
+        if not lab_announced:
+            inv.set_advertised([p.id for p in inv.prefixes()], False)
+        log("seeded", {**counts, "advertised": lab_announced})
+        # `up` announced exactly the plan (or nothing): that is what the speakers hold now.
+        announced = {s.name: inv.desired(s.name) for s in plan.speakers()}
+    else:
+        announced = {}  # unknown after a controller restart: resend everything
+    reconciler = Reconciler(plan, state, inv, announced, log)
+    reconciler.start()
+    if not fresh:
+        reconciler.sync()
+
+    behaviour = Behaviour()
+
+    def lab_routes(app: FastAPI) -> None:
+        @app.get("/v1/lab/reconcile")
+        def last() -> dict[str, Any]:
+            return {"success": True, "result": {"sync": reconciler.last_sync, "verify": reconciler.last_verify,
+                                                "restarts": {n: l.restarts for n, l in reconciler.links.items()}}}
+
+        @app.post("/v1/lab/verify")
+        def verify(wait: float = 5.0) -> dict[str, Any]:
+            return {"success": True, "result": reconciler.verify(wait=min(wait, 60.0))}
+
+        @app.post("/v1/lab/sync")
+        def sync() -> dict[str, Any]:
+            return {"success": True, "result": reconciler.sync().as_dict()}
+
+    app = create_app(inv, reconciler.on_change, behaviour, extra=lab_routes)
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))  # loopback only; the port is whatever is free
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+
+    def stop(*_: object) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, stop)
+    tmp = info_path(state).with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "port": port, "url": f"http://127.0.0.1:{port}"}))
+    os.replace(tmp, info_path(state))
+    log("listening", {"port": port})
+    try:
+        server.run(sockets=[sock])
+    finally:
+        reconciler.stop()
+        inv.close()
+
+
+def start(lab: str, *, seed: int = 20260220, timeout: float = 20.0) -> dict[str, Any]:
+    """Start the controller of a running lab and wait until its API answers."""
+    state = LabState.load(lab)
+    if state is None:
+        raise BgplabError(f"lab '{lab}' is not up")
+    log = state.dir / "controller.out"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.service", "--lab", lab, "--seed", str(seed)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=mark_env(lab), start_new_session=True,
+        )
+    state.add_daemon("controller", "api", proc.pid)
+
+    def answering() -> tuple[bool, str]:
+        if not alive(proc.pid):
+            raise BgplabError(f"the controller of lab '{lab}' exited at start: {log.read_text()[-800:]}")
+        try:
+            info = json.loads(info_path(state).read_text())
+            r = httpx.get(f"{info['url']}/v1/health", timeout=2.0)
+            return r.status_code == 200, f"health answered {r.status_code}"
+        except (OSError, ValueError, KeyError, httpx.HTTPError) as e:
+            return False, str(e)
+
+    wait_until(answering, timeout=timeout, what=f"the controller of lab '{lab}' to answer", interval=0.05)
+    return json.loads(info_path(state).read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="the controller of one lab (started by `bgplab up`)")
+    ap.add_argument("--lab", required=True)
+    ap.add_argument("--seed", type=int, default=20260220)
+    args = ap.parse_args()
+    serve(args.lab, args.seed)
+
+
+if __name__ == "__main__":
+    main()
