@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,10 +26,14 @@ from fastapi import FastAPI
 
 from controller.api import Behaviour, create_app
 from controller.inventory import Inventory
+from controller.observe.sampler import Sampler
 from controller.reconcile import Reconciler
+from lab.daemons import frr
 from lab.errors import BgplabError
 from lab.lifecycle import load_plan
+from lab.plan import LabPlan
 from lab.procs import alive, mark_env
+from lab.runtime import get_runtime
 from lab.state import LabState
 from lab.wait import wait_until
 
@@ -61,7 +66,7 @@ class EventLog:
             self.f.write(line + "\n")
 
 
-def serve(lab: str, seed: int) -> None:
+def serve(lab: str, seed: int, probes: int) -> None:
     state, plan = load_plan(lab)
     log = EventLog(observe_dir(state) / "controller.jsonl")
     path = inventory_path(state)
@@ -82,9 +87,20 @@ def serve(lab: str, seed: int) -> None:
     if not fresh:
         reconciler.sync()
 
+    obs = observe_dir(state)
+    routers = {r.name: r.namespace for r in plan.routers() if r.installs_routes}
+    observers = {r.name: frr.FrrPaths(state.node_dir(r.name)) for r in plan.observers()}
+    sampler = Sampler(routers, plan.pool_keys, observers, obs)
+    sampler.start()
+    start_data_plane(state, plan, inv, seed, probes)
+
     behaviour = Behaviour()
 
     def lab_routes(app: FastAPI) -> None:
+        @app.get("/v1/lab/observe")
+        def observe() -> dict[str, Any]:
+            return {"success": True, "result": {"sample": sampler.latest, "probes": probe_summary(obs / "probes.jsonl")}}
+
         @app.get("/v1/lab/reconcile")
         def last() -> dict[str, Any]:
             return {"success": True, "result": {"sync": reconciler.last_sync, "verify": reconciler.last_verify,
@@ -117,11 +133,65 @@ def serve(lab: str, seed: int) -> None:
     try:
         server.run(sockets=[sock])
     finally:
+        sampler.stop()
         reconciler.stop()
         inv.close()
 
 
-def start(lab: str, *, seed: int = 20260220, timeout: float = 20.0) -> dict[str, Any]:
+def probe_targets(plan: LabPlan, seed: int, count: int) -> list[dict[str, str]]:
+    """A deterministic sample of BYOIP prefixes, each with a service address inside it (the first host)."""
+    byoip = [p for p in plan.prefixes if p.byoip] or list(plan.prefixes)
+    chosen = random.Random(seed).sample(byoip, min(count, len(byoip)))
+    return [{"prefix": str(p.prefix), "address": str(p.prefix.network_address + 1)} for p in chosen]
+
+
+def start_data_plane(state: LabState, plan: LabPlan, inv: Inventory, seed: int, probes: int) -> None:
+    """The edge's responders (one per speaker) and the end hosts' probes, each in its node's namespace."""
+    rt = get_runtime(state.data.get("runtime", "netns"))
+    obs = observe_dir(state)
+    lengths = ",".join(sorted({f"{p.prefix.version}:{p.prefix.prefixlen}" for p in plan.prefixes}))
+    running = state.daemons()
+    for node in plan.speakers():
+        if alive(running.get(node.name, {}).get("responder", -1)):
+            continue
+        argv = [sys.executable, "-m", "controller.observe.responder", "--inventory", str(inv.path), "--lengths", lengths]
+        state.add_daemon(node.name, "responder", rt.spawn(state.lab, node, argv, log=state.node_dir(node.name) / "responder.out"))
+    if probes <= 0 or not plan.hosts():
+        return
+    targets = obs / "probe-targets.json"
+    targets.write_text(json.dumps(probe_targets(plan, seed, probes), indent=1))
+    for host in plan.hosts():
+        if alive(running.get(host.name, {}).get("probe", -1)):
+            continue
+        argv = [sys.executable, "-m", "controller.observe.probe", "--host", host.name, "--targets", str(targets),
+                "--out", str(obs / "probes.jsonl")]
+        state.add_daemon(host.name, "probe", rt.spawn(state.lab, host, argv, log=state.node_dir(host.name) / "probe.out"))
+
+
+def probe_summary(path: Path, window: float = 1.5) -> dict[str, dict[str, int]]:
+    """Results of the probes of the last ``window`` seconds, per host."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 256 * 1024))
+            lines = f.read().decode(errors="replace").splitlines()[1:]
+    except FileNotFoundError:
+        return {}
+    cutoff = time.time() - window
+    out: dict[str, dict[str, int]] = {}
+    for line in reversed(lines):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e["t"] < cutoff:
+            break
+        per = out.setdefault(e["host"], {})
+        per[e["result"]] = per.get(e["result"], 0) + 1
+    return out
+
+
+def start(lab: str, *, seed: int = 20260220, probes: int = 20, timeout: float = 60.0) -> dict[str, Any]:
     """Start the controller of a running lab and wait until its API answers."""
     state = LabState.load(lab)
     if state is None:
@@ -129,7 +199,7 @@ def start(lab: str, *, seed: int = 20260220, timeout: float = 20.0) -> dict[str,
     log = state.dir / "controller.out"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.service", "--lab", lab, "--seed", str(seed)],
+            [sys.executable, "-m", "controller.service", "--lab", lab, "--seed", str(seed), "--probes", str(probes)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             env=mark_env(lab), start_new_session=True,
         )
@@ -153,8 +223,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="the controller of one lab (started by `bgplab up`)")
     ap.add_argument("--lab", required=True)
     ap.add_argument("--seed", type=int, default=20260220)
+    ap.add_argument("--probes", type=int, default=20, help="BYOIP service addresses each end host probes")
     args = ap.parse_args()
-    serve(args.lab, args.seed)
+    serve(args.lab, args.seed, args.probes)
 
 
 if __name__ == "__main__":

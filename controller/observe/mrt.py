@@ -1,0 +1,117 @@
+"""The collector's MRT dump (FRR `dump bgp updates-et`), parsed with mrtparse into events.
+
+One ``PrefixEvent`` per prefix per UPDATE: announce (with AS path and next hop) or
+withdraw, from which peer, when (microseconds, as the collector stamped it).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import mrtparse
+
+UPDATE = 2
+
+
+@dataclass(frozen=True)
+class PrefixEvent:
+    t: float
+    peer_ip: str
+    peer_as: int
+    kind: str  # "announce" | "withdraw"
+    prefix: str
+    as_path: tuple[int, ...] | None
+    next_hop: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Update:
+    t: float
+    peer_ip: str
+    peer_as: int
+    announced: list[str]
+    withdrawn: list[str]
+    as_path: tuple[int, ...] | None
+    next_hop: str | None
+
+
+def _key(v: Any) -> Any:
+    # mrtparse gives enumerations as {code: name}
+    return next(iter(v)) if isinstance(v, dict) else v
+
+
+def _prefixes(entries: list[dict]) -> list[str]:
+    return [f"{e['prefix']}/{e['length']}" for e in entries or []]
+
+
+def updates(path: Path | str) -> Iterator[Update]:
+    """Every UPDATE in the file, in file order. A record cut short at the end (a dump still
+    being written) ends the iteration instead of failing it."""
+    reader = mrtparse.Reader(str(path))
+    while True:
+        try:
+            entry = next(reader)
+        except StopIteration:
+            return
+        except Exception:  # mrtparse raises bare errors on a truncated tail
+            return
+        d = entry.data
+        if entry.err or "bgp_message" not in d:
+            continue
+        msg = d["bgp_message"]
+        if _key(msg.get("type")) != UPDATE:
+            continue
+        t = _key(d["timestamp"]) + d.get("microsecond_timestamp", 0) / 1e6
+        announced = _prefixes(msg.get("nlri", []))
+        withdrawn = _prefixes(msg.get("withdrawn_routes", []))
+        as_path: tuple[int, ...] | None = None
+        next_hop = None
+        for attr in msg.get("path_attributes", []):
+            kind, value = _key(attr["type"]), attr["value"]
+            if kind == 2:  # AS_PATH
+                as_path = tuple(int(a) for seg in value for a in seg["value"])
+            elif kind == 3:  # NEXT_HOP
+                next_hop = value
+            elif kind == 14:  # MP_REACH_NLRI
+                announced += _prefixes(value.get("nlri", []))
+                nh = value.get("next_hop")
+                next_hop = nh[0] if isinstance(nh, list) and nh else nh
+            elif kind == 15:  # MP_UNREACH_NLRI
+                withdrawn += _prefixes(value.get("withdrawn_routes", []))
+        yield Update(t, d["peer_ip"], int(d["peer_as"]), announced, withdrawn, as_path, next_hop)
+
+
+def events(path: Path | str, prefix: str | None = None) -> list[PrefixEvent]:
+    """Per-prefix events, in time order; only ``prefix``'s if given."""
+    out = []
+    for u in updates(path):
+        for p in u.withdrawn:
+            if prefix is None or p == prefix:
+                out.append(PrefixEvent(u.t, u.peer_ip, u.peer_as, "withdraw", p, None, None))
+        for p in u.announced:
+            if prefix is None or p == prefix:
+                out.append(PrefixEvent(u.t, u.peer_ip, u.peer_as, "announce", p, u.as_path, u.next_hop))
+    out.sort(key=lambda e: e.t)
+    return out
+
+
+def wire_counts(path: Path | str, since: float = 0.0, until: float = float("inf")) -> dict[str, dict[str, int]]:
+    """Per peer: UPDATE messages, NLRI announced and withdrawn, between two times.
+
+    Empty UPDATEs (End-of-RIB markers) are not counted as messages that carried anything.
+    """
+    out: dict[str, dict[str, int]] = defaultdict(lambda: {"updates": 0, "announced": 0, "withdrawn": 0})
+    for u in updates(path):
+        if not (since <= u.t <= until) or not (u.announced or u.withdrawn):
+            continue
+        c = out[u.peer_ip]
+        c["updates"] += 1
+        c["announced"] += len(u.announced)
+        c["withdrawn"] += len(u.withdrawn)
+    return dict(out)
