@@ -346,6 +346,74 @@ def bindings_delete(lab, cidr, binding) -> None:
     click.echo(f"{binding} deleted")
 
 
+@cli.command()
+@click.option("--lab")
+@click.option("--interval", type=float, default=0.5, show_default=True)
+@click.option("--once", is_flag=True, help="print one frame and exit")
+def watch(lab, interval, once) -> None:
+    """Live prefix counts per router (kernel), at the observer (BGP), and probe results."""
+    try:
+        with _api(lab) as api:
+            while True:
+                r = api.call("GET", "/v1/lab/observe")["result"]
+                frame = _watch_frame(r)
+                if once:
+                    click.echo(frame)
+                    return
+                click.clear()
+                click.echo(frame)
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    except BgplabError as e:
+        _fail(e)
+
+
+def _watch_frame(r: dict) -> str:
+    sample = r.get("sample") or {}
+    lines = [time.strftime("%H:%M:%S", time.localtime(sample.get("t", time.time()))) + "  (ipv4/ipv6 lab prefixes)"]
+    lines.append(f"{'ROUTER':<12} {'KERNEL':<12}")
+    for router, c in sorted(sample.get("kernel", {}).items()):
+        lines.append(f"{router:<12} {_fmt(c):<12}")
+    for name, c in sorted(sample.get("observer_bgp", {}).items()):
+        lines.append(f"observer {name} BGP table: {_fmt(c) if 'error' not in c else c['error']}")
+    probes = r.get("probes", {})
+    if probes:
+        lines.append("")
+        lines.append("PROBES (last 1.5 s)")
+        for host, results in sorted(probes.items()):
+            total = sum(results.values())
+            ok = results.get("ok", 0)
+            detail = ", ".join(f"{k} {v}" for k, v in sorted(results.items()))
+            lines.append(f"{host:<12} {100 * ok / total:5.1f}% ok   {detail}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.option("--lab")
+@click.argument("prefix")
+def timeline(lab, prefix) -> None:
+    """What the collector heard about PREFIX: every announce (with AS path) and withdraw, to the microsecond."""
+    from controller.observe import mrt
+
+    try:
+        name = _pick_lab(lab)
+        state, plan = lifecycle.load_plan(name)
+        collectors = [n for n in plan.routers() if n.role.value == "collector"]
+        if not collectors:
+            raise UsageError(f"lab '{name}' has no collector")
+        peers = {str(s.peer_v4): s.peer for s in collectors[0].sessions}
+        events = mrt.events(state.node_dir(collectors[0].name) / "updates.mrt", prefix)
+    except BgplabError as e:
+        _fail(e)
+    for e in events:
+        when = time.strftime("%H:%M:%S", time.localtime(e.t)) + f".{int(e.t % 1 * 1e6):06d}"
+        path = " ".join(map(str, e.as_path)) if e.as_path else ""
+        click.echo(f"{when}  from {peers.get(e.peer_ip, e.peer_ip):<8} {e.kind:<9} {path}")
+    if not events:
+        click.echo(f"the collector heard nothing about {prefix}")
+
+
 def main() -> None:
     cli()
 

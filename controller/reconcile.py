@@ -162,6 +162,20 @@ class Reconciler:
             self.announced[speaker] = set()
         self.sync([speaker])
 
+    def resend_all(self) -> SyncResult:
+        """Tell every speaker its whole state again: what verify found missing comes back, and
+        whatever the speaker announces that the inventory does not want is withdrawn."""
+        with self.lock:
+            for name, link in self.links.items():
+                node = self.plan.nodes[name]
+                unwanted = {p.prefix for p in self.plan.originated_by(name)} - {
+                    ipaddress.ip_network(c) for c in self.inv.desired(name)
+                }
+                if unwanted:
+                    link.send_many(exabgp.withdrawals(node.sessions, sorted(unwanted, key=_order)))
+                self.announced[name] = set()
+        return self.sync()
+
     def expected(self) -> dict[str, dict[str, dict[str, int]]]:
         """Per speaker, per session peer: how many prefixes of each family it should have received."""
         out: dict[str, dict[str, dict[str, int]]] = {}

@@ -111,7 +111,10 @@ def serve(lab: str, seed: int, probes: int) -> None:
             return {"success": True, "result": reconciler.verify(wait=min(wait, 60.0))}
 
         @app.post("/v1/lab/sync")
-        def sync() -> dict[str, Any]:
+        def sync(full: bool = False) -> dict[str, Any]:
+            """Push the inventory to the speakers; ``full`` resends everything (after a difference)."""
+            if full:
+                return {"success": True, "result": reconciler.resend_all().as_dict()}
             return {"success": True, "result": reconciler.sync().as_dict()}
 
     app = create_app(inv, reconciler.on_change, behaviour, extra=lab_routes)

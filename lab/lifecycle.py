@@ -392,3 +392,70 @@ def status(lab: str, *, kernel: bool = True) -> list[NodeStatus]:
 def lab_rss_kib(lab: str) -> int:
     """Resident memory of every process carrying the lab's mark (daemons and their helpers)."""
     return sum(rss_kib(pid) for pid in marked_pids(lab))
+
+
+# -- one daemon at a time (the fault primitives build on these) ----------------------
+
+DAEMONS = {"frr": ("zebra", "bgpd"), "exabgp": ("exabgp",)}
+
+
+def _daemon_argv(state: LabState, node: NodePlan, daemon: str) -> tuple[list[str], dict[str, str] | None]:
+    if daemon not in DAEMONS.get(node.kind.value, ()):
+        valid = ", ".join(DAEMONS.get(node.kind.value, ())) or "none"
+        raise BgplabError(f"node {node.name} ({node.kind.value}) runs no '{daemon}' (its daemons: {valid})")
+    if node.kind is Kind.exabgp:
+        return exabgp.argv(exabgp_paths(state, node.name)), exabgp.environment()
+    return frr.argv(daemon, node, frr_paths(state, node.name)), None
+
+
+def stop_daemon(lab: str, node: str, daemon: str, sig: int = 15, timeout: float = 5.0) -> int:
+    """Signal one daemon of a node (SIGTERM by default, SIGKILL for a crash) and wait until it is gone."""
+    import signal as _signal
+
+    state, plan = load_plan(lab)
+    if node not in plan.nodes:
+        raise BgplabError(f"lab '{lab}' has no node '{node}'")
+    _daemon_argv(state, plan.nodes[node], daemon)
+    pid = state.daemons().get(node, {}).get(daemon)
+    if pid is None or not alive(pid):
+        raise BgplabError(f"{daemon} on {node} is not running")
+    os.kill(pid, _signal.Signals(sig))
+    wait_until(lambda: (not alive(pid), f"pid {pid} still alive"), timeout=timeout, what=f"{daemon} on {node} to stop")
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    return pid
+
+
+def start_daemon(lab: str, node: str, daemon: str, timeout: float = 20.0) -> int:
+    """Start one daemon of a node again, as `up` started it; return its new PID."""
+    state, plan = load_plan(lab)
+    if node not in plan.nodes:
+        raise BgplabError(f"lab '{lab}' has no node '{node}'")
+    n = plan.nodes[node]
+    argv, env = _daemon_argv(state, n, daemon)
+    old = state.daemons().get(node, {}).get(daemon)
+    if old is not None and alive(old):
+        raise BgplabError(f"{daemon} on {node} is already running (pid {old})")
+    rt = get_runtime(state.data.get("runtime", "netns"))
+    pid = rt.spawn(lab, n, argv, log=state.node_dir(node) / f"{daemon}.out", env=env)
+    state.add_daemon(node, daemon, pid)
+    if daemon == "exabgp":
+        sock = exabgp_paths(state, node).socket
+        wait_until(lambda: (_connectable(sock), "its API channel refuses connections"),
+                   timeout=timeout, what=f"exabgp on {node} to open its API channel")
+    return pid
+
+
+def _connectable(path: Path) -> bool:
+    import socket as _socket
+
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        s.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()

@@ -46,6 +46,7 @@ class Bridge:
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         srv.bind(self.path)
         os.chmod(self.path, 0o600)
+        self.inode = os.stat(self.path).st_ino
         srv.listen(8)
         srv.setblocking(False)
         self.sel.register(srv, selectors.EVENT_READ, "accept")
@@ -108,6 +109,17 @@ class Bridge:
 
     def run(self) -> None:
         self.listen()
+        try:
+            self._loop()
+        finally:
+            # Only our own socket file: a newer bridge may already have taken the path.
+            try:
+                if os.stat(self.path).st_ino == self.inode:
+                    os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    def _loop(self) -> None:
         while True:
             for key, _ in self.sel.select():
                 if key.data == "accept":

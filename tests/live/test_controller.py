@@ -1,0 +1,202 @@
+"""The controller on a live lab: API changes reach every router's kernel, the collector's
+timeline and the probes, and come back; a restarted speaker gets its state back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from controller import service
+from controller.client import ApiClient
+from controller.observe import mrt
+from lab import lifecycle
+from lab.daemons import exabgp, frr
+from lab.kernel import route_keys
+from lab.state import LabState
+from lab.wait import wait_until
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.live
+CTL = str(Path(__file__).parent / "topologies" / "ctl.yaml")
+
+
+@pytest.fixture
+def ctl(lab_factory):
+    report = lab_factory(CTL)
+    info = service.start(report.lab, probes=30)
+    api = ApiClient(report.lab)
+    yield report, api, info
+    api.close()
+
+
+def kernel_has(namespace: str, cidrs: set[str]) -> set[str]:
+    keys = route_keys(namespace, 2) | route_keys(namespace, 10)
+    return cidrs & keys
+
+
+def bgplab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def probe_results(path: Path, prefixes: set[str], since: float) -> list[str]:
+    out = []
+    for line in path.read_text().splitlines():
+        e = json.loads(line)
+        if e["t"] >= since and e["prefix"] in prefixes:
+            out.append(e["result"])
+    return out
+
+
+def test_withdraw_an_account_everywhere_then_restore(ctl) -> None:
+    report, api, _ = ctl
+    lab, plan = report.lab, report.plan
+    state = LabState.load(lab)
+    obs = state.dir / "observe"
+    targets = json.loads((obs / "probe-targets.json").read_text())
+    target = targets[0]["prefix"]
+    account = api.prefixes(cidr=target)[0]["account_id"]
+    cidrs = {p["cidr"] for p in api.prefixes(account_id=account)}
+    probed = {t["prefix"] for t in targets} & cidrs
+    assert probed and cidrs
+
+    # probes reach the account's service addresses before anything happens
+    wait_until(lambda: (set(probe_results(obs / "probes.jsonl", probed, time.time() - 1.0)) == {"ok"}, "not ok yet"),
+               timeout=15, what="probes to succeed")
+
+    t0 = time.time()
+    out = bgplab("prefixes", "withdraw", "--lab", lab, "--account", account)
+    assert out.returncode == 0, out.stderr
+    assert f"withdrew {len(cidrs)} prefixes" in out.stdout
+    routers = [r for r in plan.routers() if r.installs_routes]
+    took = wait_until(lambda: (all(not kernel_has(r.namespace, cidrs) for r in routers), "still in a kernel table"),
+                      timeout=10, what="the account's prefixes to leave every kernel table")
+    assert took < 2.0, f"withdrawal took {took:.2f} s to reach every kernel table"
+    # other prefixes untouched
+    others = {str(p.prefix) for p in plan.prefixes} - cidrs
+    for r in routers:
+        assert kernel_has(r.namespace, others) == others
+
+    mrt_path = frr.FrrPaths(state.node_dir("collector")).mrt
+
+    def timeline_shows(kind: str, since: float) -> tuple[bool, str]:
+        seen = {e.prefix for e in mrt.events(mrt_path) if e.kind == kind and e.t >= since}
+        return cidrs <= seen, f"{len(cidrs - seen)} prefixes without a {kind} since the change"
+
+    wait_until(lambda: timeline_shows("withdraw", t0), timeout=10, what="the collector to record the withdrawals")
+    wait_until(lambda: (len(probe_results(obs / "probes.jsonl", probed, time.time() - 1.0)) > 0
+                        and "ok" not in probe_results(obs / "probes.jsonl", probed, time.time() - 1.0), "still ok"),
+               timeout=10, what="probes to the withdrawn prefixes to fail")
+
+    t1 = time.time()
+    out = bgplab("prefixes", "advertise", "--lab", lab, "--account", account)
+    assert out.returncode == 0, out.stderr
+    wait_until(lambda: (all(kernel_has(r.namespace, cidrs) == cidrs for r in routers), "missing"),
+               timeout=10, what="the account's prefixes back in every kernel table")
+    wait_until(lambda: timeline_shows("announce", t1), timeout=10, what="the collector to record the announcements")
+    wait_until(lambda: (set(probe_results(obs / "probes.jsonl", probed, time.time() - 1.0)) == {"ok"}, "not ok yet"),
+               timeout=15, what="probes to succeed again")
+    verified = api.call("POST", "/v1/lab/verify")["result"]
+    assert verified["ok"], verified
+
+
+def test_binding_removed_answers_403(ctl) -> None:
+    report, api, _ = ctl
+    obs = LabState.load(report.lab).dir / "observe"
+    target = json.loads((obs / "probe-targets.json").read_text())[0]["prefix"]
+    pid = target.replace("/", "_")
+    for b in api.call("GET", f"/v1/prefixes/{pid}/bindings")["result"]:
+        api.call("DELETE", f"/v1/prefixes/{pid}/bindings/{b['id']}")
+    wait_until(lambda: (probe_results(obs / "probes.jsonl", {target}, time.time() - 0.6)[-1:] == ["http_403"], "not 403"),
+               timeout=10, what="the edge to answer 403 Edge IP Restricted")
+
+
+def test_pending_delete_handler_both_ways_live(ctl) -> None:
+    _, api, info = ctl
+    r = httpx.get(f"{info['url']}/v1/prefixes?pending_delete")
+    assert r.status_code == 400
+    api.call("PUT", "/v1/lab/behaviour", json={"pending_delete_bug": True})
+    r = httpx.get(f"{info['url']}/v1/prefixes?pending_delete")
+    assert r.status_code == 200 and r.json()["count"] == 440
+
+
+def test_bad_input_changes_nothing(ctl) -> None:
+    report, api, info = ctl
+    t1 = report.plan.nodes["t1"]
+    before = route_keys(t1.namespace, 2)
+    r = httpx.patch(f"{info['url']}/v1/prefixes/8.8.8.0_24/bgp/status", json={"advertised": False})
+    assert r.status_code == 404 and "8.8.8.0_24" in r.json()["errors"][0]["message"]
+    r = httpx.patch(f"{info['url']}/v1/prefixes/bgp/status", json={"advertised": "no", "selector": {"count": 5}})
+    assert r.status_code == 400
+    out = bgplab("prefixes", "withdraw", "--lab", report.lab, "--account", "acct-9999")
+    assert out.returncode == 1 and "no account 'acct-9999'" in out.stderr
+    assert route_keys(t1.namespace, 2) == before
+
+
+def test_restarted_speaker_gets_its_desired_state_back(ctl) -> None:
+    report, api, _ = ctl
+    lab = report.lab
+    t1 = report.plan.nodes["t1"]
+    api.set_advertised(False, family="ipv4", count=25)
+    withdrawn = {p["cidr"] for p in api.prefixes(advertised=False)}
+    assert len(withdrawn) == 25
+    all_pool = {str(p.prefix) for p in report.plan.prefixes}
+    wanted = all_pool - withdrawn
+
+    lifecycle.stop_daemon(lab, "edge", "exabgp", sig=9)
+    # the session drops and t1 forgets the edge's routes
+    wait_until(lambda: (not kernel_has(t1.namespace, all_pool), "still has routes"), timeout=20,
+               what="t1 to drop the dead speaker's routes")
+    lifecycle.start_daemon(lab, "edge", "exabgp")
+    took = wait_until(lambda: (kernel_has(t1.namespace, all_pool) == wanted, f"{len(kernel_has(t1.namespace, all_pool))} of {len(wanted)}"),
+                      timeout=30, what="the controller to resend the speaker's desired state")
+    state = api.call("GET", "/v1/lab/reconcile")["result"]
+    assert state["restarts"]["edge"] == 1
+    print(f"speaker back and resynced in {took:.2f} s")
+
+
+def test_verify_reports_a_difference_made_behind_its_back(ctl) -> None:
+    report, api, _ = ctl
+    state = LabState.load(report.lab)
+    edge = report.plan.nodes["edge"]
+    victim = next(p.prefix for p in report.plan.prefixes if p.prefix.version == 4)
+    with exabgp.SpeakerChannel("edge", exabgp.ExabgpPaths(state.node_dir("edge")).socket) as ch:
+        ch.send_many(exabgp.withdrawals(edge.sessions, [victim]))
+    v = api.call("POST", "/v1/lab/verify", params={"wait": 1.0})["result"]
+    assert not v["ok"]
+    [diff] = v["differences"]
+    assert diff["speaker"] == "edge" and diff["peer"] == "t1"
+    assert diff["intended"]["ipv4"] == diff["received"]["ipv4"] + 1
+    # the remedy: push every speaker's whole desired state again
+    api.call("POST", "/v1/lab/sync", params={"full": True})
+    v = api.call("POST", "/v1/lab/verify", params={"wait": 5.0})["result"]
+    assert v["ok"], v
+
+
+def test_channel_survives_20000_commands(lab_factory) -> None:
+    report = lab_factory("minimal")
+    state = LabState.load(report.lab)
+    edge = report.plan.nodes["edge"]
+    nets = [p.prefix for p in report.plan.prefixes if p.prefix.version == 4][:100]
+    cmds = []
+    for i in range(20_000):
+        p = nets[i % 100]
+        cmds += (exabgp.withdrawals(edge.sessions, [p]) if (i // 100) % 2 == 0 else exabgp.announcements(edge.sessions, [p]))
+    assert len(cmds) == 20_000
+    t0 = time.monotonic()
+    with exabgp.SpeakerChannel("edge", exabgp.ExabgpPaths(state.node_dir("edge")).socket, timeout=60) as ch:
+        acks = ch.send_many(cmds, window=64)
+    took = time.monotonic() - t0
+    assert len(acks) == 20_000 and all(a.ok for a in acks)
+    assert [a.command for a in acks] == [c.render() for c in cmds]
+    print(f"20,000 commands, one acknowledgement each, in {took:.1f} s")
+    # the last round announced them all: r1 has every prefix again
+    r1 = report.plan.nodes["r1"]
+    wait_until(lambda: (len(route_keys(r1.namespace, 2) & {str(n) for n in nets}) == 100, "missing"),
+               timeout=10, what="r1 to hold the prefixes again")

@@ -1,0 +1,91 @@
+"""The bridge's ack matching, against a stand-in for ExaBGP's process API that answers
+the way ExaBGP 5.0 does: `error` for a malformed command at once, `done` for a valid
+one only after it has been parsed. (The live tests use the real ExaBGP.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.daemons.exabgp import SpeakerChannel
+from lab.errors import SpeakerError
+
+FAKE = textwrap.dedent(
+    """
+    import os, subprocess, sys, time
+    # ExaBGP's side: start the bridge as ExaBGP would, with pipes.
+    bridge = subprocess.Popen([sys.executable, "-m", "lab.daemons.exabgp_bridge", sys.argv[1]],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    pending = []
+    while True:
+        line = bridge.stdout.readline()
+        if not line:
+            break
+        cmd = line.decode().strip()
+        if "bogus" in cmd:
+            bridge.stdin.write(b"error\\n")
+        elif cmd.endswith("show"):
+            bridge.stdin.write(b"line one\\nline two\\ndone\\n")
+        else:
+            time.sleep(0.002)  # parsing takes time
+            bridge.stdin.write(b"done\\n")
+        bridge.stdin.flush()
+    """
+)
+
+
+@pytest.fixture
+def channel(tmp_path: Path):
+    script = tmp_path / "fake_exabgp.py"
+    script.write_text(FAKE)
+    sock = tmp_path / "s.sock"
+    proc = subprocess.Popen([sys.executable, str(script), str(sock)], cwd=Path(__file__).resolve().parents[2])
+    deadline = time.monotonic() + 10
+    while not sock.exists():
+        assert time.monotonic() < deadline, "bridge did not open its socket"
+        time.sleep(0.01)
+    ch = SpeakerChannel("fake", sock, timeout=5)
+    yield ch
+    ch.close()
+    proc.kill()
+    proc.wait()
+
+
+def test_one_answer_per_command_in_order(channel: SpeakerChannel) -> None:
+    cmds = [f"neighbor 198.18.0.1 announce route 100.64.{i}.0/24 next-hop self" for i in range(200)]
+    acks = channel.send_many(cmds, window=32)
+    assert [a.command for a in acks] == cmds and all(a.ok for a in acks)
+
+
+def test_error_is_matched_to_its_command_and_channel_stays_usable(channel: SpeakerChannel) -> None:
+    cmds = ["neighbor 198.18.0.1 announce route 100.64.0.0/24 next-hop self"] * 5 + ["neighbor 198.18.0.1 bogus"]
+    cmds += ["neighbor 198.18.0.1 announce route 100.64.1.0/24 next-hop self"] * 5
+    with pytest.raises(SpeakerError, match="speaker fake: command failed: neighbor 198.18.0.1 bogus"):
+        channel.send_many(cmds, window=16)
+    # everything in flight was drained: the next answer belongs to the next command
+    ack = channel.send("neighbor 198.18.0.1 announce route 100.64.2.0/24 next-hop self")
+    assert ack.ok
+
+
+def test_output_lines_come_with_their_command(channel: SpeakerChannel) -> None:
+    ack = channel.send("neighbor 198.18.0.1 show")
+    assert ack.output == ("line one", "line two")
+
+
+def test_two_clients_do_not_get_each_others_answers(channel: SpeakerChannel, tmp_path: Path) -> None:
+    other = SpeakerChannel("fake", tmp_path / "s.sock", timeout=5)
+    try:
+        a = [f"neighbor 198.18.0.1 announce route 100.64.{i}.0/24 next-hop self" for i in range(50)]
+        b = ["neighbor 198.18.0.1 bogus"]
+        channel.sock.sendall(("\n".join(a) + "\n").encode())  # in flight from the first client
+        with pytest.raises(SpeakerError):
+            other.send_many(b)
+        acks = [channel._readline(time.monotonic() + 5, x) for x in a]
+        assert acks == ["done"] * 50
+    finally:
+        other.close()
