@@ -30,3 +30,4 @@ unit: setup
 
 bench: setup
 	$(VENV)/bin/python -m tests.bench.bench_lab --runs $(RUNS) --out bench-results/lab.json
+	$(VENV)/bin/python -m tests.bench.bench_controller --runs $(RUNS) --out bench-results/controller.json

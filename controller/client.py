@@ -52,6 +52,8 @@ class ApiClient:
         q = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in params.items() if v is not None}
         return self.call("GET", "/v1/prefixes", params=q)["result"]
 
-    def set_advertised(self, advertised: bool, **selector: Any) -> dict[str, Any]:
+    def set_advertised(self, to: bool, **selector: Any) -> dict[str, Any]:
+        """Set the BGP status of the prefixes ``selector`` names (ids=, account_id=, family=, byoip=,
+        advertised= as a filter, count=) to ``to``."""
         sel = {k: v for k, v in selector.items() if v is not None}
-        return self.call("PATCH", "/v1/prefixes/bgp/status", json={"advertised": advertised, "selector": sel})
+        return self.call("PATCH", "/v1/prefixes/bgp/status", json={"advertised": to, "selector": sel})

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import socket
+import struct
+import threading
 
 from pyroute2 import NetNS
 
@@ -29,37 +33,103 @@ def count_lab_routes(namespace: str, pool_keys: frozenset[tuple[int, str]]) -> d
     return out
 
 
-def _v4_keys_procfs(pid: int) -> set[str]:
-    keys = set()
-    with open(f"/proc/{pid}/net/route") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            dst = socket.inet_ntoa(int(fields[1], 16).to_bytes(4, "little"))
-            keys.add(f"{dst}/{bin(int(fields[7], 16)).count('1')}")
+# -- a raw rtnetlink reader: for hot loops (readiness waits, 10 Hz sampling) -----------
+#
+# pyroute2 builds a full message object for every route (~50 us each): fine for setting
+# up a lab, too slow to follow 45,000 route changes while the lab converges on 2 cores.
+# This reads only what a count needs (family, dst, dst_len, table) with struct. The
+# socket is opened inside the namespace by switching only the calling thread.
+
+
+NETLINK_ROUTE = 0
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+NLMSG_DONE, NLMSG_ERROR = 3, 2
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+RTA_DST, RTA_TABLE = 1, 15
+GROUP_IPV4_ROUTE, GROUP_IPV6_ROUTE = 0x40, 0x400
+_NLMSG = struct.Struct("=IHHII")
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_RTA = struct.Struct("=HH")
+_libc = ctypes.CDLL(None, use_errno=True)
+_setns_lock = threading.Lock()
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def route_socket(namespace: str, groups: int = 0) -> socket.socket:
+    """An rtnetlink socket living in ``namespace`` (subscribed to ``groups``)."""
+    with _setns_lock:
+        own = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
+        try:
+            _setns(target)
+            try:
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+            finally:
+                _setns(own)
+        finally:
+            os.close(own)
+            os.close(target)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.bind((0, groups))
+    return sock
+
+
+def parse_routes(buf: bytes):
+    """(message type, version, 'dst/len' or None, table) for each route message in ``buf``;
+    a None type marks the end of a dump."""
+    off = 0
+    while off + 16 <= len(buf):
+        length, mtype, _flags, _seq, _pid = _NLMSG.unpack_from(buf, off)
+        if length < 16:
+            break
+        if mtype in (NLMSG_DONE, NLMSG_ERROR):
+            yield None, 0, None, 0
+        elif mtype in (RTM_NEWROUTE, RTM_DELROUTE):
+            family, dst_len, _s, _t, table, _p, _sc, _ty, _f = _RTMSG.unpack_from(buf, off + 16)
+            dst = None
+            a = off + 16 + 12
+            end = off + length
+            while a + 4 <= end:
+                alen, atype = _RTA.unpack_from(buf, a)
+                if alen < 4:
+                    break
+                if atype == RTA_DST:
+                    dst = socket.inet_ntop(family, buf[a + 4 : a + alen])
+                elif atype == RTA_TABLE:
+                    table = struct.unpack_from("=I", buf, a + 4)[0]
+                a += (alen + 3) & ~3
+            key = f"{dst}/{dst_len}" if dst is not None else None
+            yield mtype, 4 if family == socket.AF_INET else 6, key, table
+        off += (length + 3) & ~3
+
+
+def dump_route_keys(sock: socket.socket) -> set[tuple[int, str]]:
+    """(version, 'dst/len') of every main-table route, dumped over ``sock`` (IPv4 then IPv6)."""
+    keys: set[tuple[int, str]] = set()
+    for seq, family in ((1, socket.AF_INET), (2, socket.AF_INET6)):
+        req = _NLMSG.pack(16 + 12, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+        sock.send(req)
+        done = False
+        while not done:
+            for mtype, version, key, table in parse_routes(sock.recv(1 << 20)):
+                if mtype is None:
+                    done = True
+                elif key is not None and table == MAIN_TABLE:
+                    keys.add((version, key))
     return keys
 
 
-def _v6_keys_procfs(pid: int) -> set[str]:
-    import ipaddress
-
-    keys = set()
-    with open(f"/proc/{pid}/net/ipv6_route") as f:
-        for line in f:
-            fields = line.split()
-            keys.add(f"{ipaddress.IPv6Address(bytes.fromhex(fields[0]))}/{int(fields[1], 16)}")
-    return keys
-
-
-def count_lab_routes_procfs(pid: int, pool_keys: frozenset[tuple[int, str]]) -> dict[str, int]:
-    """The same count as ``count_lab_routes``, read from /proc/<pid>/net of a process in the namespace.
-
-    pyroute2 takes ~0.3 s to parse a 6,000-route dump; the kernel's text view of the
-    same table takes a few ms, which is what a readiness loop over many routers needs.
-    The live tests check that both readings agree.
-    """
-    v4, v6 = _v4_keys_procfs(pid), _v6_keys_procfs(pid)
-    return {
-        "ipv4": sum(1 for v, k in pool_keys if v == 4 and k in v4),
-        "ipv6": sum(1 for v, k in pool_keys if v == 6 and k in v6),
-    }
+def count_lab_routes_fast(namespace: str, pool_keys: frozenset[tuple[int, str]]) -> dict[str, int]:
+    """``count_lab_routes`` through the raw reader: a few ms for 6,500 routes."""
+    sock = route_socket(namespace)
+    try:
+        present = dump_route_keys(sock) & pool_keys
+    finally:
+        sock.close()
+    v6 = sum(1 for v, _ in present if v == 6)
+    return {"ipv4": len(present) - v6, "ipv6": v6}

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from lab.daemons import exabgp, frr
 from lab.errors import BgplabError, LabExists, LabNotFound, TeardownError, UpFailed
-from lab.kernel import count_lab_routes, count_lab_routes_procfs
+from lab.kernel import count_lab_routes, count_lab_routes_fast
 from lab.plan import LabPlan, NodePlan, build_plan
 from lab.procs import all_marked_labs, alive, end_processes, marked_pids, rss_kib
 from lab.runtime import Runtime, get_runtime
@@ -211,8 +211,7 @@ class _Up:
             for node in plan.routers():
                 if not node.installs_routes:
                     continue
-                zebra = self.state.daemons()[node.name]["zebra"]
-                got = count_lab_routes_procfs(zebra, plan.pool_keys)
+                got = count_lab_routes_fast(node.namespace, plan.pool_keys)
                 want = {f: len(s) for f, s in plan.expected[node.name].items()}
                 if got != want:
                     short.append(f"{node.name} kernel {got}, wants {want}")

@@ -15,7 +15,7 @@ import pytest
 from lab import lifecycle
 from lab.daemons import frr
 from lab.errors import LabExists, UpFailed
-from lab.kernel import count_lab_routes, count_lab_routes_procfs
+from lab.kernel import count_lab_routes, count_lab_routes_fast
 from lab.lifecycle import Timeouts
 from lab.state import LabState, lab_dir
 
@@ -45,7 +45,7 @@ def test_minimal_up_converges_then_down_leaves_nothing(lab_factory) -> None:
         assert want == {"ipv4": 200, "ipv6": 50}
         assert count_lab_routes(r.namespace, plan.pool_keys) == want
         # the fast reader `up` waits on agrees with pyroute2
-        assert count_lab_routes_procfs(state.daemons()[r.name]["zebra"], plan.pool_keys) == want
+        assert count_lab_routes_fast(r.namespace, plan.pool_keys) == want
 
     # the collector installs nothing and records what it hears as MRT
     collector = plan.nodes["collector"]
