@@ -59,6 +59,15 @@ class NewBinding(_Body):
     service: Literal["cdn", "spectrum", "magic_transit", "dedicated_egress"]
 
 
+class PushItem(_Body):
+    id: str
+    services: list[Literal["cdn", "spectrum", "magic_transit", "dedicated_egress"]] = Field(min_length=1)
+
+
+class ConfigPush(_Body):
+    prefixes: list[PushItem] = Field(min_length=1)
+
+
 class BehaviourBody(_Body):
     pending_delete_bug: StrictBool
 
@@ -248,6 +257,12 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
     def set_behaviour(body: BehaviourBody) -> dict[str, Any]:
         behaviour.pending_delete_bug = body.pending_delete_bug
         return _ok(vars(behaviour))
+
+    @app.post("/v1/lab/config_push")
+    def config_push(body: ConfigPush) -> dict[str, Any]:
+        """The operator's global config push: re-create bindings and re-advertise, deleted or not."""
+        restored = inv.restore([(i.id, list(i.services)) for i in body.prefixes])
+        return _ok({"prefixes": len(restored)}, reconcile=changed(restored))
 
     @app.get("/v1/lab/services")
     def services() -> dict[str, Any]:

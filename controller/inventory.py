@@ -62,6 +62,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+NBIND = "(SELECT COUNT(*) FROM bindings b WHERE b.prefix_id = prefixes.id) AS nbind"
+
+
 class InventoryError(BgplabError):
     status = 400
 
@@ -87,6 +90,7 @@ class Prefix:
     pending_delete: bool
     deleted: bool
     modified: float
+    bindings: int = 0
 
     @property
     def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -105,6 +109,7 @@ class Prefix:
             "pending_delete": self.pending_delete,
             "deleted": self.deleted,
             "modified": self.modified,
+            "bindings": self.bindings,
         }
 
 
@@ -215,7 +220,7 @@ class Inventory:
         return Prefix(
             row["id"], row["cidr"], row["family"], row["account_id"], bool(row["byoip"]), row["pool"],
             tuple(row["origins"].split(",")) if row["origins"] else (), bool(row["advertised"]),
-            bool(row["pending_delete"]), bool(row["deleted"]), row["modified"],
+            bool(row["pending_delete"]), bool(row["deleted"]), row["modified"], row["nbind"],
         )
 
     def prefixes(
@@ -247,7 +252,8 @@ class Inventory:
             ids = list(ids)
             where.append(f"id IN ({','.join('?' * len(ids))})")
             args += ids
-        sql = "SELECT * FROM prefixes" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid"
+        sql = (f"SELECT *, {NBIND} FROM prefixes" + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY rowid")
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
@@ -256,7 +262,7 @@ class Inventory:
 
     def get(self, pid: str) -> Prefix:
         with self.lock:
-            row = self.db.execute("SELECT * FROM prefixes WHERE id = ?", (pid,)).fetchone()
+            row = self.db.execute(f"SELECT *, {NBIND} FROM prefixes WHERE id = ?", (pid,)).fetchone()
         if row is None:
             raise NotFound(f"no prefix '{pid}' in this lab's inventory")
         return self._prefix(row)
@@ -320,6 +326,17 @@ class Inventory:
             gone = [p for p in pids if found[p]["deleted"]]
             if gone:
                 raise Conflict(f"prefix {', '.join(repr(g) for g in gone[:5])} has been deleted; it cannot be advertised or withdrawn")
+            if advertised:
+                # The edge serves a prefix through its bindings: with none left there is
+                # nothing to advertise it for (the incident's ~300 "could not be toggled").
+                bare = [r[0] for r in db.execute(
+                    f"SELECT p.id FROM prefixes p WHERE p.id IN ({','.join('?' * len(pids))}) AND NOT EXISTS "
+                    "(SELECT 1 FROM bindings b WHERE b.prefix_id = p.id)", pids)]
+                if bare:
+                    raise Conflict(
+                        f"{len(bare)} prefix(es) have no service binding and cannot be advertised "
+                        f"({', '.join(repr(b) for b in bare[:5])}); re-create a binding first"
+                    )
             db.executemany(
                 "UPDATE prefixes SET advertised = ?, modified = ? WHERE id = ?", [(int(advertised), now, p) for p in pids]
             )
@@ -348,6 +365,31 @@ class Inventory:
             )
             self._log(db, "delete", pid, {"bindings_removed": removed})
         return self.get(pid)
+
+    def restore(self, items: list[tuple[str, list[str]]]) -> list[Prefix]:
+        """A global config push: each prefix undeleted, given exactly these bindings, advertised."""
+        now = time.time()
+        with self.tx() as db:
+            for pid, services in items:
+                self.get(pid)
+                if not services:
+                    raise InventoryError(f"restoring '{pid}' needs at least one service binding")
+                bad = [s for s in services if s not in SERVICES]
+                if bad:
+                    raise InventoryError(f"unknown service {bad[0]!r} for '{pid}' (services: {', '.join(SERVICES)})")
+            n = int(db.execute("SELECT value FROM meta WHERE key = 'next_binding'").fetchone()[0])
+            for pid, services in items:
+                db.execute("DELETE FROM bindings WHERE prefix_id = ?", (pid,))
+                for service in services:
+                    db.execute("INSERT INTO bindings VALUES (?, ?, ?, ?)", (f"bnd-{n:06d}", pid, service, now))
+                    n += 1
+                db.execute(
+                    "UPDATE prefixes SET deleted = 0, pending_delete = 0, advertised = 1, modified = ? WHERE id = ?",
+                    (now, pid),
+                )
+            db.execute("UPDATE meta SET value = ? WHERE key = 'next_binding'", (str(n),))
+            self._log(db, "config_push", None, {"prefixes": len(items)})
+        return self.prefixes(ids=[pid for pid, _ in items], include_deleted=True)
 
     def add_binding(self, pid: str, service: str) -> Binding:
         if service not in SERVICES:

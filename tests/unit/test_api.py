@@ -252,3 +252,38 @@ def shared_client(tmp_path_factory):
 
 def test_prefix_id_is_url_safe() -> None:
     assert prefix_id("2001:db8:4000::/48") == "2001:db8:4000::_48"
+
+
+def test_a_prefix_without_bindings_cannot_be_advertised(client: TestClient, inv: Inventory) -> None:
+    pid = "100.64.0.0_24"
+    client.patch(f"/v1/prefixes/{pid}/bgp/status", json={"advertised": False})
+    for b in inv.bindings(pid):
+        client.delete(f"/v1/prefixes/{pid}/bindings/{b.id}")
+    assert client.get(f"/v1/prefixes/{pid}").json()["result"]["bindings"] == 0
+    r = client.patch(f"/v1/prefixes/{pid}/bgp/status", json={"advertised": True})
+    assert r.status_code == 409 and "no service binding" in r.json()["errors"][0]["message"]
+    assert inv.get(pid).advertised is False
+
+
+def test_config_push_restores_deleted_prefixes(client: TestClient, inv: Inventory, changes: list) -> None:
+    pid = "100.64.0.0_24"
+    client.delete(f"/v1/prefixes/{pid}")
+    r = client.post("/v1/lab/config_push", json={"prefixes": [{"id": pid, "services": ["cdn", "spectrum"]}]})
+    assert r.status_code == 200 and r.json()["result"]["prefixes"] == 1
+    p = client.get(f"/v1/prefixes/{pid}").json()["result"]
+    assert p["advertised"] and not p["deleted"] and p["bindings"] == 2
+    assert changes[-1] == [pid]
+
+
+@pytest.mark.parametrize(
+    "body,status,fragment",
+    [
+        ({"prefixes": []}, 400, "body.prefixes"),
+        ({"prefixes": [{"id": "100.64.0.0_24", "services": []}]}, 400, "services"),
+        ({"prefixes": [{"id": "9.9.9.0_24", "services": ["cdn"]}]}, 404, "no prefix '9.9.9.0_24'"),
+        ({"prefixes": [{"id": "100.64.0.0_24", "services": ["dns"]}]}, 400, "services"),
+    ],
+)
+def test_config_push_errors(client: TestClient, body, status, fragment) -> None:
+    r = client.post("/v1/lab/config_push", json=body)
+    assert r.status_code == status and fragment in r.json()["errors"][0]["message"], r.json()
