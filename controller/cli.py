@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import click
 
@@ -375,8 +376,8 @@ def _watch_frame(r: dict) -> str:
     lines.append(f"{'ROUTER':<12} {'KERNEL':<12}")
     for router, c in sorted(sample.get("kernel", {}).items()):
         lines.append(f"{router:<12} {_fmt(c):<12}")
-    for name, c in sorted(sample.get("observer_bgp", {}).items()):
-        lines.append(f"observer {name} BGP table: {_fmt(c) if 'error' not in c else c['error']}")
+    for name, c in sorted(sample.get("observer_received", {}).items()):
+        lines.append(f"observer {name}, received from the edge: {_fmt(c) if 'error' not in c else c['error']}")
     probes = r.get("probes", {})
     if probes:
         lines.append("")
@@ -412,6 +413,52 @@ def timeline(lab, prefix) -> None:
         click.echo(f"{when}  from {peers.get(e.peer_ip, e.peer_ip):<8} {e.kind:<9} {path}")
     if not events:
         click.echo(f"the collector heard nothing about {prefix}")
+
+
+@cli.group()
+def drill() -> None:
+    """Scripted outage drills on a live lab."""
+
+
+@drill.command(name="run")
+@click.argument("path")
+@click.option("--speed", type=float, help="incident seconds per lab second (default: the drill's)")
+@click.option("--name", help="lab name (default: one made up for the run)")
+@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--keep", is_flag=True, help="leave the lab up afterwards")
+def drill_run(path, speed, name, runs_dir, keep) -> None:
+    """Run the drill in PATH; write its run directory and report; exit 1 if an expectation failed."""
+    from controller.drill import run_drill
+
+    try:
+        run_dir, metrics, checks = run_drill(path, runs_dir=Path(runs_dir), speed=speed, lab=name, keep=keep,
+                                             progress=lambda s: click.echo(s, err=True))
+    except BgplabError as e:
+        _fail(e)
+    click.echo(f"run directory: {run_dir}")
+    click.echo(f"report: {run_dir / 'report.html'}")
+    click.echo(f"withdrawn by the task {metrics['withdrawn_by_task']}, observer min {metrics['observer_min']}, "
+               f"restored: {metrics['restored']}, path hunting {metrics['path_hunting']}, "
+               f"convergence {metrics['convergence_s']}")
+    failed = [c for c in checks if not c["ok"]]
+    for c in checks:
+        click.echo(f"  {'ok    ' if c['ok'] else 'FAILED'} {c['expectation']} = {c['value']} (expected {c['range']})")
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def report(run_dir) -> None:
+    """(Re)write a drill run's report.html, plots and metrics.json."""
+    from controller import report as rep
+
+    try:
+        out = rep.write(Path(run_dir))
+    except (BgplabError, OSError, KeyError, ValueError) as e:
+        click.echo(f"error: {run_dir} is not a complete drill run directory: {e}", err=True)
+        sys.exit(2)
+    click.echo(str(out))
 
 
 def main() -> None:

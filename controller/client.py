@@ -26,6 +26,7 @@ class ApiClient:
             info = json.loads((state.dir / "controller.json").read_text())
         except (OSError, ValueError):
             raise LabNotFound(f"lab '{lab}' has no controller running (it was brought up without one?)") from None
+        self.lab = lab
         self.url = info["url"]
         self.http = httpx.Client(base_url=self.url, timeout=timeout)
 

@@ -89,7 +89,10 @@ def serve(lab: str, seed: int, probes: int) -> None:
 
     obs = observe_dir(state)
     routers = {r.name: r.namespace for r in plan.routers() if r.installs_routes}
-    observers = {r.name: frr.FrrPaths(state.node_dir(r.name)) for r in plan.observers()}
+    observers = {
+        r.name: (frr.FrrPaths(state.node_dir(r.name)), [str(x.peer_v4) for x in r.sessions if x.peer_kind.value == "exabgp"])
+        for r in plan.observers()
+    }
     sampler = Sampler(routers, plan.pool_keys, observers, obs)
     sampler.start()
     start_data_plane(state, plan, inv, seed, probes)
@@ -171,17 +174,17 @@ def start_data_plane(state: LabState, plan: LabPlan, inv: Inventory, seed: int, 
         state.add_daemon(host.name, "probe", rt.spawn(state.lab, host, argv, log=state.node_dir(host.name) / "probe.out"))
 
 
-def probe_summary(path: Path, window: float = 1.5) -> dict[str, dict[str, int]]:
-    """Results of the probes of the last ``window`` seconds, per host."""
+def recent_probes(path: Path, window: float = 1.5) -> list[dict[str, Any]]:
+    """Probe results of the last ``window`` seconds (read from the file's tail)."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 256 * 1024))
             lines = f.read().decode(errors="replace").splitlines()[1:]
     except FileNotFoundError:
-        return {}
+        return []
     cutoff = time.time() - window
-    out: dict[str, dict[str, int]] = {}
+    out = []
     for line in reversed(lines):
         try:
             e = json.loads(line)
@@ -189,47 +192,14 @@ def probe_summary(path: Path, window: float = 1.5) -> dict[str, dict[str, int]]:
             continue
         if e["t"] < cutoff:
             break
-        per = out.setdefault(e["host"], {})
-        per[e["result"]] = per.get(e["result"], 0) + 1
+        out.append(e)
     return out
 
 
-def start(lab: str, *, seed: int = 20260220, probes: int = 20, timeout: float = 60.0) -> dict[str, Any]:
-    """Start the controller of a running lab and wait until its API answers."""
-    state = LabState.load(lab)
-    if state is None:
-        raise BgplabError(f"lab '{lab}' is not up")
-    log = state.dir / "controller.out"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.service", "--lab", lab, "--seed", str(seed), "--probes", str(probes)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env=mark_env(lab), start_new_session=True,
-        )
-    state.add_daemon("controller", "api", proc.pid)
-
-    def answering() -> tuple[bool, str]:
-        if not alive(proc.pid):
-            raise BgplabError(f"the controller of lab '{lab}' exited at start: {log.read_text()[-800:]}")
-        try:
-            info = json.loads(info_path(state).read_text())
-            r = httpx.get(f"{info['url']}/v1/health", timeout=2.0)
-            return r.status_code == 200, f"health answered {r.status_code}"
-        except (OSError, ValueError, KeyError, httpx.HTTPError) as e:
-            return False, str(e)
-
-    wait_until(answering, timeout=timeout, what=f"the controller of lab '{lab}' to answer", interval=0.05)
-    return json.loads(info_path(state).read_text())
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description="the controller of one lab (started by `bgplab up`)")
-    ap.add_argument("--lab", required=True)
-    ap.add_argument("--seed", type=int, default=20260220)
-    ap.add_argument("--probes", type=int, default=20, help="BYOIP service addresses each end host probes")
-    args = ap.parse_args()
-    serve(args.lab, args.seed, args.probes)
-
-
-if __name__ == "__main__":
-    main()
+def probe_summary(path: Path, window: float = 1.5) -> dict[str, dict[str, int]]:
+    """Results of the probes of the last ``window`` seconds, per host."""
+    out: dict[str, dict[str, int]] = {}
+    for e in recent_probes(path, window):
+        per = out.setdefault(e["host"], {})
+        per[e["result"]] = per.get(e["result"], 0) + 1
+    return out

@@ -73,7 +73,9 @@ class KernelWatcher(threading.Thread):
 
 class Sampler:
     def __init__(self, routers: dict[str, str], pool_keys: frozenset[tuple[int, str]],
-                 observers: dict[str, frr.FrrPaths], out_dir: Path, hz: float = 10.0):
+                 observers: dict[str, tuple[frr.FrrPaths, list[str]]], out_dir: Path, hz: float = 10.0):
+        """``observers``: per observer router, its FRR paths and the addresses of the speakers
+        it peers with; a sample counts what it has received from them (the incident's graph)."""
         self.out_dir = out_dir
         self.interval = 1.0 / hz
         self.observers = observers
@@ -107,18 +109,24 @@ class Sampler:
 
     def _observer_counts(self) -> dict[str, Any]:
         out = {}
-        for name, paths in self.observers.items():
+        for name, (paths, speakers) in self.observers.items():
             try:
-                out[name] = frr.rib_counts(paths)
+                sessions = frr.sessions(paths)
             except BgplabError as e:
                 out[name] = {"error": str(e)[:200]}
+                continue
+            got = {"ipv4": 0, "ipv6": 0}
+            for addr in speakers:
+                for fam, n in sessions.get(addr, {}).get("received", {}).items():
+                    got[fam] += n
+            out[name] = got
         return out
 
     def sample(self) -> dict[str, Any]:
         return {
             "t": time.time(),
             "kernel": {r: w.counts() for r, w in self.watchers.items()},
-            "observer_bgp": self._observer_counts(),
+            "observer_received": self._observer_counts(),
         }
 
     def _loop(self) -> None:
