@@ -203,3 +203,42 @@ def probe_summary(path: Path, window: float = 1.5) -> dict[str, dict[str, int]]:
         per = out.setdefault(e["host"], {})
         per[e["result"]] = per.get(e["result"], 0) + 1
     return out
+def start(lab: str, *, seed: int = 20260220, probes: int = 20, timeout: float = 60.0) -> dict[str, Any]:
+    """Start the controller of a running lab and wait until its API answers."""
+    state = LabState.load(lab)
+    if state is None:
+        raise BgplabError(f"lab '{lab}' is not up")
+    log = state.dir / "controller.out"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.service", "--lab", lab, "--seed", str(seed), "--probes", str(probes)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=mark_env(lab), start_new_session=True,
+        )
+    state.add_daemon("controller", "api", proc.pid)
+
+    def answering() -> tuple[bool, str]:
+        if not alive(proc.pid):
+            raise BgplabError(f"the controller of lab '{lab}' exited at start: {log.read_text()[-800:]}")
+        try:
+            info = json.loads(info_path(state).read_text())
+            r = httpx.get(f"{info['url']}/v1/health", timeout=2.0)
+            return r.status_code == 200, f"health answered {r.status_code}"
+        except (OSError, ValueError, KeyError, httpx.HTTPError) as e:
+            return False, str(e)
+
+    wait_until(answering, timeout=timeout, what=f"the controller of lab '{lab}' to answer", interval=0.05)
+    return json.loads(info_path(state).read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="the controller of one lab (started by `bgplab up`)")
+    ap.add_argument("--lab", required=True)
+    ap.add_argument("--seed", type=int, default=20260220)
+    ap.add_argument("--probes", type=int, default=20, help="BYOIP service addresses each end host probes")
+    args = ap.parse_args()
+    serve(args.lab, args.seed, args.probes)
+
+
+if __name__ == "__main__":
+    main()
