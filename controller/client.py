@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import httpx
@@ -28,7 +29,10 @@ class ApiClient:
             raise LabNotFound(f"lab '{lab}' has no controller running (it was brought up without one?)") from None
         self.lab = lab
         self.url = info["url"]
-        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+        # TCP_NODELAY: on a kept-alive connection Nagle and delayed ACKs added ~40 ms to
+        # every small request (measured: 44 ms for a bindings GET that curl answers in 1 ms).
+        transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
 
     def close(self) -> None:
         self.http.close()

@@ -136,7 +136,9 @@ class Detect(_Step):
 
     do: Literal["detect"]
     task: str
-    canary: str = "auto"  # a probed prefix; auto: the first one the task will reach
+    # first: the first prefix the task will meet (probed for the purpose); auto: the first
+    # of the sampled probe targets the task will meet; or a prefix, probed for the purpose.
+    canary: str = "first"
     response: Duration = "0s"
 
 
@@ -397,13 +399,22 @@ class DrillRunner:
         self.progress(f"bringing up lab '{lab}' from {self.topology.name}")
         report = lifecycle.up(self._topology_for_run(), lab)
         try:
-            service.start(lab, probes=self.drill.probes)
+            service.start(lab, probes=self.drill.probes, probe_prefixes=self._canaries(report.plan))
             with ApiClient(lab) as api:
                 return self._play(lab, api, report.frr_version)
         finally:
             self._collect(lab)
             if not self.keep:
                 lifecycle.down(lab)
+
+    def _canaries(self, plan) -> list[str]:
+        out = []
+        for s in self.drill.steps:
+            if isinstance(s, Detect) and s.canary == "first":
+                out.append(str(next(p.prefix for p in plan.prefixes if p.byoip)))
+            elif isinstance(s, Detect) and s.canary != "auto":
+                out.append(s.canary)
+        return out
 
     def _snapshot(self, api: ApiClient) -> dict[str, list[str]]:
         services: dict[str, list[str]] = {}
@@ -533,6 +544,8 @@ class DrillRunner:
             out.write(json.dumps(rec) + "\n")
 
     def _canary(self, step: Detect, targets: list[dict[str, str]], api: ApiClient) -> str:
+        if step.canary == "first":
+            return api.prefixes(byoip=True, limit=1)[0]["cidr"]
         if step.canary != "auto":
             return step.canary
         order = [p["cidr"] for p in api.prefixes(byoip=True)]
@@ -541,9 +554,10 @@ class DrillRunner:
 
     def _canary_failed(self, lab: str, canary: str) -> bool:
         path = LabState.load(lab).dir / "observe" / "probes.jsonl"
-        recent = service.recent_probes(path, window=1.0)
+        # Three rounds in a row (1.5 s of probes) failed: one slow answer is not an outage.
+        recent = service.recent_probes(path, window=1.6)
         results = [e["result"] for e in recent if e["prefix"] == canary]
-        return bool(results) and all(r != "ok" for r in results)
+        return len(results) >= 3 and all(r != "ok" for r in results)
 
     def _dashboard_plan(self, step: Dashboard, api: ApiClient, now: float) -> list[tuple[float, str]]:
         affected = [p for p in api.prefixes(byoip=True, advertised=False) if p["id"] in self.st.withdrawn_by_task]

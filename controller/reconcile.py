@@ -110,14 +110,33 @@ class Reconciler:
         }
         self.last_sync: dict[str, Any] = {}
         self.last_verify: dict[str, Any] = {}
+        # One verifier, woken by changes: changes that come while it runs are covered by
+        # its next run, so a burst of API calls costs one verification, not one each.
+        self.verify_wanted = threading.Event()
+        self.stopping = threading.Event()
+        self.verifier = threading.Thread(target=self._verify_loop, name="verifier", daemon=True)
 
     def start(self) -> None:
         for link in self.links.values():
             link.start()
+        self.verifier.start()
 
     def stop(self) -> None:
+        self.stopping.set()
+        self.verify_wanted.set()
         for link in self.links.values():
             link.stop()
+
+    def _verify_loop(self) -> None:
+        while not self.stopping.is_set():
+            self.verify_wanted.wait()
+            self.verify_wanted.clear()
+            if self.stopping.is_set():
+                return
+            try:
+                self.verify(wait=10.0)
+            except Exception as e:  # a verification must never take the controller down
+                self.log("verify_error", {"error": str(e)})
 
     def sync(self, only: list[str] | None = None) -> SyncResult:
         """Make every speaker (or those named) announce exactly what the inventory wants.
@@ -166,7 +185,7 @@ class Reconciler:
         """The API's hook: reach the speakers at once; verification follows in the background."""
         speakers = sorted({o for p in changed for o in p.origins if o in self.links})
         result = self.sync(speakers or None)
-        threading.Thread(target=self.verify, kwargs={"wait": 10.0}, daemon=True).start()
+        self.verify_wanted.set()
         return result.as_dict()
 
     def resend(self, speaker: str) -> None:

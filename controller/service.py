@@ -66,7 +66,7 @@ class EventLog:
             self.f.write(line + "\n")
 
 
-def serve(lab: str, seed: int, probes: int) -> None:
+def serve(lab: str, seed: int, probes: int, extra: list[str]) -> None:
     state, plan = load_plan(lab)
     log = EventLog(observe_dir(state) / "controller.jsonl")
     path = inventory_path(state)
@@ -95,7 +95,7 @@ def serve(lab: str, seed: int, probes: int) -> None:
     }
     sampler = Sampler(routers, plan.pool_keys, observers, obs)
     sampler.start()
-    start_data_plane(state, plan, inv, seed, probes)
+    start_data_plane(state, plan, inv, seed, probes, extra)
 
     behaviour = Behaviour()
 
@@ -124,6 +124,9 @@ def serve(lab: str, seed: int, probes: int) -> None:
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: without it a kept-alive client waited ~40 ms
+    # (Nagle against delayed ACK) for every small answer.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))  # loopback only; the port is whatever is free
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
@@ -144,14 +147,23 @@ def serve(lab: str, seed: int, probes: int) -> None:
         inv.close()
 
 
-def probe_targets(plan: LabPlan, seed: int, count: int) -> list[dict[str, str]]:
-    """A deterministic sample of BYOIP prefixes, each with a service address inside it (the first host)."""
+def probe_targets(plan: LabPlan, seed: int, count: int, extra: list[str] = ()) -> list[dict[str, str]]:
+    """A deterministic sample of BYOIP prefixes (plus ``extra`` ones, a drill's canary), each
+    with a service address inside it (its first host address)."""
     byoip = [p for p in plan.prefixes if p.byoip] or list(plan.prefixes)
-    chosen = random.Random(seed).sample(byoip, min(count, len(byoip)))
-    return [{"prefix": str(p.prefix), "address": str(p.prefix.network_address + 1)} for p in chosen]
+    chosen = [p.prefix for p in random.Random(seed).sample(byoip, min(count, len(byoip)))]
+    known = {str(p.prefix) for p in plan.prefixes}
+    for cidr in extra:
+        if cidr not in known:
+            raise BgplabError(f"probe target {cidr} is not one of the lab's prefixes")
+        net = next(p.prefix for p in plan.prefixes if str(p.prefix) == cidr)
+        if net not in chosen:
+            chosen.append(net)
+    return [{"prefix": str(n), "address": str(n.network_address + 1)} for n in chosen]
 
 
-def start_data_plane(state: LabState, plan: LabPlan, inv: Inventory, seed: int, probes: int) -> None:
+def start_data_plane(state: LabState, plan: LabPlan, inv: Inventory, seed: int, probes: int,
+                     extra: list[str] = ()) -> None:
     """The edge's responders (one per speaker) and the end hosts' probes, each in its node's namespace."""
     rt = get_runtime(state.data.get("runtime", "netns"))
     obs = observe_dir(state)
@@ -162,16 +174,36 @@ def start_data_plane(state: LabState, plan: LabPlan, inv: Inventory, seed: int, 
             continue
         argv = [sys.executable, "-m", "controller.observe.responder", "--inventory", str(inv.path), "--lengths", lengths]
         state.add_daemon(node.name, "responder", rt.spawn(state.lab, node, argv, log=state.node_dir(node.name) / "responder.out"))
-    if probes <= 0 or not plan.hosts():
+    # Probes start once every responder listens: a refused probe at start is not an outage.
+    def listening() -> tuple[bool, str]:
+        waiting = [n.name for n in plan.speakers() if not _listens(state.daemons()[n.name]["responder"], 80)]
+        return not waiting, f"no listener yet on {', '.join(waiting)}"
+
+    wait_until(listening, timeout=20, what="the edge responders to listen")
+    if (probes <= 0 and not extra) or not plan.hosts():
         return
     targets = obs / "probe-targets.json"
-    targets.write_text(json.dumps(probe_targets(plan, seed, probes), indent=1))
+    targets.write_text(json.dumps(probe_targets(plan, seed, probes, extra), indent=1))
     for host in plan.hosts():
         if alive(running.get(host.name, {}).get("probe", -1)):
             continue
         argv = [sys.executable, "-m", "controller.observe.probe", "--host", host.name, "--targets", str(targets),
                 "--out", str(obs / "probes.jsonl")]
         state.add_daemon(host.name, "probe", rt.spawn(state.lab, host, argv, log=state.node_dir(host.name) / "probe.out"))
+
+
+def _listens(pid: int, port: int) -> bool:
+    """A socket listening on ``port`` in the network namespace of process ``pid``."""
+    for table in ("tcp6", "tcp"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
 
 
 def recent_probes(path: Path, window: float = 1.5) -> list[dict[str, Any]]:
@@ -203,7 +235,8 @@ def probe_summary(path: Path, window: float = 1.5) -> dict[str, dict[str, int]]:
         per = out.setdefault(e["host"], {})
         per[e["result"]] = per.get(e["result"], 0) + 1
     return out
-def start(lab: str, *, seed: int = 20260220, probes: int = 20, timeout: float = 60.0) -> dict[str, Any]:
+def start(lab: str, *, seed: int = 20260220, probes: int = 20, probe_prefixes: list[str] = (),
+          timeout: float = 60.0) -> dict[str, Any]:
     """Start the controller of a running lab and wait until its API answers."""
     state = LabState.load(lab)
     if state is None:
@@ -211,7 +244,8 @@ def start(lab: str, *, seed: int = 20260220, probes: int = 20, timeout: float = 
     log = state.dir / "controller.out"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.service", "--lab", lab, "--seed", str(seed), "--probes", str(probes)],
+            [sys.executable, "-m", "controller.service", "--lab", lab, "--seed", str(seed), "--probes", str(probes),
+             *[a for p in probe_prefixes for a in ("--probe-prefix", p)]],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             env=mark_env(lab), start_new_session=True,
         )
@@ -236,8 +270,9 @@ def main() -> None:
     ap.add_argument("--lab", required=True)
     ap.add_argument("--seed", type=int, default=20260220)
     ap.add_argument("--probes", type=int, default=20, help="BYOIP service addresses each end host probes")
+    ap.add_argument("--probe-prefix", action="append", default=[], help="a prefix to probe as well (repeatable)")
     args = ap.parse_args()
-    serve(args.lab, args.seed, args.probes)
+    serve(args.lab, args.seed, args.probes, args.probe_prefix)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--targets", required=True, help="JSON file: [{prefix, address}]")
     ap.add_argument("--out", required=True)
     ap.add_argument("--interval", type=float, default=0.5)
-    ap.add_argument("--timeout", type=float, default=0.5)
+    ap.add_argument("--timeout", type=float, default=1.0)
     ap.add_argument("--port", type=int, default=80)
     ap.add_argument("--max-rounds", type=int, default=1_000_000)
     args = ap.parse_args()
