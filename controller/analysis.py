@@ -130,7 +130,7 @@ def analyse(run_dir: Path) -> dict[str, Any]:
     peers = lab["collector_peers"]
     collector_mrt = next(iter(sorted(run_dir.glob("collector*-updates.mrt"))), None)
     mrt_events = [e for e in events(collector_mrt) if e.t >= t0] if collector_mrt else []
-    withdrawn = {pid.replace("_", "/"): t for pid, t in st["withdrawn_by_task"].items()}
+    withdrawn = {pid.replace("_", "/"): t for pid, t in {**st.get("withdrawn_by_api", {}), **st["withdrawn_by_task"]}.items()}
     restored = {pid.replace("_", "/"): t for pid, t in st["restore_times"].items()}
     probes = _read_jsonl(run_dir / "observe" / "probes.jsonl")
     probes = [p for p in probes if p["t"] >= t0]
@@ -162,7 +162,8 @@ def analyse(run_dir: Path) -> dict[str, Any]:
         "speed": speed,
         "prefixes": lab["counts"]["prefixes"],
         "byoip": lab["counts"]["byoip"],
-        "withdrawn_by_task": len(withdrawn),
+        "withdrawn_by_task": len(st["withdrawn_by_task"]),
+        "withdrawn_by_api": len(st.get("withdrawn_by_api", {})),
         "observer_start": observer[0] if observer else None,
         "observer_min": min(observer) if observer else None,
         "observer_end": observer[-1] if observer else None,

@@ -262,6 +262,16 @@ def load_drill(path: str | Path) -> tuple[Drill, Path]:
         raise TopologyError(str(path), [f"not valid YAML: {e}"]) from None
     if not isinstance(data, dict):
         raise TopologyError(str(path), ["(top level): expected a mapping"])
+    if "extends" in data:
+        # A variant of another drill: its keys replace the base's, one level deep.
+        base_path = path.parent / str(data.pop("extends"))
+        try:
+            base = yaml.safe_load(base_path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise TopologyError(str(path), [f"extends: cannot read {base_path}: {e}"]) from None
+        if not isinstance(base, dict) or "extends" in base:
+            raise TopologyError(str(path), [f"extends: {base_path} must be a drill that extends nothing"])
+        data = {**base, **data}
     try:
         drill = Drill.model_validate(data)
     except ValidationError as e:
@@ -278,6 +288,7 @@ def load_drill(path: str | Path) -> tuple[Drill, Path]:
 class RunState:
     t0: float = 0.0
     withdrawn_by_task: dict[str, float] = field(default_factory=dict)  # prefix id -> when
+    withdrawn_by_api: dict[str, float] = field(default_factory=dict)  # by the drill's own API steps
     bindings_removed: dict[str, list[str]] = field(default_factory=dict)  # prefix id -> services removed
     restored: dict[str, int] = field(default_factory=lambda: {"dashboard": 0, "revert": 0, "config_push": 0})
     restore_times: dict[str, float] = field(default_factory=dict)  # prefix id -> when re-advertised
@@ -470,10 +481,13 @@ class DrillRunner:
                 elif isinstance(step, ConfigPushStep):
                     self._restore(api, original, only_with_bindings=False, how="config_push")
                 elif isinstance(step, Api):
+                    sent = time.time()  # the change starts reaching the network before the call returns
                     try:
-                        api.call(step.method, step.path, json=step.json_body)
+                        body = api.call(step.method, step.path, json=step.json_body)
                     except ApiError as e:
                         self.log("api_error", path=step.path, error=str(e))
+                    else:
+                        self._note_api_change(step, body, sent)
                 elif isinstance(step, Fault):
                     self._fault(lab, step)
                 elif isinstance(step, Checkpoint):
@@ -507,6 +521,18 @@ class DrillRunner:
         self.stop_sampling.set()
         sampler.join(timeout=5)
         return {"checkpoints": checkpoints, "tasks": {n: {"cycles": t.cycles, "errors": t.errors} for n, t in tasks.items()}}
+
+    def _note_api_change(self, step: Api, body: dict[str, Any], now: float) -> None:
+        """Prefixes an API step withdrew or advertised count as the drill's own changes."""
+        if step.method != "PATCH" or not step.path.rstrip("/").endswith("bgp/status"):
+            return
+        result = body.get("result", {})
+        ids = result.get("ids") or ([step.path.split("/")[3]] if step.path.count("/") == 5 else [])
+        for pid in ids:
+            if result.get("advertised") is False:
+                self.st.withdrawn_by_api[pid] = now
+            elif pid in self.st.withdrawn_by_api or pid in self.st.withdrawn_by_task:
+                self.st.restore_times.setdefault(pid, now)
 
     def _progress_line(self, now: float, tasks: dict[str, TaskRunner]) -> str:
         last = getattr(self, "_last_sample", {})
@@ -571,6 +597,7 @@ class DrillRunner:
         return plan
 
     def _dashboard_toggle(self, api: ApiClient, pid: str) -> None:
+        sent = time.time()
         try:
             api.call("PATCH", f"/v1/prefixes/{pid}/bgp/status", json={"advertised": True})
         except ApiError as e:
@@ -578,7 +605,7 @@ class DrillRunner:
             self.log("dashboard_refused", prefix=pid, error=str(e)[:200])
             return
         self.st.restored["dashboard"] += 1
-        self.st.restore_times.setdefault(pid, time.time())
+        self.st.restore_times.setdefault(pid, sent)
 
     def _restore(self, api: ApiClient, original: dict[str, list[str]], *, only_with_bindings: bool, how: str) -> None:
         current = {p["id"]: p for p in api.call("GET", "/v1/prefixes", params={"byoip": "true"})["result"]}
@@ -591,8 +618,8 @@ class DrillRunner:
                 continue
             items.append({"id": pid, "services": original.get(pid) or ["cdn"]})
         if items:
-            api.call("POST", "/v1/lab/config_push", json={"prefixes": items})
             now = time.time()
+            api.call("POST", "/v1/lab/config_push", json={"prefixes": items})
             for it in items:
                 self.st.restore_times.setdefault(it["id"], now)
         self.st.restored[how] += len(items)
@@ -629,7 +656,8 @@ class DrillRunner:
         (self.run_dir / "lab.json").write_text(json.dumps({
             "lab": lab, "frr_version": state.data.get("frr_version"), "collector_peers": peers,
             "topology": state.data.get("topology"), "counts": plan.counts(),
-            "state": {"withdrawn_by_task": self.st.withdrawn_by_task, "bindings_removed": self.st.bindings_removed,
+            "state": {"withdrawn_by_task": self.st.withdrawn_by_task, "withdrawn_by_api": self.st.withdrawn_by_api,
+                      "bindings_removed": self.st.bindings_removed,
                       "restored": self.st.restored, "restore_times": self.st.restore_times,
                       "dashboard_refused": self.st.dashboard_refused, "marks": self.st.marks,
                       "detection": self.st.detection, "t0": self.st.t0, "speed": self.speed,

@@ -34,11 +34,15 @@ def _clock(start: str, incident_s: float) -> str:
 
 
 def _marks(ax, marks: list[dict[str, Any]], start: str, scale: float = 1 / 60) -> None:
+    at: dict[float, list[str]] = {}
     for m in marks:
-        x = m["incident"] * scale
+        at.setdefault(m["incident"], []).append(m["label"])
+    for t, labels in sorted(at.items()):
+        x = t * scale
         ax.axvline(x, color="grey", lw=0.7, ls=":")
-        ax.text(x, ax.get_ylim()[1], f" {_clock(start, m['incident'])} {m['label']}", rotation=90, va="top",
-                ha="right", fontsize=7, color="dimgrey")
+        text = " / ".join(label[:40] for label in labels)
+        ax.text(x, ax.get_ylim()[1], f" {_clock(start, t)} {text}", rotation=90, va="top",
+                ha="right", fontsize=6.5, color="dimgrey")
 
 
 def plots(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Path]:
@@ -95,7 +99,7 @@ def plots(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Path]:
 
     collector = next(iter(sorted(run_dir.glob("collector*-updates.mrt"))), None)
     mrt_events = [e for e in events(collector) if e.t >= t0] if collector else []
-    withdrawn = {p.replace("_", "/"): t for p, t in st["withdrawn_by_task"].items()}
+    withdrawn = {p.replace("_", "/"): t for p, t in {**st.get("withdrawn_by_api", {}), **st["withdrawn_by_task"]}.items()}
     restored = {p.replace("_", "/"): t for p, t in st["restore_times"].items()}
     results = per_prefix(mrt_events, withdrawn, restored, lab["collector_peers"])
 
@@ -114,7 +118,8 @@ def plots(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Path]:
     axes[1].set_xlabel("seconds (lab time)")
     axes[1].set_ylabel("share of prefixes")
     axes[1].set_title("Convergence (CDF)")
-    axes[1].legend(fontsize=7)
+    if conv or rest:
+        axes[1].legend(fontsize=7)
     out["hunting"] = run_dir / "hunting.png"
     fig.tight_layout()
     fig.savefig(out["hunting"], dpi=110)
@@ -124,14 +129,17 @@ def plots(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Path]:
     fig, axes = plt.subplots(len(worst) or 1, 1, figsize=(10, 2.2 * max(1, len(worst))), squeeze=False)
     peers = lab["collector_peers"]
     for ax, r in zip(axes[:, 0], worst):
-        evs = [e for e in mrt_events if e.prefix == r.prefix and r.withdrawn_at <= e.t <= r.withdrawn_at + 30]
+        horizon = (r.convergence or 1.0) * 1.3 + 0.05
+        evs = [e for e in mrt_events if e.prefix == r.prefix and r.withdrawn_at <= e.t <= r.withdrawn_at + horizon]
         names = sorted(set(peers.values()))
         for e in evs:
             y = names.index(peers.get(e.peer_ip, e.peer_ip)) if peers.get(e.peer_ip) in names else 0
             dt = e.t - r.withdrawn_at
             if e.kind == "announce":
                 ax.plot(dt, y, "o", color="tab:blue", ms=4)
-                ax.annotate(" ".join(map(str, e.as_path or ())), (dt, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+                n = sum(1 for x in evs if x.peer_ip == e.peer_ip and x.kind == "announce" and x.t < e.t)
+                ax.annotate(" ".join(map(str, e.as_path or ())), (dt, y), fontsize=6, xytext=(3, 3 + 7 * n),
+                            textcoords="offset points")
             else:
                 ax.plot(dt, y, "x", color="tab:red", ms=6)
         ax.set_yticks(range(len(names)), names)
