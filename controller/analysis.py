@@ -149,7 +149,7 @@ def analyse(run_dir: Path) -> dict[str, Any]:
     last = samples[-12:] if samples else []
     end_probes = defaultdict(int)
     for s in last:
-        for host, res in s.get("probes", {}).items():
+        for res in s.get("probes", {}).values():
             for k, v in res.items():
                 end_probes[k] += v
     total_end = sum(end_probes.values())

@@ -13,7 +13,6 @@ import json
 import random
 import re
 import shutil
-import sys
 import threading
 import time
 from dataclasses import dataclass, field

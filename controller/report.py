@@ -82,7 +82,7 @@ def plots(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Path]:
     fig, ax = plt.subplots(figsize=(10, 4))
     rates = []
     for s in samples:
-        res = [v for host in s.get("probes", {}).values() for v in [host]]
+        res = list(s.get("probes", {}).values())
         ok = sum(h.get("ok", 0) for h in res)
         total = sum(sum(h.values()) for h in res)
         rates.append(100 * ok / total if total else None)

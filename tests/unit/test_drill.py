@@ -1,0 +1,103 @@
+"""Drill files: parsing, validation errors with their paths, incident clock arithmetic."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from controller.drill import Drill, Range, load_drill, parse_clock, parse_duration
+from lab.errors import TopologyError
+
+ROOT = Path(__file__).resolve().parents[2]
+DRILLS = sorted((ROOT / "drills").glob("*.yaml"))
+
+GOOD = {
+    "name": "t",
+    "topology": "../topologies/minimal.yaml",
+    "speed": 60,
+    "start": "17:48",
+    "tasks": {"cleanup": {"kind": "pending_delete_cleanup", "batch": 5, "every": "1m", "bindings_per_cycle": 2}},
+    "steps": [
+        {"at": "17:48", "do": "task_start", "task": "cleanup"},
+        {"at": "+10m", "do": "task_stop", "task": "cleanup"},
+    ],
+}
+
+
+@pytest.mark.parametrize("path", DRILLS, ids=[p.name for p in DRILLS])
+def test_shipped_drills_are_valid(path: Path) -> None:
+    drill, topology = load_drill(path)
+    assert topology.exists()
+
+
+def test_the_replay_spans_6h07m() -> None:
+    drill, _ = load_drill(ROOT / "drills/byoip-2026-02-20.yaml")
+    last = max(drill.offset(s) for s in drill.steps)
+    assert last == 6 * 3600 + 7 * 60
+
+
+def test_variants_extend_the_replay() -> None:
+    base, _ = load_drill(ROOT / "drills/byoip-2026-02-20.yaml")
+    v, _ = load_drill(ROOT / "drills/byoip-2026-02-20-mrai-30.yaml")
+    assert v.timers.mrai == 30 and v.steps == base.steps and v.name != base.name
+
+
+@pytest.mark.parametrize(
+    "text,seconds", [("90s", 90), ("8m", 480), ("1h 7m", 4020), ("2h", 7200), ("1.5s", 1.5), (30, 30)]
+)
+def test_durations(text, seconds) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["", "10", "5 minutes", "m"])
+def test_bad_durations(bad) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+def test_clock_and_midnight() -> None:
+    assert parse_clock("17:48") == 17 * 3600 + 48 * 60
+    d = Drill.model_validate({**GOOD, "start": "23:50", "steps": [{"at": "00:10", "do": "mark"}]})
+    assert d.offset(d.steps[0]) == 20 * 60
+
+
+def mutate(**changes) -> dict:
+    d = copy.deepcopy(GOOD)
+    d.update(changes)
+    return d
+
+
+BAD = [
+    ("unknown step kind", mutate(steps=[{"at": "17:48", "do": "explode"}]), "steps[0]"),
+    ("bad clock", mutate(steps=[{"at": "25:00", "do": "mark"}]), "steps[0].mark.at"),
+    ("unknown task", mutate(steps=[{"at": "17:48", "do": "task_start", "task": "nope"}]), "unknown task 'nope'"),
+    ("zero speed", mutate(speed=0), "speed: Input should be greater than 0"),
+    ("extra field", mutate(colour="red"), "colour: unknown field"),
+    ("bad task duration", mutate(tasks={"cleanup": {**GOOD["tasks"]["cleanup"], "every": "often"}}), "tasks.cleanup.every"),
+    ("fraction above 1", mutate(steps=[{"at": "17:48", "do": "dashboard", "fraction": 2}]), "fraction"),
+    ("fault without kind", mutate(steps=[{"at": "17:48", "do": "fault", "node": "r1"}]), "steps[0].fault.fault: Field required"),
+]
+
+
+@pytest.mark.parametrize("doc,fragment", [(d, f) for _, d, f in BAD], ids=[n for n, _, _ in BAD])
+def test_bad_drills_name_the_problem(tmp_path: Path, doc: dict, fragment: str) -> None:
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(doc))
+    (tmp_path.parent / "topologies").mkdir(exist_ok=True)
+    doc = {**doc, "topology": str(ROOT / "topologies/minimal.yaml")}
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(TopologyError) as err:
+        load_drill(tmp_path / "d.yaml")
+    assert fragment in str(err.value), str(err.value)
+
+
+def test_missing_topology_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump(mutate(topology="nowhere.yaml")))
+    with pytest.raises(TopologyError, match="cannot read the file"):
+        load_drill(tmp_path / "d.yaml")
+
+
+def test_range() -> None:
+    assert Range(min=1, max=3).check(2) and not Range(min=1).check(0) and not Range(max=1).check(None)
