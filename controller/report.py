@@ -40,9 +40,9 @@ def _marks(ax, marks: list[dict[str, Any]], start: str, scale: float = 1 / 60) -
     for t, labels in sorted(at.items()):
         x = t * scale
         ax.axvline(x, color="grey", lw=0.7, ls=":")
-        text = " / ".join(label[:40] for label in labels)
-        ax.text(x, ax.get_ylim()[1], f" {_clock(start, t)} {text}", rotation=90, va="top",
-                ha="right", fontsize=6.5, color="dimgrey")
+        text = " / ".join(label[:24] for label in labels)[:48]
+        ax.text(x, 0.98, f"{_clock(start, t)} {text}", rotation=90, va="top", ha="right", fontsize=6,
+                color="dimgrey", transform=ax.get_xaxis_transform(), clip_on=True)
 
 
 def plots(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Path]:
@@ -53,49 +53,40 @@ def plots(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Path]:
     x = [s["incident"] / 60 for s in samples]
     out: dict[str, Path] = {}
 
-    fig, ax = plt.subplots(figsize=(10, 4))
-    ax.plot(x, [s["observer"] for s in samples], color="tab:orange", lw=1.5)
-    ax.set_xlabel(f"incident minutes after {start} UTC")
-    ax.set_ylabel("prefixes")
-    ax.set_title("Prefixes the observer peer receives from the edge")
-    _marks(ax, st["marks"], start)
-    out["observer"] = run_dir / "observer.png"
-    fig.tight_layout()
-    fig.savefig(out["observer"], dpi=110)
-    plt.close(fig)
+    def over_time(name: str, title: str, ylabel: str, series: list[tuple[str | None, str, list]], ylim=None) -> None:
+        """One plot against the incident clock, with the drill's steps marked."""
+        fig, ax = plt.subplots(figsize=(10, 4))
+        for label, color, values in series:
+            ax.plot(x, values, label=label, color=color, lw=1.5)
+        if ylim:
+            ax.set_ylim(*ylim)
+        ax.set_xlabel(f"incident minutes after {start} UTC")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        if any(label for label, _, _ in series):
+            ax.legend(fontsize=8)
+        _marks(ax, st["marks"], start)
+        out[name] = run_dir / f"{name}.png"
+        fig.tight_layout()
+        fig.savefig(out[name], dpi=110)
+        plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(10, 4))
-    for key, label, color in (("withdrawn_only", "withdrawn only", "tab:blue"),
-                              ("some_bindings", "withdrawn, some bindings removed", "tab:orange"),
-                              ("all_bindings", "withdrawn, all bindings removed", "tab:red")):
-        ax.plot(x, [s["impact"][key] for s in samples], label=label, color=color)
-    ax.set_xlabel(f"incident minutes after {start} UTC")
-    ax.set_ylabel("BYOIP prefixes")
-    ax.set_title("Prefixes in each impact state")
-    ax.legend(fontsize=8)
-    _marks(ax, st["marks"], start)
-    out["impact"] = run_dir / "impact.png"
-    fig.tight_layout()
-    fig.savefig(out["impact"], dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(10, 4))
+    over_time("observer", "Prefixes the observer peer receives from the edge", "prefixes",
+              [(None, "tab:orange", [s["observer"] for s in samples])])
+    over_time("impact", "Prefixes in each impact state", "BYOIP prefixes", [
+        (label, color, [s["impact"][key] for s in samples])
+        for key, label, color in (("withdrawn_only", "withdrawn only", "tab:blue"),
+                                  ("some_bindings", "withdrawn, some bindings removed", "tab:orange"),
+                                  ("all_bindings", "withdrawn, all bindings removed", "tab:red"))
+    ])
     rates = []
     for s in samples:
         res = list(s.get("probes", {}).values())
         ok = sum(h.get("ok", 0) for h in res)
         total = sum(sum(h.values()) for h in res)
         rates.append(100 * ok / total if total else None)
-    ax.plot(x, rates, color="tab:green")
-    ax.set_ylim(-5, 105)
-    ax.set_xlabel(f"incident minutes after {start} UTC")
-    ax.set_ylabel("% probes ok")
-    ax.set_title("End hosts reaching BYOIP service addresses (probes)")
-    _marks(ax, st["marks"], start)
-    out["probes"] = run_dir / "probes.png"
-    fig.tight_layout()
-    fig.savefig(out["probes"], dpi=110)
-    plt.close(fig)
+    over_time("probes", "End hosts reaching BYOIP service addresses (probes)", "% probes ok",
+              [(None, "tab:green", rates)], ylim=(-5, 105))
 
     collector = next(iter(sorted(run_dir.glob("collector*-updates.mrt"))), None)
     mrt_events = [e for e in events(collector) if e.t >= t0] if collector else []
