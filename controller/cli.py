@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
+import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -459,6 +462,235 @@ def report(run_dir) -> None:
         click.echo(f"error: {run_dir} is not a complete drill run directory: {e}", err=True)
         sys.exit(2)
     click.echo(str(out))
+
+
+# -- captures --------------------------------------------------------------------------
+
+
+@cli.group(name="capture")
+def capture_group() -> None:
+    """Packet captures for Wireshark: per interface, merged with drill steps as comments."""
+
+
+@capture_group.command(name="start")
+@click.option("--lab")
+@click.option("--node", help="every interface of this node")
+@click.option("--link", help="both ends of the link A:B")
+@click.option("--all", "all_", is_flag=True, help="every interface of the lab")
+@click.option("--bgp-only", is_flag=True, help="only TCP port 179")
+@click.option("--ring", type=click.IntRange(min=1), help="ring buffer: files of this many MB (10 files)")
+@click.option("--dir", "dest", type=click.Path(file_okay=False), help="where the files go (default: captures/<lab>-<time>)")
+def capture_start(lab, node, link, all_, bgp_only, ring, dest) -> None:
+    """tcpdump on a node's interfaces, a link's two ends, or everything."""
+    from lab import capture
+
+    try:
+        name = _pick_lab(lab)
+        d = Path(dest) if dest else Path("captures") / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}"
+        started = capture.start(name, d, node=node, link=link, all_=all_, bgp_only=bgp_only, ring_mb=ring)
+    except BgplabError as e:
+        _fail(e)
+    for c in started:
+        click.echo(f"{c['node']:<10} {c['iface']:<6} -> {c['file']}")
+
+
+@capture_group.command(name="stop")
+@click.option("--lab")
+def capture_stop(lab) -> None:
+    """Stop every capture of the lab; the files are complete when this returns."""
+    from lab import capture
+
+    try:
+        stopped = capture.stop(_pick_lab(lab))
+    except BgplabError as e:
+        _fail(e)
+    for c in stopped:
+        click.echo(c["file"])
+    if not stopped:
+        click.echo("no capture was running")
+
+
+@capture_group.command(name="list")
+@click.option("--lab")
+def capture_list(lab) -> None:
+    """The lab's captures and whether they still run."""
+    from lab import capture
+
+    try:
+        caps = capture.list_(_pick_lab(lab))
+    except BgplabError as e:
+        _fail(e)
+    for c in caps:
+        click.echo(f"{c['node']:<10} {c['iface']:<6} {'running' if c['running'] else 'stopped':<8} {c['file']}")
+
+
+@capture_group.command(name="merge")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), help="default: capture.pcapng beside the captures")
+def capture_merge(directory, out) -> None:
+    """Merge a run's (or a capture directory's) files into one pcapng, drill steps as packet comments."""
+    from controller.drill import step_comments
+    from lab import capture
+
+    run = Path(directory)
+    capdir = run / "captures" if (run / "captures").is_dir() else run
+    try:
+        merged = capture.merge(capture.files_in(capdir), Path(out) if out else run / "capture.pcapng", step_comments(run))
+    except (BgplabError, subprocess.CalledProcessError) as e:
+        _fail(e if isinstance(e, BgplabError) else BgplabError(f"merging failed: {e.stderr or e}"))
+    click.echo(str(merged))
+
+
+@capture_group.command(name="wireshark")
+@click.argument("path", type=click.Path(exists=True))
+def capture_wireshark(path) -> None:
+    """The command that opens a merged capture with a BGP display filter (run where there is a display)."""
+    from lab import capture
+
+    p = Path(path)
+    merged = p / "capture.pcapng" if p.is_dir() else p
+    argv = capture.wireshark_command(merged)
+    if os.environ.get("DISPLAY") and shutil.which("wireshark"):
+        os.execvp(argv[0], argv)
+    click.echo(" ".join(shlex.quote(a) for a in argv))
+
+
+@capture_group.command(name="stream")
+@click.option("--lab")
+@click.argument("target")
+@click.option("--bgp-only", is_flag=True)
+def capture_stream(lab, target, bgp_only) -> None:
+    """Live capture to stdout: bgplab capture stream t1:eth2 | wireshark -k -i -"""
+    from lab import capture
+
+    try:
+        name = _pick_lab(lab)
+        node, _, iface = target.partition(":")
+        _, plan = lifecycle.load_plan(name)
+        if node not in plan.nodes or iface not in [i.name for i in plan.nodes[node].interfaces]:
+            raise UsageError(f"'{target}' is not NODE:IFACE of lab '{name}'")
+        argv = ["tcpdump", "-i", iface, "-n", "-s", "0", "-U", "-w", "-"] + (capture.BGP_FILTER.split() if bgp_only else [])
+        full = get_runtime("netns").exec_argv(name, node, argv)
+    except BgplabError as e:
+        _fail(e)
+    os.environ["BGPLAB_LAB"] = name
+    os.execvp(full[0], full)
+
+
+@capture_group.command(name="analyse")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--prefix", help="also the AS paths this prefix carried, link by link")
+def capture_analyse(directory, prefix) -> None:
+    """UPDATEs and NLRI per link direction (scapy's BGP layer); path hunting of one prefix on the wire."""
+    from controller.observe import wire
+    from lab import capture
+
+    d = Path(directory)
+    files = capture.files_in(d / "captures" if (d / "captures").is_dir() else d)
+    if not files:
+        _fail(BgplabError(f"no capture files in {directory}"))
+    for link, c in sorted(wire.link_counts(files).items()):
+        click.echo(f"{link:<32} updates {c['updates']:>5}  announced {c['announced']:>6}  withdrawn {c['withdrawn']:>6}")
+    if prefix:
+        for t, link, kind, path in wire.prefix_paths(files, prefix):
+            click.echo(f"{t:.6f} {link:<32} {kind:<9} {' '.join(map(str, path or ()))}")
+
+
+# -- faults ----------------------------------------------------------------------------
+
+
+@cli.group()
+def fault() -> None:
+    """Break the lab on purpose: links, impairments, daemons, sessions."""
+
+
+def _do_fault(fn, *args, **kw) -> None:
+    try:
+        fn(*args, **kw)
+    except BgplabError as e:
+        _fail(e)
+
+
+@fault.command(name="link-down")
+@click.option("--lab")
+@click.argument("node")
+@click.argument("peer")
+def fault_link_down(lab, node, peer) -> None:
+    from lab import faults
+
+    _do_fault(lambda: faults.set_link(_pick_lab(lab), node, peer, up=False))
+
+
+@fault.command(name="link-up")
+@click.option("--lab")
+@click.argument("node")
+@click.argument("peer")
+def fault_link_up(lab, node, peer) -> None:
+    from lab import faults
+
+    _do_fault(lambda: faults.set_link(_pick_lab(lab), node, peer, up=True))
+
+
+@fault.command(name="flap")
+@click.option("--lab")
+@click.argument("node")
+@click.argument("peer")
+@click.option("--down", "down_for", type=float, default=2.0, show_default=True, help="seconds down each time")
+@click.option("--up", "up_for", type=float, default=2.0, show_default=True, help="seconds up between")
+@click.option("--times", type=int, default=1, show_default=True)
+def fault_flap(lab, node, peer, down_for, up_for, times) -> None:
+    from lab import faults
+
+    _do_fault(lambda: faults.flap(_pick_lab(lab), node, peer, down_for, times, up_for))
+
+
+@fault.command(name="impair")
+@click.option("--lab")
+@click.argument("node")
+@click.argument("peer")
+@click.option("--delay", "delay_ms", type=float, default=0, help="ms")
+@click.option("--jitter", "jitter_ms", type=float, default=0, help="ms")
+@click.option("--loss", "loss_pct", type=float, default=0, help="%")
+@click.option("--rate", "rate_kbit", type=int, help="kbit/s")
+def fault_impair(lab, node, peer, delay_ms, jitter_ms, loss_pct, rate_kbit) -> None:
+    """Delay, jitter, loss and rate on both ends of the link NODE-PEER (replaces an earlier one)."""
+    from lab import faults
+
+    _do_fault(lambda: faults.impair(_pick_lab(lab), node, peer, delay_ms=delay_ms, jitter_ms=jitter_ms,
+                                    loss_pct=loss_pct, rate_kbit=rate_kbit))
+
+
+@fault.command(name="clear")
+@click.option("--lab")
+@click.argument("node")
+@click.argument("peer")
+def fault_clear(lab, node, peer) -> None:
+    """Remove an impairment from the link NODE-PEER."""
+    from lab import faults
+
+    _do_fault(lambda: faults.clear_impairment(_pick_lab(lab), node, peer))
+
+
+@fault.command(name="daemon")
+@click.option("--lab")
+@click.argument("node")
+@click.argument("name")
+@click.argument("action", type=click.Choice(["kill", "stop", "cont", "start"]))
+def fault_daemon(lab, node, name, action) -> None:
+    """Kill, stop (SIGSTOP), continue or start a daemon: bgplab fault daemon t1 bgpd kill."""
+    from lab import faults
+
+    _do_fault(lambda: click.echo(f"{name} on {node}: {action} (pid {faults.daemon(_pick_lab(lab), node, name, action)})"))
+
+
+@fault.command(name="session-reset")
+@click.option("--lab")
+@click.argument("node")
+@click.argument("peer")
+def fault_session_reset(lab, node, peer) -> None:
+    from lab import faults
+
+    _do_fault(lambda: faults.session_reset(_pick_lab(lab), node, peer))
 
 
 def main() -> None:

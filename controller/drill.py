@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from controller import service
 from controller.client import ApiClient, ApiError
-from lab import faults, lifecycle
+from lab import capture, faults, lifecycle
 from lab.errors import BgplabError, TopologyError
 from lab.state import LabState
 from lab.topology import Timers, _pydantic_problems, load_topology
@@ -171,10 +171,29 @@ class Api(_Step):
 
 
 class Fault(_Step):
+    """A fault primitive (lab.faults). Times (down_for) are lab seconds: faults act on real timers."""
+
     do: Literal["fault"]
-    fault: Literal["session_reset", "link_down", "link_up", "kill_speaker", "start_speaker"]
+    fault: Literal["session_reset", "link_down", "link_up", "link_flap", "impair", "clear_impairment",
+                   "daemon", "kill_speaker", "start_speaker"]
     node: str
     peer: str | None = None
+    daemon: str | None = None
+    action: Literal["kill", "stop", "cont", "start"] | None = None
+    down_for: float = Field(default=2.0, gt=0)
+    times: int = Field(default=1, ge=1)
+    delay_ms: float = Field(default=0, ge=0)
+    jitter_ms: float = Field(default=0, ge=0)
+    loss_pct: float = Field(default=0, ge=0, le=100)
+    rate_kbit: int | None = Field(default=None, ge=8)
+
+    @model_validator(mode="after")
+    def _needs(self) -> "Fault":
+        if self.fault in ("session_reset", "link_down", "link_up", "link_flap", "impair", "clear_impairment") and not self.peer:
+            raise ValueError(f"fault '{self.fault}' needs a peer (the other end of the link or session)")
+        if self.fault == "daemon" and not (self.daemon and self.action):
+            raise ValueError("fault 'daemon' needs daemon (zebra, bgpd, exabgp) and action (kill, stop, cont, start)")
+        return self
 
 
 class Mark(_Step):
@@ -217,6 +236,7 @@ class Drill(_Strict):
     start: str = "00:00"
     settle: Duration = "5s"  # lab seconds to wait for convergence after the last step
     probes: int = Field(default=20, ge=0)
+    capture: bool = True  # BGP of every link, merged with the steps as packet comments
     tasks: dict[str, CleanupTask] = {}
     steps: list[Step]
     expect: Expect = Expect()
@@ -410,12 +430,18 @@ class DrillRunner:
         report = lifecycle.up(self._topology_for_run(), lab)
         try:
             service.start(lab, probes=self.drill.probes, probe_prefixes=self._canaries(report.plan))
+            if self.drill.capture:
+                capture.start(lab, self.run_dir / "captures", all_=True, bgp_only=True)
             with ApiClient(lab) as api:
                 return self._play(lab, api, report.frr_version)
         finally:
+            if self.drill.capture and LabState.load(lab) is not None:
+                capture.stop(lab)
             self._collect(lab)
             if not self.keep:
                 lifecycle.down(lab)
+            if self.drill.capture:
+                merge_run_captures(self.run_dir)
 
     def _canaries(self, plan) -> list[str]:
         out = []
@@ -626,7 +652,17 @@ class DrillRunner:
 
     def _fault(self, lab: str, step: Fault) -> None:
         try:
-            faults.apply(lab, step.fault, step.node, step.peer)
+            if step.fault == "link_flap":
+                faults.flap(lab, step.node, step.peer, step.down_for, step.times, up_for=step.down_for, background=True)
+            elif step.fault == "impair":
+                faults.impair(lab, step.node, step.peer, delay_ms=step.delay_ms, jitter_ms=step.jitter_ms,
+                              loss_pct=step.loss_pct, rate_kbit=step.rate_kbit)
+            elif step.fault == "clear_impairment":
+                faults.clear_impairment(lab, step.node, step.peer)
+            elif step.fault == "daemon":
+                faults.daemon(lab, step.node, step.daemon, step.action)
+            else:
+                faults.apply(lab, step.fault, step.node, step.peer)
             self.log("fault", fault=step.fault, node=step.node, peer=step.peer)
         except BgplabError as e:
             self.log("fault_error", fault=step.fault, node=step.node, error=str(e))
@@ -643,6 +679,8 @@ class DrillRunner:
         if obs.exists():
             for f in obs.iterdir():
                 shutil.copy2(f, dest / f.name)
+        if (state.dir / "faults.jsonl").exists():
+            shutil.copy2(state.dir / "faults.jsonl", self.run_dir / "faults.jsonl")
         _, plan = lifecycle.load_plan(lab)
         for r in plan.routers():
             mrt = state.node_dir(r.name) / "updates.mrt"
@@ -662,6 +700,34 @@ class DrillRunner:
                       "detection": self.st.detection, "t0": self.st.t0, "speed": self.speed,
                       "start": self.drill.start},
         }, indent=1))
+
+
+def step_comments(run_dir: Path) -> list[tuple[float, str]]:
+    """Drill steps, detection and faults with their times, as capture packet comments."""
+    out = []
+    events = run_dir / "drill-events.jsonl"
+    if events.exists():
+        for line in events.read_text().splitlines():
+            e = json.loads(line)
+            if e["kind"] == "step":
+                out.append((e["t"], f"step {e.get('clock', '')}: {e.get('label') or e['do']}"))
+            elif e["kind"] in ("canary_failed", "task_stopped", "restore", "dashboard"):
+                out.append((e["t"], f"{e['kind'].replace('_', ' ')} {e.get('clock', '')}".strip()))
+    faults_file = run_dir / "faults.jsonl"
+    if faults_file.exists():
+        for line in faults_file.read_text().splitlines():
+            f = json.loads(line)
+            where = " ".join(str(f[k]) for k in ("node", "peer", "daemon") if f.get(k))
+            out.append((f["t"], f"fault: {f['fault']} {where}".strip()))
+    return sorted(out)
+
+
+def merge_run_captures(run_dir: Path) -> Path | None:
+    """captures/*.pcap of a run -> capture.pcapng, in time order, steps as packet comments."""
+    files = capture.files_in(run_dir / "captures")
+    if not files:
+        return None
+    return capture.merge(files, run_dir / "capture.pcapng", step_comments(run_dir))
 
 
 def api_lab(api: ApiClient) -> str:

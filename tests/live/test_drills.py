@@ -7,6 +7,7 @@ report with its plots, metrics computed from real UPDATEs at the collector.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,16 @@ def test_drill(live, tmp_path: Path, name: str, speed: float) -> None:
     assert checks and not failed, json.dumps(failed, indent=1)
     html = (run_dir / "report.html").read_text()
     assert html.count("<img src=\"data:image/png;base64,") == 5
-    for png in ("observer", "impact", "hunting", "worst-prefixes", "probes"):
+    for png in ("observer", "impact", "hunting", "probes"):
         assert (run_dir / f"{png}.png").stat().st_size > 10_000
+    # the worst-prefix timelines exist even when a drill withdrew nothing (then they are empty)
+    assert (run_dir / "worst-prefixes.png").stat().st_size > 1_000
+    # the BGP of every link, merged, with the drill's steps as packet comments
+    merged = run_dir / "capture.pcapng"
+    assert merged.stat().st_size > 10_000
+    comments = subprocess.run(["tshark", "-r", str(merged), "-Y", "frame.comment", "-T", "fields", "-e", "frame.comment"],
+                              check=True, capture_output=True, text=True).stdout
+    assert "step " in comments
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["expectations"] == checks
     if name.startswith("byoip-2026-02-20") or name == "withdraw-all-byoip":

@@ -1,0 +1,178 @@
+"""Packet captures of a lab: tcpdump per interface inside the node's namespace, pcap files
+named by node and interface, ring buffers, a BGP-only filter; merged into one pcapng
+with drill steps written as packet comments, for Wireshark.
+
+Captures live outside the lab directory (which `down` removes): in a directory the
+caller names. tcpdump is stopped with SIGTERM, on which it flushes and closes its
+file, so a lab torn down with captures running leaves complete files; `down` ends it
+the same way, as one of the lab's marked processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.errors import BgplabError, UsageError
+from lab.lifecycle import load_plan
+from lab.procs import alive
+from lab.runtime import get_runtime
+from lab.state import LabState
+from lab.wait import wait_until
+
+BGP_FILTER = "tcp port 179"
+
+
+@dataclass(frozen=True)
+class Target:
+    node: str
+    iface: str
+
+    @property
+    def stem(self) -> str:
+        return f"{self.node}-{self.iface}"
+
+
+def targets(lab: str, *, node: str | None = None, link: str | None = None, all_: bool = False) -> list[Target]:
+    """Which interfaces: every one of a node, both ends of a link `a:b`, or every interface of the lab."""
+    _, plan = load_plan(lab)
+    chosen = [bool(node), bool(link), all_]
+    if sum(chosen) != 1:
+        raise UsageError("name exactly one of: a node, a link (a:b), or all")
+    if all_:
+        return [Target(n.name, i.name) for n in plan.nodes.values() for i in n.interfaces]
+    if node:
+        if node not in plan.nodes:
+            raise UsageError(f"lab '{lab}' has no node '{node}' (nodes: {', '.join(plan.nodes)})")
+        return [Target(node, i.name) for i in plan.nodes[node].interfaces]
+    a, _, b = link.partition(":")
+    if a not in plan.nodes or b not in plan.nodes:
+        raise UsageError(f"link '{link}': both ends must be nodes of lab '{lab}' (a:b)")
+    iface = next((i for i in plan.nodes[a].interfaces if i.peer == b), None)
+    if iface is None:
+        raise UsageError(f"lab '{lab}' has no link between '{a}' and '{b}'")
+    return [Target(a, iface.name), Target(b, iface.peer_ifname)]
+
+
+def tcpdump_argv(iface: str, path: Path, *, bgp_only: bool, ring_mb: int | None, ring_files: int) -> list[str]:
+    argv = ["tcpdump", "-i", iface, "-n", "-s", "0", "-U", "-Z", "root", "-w", str(path)]
+    if ring_mb:
+        argv += ["-C", str(ring_mb), "-W", str(ring_files)]
+    if bgp_only:
+        argv += BGP_FILTER.split()
+    return argv
+
+
+def start(lab: str, dest: Path, *, node: str | None = None, link: str | None = None, all_: bool = False,
+          bgp_only: bool = False, ring_mb: int | None = None, ring_files: int = 10, timeout: float = 10.0) -> list[dict]:
+    """Start one tcpdump per chosen interface; return what was started (node, iface, file, pid)."""
+    if shutil.which("tcpdump") is None:
+        raise BgplabError("tcpdump is not installed; `make lab-up` installs it")
+    chosen = targets(lab, node=node, link=link, all_=all_)
+    state, plan = load_plan(lab)
+    rt = get_runtime(state.data.get("runtime", "netns"))
+    dest = dest.resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    running = state.data.get("captures", [])
+    busy = {(c["node"], c["iface"]) for c in running if alive(c["pid"])}
+    started = []
+    for t in chosen:
+        if (t.node, t.iface) in busy:
+            raise BgplabError(f"{t.node} {t.iface} is already being captured; `bgplab capture stop` first")
+    for t in chosen:
+        path = dest / f"{t.stem}.pcap"
+        log = dest / f"{t.stem}.log"
+        pid = rt.spawn(lab, plan.nodes[t.node], tcpdump_argv(t.iface, path, bgp_only=bgp_only, ring_mb=ring_mb,
+                                                            ring_files=ring_files), log=log)
+        entry = {"node": t.node, "iface": t.iface, "file": str(path), "pid": pid, "log": str(log),
+                 "bgp_only": bgp_only, "started": time.time()}
+        running.append(entry)
+        state.set(captures=running)  # recorded at once: down finds it by its mark anyway
+        started.append(entry)
+
+    def listening() -> tuple[bool, str]:
+        waiting = []
+        for e in started:
+            if not alive(e["pid"]):
+                raise BgplabError(f"tcpdump on {e['node']} {e['iface']} exited: {Path(e['log']).read_text()[-400:]}")
+            if "listening on" not in Path(e["log"]).read_text(errors="replace"):
+                waiting.append(f"{e['node']} {e['iface']}")
+        return not waiting, ", ".join(waiting)
+
+    wait_until(listening, timeout=timeout, what="tcpdump to listen on every chosen interface")
+    return started
+
+
+def stop(lab: str, timeout: float = 10.0) -> list[dict]:
+    """Stop every capture of the lab; tcpdump flushes and closes its files on SIGTERM."""
+    state = LabState.load(lab)
+    if state is None:
+        raise BgplabError(f"lab '{lab}' is not up")
+    caps = state.data.get("captures", [])
+    for c in caps:
+        if alive(c["pid"]):
+            os.kill(c["pid"], signal.SIGTERM)
+    wait_until(lambda: (not any(alive(c["pid"]) for c in caps), "tcpdump still running"), timeout=timeout,
+               what="every tcpdump to flush and exit")
+    for c in caps:
+        try:
+            os.waitpid(c["pid"], os.WNOHANG)
+        except ChildProcessError:
+            pass
+    state.set(captures=[])
+    return caps
+
+
+def list_(lab: str) -> list[dict]:
+    state = LabState.load(lab)
+    if state is None:
+        raise BgplabError(f"lab '{lab}' is not up")
+    return [{**c, "running": alive(c["pid"])} for c in state.data.get("captures", [])]
+
+
+def files_in(directory: Path) -> list[Path]:
+    """Every capture file in a directory (ring buffers add a number after .pcap)."""
+    return sorted(p for p in directory.glob("*.pcap*") if p.is_file() and p.stat().st_size > 24)
+
+
+def merge(files: list[Path], out: Path, comments: list[tuple[float, str]] = ()) -> Path:
+    """One pcapng of every file, in time order, each comment on the first packet at or after its time."""
+    if not files:
+        raise BgplabError("no capture files to merge")
+    for tool in ("mergecap", "editcap", "tshark"):
+        if shutil.which(tool) is None:
+            raise BgplabError(f"{tool} (Wireshark's tools) is not installed; `make lab-up` installs it")
+    tmp = out.with_suffix(".tmp.pcapng")
+    subprocess.run(["mergecap", "-F", "pcapng", "-w", str(tmp), *map(str, files)], check=True, capture_output=True)
+    if comments:
+        times = subprocess.run(["tshark", "-r", str(tmp), "-T", "fields", "-e", "frame.time_epoch"],
+                               check=True, capture_output=True, text=True).stdout.split()
+        epochs = [float(t) for t in times]
+        at: dict[int, list[str]] = {}
+        for t, text in sorted(comments):
+            frame = next((i + 1 for i, e in enumerate(epochs) if e >= t), None)
+            if frame is not None:
+                at.setdefault(frame, []).append(text)
+        if at:
+            args = []
+            for frame, texts in sorted(at.items()):
+                args += ["-a", f"{frame}:{' | '.join(texts)}"]
+            subprocess.run(["editcap", *args, str(tmp), str(out)], check=True, capture_output=True)
+            tmp.unlink()
+            return out
+    os.replace(tmp, out)
+    return out
+
+
+def wireshark_command(merged: Path) -> list[str]:
+    return ["wireshark", "-r", str(merged), "-Y", "bgp"]
+
+
+def save_index(dest: Path, entries: list[dict]) -> None:
+    (dest / "captures.json").write_text(json.dumps(entries, indent=1))
