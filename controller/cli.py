@@ -611,24 +611,31 @@ def _do_fault(fn, *args, **kw) -> None:
         _fail(e)
 
 
-@fault.command(name="link-down")
-@click.option("--lab")
-@click.argument("node")
-@click.argument("peer")
-def fault_link_down(lab, node, peer) -> None:
+def _link_fault(name: str, help_text: str, action) -> None:
+    """A fault command that takes a link (NODE PEER) and nothing else."""
+
+    @fault.command(name=name, help=help_text)
+    @click.option("--lab")
+    @click.argument("node")
+    @click.argument("peer")
+    def command(lab, node, peer) -> None:
+        _do_fault(lambda: action(_pick_lab(lab), node, peer))
+
+
+def _faults():
     from lab import faults
 
-    _do_fault(lambda: faults.set_link(_pick_lab(lab), node, peer, up=False))
+    return faults
 
 
-@fault.command(name="link-up")
-@click.option("--lab")
-@click.argument("node")
-@click.argument("peer")
-def fault_link_up(lab, node, peer) -> None:
-    from lab import faults
-
-    _do_fault(lambda: faults.set_link(_pick_lab(lab), node, peer, up=True))
+_link_fault("link-down", "Carrier down at both ends of the link NODE-PEER.",
+            lambda lab, n, p: _faults().set_link(lab, n, p, up=False))
+_link_fault("link-up", "Carrier up again at both ends of the link NODE-PEER.",
+            lambda lab, n, p: _faults().set_link(lab, n, p, up=True))
+_link_fault("clear", "Remove an impairment from the link NODE-PEER.",
+            lambda lab, n, p: _faults().clear_impairment(lab, n, p))
+_link_fault("session-reset", "Reset the BGP session NODE-PEER (clear bgp on NODE).",
+            lambda lab, n, p: _faults().session_reset(lab, n, p))
 
 
 @fault.command(name="flap")
@@ -660,17 +667,6 @@ def fault_impair(lab, node, peer, delay_ms, jitter_ms, loss_pct, rate_kbit) -> N
                                     loss_pct=loss_pct, rate_kbit=rate_kbit))
 
 
-@fault.command(name="clear")
-@click.option("--lab")
-@click.argument("node")
-@click.argument("peer")
-def fault_clear(lab, node, peer) -> None:
-    """Remove an impairment from the link NODE-PEER."""
-    from lab import faults
-
-    _do_fault(lambda: faults.clear_impairment(_pick_lab(lab), node, peer))
-
-
 @fault.command(name="daemon")
 @click.option("--lab")
 @click.argument("node")
@@ -681,16 +677,6 @@ def fault_daemon(lab, node, name, action) -> None:
     from lab import faults
 
     _do_fault(lambda: click.echo(f"{name} on {node}: {action} (pid {faults.daemon(_pick_lab(lab), node, name, action)})"))
-
-
-@fault.command(name="session-reset")
-@click.option("--lab")
-@click.argument("node")
-@click.argument("peer")
-def fault_session_reset(lab, node, peer) -> None:
-    from lab import faults
-
-    _do_fault(lambda: faults.session_reset(_pick_lab(lab), node, peer))
 
 
 def main() -> None:

@@ -58,3 +58,25 @@ def test_status_exec_vtysh_on_a_running_lab(lab_factory) -> None:
 def test_status_of_unknown_lab(live) -> None:
     out = bgplab("status", "nosuchlab")
     assert out.returncode == 1 and "lab 'nosuchlab' is not up" in out.stderr
+
+
+def test_capture_and_fault_commands(lab_factory, tmp_path) -> None:
+    lab = lab_factory("minimal").lab
+    out = bgplab("capture", "start", "--lab", lab, "--link", "r1:r2", "--bgp-only", "--dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "r1-eth2.pcap" in out.stdout and "r2-eth1.pcap" in out.stdout
+    assert "running" in bgplab("capture", "list", "--lab", lab).stdout
+    assert bgplab("fault", "link-down", "--lab", lab, "r1", "r2").returncode == 0
+    assert bgplab("fault", "link-up", "--lab", lab, "r1", "r2").returncode == 0
+    bad = bgplab("fault", "link-down", "--lab", lab, "r1", "edge2")
+    assert bad.returncode == 1 and "r1 has no link to 'edge2'" in bad.stderr
+    assert bgplab("fault", "impair", "--lab", lab, "r1", "r2", "--rate", "5000").returncode == 0
+    assert bgplab("fault", "clear", "--lab", lab, "r1", "r2").returncode == 0
+    stop = bgplab("capture", "stop", "--lab", lab)
+    assert stop.returncode == 0 and str(tmp_path) in stop.stdout
+    merged = bgplab("capture", "merge", str(tmp_path))
+    assert merged.returncode == 0 and (tmp_path / "capture.pcapng").exists()
+    cmd = bgplab("capture", "wireshark", str(tmp_path))
+    assert "wireshark -r" in cmd.stdout and "-Y bgp" in cmd.stdout
+    again = bgplab("capture", "start", "--lab", lab, "--node", "nosuch")
+    assert again.returncode == 2 and "no node 'nosuch'" in again.stderr
