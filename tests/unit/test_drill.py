@@ -84,8 +84,6 @@ BAD = [
 
 @pytest.mark.parametrize("doc,fragment", [(d, f) for _, d, f in BAD], ids=[n for n, _, _ in BAD])
 def test_bad_drills_name_the_problem(tmp_path: Path, doc: dict, fragment: str) -> None:
-    (tmp_path / "d.yaml").write_text(yaml.safe_dump(doc))
-    (tmp_path.parent / "topologies").mkdir(exist_ok=True)
     doc = {**doc, "topology": str(ROOT / "topologies/minimal.yaml")}
     (tmp_path / "d.yaml").write_text(yaml.safe_dump(doc))
     with pytest.raises(TopologyError) as err:
