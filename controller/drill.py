@@ -395,6 +395,7 @@ class DrillRunner:
         self.st = RunState()
         self.events = None
         self.stop_sampling = threading.Event()
+        self.last_sample: dict[str, Any] = {}  # the sampler's latest, for progress and checkpoints
 
     # incident clock <-> lab time
     def incident_now(self) -> float:
@@ -454,7 +455,7 @@ class DrillRunner:
 
     def _snapshot(self, api: ApiClient) -> dict[str, list[str]]:
         services: dict[str, list[str]] = {}
-        inv_path = service.inventory_path(LabState.load(api_lab(api)))
+        inv_path = service.inventory_path(LabState.load(api.lab))
         from controller.inventory import Inventory
 
         inv = Inventory(inv_path)
@@ -560,7 +561,7 @@ class DrillRunner:
                 self.st.restore_times.setdefault(pid, now)
 
     def _progress_line(self, now: float, tasks: dict[str, TaskRunner]) -> str:
-        last = getattr(self, "_last_sample", {})
+        last = self.last_sample
         obs = last.get("observer")
         running = ",".join(n for n, t in tasks.items() if t.running) or "-"
         return (f"[{self.clock(now)}] task {running:<8} withdrawn by task {len(self.st.withdrawn_by_task):>5}  "
@@ -591,7 +592,7 @@ class DrillRunner:
             observer = sum(v for c in received.values() for v in c.values() if isinstance(v, int)) if received else None
             rec = {"t": time.time(), "incident": round(self.incident_now(), 1), "observer": observer,
                    "impact": impact, "probes": obs.get("probes", {}), "kernel": obs.get("sample", {}).get("kernel", {})}
-            self._last_sample = rec
+            self.last_sample = rec
             out.write(json.dumps(rec) + "\n")
 
     def _canary(self, step: Detect, targets: list[dict[str, str]], api: ApiClient) -> str:
@@ -633,9 +634,9 @@ class DrillRunner:
         self.st.restore_times.setdefault(pid, sent)
 
     def _restore(self, api: ApiClient, original: dict[str, list[str]], *, only_with_bindings: bool, how: str) -> None:
-        current = {p["id"]: p for p in api.call("GET", "/v1/prefixes", params={"byoip": "true"})["result"]}
+        current = {p["id"]: p for p in api.call("GET", "/v1/prefixes")["result"]}
         items = []
-        for pid in self.st.withdrawn_by_task:
+        for pid in {**self.st.withdrawn_by_api, **self.st.withdrawn_by_task}:
             p = current.get(pid)
             if p is not None and p["advertised"]:
                 continue
@@ -730,14 +731,12 @@ def merge_run_captures(run_dir: Path) -> Path | None:
     return capture.merge(files, run_dir / "capture.pcapng", step_comments(run_dir))
 
 
-def api_lab(api: ApiClient) -> str:
-    return api.lab
 
 
 def _checkpoint_checks(runner: DrillRunner, cp: dict[str, Any]) -> list[dict[str, Any]]:
     from controller.analysis import check
 
-    s = getattr(runner, "_last_sample", {}) or {}
+    s = runner.last_sample
     now = {
         "observer_end": s.get("observer"),
         "withdrawn_by_task": len(runner.st.withdrawn_by_task),
