@@ -9,6 +9,7 @@ nodes' namespaces (never on the host).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -150,8 +151,6 @@ def daemon(lab: str, node: str, name: str, action: str) -> int:
         pid = state.daemons().get(node, {}).get(name) if state else None
         if pid is None:
             raise BgplabError(f"{name} on {node} is not running")
-        import os
-
         os.kill(pid, signal.SIGSTOP if action == "stop" else signal.SIGCONT)
     else:
         raise BgplabError(f"unknown daemon action '{action}' (kill, stop, cont, start)")

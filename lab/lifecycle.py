@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from typing import Any, Callable
 
 from lab.daemons import exabgp, frr
 from lab.errors import BgplabError, LabExists, LabNotFound, TeardownError, UpFailed
-from lab.kernel import count_lab_routes, count_lab_routes_fast
+from lab.kernel import count_lab_routes_fast
 from lab.plan import LabPlan, NodePlan, build_plan
 from lab.procs import all_marked_labs, alive, end_processes, marked_pids, rss_kib
 from lab.runtime import Runtime, get_runtime
@@ -371,7 +373,7 @@ def status(lab: str, *, kernel: bool = True) -> list[NodeStatus]:
                     }
                 )
         if node.kind is Kind.frr and node.installs_routes and kernel:
-            installed = count_lab_routes(node.namespace, plan.pool_keys)
+            installed = count_lab_routes_fast(node.namespace, plan.pool_keys)
         out.append(
             NodeStatus(
                 node.name,
@@ -409,8 +411,6 @@ def _daemon_argv(state: LabState, node: NodePlan, daemon: str) -> tuple[list[str
 
 def stop_daemon(lab: str, node: str, daemon: str, sig: int = 15, timeout: float = 5.0) -> int:
     """Signal one daemon of a node (SIGTERM by default, SIGKILL for a crash) and wait until it is gone."""
-    import signal as _signal
-
     state, plan = load_plan(lab)
     if node not in plan.nodes:
         raise BgplabError(f"lab '{lab}' has no node '{node}'")
@@ -418,7 +418,7 @@ def stop_daemon(lab: str, node: str, daemon: str, sig: int = 15, timeout: float 
     pid = state.daemons().get(node, {}).get(daemon)
     if pid is None or not alive(pid):
         raise BgplabError(f"{daemon} on {node} is not running")
-    os.kill(pid, _signal.Signals(sig))
+    os.kill(pid, signal.Signals(sig))
     wait_until(lambda: (not alive(pid), f"pid {pid} still alive"), timeout=timeout, what=f"{daemon} on {node} to stop")
     try:
         os.waitpid(pid, os.WNOHANG)
@@ -448,9 +448,7 @@ def start_daemon(lab: str, node: str, daemon: str, timeout: float = 20.0) -> int
 
 
 def _connectable(path: Path) -> bool:
-    import socket as _socket
-
-    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(str(path))
         return True
