@@ -13,8 +13,6 @@ Prints medians, writes every run as JSON.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -32,6 +30,7 @@ from lab.lifecycle import load_plan
 from lab.plan import LabPlan
 from lab.state import LabState
 from lab.wait import wait_until
+from tests.bench import common
 
 ROOT = Path(__file__).resolve().parents[2]
 BGPLAB = [sys.executable, "-m", "controller.cli"]
@@ -170,21 +169,13 @@ def one_run(topology: str, name: str) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--topology", default="topologies/byoip-incident.yaml")
-    ap.add_argument("--out", default="bench-results/controller.json")
-    args = ap.parse_args()
-    runs = []
-    for i in range(args.runs):
-        r = one_run(args.topology, f"cbench{os.getpid() % 10000}_{i}")
-        runs.append(r)
-        print(f"run {i + 1}/{args.runs}: API announce {r['api_announce_s']:.2f} s (direct {r['direct_announce_s']:.2f} s), "
-              f"withdraw 1,100 {r['api_withdraw_1100_s']:.2f} s, channel {r['channel_acks_matched']}/{r['channel_commands']} "
-              f"in {r['channel_s']:.1f} s", file=sys.stderr)
-
+    args = common.arguments(__doc__, "bench-results/controller.json")
+    runs = common.repeat(args.runs, "cbench", lambda name: one_run(args.topology, name), lambda r: (
+        f"API announce {r['api_announce_s']:.2f} s (direct {r['direct_announce_s']:.2f} s), "
+        f"withdraw 1,100 {r['api_withdraw_1100_s']:.2f} s, channel {r['channel_acks_matched']}/{r['channel_commands']} "
+        f"in {r['channel_s']:.1f} s"))
     keys = ["api_request_s", "api_announce_s", "direct_announce_s", "ratio_api_to_direct", "api_withdraw_1100_s", "channel_s"]
-    med = {k: round(statistics.median(r[k] for r in runs), 3) for k in keys}
+    med = common.medians(runs, keys)
     peers = sorted(runs[0]["updates_announce"])
     med_updates = {
         phase: {p: statistics.median(r[phase].get(p, {}).get("updates", 0) for r in runs) for p in peers}
@@ -194,11 +185,8 @@ def main() -> None:
     for phase in ("speaker_updates_announce", "speaker_updates_withdraw"):
         med_updates[phase] = {s: statistics.median(r[phase][s] for r in runs) for s in sessions}
     result = {"benchmark": "controller", "topology": args.topology, "runs": args.runs, "median": med,
-              "median_updates_to_collector": med_updates, "all_runs": runs, "frr_version": frr_version(),
-              "cpus": os.cpu_count(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    out = ROOT / args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+              "median_updates_to_collector": med_updates, "all_runs": runs, "frr_version": frr_version()}
+    out = common.write(args.out, result)
 
     print(f"\ncontroller on the reference lab, median of {args.runs} runs, {os.cpu_count()} CPUs, FRR {result['frr_version']}:")
     print(f"  6,500 through the API -> observer and every kernel   {med['api_announce_s']:>7.2f} s  (request returned in {med['api_request_s']:.2f} s)")

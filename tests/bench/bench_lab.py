@@ -6,11 +6,9 @@ Targets (issue 2): up to converged <= 10 s on 2 cores; down <= 3 s; lab <= 1 GiB
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ from pathlib import Path
 from lab.daemons.frr import frr_version
 from lab.lifecycle import lab_rss_kib
 from lab.procs import marked_pids
+from tests.bench import common
 
 ROOT = Path(__file__).resolve().parents[2]
 BGPLAB = [sys.executable, "-m", "controller.cli"]
@@ -63,19 +62,10 @@ FIGURES = [
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--topology", default="topologies/byoip-incident.yaml")
-    ap.add_argument("--out", default="bench-results/lab.json")
-    args = ap.parse_args()
-
-    runs = []
-    for i in range(args.runs):
-        r = one_run(args.topology, f"bench{os.getpid() % 10000}_{i}")
-        runs.append(r)
-        print(f"run {i + 1}/{args.runs}: up {r['up_to_converged_s']:.2f} s, down {r['down_s']:.2f} s, {r['resident_mib']:.0f} MiB", file=sys.stderr)
-
-    medians = {k: round(statistics.median(r[k] for r in runs), 3) for k, _, _ in FIGURES}
+    args = common.arguments(__doc__, "bench-results/lab.json")
+    runs = common.repeat(args.runs, "bench", lambda name: one_run(args.topology, name), lambda r: (
+        f"up {r['up_to_converged_s']:.2f} s, down {r['down_s']:.2f} s, {r['resident_mib']:.0f} MiB"))
+    medians = common.medians(runs, [k for k, _, _ in FIGURES])
     result = {
         "benchmark": "lab lifecycle",
         "topology": args.topology,
@@ -84,13 +74,9 @@ def main() -> None:
         "all_runs": runs,
         "frr_version": frr_version(),
         "exabgp_version": _exabgp_version(),
-        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"kernel": platform.release(), "python": platform.python_version()},
     }
-    out = ROOT / args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-
+    out = common.write(args.out, result)
     print(f"\nreference lab ({args.topology}), median of {args.runs} runs, {os.cpu_count()} CPUs, FRR {result['frr_version']}:")
     for key, label, unit in FIGURES:
         print(f"  {label:<42} {medians[key]:>8.2f} {unit}")
