@@ -173,13 +173,14 @@ def _print_status(name: str) -> None:
 @click.argument("node")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(lab: str | None, node: str, command: tuple[str, ...]) -> None:
-    """Run COMMAND inside NODE's namespace: bgplab exec t1 -- ip route."""
+    """Run COMMAND inside NODE (its namespace, or its container): bgplab exec t1 -- ip route."""
     try:
         name = _pick_lab(lab)
-        _, plan = lifecycle.load_plan(name)
+        state, plan = lifecycle.load_plan(name)
         if node not in plan.nodes:
             raise UsageError(f"lab '{name}' has no node '{node}' (nodes: {', '.join(plan.nodes)})")
-        argv = get_runtime("netns").exec_argv(name, node, list(command))
+        rt = get_runtime(state.data.get("runtime", "netns"))
+        argv = rt.exec_argv(name, node, list(command), tty=sys.stdin.isatty() and sys.stdout.isatty())
     except BgplabError as e:
         _fail(e)
     os.environ["BGPLAB_LAB"] = name
@@ -203,6 +204,9 @@ def vtysh(lab: str | None, node: str, commands: tuple[str, ...]) -> None:
     argv = ["vtysh", "--vty_socket", str(state.node_dir(node))]
     for c in commands:
         argv += ["-c", c]
+    if state.data.get("runtime") == "docker":
+        # The router's own vtysh, inside its container (its socket directory is mounted at the same path).
+        argv = get_runtime("docker").exec_argv(name, node, argv, tty=sys.stdin.isatty() and not commands)
     os.execvp(argv[0], argv)
 
 
@@ -429,13 +433,14 @@ def drill() -> None:
 @click.option("--name", help="lab name (default: one made up for the run)")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--keep", is_flag=True, help="leave the lab up afterwards")
-def drill_run(path, speed, name, runs_dir, keep) -> None:
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="netns", show_default=True)
+def drill_run(path, speed, name, runs_dir, keep, runtime) -> None:
     """Run the drill in PATH; write its run directory and report; exit 1 if an expectation failed."""
     from controller.drill import run_drill
 
     try:
         run_dir, metrics, checks = run_drill(path, runs_dir=Path(runs_dir), speed=speed, lab=name, keep=keep,
-                                             progress=lambda s: click.echo(s, err=True))
+                                             progress=lambda s: click.echo(s, err=True), runtime=runtime)
     except BgplabError as e:
         _fail(e)
     click.echo(f"run directory: {run_dir}")
@@ -566,11 +571,11 @@ def capture_stream(lab, target, bgp_only) -> None:
     try:
         name = _pick_lab(lab)
         node, _, iface = target.partition(":")
-        _, plan = lifecycle.load_plan(name)
+        st, plan = lifecycle.load_plan(name)
         if node not in plan.nodes or iface not in [i.name for i in plan.nodes[node].interfaces]:
             raise UsageError(f"'{target}' is not NODE:IFACE of lab '{name}'")
         argv = ["tcpdump", "-i", iface, "-n", "-s", "0", "-U", "-w", "-"] + (capture.BGP_FILTER.split() if bgp_only else [])
-        full = get_runtime("netns").exec_argv(name, node, argv)
+        full = get_runtime(st.data.get("runtime", "netns")).net_argv(name, node, argv)
     except BgplabError as e:
         _fail(e)
     os.environ["BGPLAB_LAB"] = name

@@ -386,8 +386,10 @@ class TaskRunner:
 
 class DrillRunner:
     def __init__(self, drill: Drill, topology: Path, run_dir: Path, *, lab: str | None = None,
-                 speed: float | None = None, progress: Callable[[str], None] | None = None, keep: bool = False):
+                 speed: float | None = None, progress: Callable[[str], None] | None = None, keep: bool = False,
+                 runtime: str = "netns"):
         self.drill, self.topology, self.run_dir = drill, topology, run_dir
+        self.runtime = runtime
         self.speed = speed or drill.speed
         self.lab_name = lab
         self.keep = keep
@@ -427,8 +429,8 @@ class DrillRunner:
         (self.run_dir / "drill.json").write_text(json.dumps(
             {**self.drill.model_dump(mode="json", by_alias=True), "speed": self.speed}, indent=2))
         lab = self.lab_name or f"drill{int(time.time()) % 100000}"
-        self.progress(f"bringing up lab '{lab}' from {self.topology.name}")
-        report = lifecycle.up(self._topology_for_run(), lab)
+        self.progress(f"bringing up lab '{lab}' from {self.topology.name} ({self.runtime} runtime)")
+        report = lifecycle.up(self._topology_for_run(), lab, runtime=self.runtime, progress=self.progress)
         try:
             service.start(lab, probes=self.drill.probes, probe_prefixes=self._canaries(report.plan))
             if self.drill.capture:
@@ -747,7 +749,8 @@ def _checkpoint_checks(runner: DrillRunner, cp: dict[str, Any]) -> list[dict[str
 
 
 def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float | None = None, lab: str | None = None,
-              keep: bool = False, progress: Callable[[str], None] | None = None) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
+              keep: bool = False, progress: Callable[[str], None] | None = None,
+              runtime: str = "netns") -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
     """Validate, run, analyse, report. Returns the run directory, the metrics and the expectation results."""
     from controller import report
     from controller.analysis import analyse, check
@@ -755,7 +758,7 @@ def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float |
     drill, topology = load_drill(path)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     run_dir = (runs_dir / f"{stamp}-{drill.name}").resolve()
-    runner = DrillRunner(drill, topology, run_dir, lab=lab, speed=speed, progress=progress, keep=keep)
+    runner = DrillRunner(drill, topology, run_dir, lab=lab, speed=speed, progress=progress, keep=keep, runtime=runtime)
     checks: list[dict[str, Any]] = []
     result = runner.run()
     for cp in result["checkpoints"]:

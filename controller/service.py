@@ -173,7 +173,7 @@ def start_data_plane(state: LabState, plan: LabPlan, inv: Inventory, seed: int, 
         if alive(running.get(node.name, {}).get("responder", -1)):
             continue
         argv = [sys.executable, "-m", "controller.observe.responder", "--inventory", str(inv.path), "--lengths", lengths]
-        state.add_daemon(node.name, "responder", rt.spawn(state.lab, node, argv, log=state.node_dir(node.name) / "responder.out"))
+        state.add_daemon(node.name, "responder", rt.spawn_net(state.lab, node, argv, log=state.node_dir(node.name) / "responder.out"))
     # Probes start once every responder listens: a refused probe at start is not an outage.
     def listening() -> tuple[bool, str]:
         waiting = [n.name for n in plan.speakers() if not _listens(state.daemons()[n.name]["responder"], 80)]
@@ -189,7 +189,7 @@ def start_data_plane(state: LabState, plan: LabPlan, inv: Inventory, seed: int, 
             continue
         argv = [sys.executable, "-m", "controller.observe.probe", "--host", host.name, "--targets", str(targets),
                 "--out", str(obs / "probes.jsonl")]
-        state.add_daemon(host.name, "probe", rt.spawn(state.lab, host, argv, log=state.node_dir(host.name) / "probe.out"))
+        state.add_daemon(host.name, "probe", rt.spawn_net(state.lab, host, argv, log=state.node_dir(host.name) / "probe.out"))
 
 
 def _listens(pid: int, port: int) -> bool:

@@ -88,7 +88,7 @@ def start(lab: str, dest: Path, *, node: str | None = None, link: str | None = N
     for t in chosen:
         path = dest / f"{t.stem}.pcap"
         log = dest / f"{t.stem}.log"
-        pid = rt.spawn(lab, plan.nodes[t.node], tcpdump_argv(t.iface, path, bgp_only=bgp_only, ring_mb=ring_mb,
+        pid = rt.spawn_net(lab, plan.nodes[t.node], tcpdump_argv(t.iface, path, bgp_only=bgp_only, ring_mb=ring_mb,
                                                             ring_files=ring_files), log=log)
         entry = {"node": t.node, "iface": t.iface, "file": str(path), "pid": pid, "log": str(log),
                  "bgp_only": bgp_only, "started": time.time()}

@@ -22,7 +22,7 @@ from lab.errors import BgplabError, LabExists, LabNotFound, TeardownError, UpFai
 from lab.kernel import count_lab_routes_fast
 from lab.plan import LabPlan, NodePlan, build_plan
 from lab.procs import all_marked_labs, alive, end_processes, marked_pids, rss_kib
-from lab.runtime import Runtime, get_runtime
+from lab.runtime import RUNTIMES, Runtime, get_runtime
 from lab.runtime.netns import NETNS_DIR
 from lab.state import LabState, lab_dir
 from lab.topology import Kind, check_lab_name, load_topology, parse_topology
@@ -71,6 +71,7 @@ def _parallel(fn: Callable[[NodePlan], Any], nodes: list[NodePlan]) -> None:
 class _Up:
     def __init__(self, plan: LabPlan, rt: Runtime, state: LabState, timeouts: Timeouts):
         self.plan, self.rt, self.state, self.timeouts = plan, rt, state, timeouts
+        self.tools = rt.tools()
         self.lab = plan.lab
         self.t0 = time.monotonic()
         self.timings: dict[str, float] = {}
@@ -79,17 +80,35 @@ class _Up:
         self.timings[milestone] = round(time.monotonic() - self.t0, 3)
 
     def render(self) -> None:
+        tools = self.tools
         for node in self.plan.routers():
-            frr.write(self.lab, node, frr_paths(self.state, node.name))
+            frr.write(self.lab, node, frr_paths(self.state, node.name), tools.frr_owner)
         for node in self.plan.speakers():
-            exabgp.write(self.lab, node, exabgp_paths(self.state, node.name))
+            exabgp.write(self.lab, node, exabgp_paths(self.state, node.name), tools.bridge)
         for node in self.plan.hosts():
             self.state.node_dir(node.name).mkdir(parents=True, exist_ok=True)
-        checks = [(n, lambda n: frr.validate(n, frr_paths(self.state, n.name))) for n in self.plan.routers()]
-        checks += [(n, lambda n: exabgp.validate(n, exabgp_paths(self.state, n.name))) for n in self.plan.speakers()]
+        self.mark("configs_written")
+
+    def check(self) -> None:
+        """Every daemon's dry run on its config, inside its node (the FRR and ExaBGP that will run it)."""
+        tools = self.tools
+
+        def check_frr(node: NodePlan) -> None:
+            for daemon, conf, argv in frr.check_argvs(frr_paths(self.state, node.name), tools.frr_dir):
+                r = self.rt.exec(self.lab, node, argv, timeout=30)
+                frr.check_result(node, daemon, conf, r.rc, r.out, r.err)
+
+        def check_exabgp(node: NodePlan) -> None:
+            paths = exabgp_paths(self.state, node.name)
+            r = self.rt.exec(self.lab, node, exabgp.check_argv(paths, tools.exabgp), timeout=60, env=exabgp.environment())
+            exabgp.check_result(node, paths, r.rc, r.out, r.err)
+
+        checks = [(check_frr, n) for n in self.plan.routers()] + [(check_exabgp, n) for n in self.plan.speakers()]
         with ThreadPoolExecutor(max_workers=4) as pool:
-            for f in [pool.submit(check, n) for n, check in checks]:
+            for f in [pool.submit(fn, n) for fn, n in checks]:
                 f.result()
+        routers = self.plan.routers()
+        self.state.set(frr_version=self.rt.frr_version(self.lab, routers[0]) if routers else "none")
         self.mark("configs_checked")
 
     def network(self) -> None:
@@ -141,15 +160,17 @@ class _Up:
         routers = self.plan.routers()
         paths = {n.name: frr_paths(self.state, n.name) for n in routers}
         # bgpd needs zebra's zserv socket to be there when it starts.
-        self._start_all(routers, "zebra", lambda n: frr.argv("zebra", n, paths[n.name]), lambda n: paths[n.name].zserv)
-        self._start_all(routers, "bgpd", lambda n: frr.argv("bgpd", n, paths[n.name]), lambda n: paths[n.name].vty("bgpd"))
+        d = self.tools.frr_dir
+        self._start_all(routers, "zebra", lambda n: frr.argv("zebra", n, paths[n.name], d), lambda n: paths[n.name].zserv)
+        self._start_all(routers, "bgpd", lambda n: frr.argv("bgpd", n, paths[n.name], d), lambda n: paths[n.name].vty("bgpd"))
         self.mark("frr_started")
 
     def start_exabgp(self) -> None:
         speakers = self.plan.speakers()
         paths = {n.name: exabgp_paths(self.state, n.name) for n in speakers}
         env = exabgp.environment()
-        self._start_all(speakers, "exabgp", lambda n: exabgp.argv(paths[n.name]), lambda n: paths[n.name].socket, env)
+        x = self.tools.exabgp
+        self._start_all(speakers, "exabgp", lambda n: exabgp.argv(paths[n.name], x), lambda n: paths[n.name].socket, env)
         self.mark("exabgp_started")
 
     def wait_sessions(self) -> None:
@@ -241,6 +262,7 @@ def up(
     plan = build_plan(topology, name)
     lab = plan.lab
     rt = get_runtime(runtime)
+    rt.prepare(progress)  # e.g. the image, built before anything of the lab exists
     leftovers = rt.nodes_of(lab)
     if leftovers or marked_pids(lab):
         raise LabExists(
@@ -248,11 +270,12 @@ def up(
             f"`bgplab down {lab}` removes them"
         )
     state = LabState.create(lab, runtime, str(Path(topology_path).resolve()))
-    state.set(topology_doc=topology.model_dump(mode="json"), frr_version=frr.frr_version())
+    state.set(topology_doc=topology.model_dump(mode="json"))
     u = _Up(plan, rt, state, timeouts or Timeouts())
     steps = [
-        ("render and check daemon configs", u.render),
-        ("create namespaces and links", u.network),
+        ("render daemon configs", u.render),
+        ("create nodes and links", u.network),
+        ("check daemon configs", u.check),
         ("start FRR", u.start_frr),
         ("start ExaBGP", u.start_exabgp),
         ("wait for sessions", u.wait_sessions),
@@ -271,13 +294,21 @@ def up(
     return UpReport(lab, plan, state.data["frr_version"], u.timings)
 
 
+def _runtimes(lab: str, state: LabState | None) -> list[Runtime]:
+    """The lab's runtime from its record; without one (or besides it), any runtime that finds the lab's things."""
+    recorded = (state.data.get("runtime") if state else None) or "netns"
+    out = [get_runtime(recorded)]
+    # Each runtime lists only its own kind (namespaces; containers and their namespace links).
+    out += [rt for rt in map(get_runtime, RUNTIMES) if rt.name != recorded and rt.nodes_of(lab)]
+    return out
+
+
 def _teardown(lab: str, state: LabState | None) -> list[str]:
-    runtime = (state.data.get("runtime") if state else None) or "netns"
     problems: list[str] = []
-    rt = get_runtime(runtime)
     problems += end_processes(lab, state.pids() if state else [])
-    # What the runtime lists by the lab's mark covers the state record's namespaces too.
-    problems += rt.remove(lab, rt.nodes_of(lab))
+    # What a runtime lists by the lab's mark covers the state record's namespaces too.
+    for rt in _runtimes(lab, state):
+        problems += rt.remove(lab, rt.nodes_of(lab))
     try:
         shutil.rmtree(lab_dir(lab))
     except FileNotFoundError:
@@ -299,8 +330,7 @@ def down(lab: str) -> DownReport:
     check_lab_name(lab)
     t0 = time.monotonic()
     state = LabState.load(lab)
-    rt = get_runtime((state.data.get("runtime") if state else None) or "netns")
-    existed = bool(state or rt.nodes_of(lab) or marked_pids(lab))
+    existed = bool(state or marked_pids(lab) or any(rt.nodes_of(lab) for rt in _runtimes(lab, state)))
     problems = _teardown(lab, state) if existed else []
     if problems:
         raise TeardownError(lab, problems)
@@ -308,8 +338,10 @@ def down(lab: str) -> DownReport:
 
 
 def labs() -> list[str]:
-    """Every lab with anything left on this machine: a state record, a namespace or a marked process."""
-    found = set(LabState.labs()) | all_marked_labs()
+    """Every lab with anything left on this machine: a state record, a namespace, a container or a marked process."""
+    from lab.runtime.docker import container_labs
+
+    found = set(LabState.labs()) | all_marked_labs() | container_labs()
     try:
         # Lab names hold no '-', so the lab is the second field of `bgplab-<lab>-<node>`.
         found |= {n.split("-")[1] for n in os.listdir(NETNS_DIR) if n.startswith("bgplab-") and n.count("-") >= 2}
@@ -400,13 +432,18 @@ def lab_rss_kib(lab: str) -> int:
 DAEMONS = {"frr": ("zebra", "bgpd"), "exabgp": ("exabgp",)}
 
 
-def _daemon_argv(state: LabState, node: NodePlan, daemon: str) -> tuple[list[str], dict[str, str] | None]:
+def _check_daemon(node: NodePlan, daemon: str) -> None:
     if daemon not in DAEMONS.get(node.kind.value, ()):
         valid = ", ".join(DAEMONS.get(node.kind.value, ())) or "none"
         raise BgplabError(f"node {node.name} ({node.kind.value}) runs no '{daemon}' (its daemons: {valid})")
+
+
+def _daemon_argv(state: LabState, rt: Runtime, node: NodePlan, daemon: str) -> tuple[list[str], dict[str, str] | None]:
+    _check_daemon(node, daemon)
+    tools = rt.tools()
     if node.kind is Kind.exabgp:
-        return exabgp.argv(exabgp_paths(state, node.name)), exabgp.environment()
-    return frr.argv(daemon, node, frr_paths(state, node.name)), None
+        return exabgp.argv(exabgp_paths(state, node.name), tools.exabgp), exabgp.environment()
+    return frr.argv(daemon, node, frr_paths(state, node.name), tools.frr_dir), None
 
 
 def stop_daemon(lab: str, node: str, daemon: str, sig: int = 15, timeout: float = 5.0) -> int:
@@ -414,7 +451,7 @@ def stop_daemon(lab: str, node: str, daemon: str, sig: int = 15, timeout: float 
     state, plan = load_plan(lab)
     if node not in plan.nodes:
         raise BgplabError(f"lab '{lab}' has no node '{node}'")
-    _daemon_argv(state, plan.nodes[node], daemon)
+    _check_daemon(plan.nodes[node], daemon)
     pid = state.daemons().get(node, {}).get(daemon)
     if pid is None or not alive(pid):
         raise BgplabError(f"{daemon} on {node} is not running")
@@ -433,11 +470,11 @@ def start_daemon(lab: str, node: str, daemon: str, timeout: float = 20.0) -> int
     if node not in plan.nodes:
         raise BgplabError(f"lab '{lab}' has no node '{node}'")
     n = plan.nodes[node]
-    argv, env = _daemon_argv(state, n, daemon)
+    rt = get_runtime(state.data.get("runtime", "netns"))
+    argv, env = _daemon_argv(state, rt, n, daemon)
     old = state.daemons().get(node, {}).get(daemon)
     if old is not None and alive(old):
         raise BgplabError(f"{daemon} on {node} is already running (pid {old})")
-    rt = get_runtime(state.data.get("runtime", "netns"))
     pid = rt.spawn(lab, n, argv, log=state.node_dir(node) / f"{daemon}.out", env=env)
     state.add_daemon(node, daemon, pid)
     if daemon == "exabgp":

@@ -9,10 +9,8 @@ missing answer is an error that names the speaker and the command.
 from __future__ import annotations
 
 import ipaddress
-import os
 import select
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -53,14 +51,14 @@ def exabgp_binary() -> Path:
     return path
 
 
-def bridge_argv(paths: ExabgpPaths) -> str:
-    return f"{sys.executable} -m lab.daemons.exabgp_bridge {paths.socket}"
+def host_bridge() -> str:
+    """How the host runs the API bridge (the netns runtime); an image has its own copy."""
+    return f"{sys.executable} -m lab.daemons.exabgp_bridge"
 
 
 def environment() -> dict[str, str]:
-    """ExaBGP settings, as its environment variables."""
+    """ExaBGP settings, as its environment variables (only these: a runtime adds its own)."""
     return {
-        **os.environ,
         "exabgp_api_ack": "true",  # the channel depends on it; explicit, not a default
         "exabgp_api_cli": "false",  # no named pipes in the host's /run
         "exabgp_api_respawn": "true",  # a dead bridge is restarted by ExaBGP
@@ -73,29 +71,32 @@ def environment() -> dict[str, str]:
     }
 
 
-def render(lab: str, node: NodePlan, paths: ExabgpPaths, bridge: str | None = None) -> dict[str, str]:
+def render(lab: str, node: NodePlan, paths: ExabgpPaths, bridge: str) -> dict[str, str]:
+    """``bridge``: the command that runs the API bridge (its socket path is appended)."""
     text = templates().get_template("exabgp.conf.j2").render(
-        lab=lab, node=node, socket=paths.socket, bridge_argv=bridge or bridge_argv(paths)
+        lab=lab, node=node, socket=paths.socket, bridge_argv=f"{bridge} {paths.socket}"
     )
     return {"exabgp.conf": text}
 
 
-def write(lab: str, node: NodePlan, paths: ExabgpPaths) -> None:
+def write(lab: str, node: NodePlan, paths: ExabgpPaths, bridge: str) -> None:
     paths.dir.mkdir(parents=True, exist_ok=True)
-    for name, text in render(lab, node, paths).items():
+    for name, text in render(lab, node, paths, bridge).items():
         (paths.dir / name).write_text(text)
 
 
-def validate(node: NodePlan, paths: ExabgpPaths) -> None:
-    argv = [str(exabgp_binary()), "validate", "-n", str(paths.conf)]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=environment())
-    if p.returncode != 0:
-        detail = (p.stderr.strip() or p.stdout.strip())[-1500:]
+def check_argv(paths: ExabgpPaths, exabgp: str) -> list[str]:
+    return [exabgp, "validate", "-n", str(paths.conf)]
+
+
+def check_result(node: NodePlan, paths: ExabgpPaths, rc: int | None, out: str, err: str) -> None:
+    if rc != 0:
+        detail = (err.strip() or out.strip())[-1500:] or f"exit status {rc}"
         raise ConfigError(f"node {node.name}: exabgp rejected {paths.conf}: {detail}")
 
 
-def argv(paths: ExabgpPaths) -> list[str]:
-    return [str(exabgp_binary()), "server", str(paths.conf)]
+def argv(paths: ExabgpPaths, exabgp: str) -> list[str]:
+    return [exabgp, "server", str(paths.conf)]
 
 
 # -- typed commands -------------------------------------------------------------------

@@ -7,9 +7,10 @@ Several FRR instances run side by side, one per namespace, each with its own ``-
 from __future__ import annotations
 
 import json
+import grp
 import os
+import pwd
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from lab.topology import Role
 FRR_LIBEXEC = Path(os.environ.get("BGPLAB_FRR_DIR", "/usr/lib/frr"))
 # FRR's daemons drop privileges to this user (zebra has no way to stay root); the
 # node directory is handed to it so they can write pid files, logs and MRT dumps.
+# Its IDs come from the runtime: the host's user for namespaces, the image's for containers.
 FRR_USER = "frr"
 
 # bgpd -C exits 0 even when a line is rejected; the rejection is only in its output.
@@ -79,48 +81,68 @@ def render(lab: str, node: NodePlan, paths: FrrPaths) -> dict[str, str]:
 
 
 def daemon_binary(daemon: str) -> Path:
+    """The host's FRR daemon (the netns runtime's); containers use their image's."""
     path = FRR_LIBEXEC / daemon
     if not path.exists():
         raise DaemonError(f"FRR's {daemon} is not at {path}; run `make lab-up` to install FRR")
     return path
 
 
-def frr_version() -> str:
+def host_owner() -> tuple[int, int]:
     try:
-        out = subprocess.run([str(daemon_binary("bgpd")), "--version"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired, DaemonError):
-        return "unknown"
+        return pwd.getpwnam(FRR_USER).pw_uid, grp.getgrnam(FRR_USER).gr_gid
+    except KeyError:
+        raise DaemonError(f"there is no '{FRR_USER}' user on this host; run `make lab-up` to install FRR") from None
+
+
+def parse_version(out: str) -> str:
     m = re.search(r"version\s+(\S+)", out)
     return m.group(1) if m else "unknown"
 
 
-def write(lab: str, node: NodePlan, paths: FrrPaths) -> None:
+def frr_version() -> str:
+    """The host's FRR version."""
+    try:
+        out = subprocess.run([str(daemon_binary("bgpd")), "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired, DaemonError):
+        return "unknown"
+    return parse_version(out)
+
+
+def write(lab: str, node: NodePlan, paths: FrrPaths, owner: tuple[int, int]) -> None:
+    """The node's configs, in a directory handed to FRR's user (``owner``: uid, gid)."""
     paths.dir.mkdir(parents=True, exist_ok=True)
     for name, text in render(lab, node, paths).items():
         (paths.dir / name).write_text(text)
-    shutil.chown(paths.dir, FRR_USER, FRR_USER)
+    os.chown(paths.dir, *owner)
     for f in paths.dir.iterdir():
-        shutil.chown(f, FRR_USER, FRR_USER)
+        os.chown(f, *owner)
 
 
-def validate(node: NodePlan, paths: FrrPaths) -> None:
-    """Dry-run each daemon on its config (``-C``) and fail on any rejected line."""
+def check_argvs(paths: FrrPaths, frr_dir: Path) -> list[tuple[str, Path, list[str]]]:
+    """The dry runs (``-C``) of each daemon on its config: (daemon, config, argv)."""
+    out = []
     for daemon, conf in (("zebra", paths.zebra_conf), ("bgpd", paths.bgpd_conf)):
-        argv = [str(daemon_binary(daemon)), "-C", "-f", str(conf), "-u", FRR_USER, "-g", FRR_USER]
+        argv_ = [str(frr_dir / daemon), "-C", "-f", str(conf), "-u", FRR_USER, "-g", FRR_USER]
         if daemon == "bgpd":
             # A dry run must not open the MRT file, listen, or talk to a zebra.
-            argv += ["-Z", "-p", "0"]
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-        lines = [m.group(0) for m in CONFIG_REJECTED.finditer(p.stdout + p.stderr)]
-        if p.returncode != 0 or lines:
-            detail = "; ".join(lines) or (p.stderr.strip() or p.stdout.strip())[-1000:]
-            raise ConfigError(f"node {node.name}: {daemon} rejected {conf}: {detail}")
+            argv_ += ["-Z", "-p", "0"]
+        out.append((daemon, conf, argv_))
+    return out
 
 
-def argv(daemon: str, node: NodePlan, paths: FrrPaths) -> list[str]:
+def check_result(node: NodePlan, daemon: str, conf: Path, rc: int | None, out: str, err: str) -> None:
+    """Fail on a dry run that exited non-zero or rejected any line (bgpd -C exits 0 even then)."""
+    lines = [m.group(0) for m in CONFIG_REJECTED.finditer(out + err)]
+    if rc != 0 or lines:
+        detail = "; ".join(lines) or (err.strip() or out.strip())[-1000:] or f"exit status {rc}"
+        raise ConfigError(f"node {node.name}: {daemon} rejected {conf}: {detail}")
+
+
+def argv(daemon: str, node: NodePlan, paths: FrrPaths, frr_dir: Path) -> list[str]:
     conf = paths.zebra_conf if daemon == "zebra" else paths.bgpd_conf
     args = [
-        str(daemon_binary(daemon)),
+        str(frr_dir / daemon),
         "-f", str(conf),
         "-i", str(paths.pid(daemon)),
         "-z", str(paths.zserv),

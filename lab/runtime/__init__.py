@@ -1,15 +1,23 @@
-"""The Runtime protocol: how nodes exist (namespaces, later containers), chosen by name.
+"""The Runtime protocol: how nodes exist (namespaces or containers), chosen by name.
 
 Kept small on purpose (containerlab's ContainerRuntime is the model): create a node,
 link two nodes, start a process in a node, run a command in a node, list and remove
 what a lab made. Everything above it (daemons, lifecycle) works through this only.
+
+Both runtimes expose every node's network namespace as ``/run/netns/bgplab-<lab>-<node>``
+(a container's as a link to its namespace, as containerlab does), so what reads or
+changes a node's network from outside (kernel tables, links, qdiscs) and the host
+programs that run in a node's network only (tcpdump, the controller's responders and
+probes: ``spawn_net``) are the same for both. Daemons run *in* the node (``spawn``):
+on the host for namespaces, inside the container for Docker, with the ``Toolset`` the
+runtime names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from lab.errors import ExecError, UsageError
 from lab.plan import Interface, NodePlan
@@ -27,8 +35,27 @@ class ExecResult:
         return self.rc == 0
 
 
+@dataclass(frozen=True)
+class Toolset:
+    """Where a node finds its daemons, and whom FRR runs as: the host's for namespaces, the image's for containers."""
+
+    frr_dir: Path
+    exabgp: str
+    bridge: str  # the command that runs lab/daemons/exabgp_bridge.py (its socket path follows)
+    frr_owner: tuple[int, int]  # uid, gid of FRR's user
+
+
 class Runtime(Protocol):
     name: str
+
+    def prepare(self, progress: Callable[[str], None]) -> None:
+        """What must exist before any node (an image); fails with what to do when it cannot."""
+
+    def tools(self) -> Toolset:
+        """The programs daemons are started from inside a node."""
+
+    def frr_version(self, lab: str, node: NodePlan) -> str:
+        """The FRR version the node runs."""
 
     def create_node(self, lab: str, node: NodePlan) -> None:
         """Make the node exist: its namespace, loopback addresses and forwarding."""
@@ -42,11 +69,18 @@ class Runtime(Protocol):
     def spawn(self, lab: str, node: NodePlan, argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> int:
         """Start a long-running process inside the node, marked with the lab; return its PID."""
 
-    def exec(self, lab: str, node: NodePlan, argv: list[str], *, timeout: float = 30.0) -> ExecResult:
+    def exec(self, lab: str, node: NodePlan, argv: list[str], *, timeout: float = 30.0,
+             env: dict[str, str] | None = None) -> ExecResult:
         """Run a command inside the node and wait for it; never raises on a non-zero exit."""
 
-    def exec_argv(self, lab: str, node: str, argv: list[str]) -> list[str]:
+    def exec_argv(self, lab: str, node: str, argv: list[str], *, tty: bool = False) -> list[str]:
         """The argv that runs ``argv`` inside the node (for `bgplab exec` to exec into)."""
+
+    def spawn_net(self, lab: str, node: NodePlan, argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> int:
+        """Start a host program in the node's network namespace only (tcpdump, responders, probes); its PID."""
+
+    def net_argv(self, lab: str, node: str, argv: list[str]) -> list[str]:
+        """The argv that runs a host program in the node's network namespace."""
 
     def nodes_of(self, lab: str) -> list[str]:
         """Names of what exists for this lab in the runtime (namespaces, containers)."""
@@ -62,7 +96,7 @@ def cmd_raises(result: ExecResult, where: str = "") -> ExecResult:
     return result
 
 
-RUNTIMES = ("netns",)
+RUNTIMES = ("netns", "docker")
 
 
 def get_runtime(name: str) -> Runtime:
@@ -71,4 +105,8 @@ def get_runtime(name: str) -> Runtime:
         from lab.runtime.netns import NetnsRuntime
 
         return NetnsRuntime()
+    if name == "docker":
+        from lab.runtime.docker import DockerRuntime
+
+        return DockerRuntime()
     raise UsageError(f"unknown runtime '{name}' (valid: {', '.join(RUNTIMES)})")

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from pyroute2 import NetNS, netns
 
+from lab.daemons import exabgp, frr
 from lab.errors import BgplabError
 from lab.plan import Interface, NodePlan
 from lab.procs import mark_env
-from lab.runtime import ExecResult, cmd_raises
+from lab.runtime import ExecResult, Toolset, cmd_raises
 
 NETNS_DIR = Path("/run/netns")
 
@@ -40,6 +41,16 @@ def _nsenter() -> str:
     return path
 
 
+def configure_loopback(node: NodePlan) -> None:
+    """lo up, with the node's loopback addresses (routers and speakers)."""
+    with NetNS(node.namespace) as ns:
+        lo = ns.link_lookup(ifname="lo")[0]
+        ns.link("set", index=lo, state="up")
+        if node.kind.value != "host":
+            ns.addr("add", index=lo, address=str(node.loopback_v4.ip), prefixlen=32)
+            ns.addr("add", index=lo, address=str(node.loopback_v6.ip), prefixlen=128)
+
+
 class NetnsRuntime:
     name = "netns"
 
@@ -47,17 +58,23 @@ class NetnsRuntime:
         ns = node.namespace if isinstance(node, NodePlan) else f"bgplab-{lab}-{node}"
         return str(NETNS_DIR / ns)
 
+    def prepare(self, progress) -> None:
+        for daemon in ("zebra", "bgpd"):
+            frr.daemon_binary(daemon)
+        exabgp.exabgp_binary()
+
+    def tools(self) -> Toolset:
+        return Toolset(frr.FRR_LIBEXEC, str(exabgp.exabgp_binary()), exabgp.host_bridge(), frr.host_owner())
+
+    def frr_version(self, lab: str, node: NodePlan) -> str:
+        return frr.frr_version()
+
     def create_node(self, lab: str, node: NodePlan) -> None:
         if (NETNS_DIR / node.namespace).exists():
             raise BgplabError(f"namespace {node.namespace} already exists")
         netns.create(node.namespace)
         cmd_raises(self.exec(lab, node, ["sysctl", "-qw", *SYSCTLS]), f"node {node.name}")
-        with NetNS(node.namespace) as ns:
-            lo = ns.link_lookup(ifname="lo")[0]
-            ns.link("set", index=lo, state="up")
-            if node.kind.value != "host":
-                ns.addr("add", index=lo, address=str(node.loopback_v4.ip), prefixlen=32)
-                ns.addr("add", index=lo, address=str(node.loopback_v6.ip), prefixlen=128)
+        configure_loopback(node)
 
     def add_link(self, lab: str, a: NodePlan, ifa: Interface, b: NodePlan, ifb: Interface) -> None:
         with NetNS(a.namespace) as nsa:
@@ -87,17 +104,23 @@ class NetnsRuntime:
                     "add", dst=str(net), type="local", scope=254, table=255, oif=lo, family=10 if net.version == 6 else 2
                 )
 
-    def exec_argv(self, lab: str, node: str, argv: list[str]) -> list[str]:
+    def exec_argv(self, lab: str, node: str, argv: list[str], *, tty: bool = False) -> list[str]:
+        return self.net_argv(lab, node, argv)
+
+    def net_argv(self, lab: str, node: str, argv: list[str]) -> list[str]:
         return [_nsenter(), f"--net={self._path(node, lab)}", "--", *argv]
 
     def spawn(self, lab: str, node: NodePlan, argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> int:
+        return self.spawn_net(lab, node, argv, log=log, env=env)
+
+    def spawn_net(self, lab: str, node: NodePlan, argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> int:
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                self.exec_argv(lab, node.name, argv),
+                self.net_argv(lab, node.name, argv),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=mark_env(lab, env),
+                env=mark_env(lab, {**os.environ, **(env or {})}),
                 # Its own session: the lab outlives the `bgplab up` that started it,
                 # and a Ctrl-C in the user's terminal does not reach the daemons.
                 start_new_session=True,
@@ -105,23 +128,26 @@ class NetnsRuntime:
         # nsenter execs the daemon (no fork for --net), so this PID is the daemon's.
         return proc.pid
 
-    def exec(self, lab: str, node: NodePlan, argv: list[str], *, timeout: float = 30.0) -> ExecResult:
-        full = self.exec_argv(lab, node.name, argv)
+    def exec(self, lab: str, node: NodePlan, argv: list[str], *, timeout: float = 30.0,
+             env: dict[str, str] | None = None) -> ExecResult:
+        full = self.net_argv(lab, node.name, argv)
         try:
             p = subprocess.run(
-                full, capture_output=True, text=True, timeout=timeout, env=mark_env(lab), stdin=subprocess.DEVNULL
+                full, capture_output=True, text=True, timeout=timeout, env=mark_env(lab, {**os.environ, **(env or {})}),
+                stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired as e:
             return ExecResult(full, None, e.stdout or "", e.stderr or "")
         return ExecResult(full, p.returncode, p.stdout, p.stderr)
 
     def nodes_of(self, lab: str) -> list[str]:
+        """The lab's namespaces (links to a container's namespace are the docker runtime's)."""
         prefix = f"bgplab-{lab}-"
         try:
             names = os.listdir(NETNS_DIR)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if n.startswith(prefix))
+        return sorted(n for n in names if n.startswith(prefix) and not (NETNS_DIR / n).is_symlink())
 
     def remove(self, lab: str, names: list[str]) -> list[str]:
         problems = []

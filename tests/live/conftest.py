@@ -1,9 +1,10 @@
-"""Live tests: real namespaces, real FRR and ExaBGP. Root only.
+"""Live tests: real namespaces or containers, real FRR and ExaBGP. Root only.
 
 Each test gets labs with unique names from ``lab_factory``; whatever a test brings
 up is always torn down, and the teardown checks that nothing of the lab is left.
-A live test is skipped only where its parts cannot run here, with the reason; in
-CI (BGPLAB_REQUIRE_LIVE=1) that is a failure instead, never a silent skip.
+Tests that use ``lab_factory`` (or the ``runtime`` fixture) run once per runtime,
+netns and docker. A live test is skipped only where its parts cannot run here, with
+the reason; in CI (BGPLAB_REQUIRE_LIVE=1) that is a failure instead, never a silent skip.
 """
 
 from __future__ import annotations
@@ -46,14 +47,49 @@ def _missing() -> str | None:
     return None
 
 
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("BGPLAB_REQUIRE_LIVE"):
+        pytest.fail(f"live test cannot run, and BGPLAB_REQUIRE_LIVE is set: {reason}")
+    print(f"\nskipping live test: {reason}", file=sys.stderr)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def live() -> None:
     reason = _missing()
     if reason:
-        if os.environ.get("BGPLAB_REQUIRE_LIVE"):
-            pytest.fail(f"live test cannot run, and BGPLAB_REQUIRE_LIVE is set: {reason}")
-        print(f"\nskipping live test: {reason}", file=sys.stderr)
-        pytest.skip(reason)
+        _skip_or_fail(reason)
+
+
+_docker_ready: dict[str, str | None] = {}
+
+
+def _docker_missing() -> str | None:
+    """Why the docker runtime cannot run here (no engine, no image); None when it can. Asked once."""
+    if "reason" not in _docker_ready:
+        from lab.runtime.docker import engine
+        from lab.images.build import ensure_image
+
+        try:
+            # Built once per session if its inputs changed (make test builds it first).
+            ensure_image(engine(), lambda m: print(f"image: {m}", file=sys.stderr))
+            _docker_ready["reason"] = None
+        except BgplabError as e:
+            _docker_ready["reason"] = f"docker runtime: {e}"
+    return _docker_ready["reason"]
+
+
+RUNTIME_PARAMS = [pytest.param("netns", id="netns"), pytest.param("docker", id="docker", marks=pytest.mark.docker)]
+
+
+@pytest.fixture(params=RUNTIME_PARAMS)
+def runtime(request, live) -> str:
+    """Each test that asks for it runs on both runtimes; docker is skipped (with the reason) only where no engine runs."""
+    if request.param == "docker":
+        reason = _docker_missing()
+        if reason:
+            _skip_or_fail(reason)
+    return request.param
 
 
 _counter = itertools.count()
@@ -64,10 +100,13 @@ def unique_name(tag: str = "t") -> str:
 
 
 def leftovers(lab: str) -> list[str]:
-    """Anything of the lab still on the machine: namespaces, marked processes, its directory."""
+    """Anything of the lab still on the machine: namespaces, containers, marked processes, its directory."""
+    from lab.runtime.docker import DockerRuntime
+
     out = []
     if NETNS_DIR.exists():
         out += [f"namespace {n}" for n in os.listdir(NETNS_DIR) if n.startswith(f"bgplab-{lab}-")]
+    out += [f"container {c.name}" for c in DockerRuntime().containers(lab)]
     out += [f"process {p}" for p in marked_pids(lab)]
     if lab_dir(lab).exists():
         out.append(f"directory {lab_dir(lab)}")
@@ -75,15 +114,16 @@ def leftovers(lab: str) -> list[str]:
 
 
 @pytest.fixture
-def lab_factory(live):
+def lab_factory(runtime):
     made: list[str] = []
 
     def make(topology: str = "minimal", name: str | None = None, **kw):
         name = name or unique_name()
         made.append(name)
         path = topology if "/" in topology else TOPOLOGIES / f"{topology}.yaml"
-        return lifecycle.up(path, name, **kw)
+        return lifecycle.up(path, name, runtime=runtime, **kw)
 
+    make.runtime = runtime  # type: ignore[attr-defined]
     make.names = made  # type: ignore[attr-defined]
     yield make
     problems = []

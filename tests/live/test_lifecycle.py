@@ -74,11 +74,11 @@ def test_up_of_a_name_that_is_up_changes_nothing(lab_factory) -> None:
     assert all(os.path.exists(f"/proc/{p}") for p in pids)
 
 
-def test_failed_up_removes_everything_it_made(live) -> None:
+def test_failed_up_removes_everything_it_made(runtime) -> None:
     name = unique_name("f")
     # Daemons start, then the session wait gives up at once: up must remove them all.
     with pytest.raises(UpFailed) as err:
-        lifecycle.up(ROOT / "topologies/minimal.yaml", name, timeouts=Timeouts(sessions=0.0))
+        lifecycle.up(ROOT / "topologies/minimal.yaml", name, runtime=runtime, timeouts=Timeouts(sessions=0.0))
     assert "wait for sessions failed" in str(err.value)
     assert "everything this attempt made has been removed" in str(err.value)
     assert leftovers(name) == []
@@ -104,11 +104,11 @@ def _bgplab(*args: str, **kw) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("when", ["namespaces", "daemons", "sessions"])
-def test_sigkill_in_the_middle_of_up_then_down_leaves_nothing(live, when: str) -> None:
+def test_sigkill_in_the_middle_of_up_then_down_leaves_nothing(runtime, when: str) -> None:
     name = unique_name("k")
     before = snapshot()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "up", "topologies/minimal.yaml", "--name", name],
+        [sys.executable, "-m", "controller.cli", "up", "topologies/minimal.yaml", "--name", name, "--runtime", runtime],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -143,12 +143,12 @@ def test_sigkill_in_the_middle_of_up_then_down_leaves_nothing(live, when: str) -
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
 
-def test_down_works_without_the_topology_file(live, tmp_path: Path) -> None:
+def test_down_works_without_the_topology_file(runtime, tmp_path: Path) -> None:
     topo = tmp_path / "copy.yaml"
     topo.write_text((ROOT / "topologies/minimal.yaml").read_text())
     name = unique_name("g")
     try:
-        lifecycle.up(topo, name)
+        lifecycle.up(topo, name, runtime=runtime)
         topo.unlink()
         st = lifecycle.status(name)
         assert {n.name for n in st} == {"edge", "r1", "r2", "collector"}

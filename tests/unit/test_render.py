@@ -26,8 +26,7 @@ def rendered() -> list[tuple[str, str, str]]:
         out += [(node.name, name, text) for name, text in frr.render("golden", node, paths).items()]
     for node in PLAN.speakers():
         paths = exabgp.ExabgpPaths(Path(f"/run/bgplab/golden/nodes/{node.name}"))
-        bridge = f"python3 -m lab.daemons.exabgp_bridge {paths.socket}"
-        out += [(node.name, name, text) for name, text in exabgp.render("golden", node, paths, bridge).items()]
+        out += [(node.name, name, text) for name, text in exabgp.render("golden", node, paths, "python3 -m lab.daemons.exabgp_bridge").items()]
     return out
 
 

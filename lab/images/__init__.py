@@ -1,0 +1,1 @@
+"""The node image of the Docker runtime: its Dockerfile, and how it is built (``build.py``)."""

@@ -1,0 +1,220 @@
+"""Build the node image (``bgplab:<version>``) from ``lab/images/Dockerfile``, only when its inputs change.
+
+The inputs are the Dockerfile, the ExaBGP API bridge it copies, the ExaBGP version the
+project pins, the project's version and the base image; their digest is the image's
+``org.bgplab.inputs`` label, so an image whose label matches is used as it is.
+
+The base is ``debian:bookworm-slim`` when the engine has it or can pull it. Where no
+registry can be reached (air-gapped machines, this project's CI), the base is made
+here from Debian's package archive: ``debootstrap --variant=minbase`` into a temporary
+directory, then imported as ``bgplab-base:bookworm``. The Dockerfile is the same on both.
+
+    python -m lab.images.build [--force] [--base IMAGE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+from lab.errors import BgplabError
+
+HERE = Path(__file__).resolve().parent
+DOCKERFILE = HERE / "Dockerfile"
+BRIDGE = HERE.parent / "daemons" / "exabgp_bridge.py"
+REGISTRY_BASE = "debian:bookworm-slim"
+LOCAL_BASE = "bgplab-base:bookworm"
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = os.environ.get("BGPLAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+INPUTS_LABEL = "org.bgplab.inputs"
+
+Progress = Callable[[str], None]
+
+
+def project_version() -> str:
+    try:
+        return metadata.version("bgplab")
+    except metadata.PackageNotFoundError:  # a checkout that was never installed
+        text = (HERE.parent.parent / "pyproject.toml").read_text()
+        return next(line.split('"')[1] for line in text.splitlines() if line.startswith("version"))
+
+
+def exabgp_version() -> str:
+    """The ExaBGP the project pins (the host's environment has exactly that one)."""
+    return metadata.version("exabgp")
+
+
+def image_tag() -> str:
+    return f"bgplab:{project_version()}"
+
+
+def inputs_digest(base: str) -> str:
+    h = hashlib.sha256()
+    for part in (DOCKERFILE.read_bytes(), BRIDGE.read_bytes(), exabgp_version().encode(),
+                 project_version().encode(), base.encode()):
+        h.update(hashlib.sha256(part).digest())
+    return h.hexdigest()[:16]
+
+
+def _image(client: Any, ref: str) -> Any | None:
+    import docker.errors
+
+    try:
+        return client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def _pull(client: Any, ref: str, progress: Progress) -> bool:
+    import docker.errors
+
+    progress(f"pulling {ref}")
+    try:
+        repo, tag = ref.split(":")
+        client.images.pull(repo, tag=tag)
+        return True
+    except (docker.errors.APIError, docker.errors.DockerException) as e:
+        progress(f"cannot pull {ref} ({str(e).splitlines()[0][:160]}); making the base from Debian's archive")
+        return False
+
+
+def debootstrap_base(client: Any, progress: Progress) -> None:
+    """``debootstrap --variant=minbase`` into a temporary directory, imported as LOCAL_BASE."""
+    if shutil.which("debootstrap") is None:
+        raise BgplabError("debootstrap is not installed and no registry can be reached for the base image; "
+                          "`make image` installs it")
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bgplab-base-") as tmp:
+        root = Path(tmp) / "root"
+        progress(f"debootstrap {DEBIAN_SUITE} from {DEBIAN_MIRROR} (about half a minute)")
+        p = subprocess.run(["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(root), DEBIAN_MIRROR],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            raise BgplabError(f"debootstrap of {DEBIAN_SUITE} from {DEBIAN_MIRROR} failed: "
+                              f"{(p.stderr.strip() or p.stdout.strip())[-800:]}")
+        # The image's apt sources, and no leftovers of the host's build.
+        (root / "etc/apt/sources.list").write_text(f"deb {DEBIAN_MIRROR} {DEBIAN_SUITE} main\n")
+        shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
+        (root / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+        tarball = Path(tmp) / "root.tar"
+        subprocess.run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(tarball), "."], check=True)
+        progress(f"importing it as {LOCAL_BASE}")
+        repo, tag = LOCAL_BASE.split(":")
+        client.api.import_image_from_file(str(tarball), repository=repo, tag=tag,
+                                          changes=['CMD ["/bin/bash"]'])
+    progress(f"base image {LOCAL_BASE} made in {time.monotonic() - t0:.0f} s")
+
+
+def choose_base(client: Any, progress: Progress, base: str | None = None) -> str:
+    if base:
+        if _image(client, base) is None and not _pull(client, base, progress):
+            raise BgplabError(f"base image {base} is neither on this engine nor pullable")
+        return base
+    for ref in (REGISTRY_BASE, LOCAL_BASE):
+        if _image(client, ref) is not None:
+            return ref
+    if _pull(client, REGISTRY_BASE, progress):
+        return REGISTRY_BASE
+    debootstrap_base(client, progress)
+    return LOCAL_BASE
+
+
+def _exabgp_wheel(dest: Path) -> Path:
+    """The pinned ExaBGP's wheel, through the host's pip (its index, proxy and CA settings)."""
+    p = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+                        "-d", str(dest), f"exabgp=={exabgp_version()}"], capture_output=True, text=True)
+    wheels = sorted(dest.glob("exabgp-*.whl"))
+    if p.returncode != 0 or not wheels:
+        raise BgplabError(f"cannot fetch the ExaBGP {exabgp_version()} wheel for the image: "
+                          f"{(p.stderr.strip() or p.stdout.strip())[-600:]}")
+    return wheels[0]
+
+
+def _context() -> io.BytesIO:
+    buf = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix="bgplab-wheels-") as tmp, tarfile.open(fileobj=buf, mode="w") as tar:
+        wheel = _exabgp_wheel(Path(tmp))
+        tar.add(DOCKERFILE, arcname="Dockerfile")
+        tar.add(BRIDGE, arcname="exabgp_bridge.py")
+        tar.add(wheel, arcname=f"wheels/{wheel.name}")
+    buf.seek(0)
+    return buf
+
+
+def current(client: Any) -> Any | None:
+    """The project's image if it is there and was built from today's inputs, else None."""
+    img = _image(client, image_tag())
+    if img is None:
+        return None
+    labels = img.labels or {}
+    base = labels.get("org.bgplab.base", "")
+    return img if labels.get(INPUTS_LABEL) == inputs_digest(base) else None
+
+
+def ensure_image(client: Any, progress: Progress = lambda _: None, *, force: bool = False,
+                 base: str | None = None) -> str:
+    """The image's tag, built first if it is missing or its inputs changed."""
+    tag = image_tag()
+    if not force and base is None and current(client) is not None:
+        return tag
+    t0 = time.monotonic()
+    base = choose_base(client, progress, base)
+    digest = inputs_digest(base)
+    progress(f"building {tag} on {base} (FRR, ExaBGP {exabgp_version()}, tcpdump; a minute or two)")
+    log: list[str] = []
+    stream = client.api.build(
+        fileobj=_context(), custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
+        # Only the build reaches the network (Debian's archive, PyPI); lab containers never do.
+        network_mode="host",
+        buildargs={"BASE": base, "EXABGP_VERSION": exabgp_version(), "BGPLAB_VERSION": project_version()},
+        labels={INPUTS_LABEL: digest, "org.bgplab.base": base},
+    )
+    for chunk in stream:
+        if "stream" in chunk:
+            line = chunk["stream"].rstrip()
+            if line:
+                log.append(line)
+                if line.startswith("Step "):
+                    progress(line)
+        if "error" in chunk:
+            tail = "\n".join(log[-15:])
+            raise BgplabError(f"building {tag} failed: {chunk['error'].strip()}\n{tail}")
+    progress(f"image {tag} built in {time.monotonic() - t0:.0f} s")
+    return tag
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lab.runtime.docker import engine
+
+    ap = argparse.ArgumentParser(description="Build bgplab's node image when its inputs changed.")
+    ap.add_argument("--force", action="store_true", help="build even if the image is up to date")
+    ap.add_argument("--base", help=f"base image (default: {REGISTRY_BASE}, else one made with debootstrap)")
+    args = ap.parse_args(argv)
+    try:
+        client = engine()
+        before = current(client)
+        tag = ensure_image(client, lambda m: print(f"image: {m}", file=sys.stderr), force=args.force, base=args.base)
+        img = client.images.get(tag)
+    except BgplabError as e:
+        print(f"bgplab: {e}", file=sys.stderr)
+        return 1
+    state = "up to date" if before is not None and not args.force and args.base is None else "built"
+    print(json.dumps({"image": tag, "id": img.short_id, "state": state, "labels": img.labels,
+                      "size_mb": round(img.attrs.get("Size", 0) / 2**20)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""The Docker runtime: one container per node, through the Docker SDK.
+
+Each node is a container ``bgplab-<lab>-<node>`` of the project's image, labelled
+``bgplab.lab=<lab>`` and ``bgplab.node=<node>``, with no Docker network
+(``network_mode=none``) and only the capabilities FRR needs. Its network namespace is
+linked as ``/run/netns/bgplab-<lab>-<node>`` (as containerlab does), and lab links are
+veth pairs made with pyroute2 inside one container's namespace with the peer end
+placed straight into the other's, so no interface ever appears on the host and no
+packet touches Docker's bridge or the host's network.
+
+Daemons run inside the containers (``docker exec``), from the image's FRR and ExaBGP;
+the node's directory ``/run/bgplab/<lab>/nodes/<node>`` is mounted at the same path,
+so configs, logs, vty sockets, the ExaBGP API socket and MRT dumps are where the rest
+of bgplab looks for them. ``docker logs`` shows the node's daemon output and FRR logs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+from lab.errors import BgplabError
+from lab.plan import NodePlan
+from lab.procs import MARK
+from lab.runtime import ExecResult, Toolset
+from lab.runtime.netns import NETNS_DIR, NetnsRuntime, configure_loopback
+from lab.state import lab_dir
+
+LABEL_LAB = "bgplab.lab"
+LABEL_NODE = "bgplab.node"
+# The image's FRR user has fixed IDs (lab/images/Dockerfile).
+IMAGE_FRR_OWNER = (179, 179)
+IMAGE_EXABGP = "/opt/bgplab/venv/bin/exabgp"
+IMAGE_BRIDGE = "/opt/bgplab/venv/bin/python /opt/bgplab/exabgp_bridge.py"
+# FRR asks for these (zebra: routes and interfaces; bgpd: port 179); SETUID/SETGID to
+# drop to its user, CHOWN/FOWNER/DAC_OVERRIDE for its pid and log files, KILL for
+# `docker exec` to signal its own processes. Everything else is dropped.
+CAPABILITIES = ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE", "SYS_ADMIN", "SETUID", "SETGID",
+                "CHOWN", "FOWNER", "DAC_OVERRIDE", "KILL"]
+SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    "net.ipv6.conf.all.forwarding": "1",
+    "net.ipv6.conf.default.accept_dad": "0",
+    "net.ipv6.conf.all.accept_dad": "0",
+    "net.ipv6.conf.all.disable_ipv6": "0",
+    "net.ipv4.conf.all.rp_filter": "0",
+    "net.ipv4.conf.default.rp_filter": "0",
+}
+# Logs a node's container prints (`docker logs`): daemon output and FRR's own logs.
+LOG_FILES = {"frr": ["zebra.out", "bgpd.out", "zebra.log", "bgpd.log"], "exabgp": ["exabgp.out"], "host": ["probe.out"]}
+
+
+def engine(timeout: float = 120.0) -> Any:
+    """A client of the local Docker engine, or an error that says how to get one."""
+    try:
+        import docker
+    except ImportError:
+        raise BgplabError("the Docker SDK (python package 'docker') is not installed; run `make lab-up`") from None
+    try:
+        client = docker.from_env(version="auto", timeout=timeout)
+        client.ping()
+    except Exception as e:  # the SDK raises several kinds for "no engine"
+        raise BgplabError(
+            f"no Docker engine answers ({os.environ.get('DOCKER_HOST', 'unix:///var/run/docker.sock')}): "
+            f"{str(e).splitlines()[0][:200]}; `make docker-engine` installs and starts one"
+        ) from None
+    return client
+
+
+def container_name(lab: str, node: str) -> str:
+    return f"bgplab-{lab}-{node}"
+
+
+class DockerRuntime(NetnsRuntime):
+    """Links, routes and the host programs in a node's network are the namespace runtime's,
+    on the container's namespace; nodes, daemons and commands are Docker's."""
+
+    name = "docker"
+
+    def __init__(self) -> None:
+        self._client: Any | None = None
+        self._image: str | None = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = engine()
+        return self._client
+
+    def prepare(self, progress: Callable[[str], None]) -> None:
+        from lab.images.build import ensure_image
+
+        self._image = ensure_image(self.client, progress)
+
+    def tools(self) -> Toolset:
+        return Toolset(Path("/usr/lib/frr"), IMAGE_EXABGP, IMAGE_BRIDGE, IMAGE_FRR_OWNER)
+
+    def frr_version(self, lab: str, node: NodePlan) -> str:
+        r = self.exec(lab, node, ["cat", "/opt/bgplab/frr-version"], timeout=10)
+        return r.out.strip() if r.ok and r.out.strip() else "unknown"
+
+    # -- nodes ---------------------------------------------------------------------
+
+    def create_node(self, lab: str, node: NodePlan) -> None:
+        if self._image is None:
+            from lab.images.build import image_tag
+
+            self._image = image_tag()
+        name = container_name(lab, node.name)
+        link = NETNS_DIR / node.namespace
+        if link.exists() or link.is_symlink():
+            raise BgplabError(f"namespace {node.namespace} already exists")
+        node_dir = lab_dir(lab) / "nodes" / node.name
+        node_dir.mkdir(parents=True, exist_ok=True)
+        logs = []
+        for f in LOG_FILES[node.kind.value]:
+            path = node_dir / f
+            path.touch()
+            if node.kind.value == "frr":
+                os.chown(path, *IMAGE_FRR_OWNER)
+            logs.append(str(path))
+        container = self.client.containers.run(
+            self._image,
+            # PID 1 is docker-init; the main process follows the node's logs for `docker logs`.
+            command=["tail", "-q", "-n", "+1", "-F", *logs],
+            name=name,
+            hostname=node.name,
+            # No network means no DNS: the node's own name comes from /etc/hosts, and any
+            # other lookup is refused at once instead of timing out (ExaBGP asks for its FQDN).
+            extra_hosts={node.name: "127.0.1.1"},
+            dns=["127.0.0.1"],
+            detach=True,
+            init=True,
+            network_mode="none",
+            labels={LABEL_LAB: lab, LABEL_NODE: node.name},
+            environment={MARK: lab},  # every `docker exec` inherits the lab's mark
+            cap_drop=["ALL"],
+            cap_add=CAPABILITIES,
+            sysctls=SYSCTLS,
+            volumes={str(node_dir): {"bind": str(node_dir), "mode": "rw"}},
+            log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
+        )
+        container.reload()
+        pid = container.attrs["State"]["Pid"]
+        if not pid:
+            raise BgplabError(f"container {name} did not start: {container.attrs['State'].get('Error') or container.status}")
+        NETNS_DIR.mkdir(parents=True, exist_ok=True)
+        os.symlink(f"/proc/{pid}/ns/net", link)
+        configure_loopback(node)
+
+    # -- processes inside a node -----------------------------------------------------
+
+    def exec_argv(self, lab: str, node: str, argv: list[str], *, tty: bool = False) -> list[str]:
+        docker_cli = shutil.which("docker")
+        if docker_cli is None:
+            raise BgplabError("the docker command is not installed; `make docker-engine` installs it")
+        return [docker_cli, "exec", "-it" if tty else "-i", container_name(lab, node), *argv]
+
+    def spawn(self, lab: str, node: NodePlan, argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> int:
+        api = self.client.api
+        # sh execs the daemon with its output appended to the log, so the PID is the daemon's.
+        cmd = ["/bin/sh", "-c", 'exec "$@" >>"$0" 2>&1', str(log), *argv]
+        ex = api.exec_create(container_name(lab, node.name), cmd, environment={MARK: lab, **(env or {})})
+        api.exec_start(ex["Id"], detach=True)
+        deadline = time.monotonic() + 10
+        while True:
+            info = api.exec_inspect(ex["Id"])
+            if info.get("Pid"):
+                return int(info["Pid"])
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                raise BgplabError(f"{argv[0]} in {node.name} exited at start ({info['ExitCode']}): "
+                                  f"{log.read_text(errors='replace')[-400:] if log.exists() else ''}")
+            if time.monotonic() > deadline:
+                raise BgplabError(f"{argv[0]} in {node.name} did not start within 10 s")
+            time.sleep(0.01)
+
+    def exec(self, lab: str, node: NodePlan, argv: list[str], *, timeout: float = 30.0,
+             env: dict[str, str] | None = None) -> ExecResult:
+        api = self.client.api
+        # The engine has no timeout for exec; coreutils' timeout does it inside (124 = timed out).
+        full = ["timeout", "--kill-after=2", str(timeout), *argv]
+        ex = api.exec_create(container_name(lab, node.name), full, environment={MARK: lab, **(env or {})})
+        out, err = api.exec_start(ex["Id"], demux=True)
+        rc = api.exec_inspect(ex["Id"]).get("ExitCode")
+        text = (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+        return ExecResult(argv, None if rc in (124, 137) else rc, *text)
+
+    # -- what a lab left, and its removal ---------------------------------------------
+
+    def containers(self, lab: str) -> list[Any]:
+        if self._client is None and not _engine_socket_present():
+            return []
+        try:
+            client = self.client
+        except BgplabError:
+            return []  # no engine: no containers to find (the netns links are still listed)
+        return client.containers.list(all=True, filters={"label": f"{LABEL_LAB}={lab}"})
+
+    def nodes_of(self, lab: str) -> list[str]:
+        names = {c.name for c in self.containers(lab)}
+        try:  # namespace links left by a crash whose containers are gone
+            names |= {n for n in os.listdir(NETNS_DIR) if n.startswith(f"bgplab-{lab}-") and (NETNS_DIR / n).is_symlink()}
+        except FileNotFoundError:
+            pass
+        return sorted(names)
+
+    def remove(self, lab: str, names: list[str]) -> list[str]:
+        problems = []
+        prefix = f"bgplab-{lab}-"
+        mine = {c.name: c for c in self.containers(lab)}
+
+        def remove_one(name: str) -> str | None:
+            if not name.startswith(prefix):
+                return f"refused to remove {name}: it is not lab '{lab}''s"
+            link = NETNS_DIR / name
+            c = mine.get(name)
+            try:
+                if c is not None:
+                    if (c.labels or {}).get(LABEL_LAB) != lab:
+                        return f"refused to remove container {name}: its label is not bgplab.lab={lab}"
+                    c.remove(force=True)  # its namespace, and the veth ends in it, go with it
+                if link.is_symlink():
+                    link.unlink()
+                elif link.exists():  # a bind-mounted namespace of the same name: not ours to judge
+                    return f"{link} is not a link to a container's namespace; left alone"
+            except Exception as e:  # report and go on: teardown runs every step
+                return f"container {name}: {str(e).splitlines()[0][:200]}"
+            return None
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for p in pool.map(remove_one, names):
+                if p:
+                    problems.append(p)
+        # A `bgplab up` killed while the engine was creating a container: the engine
+        # finishes it after its client is gone. Look again, briefly, for such late ones.
+        for _ in range(3):
+            time.sleep(0.2)
+            late = {c.name: c for c in self.containers(lab)}
+            if not late:
+                break
+            mine.update(late)
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                problems += [p for p in pool.map(remove_one, sorted(late)) if p]
+        return problems
+
+
+def container_labs() -> set[str]:
+    """Labs that have containers on the local engine; empty when no engine answers."""
+    if not _engine_socket_present():
+        return set()
+    try:
+        client = engine(timeout=10)
+    except BgplabError:
+        return set()
+    return {(c.labels or {}).get(LABEL_LAB) for c in client.containers.list(all=True, filters={"label": LABEL_LAB})} - {None}
+
+
+def _engine_socket_present() -> bool:
+    host = os.environ.get("DOCKER_HOST", "")
+    return bool(host and not host.startswith("unix://")) or Path(host[7:] if host else "/var/run/docker.sock").exists()
+
+
+def lab_containers(lab: str) -> list[dict[str, Any]]:
+    """name, node, status and main PID of each of a lab's containers (for status and tests)."""
+    rt = DockerRuntime()
+    return [
+        {"name": c.name, "node": (c.labels or {}).get(LABEL_NODE), "status": c.status,
+         "pid": c.attrs.get("State", {}).get("Pid")}
+        for c in rt.containers(lab)
+    ]
+
