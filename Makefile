@@ -8,12 +8,13 @@ NAME ?=
 RUNTIME ?= netns
 RUNS ?= 3
 
-.PHONY: setup lab-up lab-down lab-status test unit bench
+.PHONY: setup lab-up lab-down lab-status test unit bench image docker-engine docker-engine-stop
 
 setup:
 	@scripts/bootstrap
 
 lab-up: setup
+	$(if $(filter docker,$(RUNTIME)),scripts/docker-engine ensure && $(VENV)/bin/python -m lab.images.build >/dev/null)
 	$(BGPLAB) up $(TOPOLOGY) $(if $(NAME),--name $(NAME)) --runtime $(RUNTIME) --status
 
 lab-down: setup
@@ -22,12 +23,27 @@ lab-down: setup
 lab-status: setup
 	$(BGPLAB) status $(NAME)
 
+# The docker-runtime tests need an engine and the image: started (and stopped
+# afterwards) and built here when missing.
 test: setup
-	$(VENV)/bin/python -m pytest -ra tests
+	scripts/docker-engine run bash -c '$(VENV)/bin/python -m lab.images.build >/dev/null; $(VENV)/bin/python -m pytest -ra tests'
 
 unit: setup
 	$(VENV)/bin/python -m pytest -ra tests/unit
 
 bench: setup
-	$(VENV)/bin/python -m tests.bench.bench_lab --runs $(RUNS) --out bench-results/lab.json
-	$(VENV)/bin/python -m tests.bench.bench_controller --runs $(RUNS) --out bench-results/controller.json
+	scripts/docker-engine run bash -c '$(VENV)/bin/python -m lab.images.build >/dev/null; \
+	  $(VENV)/bin/python -m tests.bench.bench_lab --runs $(RUNS) --runtimes netns,docker --out bench-results/lab.json && \
+	  $(VENV)/bin/python -m tests.bench.bench_controller --runs $(RUNS) --out bench-results/controller.json'
+
+# The node image of the docker runtime (bgplab:<version>), rebuilt only when its inputs change.
+image: setup
+	scripts/docker-engine ensure
+	$(VENV)/bin/python -m lab.images.build
+
+# Start a Docker engine if none runs (and install it if missing); stop the one bgplab started.
+docker-engine: setup
+	scripts/docker-engine ensure
+
+docker-engine-stop:
+	scripts/docker-engine stop

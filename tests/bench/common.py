@@ -14,11 +14,13 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def arguments(doc: str, out: str) -> argparse.Namespace:
+def arguments(doc: str, out: str, *, runtimes: bool = False) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=doc)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--topology", default="topologies/byoip-incident.yaml")
     ap.add_argument("--out", default=out)
+    if runtimes:
+        ap.add_argument("--runtimes", default="netns", help="comma-separated: netns,docker (side by side, same run)")
     return ap.parse_args()
 
 
