@@ -684,6 +684,36 @@ def fault_daemon(lab, node, name, action) -> None:
     _do_fault(lambda: click.echo(f"{name} on {node}: {action} (pid {faults.daemon(_pick_lab(lab), node, name, action)})"))
 
 
+# -- other tools ------------------------------------------------------------------------
+
+
+@cli.group()
+def export() -> None:
+    """Write a lab in another tool's format."""
+
+
+@export.command(name="containerlab")
+@click.argument("topology")
+@click.option("--name", help="lab name (default: the topology's name)")
+@click.option("--out", type=click.Path(file_okay=False), help="directory to write (default: clab-<lab>)")
+@click.option("--image", help="node image (default: bgplab:<version>, as `make image` builds it)")
+def export_containerlab(topology: str, name: str | None, out: str | None, image: str | None) -> None:
+    """TOPOLOGY as a containerlab topology, with each node's configs and start script."""
+    from lab.export import containerlab
+    from lab.images.build import image_tag
+    from lab.plan import build_plan
+    from lab.topology import load_topology
+
+    try:
+        plan = build_plan(load_topology(topology), name)
+        dest = Path(out or f"clab-{plan.lab}")
+        path = containerlab.export(plan, dest, image or image_tag())
+    except BgplabError as e:
+        _fail(e)
+    click.echo(f"{path}: {len(plan.nodes)} nodes, {len(plan.topology.links)} links; "
+               f"deploy with `containerlab deploy -t {path}`")
+
+
 def main() -> None:
     cli()
 

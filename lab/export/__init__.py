@@ -1,0 +1,1 @@
+"""Other tools' formats for a bgplab lab (containerlab)."""
