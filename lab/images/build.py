@@ -86,7 +86,8 @@ def _pull(client: Any, ref: str, progress: Progress) -> bool:
         client.images.pull(repo, tag=tag)
         return True
     except (docker.errors.APIError, docker.errors.DockerException) as e:
-        progress(f"cannot pull {ref} ({str(e).splitlines()[0][:160]}); making the base from Debian's archive")
+        why = getattr(e, "explanation", None) or str(e)
+        progress(f"cannot pull {ref} ({str(why).splitlines()[0][-160:]})")
         return False
 
 
@@ -127,6 +128,7 @@ def choose_base(client: Any, progress: Progress, base: str | None = None) -> str
             return ref
     if _pull(client, REGISTRY_BASE, progress):
         return REGISTRY_BASE
+    progress("no registry answers: making the base from Debian's package archive instead")
     debootstrap_base(client, progress)
     return LOCAL_BASE
 
