@@ -19,6 +19,7 @@ from controller.client import ApiClient
 from lab import lifecycle
 from lab.errors import BgplabError, LabNotFound, UsageError
 from lab.runtime import RUNTIMES, get_runtime
+from lab.state import LabState
 
 DEFAULT_TOPOLOGY = "topologies/byoip-incident.yaml"
 
@@ -145,7 +146,10 @@ def status(lab: str | None, as_json: bool) -> None:
 
 def _print_status(name: str) -> None:
     nodes = lifecycle.status(name)
-    click.echo(f"lab '{name}'   (prefix counts are ipv4/ipv6)")
+    state = LabState.load(name)
+    runtime = state.data.get("runtime", "netns") if state else "netns"
+    where = "containers bgplab-" + name + "-<node>" if runtime == "docker" else "namespaces bgplab-" + name + "-<node>"
+    click.echo(f"lab '{name}' on the {runtime} runtime ({where})   (prefix counts are ipv4/ipv6)")
     click.echo(f"{'NODE':<11} {'KIND':<7} {'ROLE':<10} {'AS':<7} {'DAEMONS':<22} {'SESSIONS':<9} {'BGP TABLE':<10} {'KERNEL':<10}")
     for n in nodes:
         daemons = " ".join(f"{d}{'' if ok else '(dead)'}" for d, ok in n.daemons.items()) or "-"
