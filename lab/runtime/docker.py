@@ -106,6 +106,8 @@ class DockerRuntime(NetnsRuntime):
     # -- nodes ---------------------------------------------------------------------
 
     def create_node(self, lab: str, node: NodePlan) -> None:
+        import docker.errors
+
         if self._image is None:
             from lab.images.build import image_tag
 
@@ -123,7 +125,21 @@ class DockerRuntime(NetnsRuntime):
             if node.kind.value == "frr":
                 os.chown(path, *IMAGE_FRR_OWNER)
             logs.append(str(path))
-        container = self.client.containers.run(
+        try:
+            container = self._run(lab, name, node, node_dir, logs)
+        except docker.errors.APIError as e:
+            raise BgplabError(f"container {name} could not be created: {e.explanation or e}") from None
+        container.reload()
+        pid = container.attrs["State"]["Pid"]
+        if not pid:
+            raise BgplabError(f"container {name} did not start: {container.attrs['State'].get('Error') or container.status}")
+        NETNS_DIR.mkdir(parents=True, exist_ok=True)
+        os.symlink(f"/proc/{pid}/ns/net", link)
+        configure_loopback(node)
+
+    def _run(self, lab: str, name: str, node: NodePlan, node_dir: Path, logs: list[str]) -> Any:
+        """Create and start the node's container (run detached)."""
+        return self.client.containers.run(
             self._image,
             # PID 1 is docker-init; the main process follows the node's logs for `docker logs`.
             command=["tail", "-q", "-n", "+1", "-F", *logs],
@@ -144,13 +160,6 @@ class DockerRuntime(NetnsRuntime):
             volumes={str(node_dir): {"bind": str(node_dir), "mode": "rw"}},
             log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
         )
-        container.reload()
-        pid = container.attrs["State"]["Pid"]
-        if not pid:
-            raise BgplabError(f"container {name} did not start: {container.attrs['State'].get('Error') or container.status}")
-        NETNS_DIR.mkdir(parents=True, exist_ok=True)
-        os.symlink(f"/proc/{pid}/ns/net", link)
-        configure_loopback(node)
 
     # -- processes inside a node -----------------------------------------------------
 
