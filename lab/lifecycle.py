@@ -112,10 +112,11 @@ class _Up:
         self.mark("configs_checked")
 
     def network(self) -> None:
-        for node in self.plan.nodes.values():
-            # Recorded before it exists: a SIGKILL between the two still gets it removed.
+        nodes = list(self.plan.nodes.values())
+        for node in nodes:
+            # Recorded before they exist: a SIGKILL between the two still gets them removed.
             self.state.will_create_namespace(node.namespace)
-            self.rt.create_node(self.lab, node)
+        self.rt.create_nodes(self.lab, nodes)
         for i in range(len(self.plan.topology.links)):
             a, b = self.plan.topology.link_endpoints(i)
             na, nb = self.plan.nodes[a], self.plan.nodes[b]

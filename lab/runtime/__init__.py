@@ -57,8 +57,8 @@ class Runtime(Protocol):
     def frr_version(self, lab: str, node: NodePlan) -> str:
         """The FRR version the node runs."""
 
-    def create_node(self, lab: str, node: NodePlan) -> None:
-        """Make the node exist: its namespace, loopback addresses and forwarding."""
+    def create_nodes(self, lab: str, nodes: list[NodePlan]) -> None:
+        """Make the nodes exist: namespace or container, loopback addresses, forwarding."""
 
     def add_link(self, lab: str, a: NodePlan, ifa: Interface, b: NodePlan, ifb: Interface) -> None:
         """A veth pair between two nodes, addressed and up at both ends."""

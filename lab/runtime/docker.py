@@ -105,17 +105,28 @@ class DockerRuntime(NetnsRuntime):
 
     # -- nodes ---------------------------------------------------------------------
 
-    def create_node(self, lab: str, node: NodePlan) -> None:
-        import docker.errors
-
+    def create_nodes(self, lab: str, nodes: list[NodePlan]) -> None:
+        """The containers at once (each is a round trip to the engine), then each one's namespace link and lo."""
         if self._image is None:
             from lab.images.build import image_tag
 
             self._image = image_tag()
+        for node in nodes:
+            link = NETNS_DIR / node.namespace
+            if link.exists() or link.is_symlink():
+                raise BgplabError(f"namespace {node.namespace} already exists")
+        with ThreadPoolExecutor(max_workers=min(6, len(nodes) or 1)) as pool:
+            pids = list(pool.map(lambda n: self._container_up(lab, n), nodes))
+        NETNS_DIR.mkdir(parents=True, exist_ok=True)
+        for node, pid in zip(nodes, pids):
+            os.symlink(f"/proc/{pid}/ns/net", NETNS_DIR / node.namespace)
+            configure_loopback(node)
+
+    def _container_up(self, lab: str, node: NodePlan) -> int:
+        """Create and start the node's container; its main PID."""
+        import docker.errors
+
         name = container_name(lab, node.name)
-        link = NETNS_DIR / node.namespace
-        if link.exists() or link.is_symlink():
-            raise BgplabError(f"namespace {node.namespace} already exists")
         node_dir = lab_dir(lab) / "nodes" / node.name
         node_dir.mkdir(parents=True, exist_ok=True)
         logs = []
@@ -133,9 +144,7 @@ class DockerRuntime(NetnsRuntime):
         pid = container.attrs["State"]["Pid"]
         if not pid:
             raise BgplabError(f"container {name} did not start: {container.attrs['State'].get('Error') or container.status}")
-        NETNS_DIR.mkdir(parents=True, exist_ok=True)
-        os.symlink(f"/proc/{pid}/ns/net", link)
-        configure_loopback(node)
+        return int(pid)
 
     def _run(self, lab: str, name: str, node: NodePlan, node_dir: Path, logs: list[str]) -> Any:
         """Create and start the node's container (run detached)."""

@@ -69,6 +69,11 @@ class NetnsRuntime:
     def frr_version(self, lab: str, node: NodePlan) -> str:
         return frr.frr_version()
 
+    def create_nodes(self, lab: str, nodes: list[NodePlan]) -> None:
+        # One at a time: pyroute2 makes each namespace through a helper process.
+        for node in nodes:
+            self.create_node(lab, node)
+
     def create_node(self, lab: str, node: NodePlan) -> None:
         if (NETNS_DIR / node.namespace).exists():
             raise BgplabError(f"namespace {node.namespace} already exists")

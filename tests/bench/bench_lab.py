@@ -92,7 +92,7 @@ def one_run(topology: str, name: str, runtime: str) -> dict:
 
 
 FIGURES = [
-    ("namespaces_and_links_s", "namespaces and links created", "s"),
+    ("namespaces_and_links_s", "nodes (namespaces or containers) and links", "s"),
     ("sessions_established_s", "all sessions Established", "s"),
     ("observer_has_all_prefixes_s", "6,500 prefixes at the observer", "s"),
     ("every_kernel_table_s", "6,500 in every router's kernel table", "s"),
