@@ -36,11 +36,12 @@ LABEL_NODE = "bgplab.node"
 IMAGE_FRR_OWNER = (179, 179)
 IMAGE_EXABGP = "/opt/bgplab/venv/bin/exabgp"
 IMAGE_BRIDGE = "/opt/bgplab/venv/bin/python /opt/bgplab/exabgp_bridge.py"
-# FRR asks for these (zebra: routes and interfaces; bgpd: port 179); SETUID/SETGID to
-# drop to its user, CHOWN/FOWNER/DAC_OVERRIDE for its pid and log files, KILL for
-# `docker exec` to signal its own processes. Everything else is dropped.
-CAPABILITIES = ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE", "SYS_ADMIN", "SETUID", "SETGID",
-                "CHOWN", "FOWNER", "DAC_OVERRIDE", "KILL"]
+# Exactly what the daemons need, each one found necessary by leaving it out: FRR's
+# privilege code asks for NET_ADMIN, NET_RAW and SYS_ADMIN (zebra) and NET_BIND_SERVICE
+# (bgpd, port 179) and refuses to start without them; SETUID/SETGID to drop to its
+# user; DAC_OVERRIDE for the root-run start to write into files that user owns.
+# Everything else is dropped.
+CAPABILITIES = ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE", "SYS_ADMIN", "SETUID", "SETGID", "DAC_OVERRIDE"]
 SYSCTLS = {
     "net.ipv4.ip_forward": "1",
     "net.ipv6.conf.all.forwarding": "1",
