@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -93,6 +94,12 @@ def runtime(request, live) -> str:
 
 
 _counter = itertools.count()
+
+
+def bgplab(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The `bgplab` command as a user runs it, from the checkout."""
+    return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout)
 
 
 def unique_name(tag: str = "t") -> str:

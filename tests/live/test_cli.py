@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from lab.state import lab_dir
 
-from .conftest import ROOT, leftovers, unique_name
+from .conftest import bgplab, leftovers, unique_name
 
 pytestmark = pytest.mark.live
-
-
-def bgplab(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
 def test_bad_topology_exits_2_and_creates_nothing(live, tmp_path) -> None:

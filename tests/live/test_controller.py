@@ -4,8 +4,6 @@ timeline and the probes, and come back; a restarted speaker gets its state back.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from lab.kernel import route_keys
 from lab.state import LabState
 from lab.wait import wait_until
 
-from .conftest import ROOT
+from .conftest import bgplab
 
 pytestmark = pytest.mark.live
 CTL = str(Path(__file__).parent / "topologies" / "ctl.yaml")
@@ -39,10 +37,6 @@ def ctl(lab_factory):
 def kernel_has(namespace: str, cidrs: set[str]) -> set[str]:
     keys = route_keys(namespace, 2) | route_keys(namespace, 10)
     return cidrs & keys
-
-
-def bgplab(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
 
 
 def probe_results(path: Path, prefixes: set[str], since: float) -> list[str]:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -22,16 +20,11 @@ from lab.runtime.docker import CAPABILITIES, SYSCTLS, engine
 from lab.state import LabState, lab_dir
 from lab.topology import load_topology
 
-from .conftest import ROOT, TOPOLOGIES, leftovers, unique_name
+from .conftest import TOPOLOGIES, bgplab, leftovers, unique_name
 
 # Every test here is about the docker runtime only: `runtime` (and so `lab_factory`) is docker,
 # skipped with its reason where no engine can run.
 pytestmark = [pytest.mark.live, pytest.mark.docker, pytest.mark.parametrize("runtime", ["docker"], indirect=True)]
-
-
-def _bgplab(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
 
 
 def test_containers_labels_isolation_exec_and_logs(lab_factory) -> None:
@@ -63,9 +56,9 @@ def test_containers_labels_isolation_exec_and_logs(lab_factory) -> None:
             if name in ("zebra", "bgpd", "exabgp"):
                 assert os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(f"/proc/{cs[node].attrs['State']['Pid']}/ns/pid") != host_pidns
     # bgplab exec and vtysh go through docker exec, into the container
-    out = _bgplab("exec", "--lab", lab, "r1", "--", "cat", "/etc/hostname")
+    out = bgplab("exec", "--lab", lab, "r1", "--", "cat", "/etc/hostname")
     assert out.returncode == 0 and out.stdout.strip() == "r1"
-    out = _bgplab("vtysh", "--lab", lab, "r2", "-c", "show bgp summary json")
+    out = bgplab("vtysh", "--lab", lab, "r2", "-c", "show bgp summary json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["ipv4Unicast"]["peers"]
     # docker logs shows the node's daemon output and FRR's own log

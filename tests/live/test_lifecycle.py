@@ -19,7 +19,7 @@ from lab.kernel import count_lab_routes, count_lab_routes_fast
 from lab.lifecycle import Timeouts
 from lab.state import LabState, lab_dir
 
-from .conftest import ROOT, leftovers, unique_name
+from .conftest import ROOT, bgplab, leftovers, unique_name
 from .hostview import snapshot
 
 pytestmark = pytest.mark.live
@@ -99,10 +99,6 @@ def test_two_labs_at_once(lab_factory) -> None:
     assert count_lab_routes(b.plan.nodes["r1"].namespace, b.plan.pool_keys) == {"ipv4": 200, "ipv6": 50}
 
 
-def _bgplab(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True, cwd=ROOT, **kw)
-
-
 @pytest.mark.parametrize("when", ["namespaces", "daemons", "sessions"])
 def test_sigkill_in_the_middle_of_up_then_down_leaves_nothing(runtime, when: str) -> None:
     name = unique_name("k")
@@ -135,11 +131,11 @@ def test_sigkill_in_the_middle_of_up_then_down_leaves_nothing(runtime, when: str
     proc.wait()
     assert leftovers(name), "nothing to clean up: the kill came too late to test anything"
 
-    out = _bgplab("down", name)
+    out = bgplab("down", name)
     assert out.returncode == 0, out.stderr
     assert leftovers(name) == []
     assert snapshot() == before
-    again = _bgplab("down", name)
+    again = bgplab("down", name)
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
 
