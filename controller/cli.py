@@ -145,11 +145,10 @@ def status(lab: str | None, as_json: bool) -> None:
 
 
 def _print_status(name: str) -> None:
-    nodes = lifecycle.status(name)
-    state = LabState.load(name)
-    runtime = state.data.get("runtime", "netns") if state else "netns"
-    where = "containers bgplab-" + name + "-<node>" if runtime == "docker" else "namespaces bgplab-" + name + "-<node>"
-    click.echo(f"lab '{name}' on the {runtime} runtime ({where})   (prefix counts are ipv4/ipv6)")
+    nodes = lifecycle.status(name)  # raises if the lab has no record
+    runtime = LabState.load(name).runtime
+    kind = "containers" if runtime == "docker" else "namespaces"
+    click.echo(f"lab '{name}' on the {runtime} runtime ({kind} bgplab-{name}-<node>)   (prefix counts are ipv4/ipv6)")
     click.echo(f"{'NODE':<11} {'KIND':<7} {'ROLE':<10} {'AS':<7} {'DAEMONS':<22} {'SESSIONS':<9} {'BGP TABLE':<10} {'KERNEL':<10}")
     for n in nodes:
         daemons = " ".join(f"{d}{'' if ok else '(dead)'}" for d, ok in n.daemons.items()) or "-"
@@ -183,7 +182,7 @@ def exec_(lab: str | None, node: str, command: tuple[str, ...]) -> None:
         state, plan = lifecycle.load_plan(name)
         if node not in plan.nodes:
             raise UsageError(f"lab '{name}' has no node '{node}' (nodes: {', '.join(plan.nodes)})")
-        rt = get_runtime(state.data.get("runtime", "netns"))
+        rt = get_runtime(state.runtime)
         argv = rt.exec_argv(name, node, list(command), tty=sys.stdin.isatty() and sys.stdout.isatty())
     except BgplabError as e:
         _fail(e)
@@ -208,9 +207,9 @@ def vtysh(lab: str | None, node: str, commands: tuple[str, ...]) -> None:
     argv = ["vtysh", "--vty_socket", str(state.node_dir(node))]
     for c in commands:
         argv += ["-c", c]
-    if state.data.get("runtime") == "docker":
-        # The router's own vtysh, inside its container (its socket directory is mounted at the same path).
-        argv = get_runtime("docker").exec_argv(name, node, argv, tty=sys.stdin.isatty() and not commands)
+    # Inside the node: the container's own vtysh on the docker runtime (the socket directory
+    # is mounted at the same path).
+    argv = get_runtime(state.runtime).exec_argv(name, node, argv, tty=sys.stdin.isatty() and not commands)
     os.execvp(argv[0], argv)
 
 
@@ -579,7 +578,7 @@ def capture_stream(lab, target, bgp_only) -> None:
         if node not in plan.nodes or iface not in [i.name for i in plan.nodes[node].interfaces]:
             raise UsageError(f"'{target}' is not NODE:IFACE of lab '{name}'")
         argv = ["tcpdump", "-i", iface, "-n", "-s", "0", "-U", "-w", "-"] + (capture.BGP_FILTER.split() if bgp_only else [])
-        full = get_runtime(st.data.get("runtime", "netns")).net_argv(name, node, argv)
+        full = get_runtime(st.runtime).net_argv(name, node, argv)
     except BgplabError as e:
         _fail(e)
     os.environ["BGPLAB_LAB"] = name

@@ -165,7 +165,7 @@ def probe_targets(plan: LabPlan, seed: int, count: int, extra: list[str] = ()) -
 def start_data_plane(state: LabState, plan: LabPlan, inv: Inventory, seed: int, probes: int,
                      extra: list[str] = ()) -> None:
     """The edge's responders (one per speaker) and the end hosts' probes, each in its node's namespace."""
-    rt = get_runtime(state.data.get("runtime", "netns"))
+    rt = get_runtime(state.runtime)
     obs = observe_dir(state)
     lengths = ",".join(sorted({f"{p.prefix.version}:{p.prefix.prefixlen}" for p in plan.prefixes}))
     running = state.daemons()

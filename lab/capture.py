@@ -76,7 +76,7 @@ def start(lab: str, dest: Path, *, node: str | None = None, link: str | None = N
         raise BgplabError("tcpdump is not installed; `make lab-up` installs it")
     chosen = targets(lab, node=node, link=link, all_=all_)
     state, plan = load_plan(lab)
-    rt = get_runtime(state.data.get("runtime", "netns"))
+    rt = get_runtime(state.runtime)
     dest = dest.resolve()
     dest.mkdir(parents=True, exist_ok=True)
     running = state.data.get("captures", [])

@@ -297,7 +297,7 @@ def up(
 
 def _runtimes(lab: str, state: LabState | None) -> list[Runtime]:
     """The lab's runtime from its record; without one (or besides it), any runtime that finds the lab's things."""
-    recorded = (state.data.get("runtime") if state else None) or "netns"
+    recorded = state.runtime if state else "netns"
     out = [get_runtime(recorded)]
     # Each runtime lists only its own kind (namespaces; containers and their namespace links).
     out += [rt for rt in map(get_runtime, RUNTIMES) if rt.name != recorded and rt.nodes_of(lab)]
@@ -471,7 +471,7 @@ def start_daemon(lab: str, node: str, daemon: str, timeout: float = 20.0) -> int
     if node not in plan.nodes:
         raise BgplabError(f"lab '{lab}' has no node '{node}'")
     n = plan.nodes[node]
-    rt = get_runtime(state.data.get("runtime", "netns"))
+    rt = get_runtime(state.runtime)
     argv, env = _daemon_argv(state, rt, n, daemon)
     old = state.daemons().get(node, {}).get(daemon)
     if old is not None and alive(old):

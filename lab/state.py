@@ -95,6 +95,11 @@ class LabState:
         self.data["daemons"].setdefault(node, {})[daemon] = pid
         self.save()
 
+    @property
+    def runtime(self) -> str:
+        """The runtime the lab was made with (records from before runtimes had a name: netns)."""
+        return self.data.get("runtime") or "netns"
+
     def daemons(self) -> dict[str, dict[str, int]]:
         return self.data.get("daemons", {})
 
