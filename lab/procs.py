@@ -15,10 +15,9 @@ from pathlib import Path
 MARK = "BGPLAB_LAB"
 
 
-def mark_env(lab: str, base: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ if base is None else base)
-    env[MARK] = lab
-    return env
+def mark_env(lab: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment with ``extra`` on top, marked with the lab."""
+    return {**os.environ, **(extra or {}), MARK: lab}
 
 
 def lab_of(pid: int) -> str | None:

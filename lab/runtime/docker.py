@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lab.errors import BgplabError
-from lab.plan import NodePlan
+from lab.plan import NodePlan, namespace_name
 from lab.procs import MARK
 from lab.runtime import ExecResult, Toolset
-from lab.runtime.netns import NETNS_DIR, NetnsRuntime, configure_loopback
+from lab.runtime.netns import NETNS_DIR, NetnsRuntime, configure_loopback, netns_entries
 from lab.state import lab_dir
 
 LABEL_LAB = "bgplab.lab"
@@ -73,7 +73,8 @@ def engine(timeout: float = 120.0) -> Any:
 
 
 def container_name(lab: str, node: str) -> str:
-    return f"bgplab-{lab}-{node}"
+    # The same name as the node's namespace link: `docker exec` and `ip netns` agree.
+    return namespace_name(lab, node)
 
 
 class DockerRuntime(NetnsRuntime):
@@ -220,12 +221,8 @@ class DockerRuntime(NetnsRuntime):
         return client.containers.list(all=True, filters={"label": f"{LABEL_LAB}={lab}"})
 
     def nodes_of(self, lab: str) -> list[str]:
-        names = {c.name for c in self.containers(lab)}
-        try:  # namespace links left by a crash whose containers are gone
-            names |= {n for n in os.listdir(NETNS_DIR) if n.startswith(f"bgplab-{lab}-") and (NETNS_DIR / n).is_symlink()}
-        except FileNotFoundError:
-            pass
-        return sorted(names)
+        # with the namespace links, also those left by a crash whose containers are gone
+        return sorted({c.name for c in self.containers(lab)} | set(netns_entries(lab, links=True)))
 
     def remove(self, lab: str, names: list[str]) -> list[str]:
         problems = []

@@ -16,7 +16,7 @@ from pyroute2 import NetNS, netns
 
 from lab.daemons import exabgp, frr
 from lab.errors import BgplabError
-from lab.plan import Interface, NodePlan
+from lab.plan import Interface, NodePlan, namespace_name
 from lab.procs import mark_env
 from lab.runtime import ExecResult, Toolset, cmd_raises
 
@@ -41,6 +41,16 @@ def _nsenter() -> str:
     return path
 
 
+def netns_entries(lab: str, *, links: bool) -> list[str]:
+    """The lab's names in /run/netns: its namespaces, or (``links``) its links to containers' namespaces."""
+    prefix = namespace_name(lab, "")
+    try:
+        names = os.listdir(NETNS_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if n.startswith(prefix) and (NETNS_DIR / n).is_symlink() == links)
+
+
 def configure_loopback(node: NodePlan) -> None:
     """lo up, with the node's loopback addresses (routers and speakers)."""
     with NetNS(node.namespace) as ns:
@@ -55,7 +65,7 @@ class NetnsRuntime:
     name = "netns"
 
     def _path(self, node: NodePlan | str, lab: str | None = None) -> str:
-        ns = node.namespace if isinstance(node, NodePlan) else f"bgplab-{lab}-{node}"
+        ns = node.namespace if isinstance(node, NodePlan) else namespace_name(lab, node)
         return str(NETNS_DIR / ns)
 
     def prepare(self, progress) -> None:
@@ -125,7 +135,7 @@ class NetnsRuntime:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=mark_env(lab, {**os.environ, **(env or {})}),
+                env=mark_env(lab, env),
                 # Its own session: the lab outlives the `bgplab up` that started it,
                 # and a Ctrl-C in the user's terminal does not reach the daemons.
                 start_new_session=True,
@@ -138,7 +148,7 @@ class NetnsRuntime:
         full = self.net_argv(lab, node.name, argv)
         try:
             p = subprocess.run(
-                full, capture_output=True, text=True, timeout=timeout, env=mark_env(lab, {**os.environ, **(env or {})}),
+                full, capture_output=True, text=True, timeout=timeout, env=mark_env(lab, env),
                 stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired as e:
@@ -147,12 +157,7 @@ class NetnsRuntime:
 
     def nodes_of(self, lab: str) -> list[str]:
         """The lab's namespaces (links to a container's namespace are the docker runtime's)."""
-        prefix = f"bgplab-{lab}-"
-        try:
-            names = os.listdir(NETNS_DIR)
-        except FileNotFoundError:
-            return []
-        return sorted(n for n in names if n.startswith(prefix) and not (NETNS_DIR / n).is_symlink())
+        return netns_entries(lab, links=False)
 
     def remove(self, lab: str, names: list[str]) -> list[str]:
         problems = []
