@@ -204,18 +204,18 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         )
         return _ok([p.as_dict() for p in rows], count=len(rows))
 
-    @app.get("/v1/prefixes/{pid}")
-    def get_prefix(pid: str) -> dict[str, Any]:
-        return _ok(inv.get(pid).as_dict())
+    @app.get("/v1/prefixes/{prefix_id}")
+    def get_prefix(prefix_id: str) -> dict[str, Any]:
+        return _ok(inv.get(prefix_id).as_dict())
 
-    @app.get("/v1/prefixes/{pid}/bgp/status")
-    def get_status(pid: str) -> dict[str, Any]:
-        p = inv.get(pid)
+    @app.get("/v1/prefixes/{prefix_id}/bgp/status")
+    def get_status(prefix_id: str) -> dict[str, Any]:
+        p = inv.get(prefix_id)
         return _ok({"prefix": p.cidr, "advertised": p.advertised, "modified": p.modified})
 
-    @app.patch("/v1/prefixes/{pid}/bgp/status")
-    def set_status(pid: str, body: BgpStatus) -> dict[str, Any]:
-        [p] = inv.set_advertised([pid], body.advertised)
+    @app.patch("/v1/prefixes/{prefix_id}/bgp/status")
+    def set_status(prefix_id: str, body: BgpStatus) -> dict[str, Any]:
+        [p] = inv.set_advertised([prefix_id], body.advertised)
         return _ok({"prefix": p.cidr, "advertised": p.advertised, "modified": p.modified}, reconcile=changed([p]))
 
     @app.patch("/v1/prefixes/bgp/status")
@@ -227,26 +227,32 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         return _ok({"prefixes": len(updated), "advertised": body.advertised, "ids": [p.id for p in updated]},
                    reconcile=changed(updated))
 
-    @app.get("/v1/prefixes/{pid}/bindings")
-    def list_bindings(pid: str) -> dict[str, Any]:
-        return _ok([b.as_dict() for b in inv.bindings(pid)])
+    @app.get("/v1/bindings")
+    def all_bindings() -> dict[str, Any]:
+        """Every service binding of every prefix (a snapshot for drills and audits)."""
+        rows = inv.bindings()
+        return _ok([b.as_dict() for b in rows], count=len(rows))
 
-    @app.post("/v1/prefixes/{pid}/bindings", status_code=201)
-    def add_binding(pid: str, body: NewBinding) -> dict[str, Any]:
-        return _ok(inv.add_binding(pid, body.service).as_dict())
+    @app.get("/v1/prefixes/{prefix_id}/bindings")
+    def list_bindings(prefix_id: str) -> dict[str, Any]:
+        return _ok([b.as_dict() for b in inv.bindings(prefix_id)])
 
-    @app.delete("/v1/prefixes/{pid}/bindings/{bid}")
-    def delete_binding(pid: str, bid: str) -> dict[str, Any]:
-        inv.delete_binding(pid, bid)
+    @app.post("/v1/prefixes/{prefix_id}/bindings", status_code=201)
+    def add_binding(prefix_id: str, body: NewBinding) -> dict[str, Any]:
+        return _ok(inv.add_binding(prefix_id, body.service).as_dict())
+
+    @app.delete("/v1/prefixes/{prefix_id}/bindings/{bid}")
+    def delete_binding(prefix_id: str, bid: str) -> dict[str, Any]:
+        inv.delete_binding(prefix_id, bid)
         return _ok({"id": bid, "deleted": True})
 
-    @app.post("/v1/prefixes/{pid}/deletion_request")
-    def request_deletion(pid: str) -> dict[str, Any]:
-        return _ok(inv.request_deletion(pid).as_dict())
+    @app.post("/v1/prefixes/{prefix_id}/deletion_request")
+    def request_deletion(prefix_id: str) -> dict[str, Any]:
+        return _ok(inv.request_deletion(prefix_id).as_dict())
 
-    @app.delete("/v1/prefixes/{pid}")
-    def delete_prefix(pid: str) -> dict[str, Any]:
-        p = inv.delete(pid)
+    @app.delete("/v1/prefixes/{prefix_id}")
+    def delete_prefix(prefix_id: str) -> dict[str, Any]:
+        p = inv.delete(prefix_id)
         return _ok(p.as_dict(), reconcile=changed([p]))
 
     @app.get("/v1/lab/behaviour")

@@ -6,7 +6,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -16,6 +15,7 @@ import click
 
 from controller import service
 from controller.client import ApiClient
+from controller.inventory import prefix_id
 from lab import lifecycle
 from lab.errors import BgplabError, LabNotFound, UsageError
 from lab.runtime import RUNTIMES, get_runtime
@@ -24,9 +24,17 @@ from lab.state import LabState
 DEFAULT_TOPOLOGY = "topologies/byoip-incident.yaml"
 
 
-def _fail(e: BgplabError) -> None:
-    click.echo(f"error: {e}", err=True)
-    sys.exit(e.exit_code)
+class BgplabGroup(click.Group):
+    """The command group: a BgplabError from any command is printed and becomes its exit code."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BgplabError as e:
+            click.echo(f"error: {e}", err=True)
+            for note in getattr(e, "__notes__", []):
+                click.echo(f"  {note}", err=True)
+            ctx.exit(e.exit_code)
 
 
 def _pick_lab(lab: str | None) -> str:
@@ -40,7 +48,7 @@ def _pick_lab(lab: str | None) -> str:
     raise UsageError(f"several labs are up ({', '.join(running)}): name one with --lab")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=BgplabGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """bgplab: a live BGP lab for outage drills."""
 
@@ -60,21 +68,18 @@ def up(topology: str, name: str | None, runtime: str, as_json: bool, show_status
     """Bring a lab up from TOPOLOGY and wait until it has converged."""
     progress = lambda s: click.echo(f"... {s}", err=True)  # noqa: E731
     t0 = time.monotonic()
-    try:
-        if withdrawn and not controller:
-            raise UsageError("--withdrawn needs the controller: nothing else would ever announce")
-        report = lifecycle.up(topology, name, runtime=runtime, progress=progress, announce=not withdrawn)
-        if controller:
-            progress("start the controller")
-            try:
-                info = service.start(report.lab, seed=seed)
-            except BaseException as e:
-                # all or nothing: a lab whose controller did not start is removed
-                lifecycle.down(report.lab)
-                raise BgplabError(f"lab '{report.lab}' did not come up: the controller failed: {e}; the lab was removed") from e
-            report.timings["controller"] = round(time.monotonic() - t0, 3)
-    except BgplabError as e:
-        _fail(e)
+    if withdrawn and not controller:
+        raise UsageError("--withdrawn needs the controller: nothing else would ever announce")
+    report = lifecycle.up(topology, name, runtime=runtime, progress=progress, announce=not withdrawn)
+    if controller:
+        progress("start the controller")
+        try:
+            info = service.start(report.lab, seed=seed)
+        except BaseException as e:
+            # all or nothing: a lab whose controller did not start is removed
+            lifecycle.down(report.lab)
+            raise BgplabError(f"lab '{report.lab}' did not come up: the controller failed: {e}; the lab was removed") from e
+        report.timings["controller"] = round(time.monotonic() - t0, 3)
     if as_json:
         click.echo(json.dumps({"lab": report.lab, "frr_version": report.frr_version, "timings": report.timings,
                                "api": info["url"] if controller else None}))
@@ -102,25 +107,22 @@ def up(topology: str, name: str | None, runtime: str, as_json: bool, show_status
 @click.option("--all", "all_", is_flag=True, help="every lab on this machine")
 def down(lab: str | None, all_: bool) -> None:
     """Remove everything a lab made. Works without its topology file and after a crash."""
-    try:
-        if all_ and lab:
-            raise UsageError("give a lab name or --all, not both")
-        targets = lifecycle.labs() if all_ else [_pick_lab(lab)] if not lab else [lab]
-        failed = []
-        for name in targets:
-            try:
-                r = lifecycle.down(name)
-            except BgplabError as e:
-                failed.append(e)
-                continue
-            msg = f"lab '{name}' removed in {r.seconds:.2f} s" if r.existed else f"lab '{name}' was not up: nothing to do"
-            click.echo(msg)
-        if not targets:
-            click.echo("no lab is up: nothing to do")
-        if failed:
-            raise failed[0] if len(failed) == 1 else BgplabError("\n".join(str(e) for e in failed))
-    except BgplabError as e:
-        _fail(e)
+    if all_ and lab:
+        raise UsageError("give a lab name or --all, not both")
+    targets = lifecycle.labs() if all_ else [_pick_lab(lab)] if not lab else [lab]
+    failed = []
+    for name in targets:
+        try:
+            r = lifecycle.down(name)
+        except BgplabError as e:
+            failed.append(e)
+            continue
+        msg = f"lab '{name}' removed in {r.seconds:.2f} s" if r.existed else f"lab '{name}' was not up: nothing to do"
+        click.echo(msg)
+    if not targets:
+        click.echo("no lab is up: nothing to do")
+    if failed:
+        raise failed[0] if len(failed) == 1 else BgplabError("\n".join(str(e) for e in failed))
 
 
 def _fmt(counts: dict[str, int] | None) -> str:
@@ -134,14 +136,11 @@ def _fmt(counts: dict[str, int] | None) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def status(lab: str | None, as_json: bool) -> None:
     """Nodes, daemons, sessions and prefix counts of a lab."""
-    try:
-        name = _pick_lab(lab)
-        if as_json:
-            click.echo(json.dumps([asdict(n) for n in lifecycle.status(name)], indent=2))
-            return
-        _print_status(name)
-    except BgplabError as e:
-        _fail(e)
+    name = _pick_lab(lab)
+    if as_json:
+        click.echo(json.dumps([asdict(n) for n in lifecycle.status(name)], indent=2))
+        return
+    _print_status(name)
 
 
 def _print_status(name: str) -> None:
@@ -177,15 +176,12 @@ def _print_status(name: str) -> None:
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(lab: str | None, node: str, command: tuple[str, ...]) -> None:
     """Run COMMAND inside NODE (its namespace, or its container): bgplab exec t1 -- ip route."""
-    try:
-        name = _pick_lab(lab)
-        state, plan = lifecycle.load_plan(name)
-        if node not in plan.nodes:
-            raise UsageError(f"lab '{name}' has no node '{node}' (nodes: {', '.join(plan.nodes)})")
-        rt = get_runtime(state.runtime)
-        argv = rt.exec_argv(name, node, list(command), tty=sys.stdin.isatty() and sys.stdout.isatty())
-    except BgplabError as e:
-        _fail(e)
+    name = _pick_lab(lab)
+    state, plan = lifecycle.load_plan(name)
+    if node not in plan.nodes:
+        raise UsageError(f"lab '{name}' has no node '{node}' (nodes: {', '.join(plan.nodes)})")
+    rt = get_runtime(state.runtime)
+    argv = rt.exec_argv(name, node, list(command), tty=sys.stdin.isatty() and sys.stdout.isatty())
     os.environ["BGPLAB_LAB"] = name
     os.execvp(argv[0], argv)
 
@@ -196,14 +192,11 @@ def exec_(lab: str | None, node: str, command: tuple[str, ...]) -> None:
 @click.option("-c", "commands", multiple=True, help="a vtysh command (repeatable); none: interactive")
 def vtysh(lab: str | None, node: str, commands: tuple[str, ...]) -> None:
     """FRR's shell on router NODE."""
-    try:
-        name = _pick_lab(lab)
-        state, plan = lifecycle.load_plan(name)
-        if node not in plan.nodes or plan.nodes[node].kind.value != "frr":
-            routers = ", ".join(n.name for n in plan.routers())
-            raise UsageError(f"lab '{name}' has no router '{node}' (routers: {routers})")
-    except BgplabError as e:
-        _fail(e)
+    name = _pick_lab(lab)
+    state, plan = lifecycle.load_plan(name)
+    if node not in plan.nodes or plan.nodes[node].kind.value != "frr":
+        routers = ", ".join(n.name for n in plan.routers())
+        raise UsageError(f"lab '{name}' has no router '{node}' (routers: {routers})")
     argv = ["vtysh", "--vty_socket", str(state.node_dir(node))]
     for c in commands:
         argv += ["-c", c]
@@ -244,12 +237,9 @@ def prefixes() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def prefixes_list(lab, account, family, byoip, count, advertised, pending_delete, as_json) -> None:
     """Prefixes in the inventory, with their state."""
-    try:
-        with _api(lab) as api:
-            rows = api.prefixes(account_id=account, family=family, byoip=byoip, advertised=advertised,
-                                pending_delete=True if pending_delete else None, limit=count)
-    except BgplabError as e:
-        _fail(e)
+    with _api(lab) as api:
+        rows = api.prefixes(account_id=account, family=family, byoip=byoip, advertised=advertised,
+                            pending_delete=True if pending_delete else None, limit=count)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -261,14 +251,11 @@ def prefixes_list(lab, account, family, byoip, count, advertised, pending_delete
 
 
 def _set(advertised: bool, lab, account, family, byoip, count, cidrs) -> None:
-    try:
-        if cidrs and (account or family or byoip is not None):
-            raise UsageError("name prefixes or give selectors (--account, --family, --byoip/--owned), not both")
-        ids = [c.replace("/", "_") for c in cidrs] or None
-        with _api(lab) as api:
-            body = api.set_advertised(advertised, ids=ids, account_id=account, family=family, byoip=byoip, count=count)
-    except BgplabError as e:
-        _fail(e)
+    if cidrs and (account or family or byoip is not None):
+        raise UsageError("name prefixes or give selectors (--account, --family, --byoip/--owned), not both")
+    ids = [prefix_id(c) for c in cidrs] or None
+    with _api(lab) as api:
+        body = api.set_advertised(advertised, ids=ids, account_id=account, family=family, byoip=byoip, count=count)
     r, rec = body["result"], body.get("reconcile", {})
     verb = "advertised" if advertised else "withdrew"
     click.echo(f"{verb} {r['prefixes']} prefixes; speakers: {rec.get('announced', 0)} announced, "
@@ -298,17 +285,14 @@ def withdraw(lab, account, family, byoip, count, cidrs) -> None:
 @click.argument("cidrs", nargs=-1, required=True)
 def delete(lab, request_only, cidrs) -> None:
     """Delete prefixes (withdrawn, bindings removed), or request their deletion."""
-    try:
-        with _api(lab) as api:
-            for c in cidrs:
-                pid = c.replace("/", "_")
-                if request_only:
-                    api.call("POST", f"/v1/prefixes/{pid}/deletion_request")
-                else:
-                    api.call("DELETE", f"/v1/prefixes/{pid}")
-                click.echo(f"{c}: {'deletion requested' if request_only else 'deleted'}")
-    except BgplabError as e:
-        _fail(e)
+    with _api(lab) as api:
+        for c in cidrs:
+            prefix = prefix_id(c)
+            if request_only:
+                api.call("POST", f"/v1/prefixes/{prefix}/deletion_request")
+            else:
+                api.call("DELETE", f"/v1/prefixes/{prefix}")
+            click.echo(f"{c}: {'deletion requested' if request_only else 'deleted'}")
 
 
 @cli.group()
@@ -320,11 +304,8 @@ def bindings() -> None:
 @click.option("--lab")
 @click.argument("cidr")
 def bindings_list(lab, cidr) -> None:
-    try:
-        with _api(lab) as api:
-            rows = api.call("GET", f"/v1/prefixes/{cidr.replace('/', '_')}/bindings")["result"]
-    except BgplabError as e:
-        _fail(e)
+    with _api(lab) as api:
+        rows = api.call("GET", f"/v1/prefixes/{prefix_id(cidr)}/bindings")["result"]
     for b in rows:
         click.echo(f"{b['id']}  {b['service']}")
     if not rows:
@@ -336,11 +317,8 @@ def bindings_list(lab, cidr) -> None:
 @click.argument("cidr")
 @click.argument("service", type=click.Choice(["cdn", "spectrum", "magic_transit", "dedicated_egress"]))
 def bindings_add(lab, cidr, service) -> None:
-    try:
-        with _api(lab) as api:
-            b = api.call("POST", f"/v1/prefixes/{cidr.replace('/', '_')}/bindings", json={"service": service})["result"]
-    except BgplabError as e:
-        _fail(e)
+    with _api(lab) as api:
+        b = api.call("POST", f"/v1/prefixes/{prefix_id(cidr)}/bindings", json={"service": service})["result"]
     click.echo(f"{b['id']}  {b['service']}")
 
 
@@ -349,11 +327,8 @@ def bindings_add(lab, cidr, service) -> None:
 @click.argument("cidr")
 @click.argument("binding")
 def bindings_delete(lab, cidr, binding) -> None:
-    try:
-        with _api(lab) as api:
-            api.call("DELETE", f"/v1/prefixes/{cidr.replace('/', '_')}/bindings/{binding}")
-    except BgplabError as e:
-        _fail(e)
+    with _api(lab) as api:
+        api.call("DELETE", f"/v1/prefixes/{prefix_id(cidr)}/bindings/{binding}")
     click.echo(f"{binding} deleted")
 
 
@@ -376,8 +351,6 @@ def watch(lab, interval, once) -> None:
                 time.sleep(interval)
     except KeyboardInterrupt:
         pass
-    except BgplabError as e:
-        _fail(e)
 
 
 def _watch_frame(r: dict) -> str:
@@ -407,16 +380,13 @@ def timeline(lab, prefix) -> None:
     """What the collector heard about PREFIX: every announce (with AS path) and withdraw, to the microsecond."""
     from controller.observe import mrt
 
-    try:
-        name = _pick_lab(lab)
-        state, plan = lifecycle.load_plan(name)
-        collectors = [n for n in plan.routers() if n.role.value == "collector"]
-        if not collectors:
-            raise UsageError(f"lab '{name}' has no collector")
-        peers = {str(s.peer_v4): s.peer for s in collectors[0].sessions}
-        events = mrt.events(state.node_dir(collectors[0].name) / "updates.mrt", prefix)
-    except BgplabError as e:
-        _fail(e)
+    name = _pick_lab(lab)
+    state, plan = lifecycle.load_plan(name)
+    collectors = [n for n in plan.routers() if n.role.value == "collector"]
+    if not collectors:
+        raise UsageError(f"lab '{name}' has no collector")
+    peers = {str(s.peer_v4): s.peer for s in collectors[0].sessions}
+    events = mrt.events(state.node_dir(collectors[0].name) / "updates.mrt", prefix)
     for e in events:
         when = time.strftime("%H:%M:%S", time.localtime(e.t)) + f".{int(e.t % 1 * 1e6):06d}"
         path = " ".join(map(str, e.as_path)) if e.as_path else ""
@@ -438,37 +408,42 @@ def drill() -> None:
 @click.option("--keep", is_flag=True, help="leave the lab up afterwards")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="netns", show_default=True)
 def drill_run(path, speed, name, runs_dir, keep, runtime) -> None:
-    """Run the drill in PATH; write its run directory and report; exit 1 if an expectation failed."""
-    from controller.drill import run_drill
+    """Run the drill in PATH; write its run directory and report.
 
-    try:
-        run_dir, metrics, checks = run_drill(path, runs_dir=Path(runs_dir), speed=speed, lab=name, keep=keep,
-                                             progress=lambda s: click.echo(s, err=True), runtime=runtime)
-    except BgplabError as e:
-        _fail(e)
-    click.echo(f"run directory: {run_dir}")
-    click.echo(f"report: {run_dir / 'report.html'}")
-    click.echo(f"withdrawn by the task {metrics['withdrawn_by_task']}, observer min {metrics['observer_min']}, "
-               f"restored: {metrics['restored']}, path hunting {metrics['path_hunting']}, "
-               f"convergence {metrics['convergence_s']}")
-    failed = [c for c in checks if not c["ok"]]
-    for c in checks:
-        click.echo(f"  {'ok    ' if c['ok'] else 'FAILED'} {c['expectation']} = {c['value']} (expected {c['range']})")
-    if failed:
+    Exits 1 if an expectation failed, 3 if the drill passed its maximum duration, 130 or
+    143 if interrupted (SIGINT, SIGTERM: the lab is removed, the report marked so)."""
+    from controller.drills import run_drill
+
+    r = run_drill(path, runs_dir=Path(runs_dir), speed=speed, lab=name, keep=keep,
+                  progress=lambda s: click.echo(s, err=True), runtime=runtime)
+    click.echo(f"run directory: {r.run_dir}")
+    click.echo(f"report: {r.run_dir / 'report.html'}")
+    for key in ("withdrawn_by_task", "withdrawn_on_wire", "observer_min", "restored_by_revert", "restored_by_config_push",
+                "restored_in_network", "duration_incident_s", "convergence_s"):
+        f = r.metrics["figures"].get(key)
+        if f:
+            click.echo(f"  {key:<26} {_figure(f['value']):<44} ({f['source']})")
+    for c in r.checks:
+        n = f", n={c['n']}" if c.get("n") is not None else ""
+        click.echo(f"  {'ok    ' if c['ok'] else 'FAILED'} {c['expectation']} = {c['value']} (expected {c['range']}{n})")
+    if any(not c["ok"] for c in r.checks):
         sys.exit(1)
+
+
+def _figure(v: object) -> str:
+    if isinstance(v, dict) and "median" in v:
+        return f"median {v['median']}, p90 {v['p90']}, max {v['max']}, n={v['n']}"
+    return str(v)
 
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def report(run_dir) -> None:
     """(Re)write a drill run's report.html, plots and metrics.json."""
-    from controller import report as rep
+    from controller.drills import write_report
+    from controller.drills.rundir import RunDir
 
-    try:
-        out = rep.write(Path(run_dir))
-    except (BgplabError, OSError, KeyError, ValueError) as e:
-        click.echo(f"error: {run_dir} is not a complete drill run directory: {e}", err=True)
-        sys.exit(2)
+    _, out = write_report(RunDir(Path(run_dir)))
     click.echo(str(out))
 
 
@@ -492,12 +467,9 @@ def capture_start(lab, node, link, all_, bgp_only, ring, dest) -> None:
     """tcpdump on a node's interfaces, a link's two ends, or everything."""
     from lab import capture
 
-    try:
-        name = _pick_lab(lab)
-        d = Path(dest) if dest else Path("captures") / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}"
-        started = capture.start(name, d, node=node, link=link, all_=all_, bgp_only=bgp_only, ring_mb=ring)
-    except BgplabError as e:
-        _fail(e)
+    name = _pick_lab(lab)
+    d = Path(dest) if dest else Path("captures") / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}"
+    started = capture.start(name, d, node=node, link=link, all_=all_, bgp_only=bgp_only, ring_mb=ring)
     for c in started:
         click.echo(f"{c['node']:<10} {c['iface']:<6} -> {c['file']}")
 
@@ -508,10 +480,7 @@ def capture_stop(lab) -> None:
     """Stop every capture of the lab; the files are complete when this returns."""
     from lab import capture
 
-    try:
-        stopped = capture.stop(_pick_lab(lab))
-    except BgplabError as e:
-        _fail(e)
+    stopped = capture.stop(_pick_lab(lab))
     for c in stopped:
         click.echo(c["file"])
     if not stopped:
@@ -524,10 +493,7 @@ def capture_list(lab) -> None:
     """The lab's captures and whether they still run."""
     from lab import capture
 
-    try:
-        caps = capture.list_(_pick_lab(lab))
-    except BgplabError as e:
-        _fail(e)
+    caps = capture.list_(_pick_lab(lab))
     for c in caps:
         click.echo(f"{c['node']:<10} {c['iface']:<6} {'running' if c['running'] else 'stopped':<8} {c['file']}")
 
@@ -537,15 +503,13 @@ def capture_list(lab) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="default: capture.pcapng beside the captures")
 def capture_merge(directory, out) -> None:
     """Merge a run's (or a capture directory's) files into one pcapng, drill steps as packet comments."""
-    from controller.drill import step_comments
+    from controller.drills.rundir import RunDir
+    from controller.drills.runner import step_comments
     from lab import capture
 
-    run = Path(directory)
-    capdir = run / "captures" if (run / "captures").is_dir() else run
-    try:
-        merged = capture.merge(capture.files_in(capdir), Path(out) if out else run / "capture.pcapng", step_comments(run))
-    except (BgplabError, subprocess.CalledProcessError) as e:
-        _fail(e if isinstance(e, BgplabError) else BgplabError(f"merging failed: {e.stderr or e}"))
+    rd = RunDir(Path(directory))
+    capdir = rd.captures if rd.captures.is_dir() else rd.path
+    merged = capture.merge(capture.files_in(capdir), Path(out) if out else rd.capture, step_comments(rd))
     click.echo(str(merged))
 
 
@@ -571,16 +535,13 @@ def capture_stream(lab, target, bgp_only) -> None:
     """Live capture to stdout: bgplab capture stream t1:eth2 | wireshark -k -i -"""
     from lab import capture
 
-    try:
-        name = _pick_lab(lab)
-        node, _, iface = target.partition(":")
-        st, plan = lifecycle.load_plan(name)
-        if node not in plan.nodes or iface not in [i.name for i in plan.nodes[node].interfaces]:
-            raise UsageError(f"'{target}' is not NODE:IFACE of lab '{name}'")
-        argv = ["tcpdump", "-i", iface, "-n", "-s", "0", "-U", "-w", "-"] + (capture.BGP_FILTER.split() if bgp_only else [])
-        full = get_runtime(st.runtime).net_argv(name, node, argv)
-    except BgplabError as e:
-        _fail(e)
+    name = _pick_lab(lab)
+    node, _, iface = target.partition(":")
+    st, plan = lifecycle.load_plan(name)
+    if node not in plan.nodes or iface not in [i.name for i in plan.nodes[node].interfaces]:
+        raise UsageError(f"'{target}' is not NODE:IFACE of lab '{name}'")
+    argv = capture.tcpdump_argv(iface, None, bgp_only=bgp_only)
+    full = get_runtime(st.runtime).net_argv(name, node, argv)
     os.environ["BGPLAB_LAB"] = name
     os.execvp(full[0], full)
 
@@ -596,7 +557,7 @@ def capture_analyse(directory, prefix) -> None:
     d = Path(directory)
     files = capture.files_in(d / "captures" if (d / "captures").is_dir() else d)
     if not files:
-        _fail(BgplabError(f"no capture files in {directory}"))
+        raise BgplabError(f"no capture files in {directory}")
     for link, c in sorted(wire.link_counts(files).items()):
         click.echo(f"{link:<32} updates {c['updates']:>5}  announced {c['announced']:>6}  withdrawn {c['withdrawn']:>6}")
     if prefix:
@@ -613,10 +574,7 @@ def fault() -> None:
 
 
 def _do_fault(fn, *args, **kw) -> None:
-    try:
-        fn(*args, **kw)
-    except BgplabError as e:
-        _fail(e)
+    fn(*args, **kw)
 
 
 def _link_fault(name: str, help_text: str, action) -> None:
@@ -707,12 +665,9 @@ def export_containerlab(topology: str, name: str | None, out: str | None, image:
     from lab.plan import build_plan
     from lab.topology import load_topology
 
-    try:
-        plan = build_plan(load_topology(topology), name)
-        dest = Path(out or f"clab-{plan.lab}")
-        path = containerlab.export(plan, dest, image or image_tag())
-    except BgplabError as e:
-        _fail(e)
+    plan = build_plan(load_topology(topology), name)
+    dest = Path(out or f"clab-{plan.lab}")
+    path = containerlab.export(plan, dest, image or image_tag())
     click.echo(f"{path}: {len(plan.nodes)} nodes, {len(plan.topology.links)} links; "
                f"deploy with `containerlab deploy -t {path}`")
 

@@ -129,6 +129,11 @@ def prefix_id(cidr: str) -> str:
     return cidr.replace("/", "_")
 
 
+def cidr_of(prefix_ident: str) -> str:
+    """The CIDR a prefix id stands for (``prefix_id`` reversed)."""
+    return prefix_ident.replace("_", "/")
+
+
 def customer_sizes(total: int, customers: int, rng: random.Random, alpha: float = 1.2) -> list[int]:
     """Prefix counts per customer, heavy-tailed (Zipf-like), summing to ``total``, each at least 1."""
     weights = [1.0 / (i + 1) ** alpha for i in range(customers)]
@@ -198,16 +203,16 @@ class Inventory:
             bindings = 0
             for p, acct in rows:
                 cidr = str(p.prefix)
-                pid = prefix_id(cidr)
+                pfx_id = prefix_id(cidr)
                 db.execute(
                     "INSERT INTO prefixes (id, cidr, family, account_id, byoip, pool, origins, advertised, modified)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                    (pid, cidr, p.prefix.version, acct, int(p.byoip), p.pool, ",".join(p.origins), now),
+                    (pfx_id, cidr, p.prefix.version, acct, int(p.byoip), p.pool, ",".join(p.origins), now),
                 )
                 for service in _bindings_for(p.byoip, rng):
                     bindings += 1
                     db.execute(
-                        "INSERT INTO bindings VALUES (?, ?, ?, ?)", (f"bnd-{bindings:06d}", pid, service, now)
+                        "INSERT INTO bindings VALUES (?, ?, ?, ?)", (f"bnd-{bindings:06d}", pfx_id, service, now)
                     )
             db.execute("INSERT OR REPLACE INTO meta VALUES ('seed', ?)", (str(seed),))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('next_binding', ?)", (str(bindings + 1),))
@@ -260,11 +265,11 @@ class Inventory:
         with self.lock:
             return [self._prefix(r) for r in self.db.execute(sql, args)]
 
-    def get(self, pid: str) -> Prefix:
+    def get(self, pfx_id: str) -> Prefix:
         with self.lock:
-            row = self.db.execute(f"SELECT *, {NBIND} FROM prefixes WHERE id = ?", (pid,)).fetchone()
+            row = self.db.execute(f"SELECT *, {NBIND} FROM prefixes WHERE id = ?", (pfx_id,)).fetchone()
         if row is None:
-            raise NotFound(f"no prefix '{pid}' in this lab's inventory")
+            raise NotFound(f"no prefix '{pfx_id}' in this lab's inventory")
         return self._prefix(row)
 
     def by_cidr(self, cidr: str) -> Prefix:
@@ -286,18 +291,14 @@ class Inventory:
         with self.lock:
             return self.db.execute("SELECT 1 FROM accounts WHERE id = ?", (account,)).fetchone() is not None
 
-    def bindings(self, pid: str | None = None) -> list[Binding]:
+    def bindings(self, pfx_id: str | None = None) -> list[Binding]:
         with self.lock:
-            if pid is None:
+            if pfx_id is None:
                 rows = self.db.execute("SELECT * FROM bindings ORDER BY id").fetchall()
             else:
-                self.get(pid)
-                rows = self.db.execute("SELECT * FROM bindings WHERE prefix_id = ? ORDER BY id", (pid,)).fetchall()
+                self.get(pfx_id)
+                rows = self.db.execute("SELECT * FROM bindings WHERE prefix_id = ? ORDER BY id", (pfx_id,)).fetchall()
         return [Binding(r["id"], r["prefix_id"], r["service"], r["created"]) for r in rows]
-
-    def binding_counts(self) -> dict[str, int]:
-        with self.lock:
-            return dict(self.db.execute("SELECT prefix_id, COUNT(*) FROM bindings GROUP BY prefix_id").fetchall())
 
     def desired(self, speaker: str) -> set[str]:
         """CIDRs ``speaker`` should announce now: advertised, not deleted, originated by it."""
@@ -307,108 +308,108 @@ class Inventory:
 
     # -- writes (each returns the prefixes whose advertisement may have changed) ---
 
-    def _log(self, db: sqlite3.Connection, what: str, pid: str | None, detail: dict | None = None) -> None:
+    def _log(self, db: sqlite3.Connection, what: str, pfx_id: str | None, detail: dict | None = None) -> None:
         db.execute(
             "INSERT INTO changes (at, what, prefix_id, detail) VALUES (?, ?, ?, ?)",
-            (time.time(), what, pid, json.dumps(detail) if detail else None),
+            (time.time(), what, pfx_id, json.dumps(detail) if detail else None),
         )
 
-    def set_advertised(self, pids: list[str], advertised: bool) -> list[Prefix]:
+    def set_advertised(self, pfx_ids: list[str], advertised: bool) -> list[Prefix]:
         """Set the BGP status of several prefixes at once; all exist and none is deleted, or nothing changes."""
         now = time.time()
         with self.tx() as db:
             found = {r["id"]: r for r in db.execute(
-                f"SELECT id, deleted FROM prefixes WHERE id IN ({','.join('?' * len(pids))})", pids
-            )} if pids else {}
-            missing = [p for p in pids if p not in found]
+                f"SELECT id, deleted FROM prefixes WHERE id IN ({','.join('?' * len(pfx_ids))})", pfx_ids
+            )} if pfx_ids else {}
+            missing = [p for p in pfx_ids if p not in found]
             if missing:
                 raise NotFound(f"no prefix {', '.join(repr(m) for m in missing[:5])} in this lab's inventory")
-            gone = [p for p in pids if found[p]["deleted"]]
+            gone = [p for p in pfx_ids if found[p]["deleted"]]
             if gone:
                 raise Conflict(f"prefix {', '.join(repr(g) for g in gone[:5])} has been deleted; it cannot be advertised or withdrawn")
             if advertised:
                 # The edge serves a prefix through its bindings: with none left there is
                 # nothing to advertise it for (the incident's ~300 "could not be toggled").
                 bare = [r[0] for r in db.execute(
-                    f"SELECT p.id FROM prefixes p WHERE p.id IN ({','.join('?' * len(pids))}) AND NOT EXISTS "
-                    "(SELECT 1 FROM bindings b WHERE b.prefix_id = p.id)", pids)]
+                    f"SELECT p.id FROM prefixes p WHERE p.id IN ({','.join('?' * len(pfx_ids))}) AND NOT EXISTS "
+                    "(SELECT 1 FROM bindings b WHERE b.prefix_id = p.id)", pfx_ids)]
                 if bare:
                     raise Conflict(
                         f"{len(bare)} prefix(es) have no service binding and cannot be advertised "
                         f"({', '.join(repr(b) for b in bare[:5])}); re-create a binding first"
                     )
             db.executemany(
-                "UPDATE prefixes SET advertised = ?, modified = ? WHERE id = ?", [(int(advertised), now, p) for p in pids]
+                "UPDATE prefixes SET advertised = ?, modified = ? WHERE id = ?", [(int(advertised), now, p) for p in pfx_ids]
             )
-            self._log(db, "advertise" if advertised else "withdraw", None, {"prefixes": len(pids)})
-        return self.prefixes(ids=pids, include_deleted=True)
+            self._log(db, "advertise" if advertised else "withdraw", None, {"prefixes": len(pfx_ids)})
+        return self.prefixes(ids=pfx_ids, include_deleted=True)
 
-    def request_deletion(self, pid: str) -> Prefix:
+    def request_deletion(self, pfx_id: str) -> Prefix:
         with self.tx() as db:
-            p = self.get(pid)
+            p = self.get(pfx_id)
             if p.deleted:
-                raise Conflict(f"prefix '{pid}' is already deleted")
-            db.execute("UPDATE prefixes SET pending_delete = 1, modified = ? WHERE id = ?", (time.time(), pid))
-            self._log(db, "request_deletion", pid)
-        return self.get(pid)
+                raise Conflict(f"prefix '{pfx_id}' is already deleted")
+            db.execute("UPDATE prefixes SET pending_delete = 1, modified = ? WHERE id = ?", (time.time(), pfx_id))
+            self._log(db, "request_deletion", pfx_id)
+        return self.get(pfx_id)
 
-    def delete(self, pid: str) -> Prefix:
+    def delete(self, pfx_id: str) -> Prefix:
         """Delete a prefix: it is withdrawn, and its service bindings go with it."""
         with self.tx() as db:
-            p = self.get(pid)
+            p = self.get(pfx_id)
             if p.deleted:
-                raise Conflict(f"prefix '{pid}' is already deleted")
-            removed = db.execute("DELETE FROM bindings WHERE prefix_id = ?", (pid,)).rowcount
+                raise Conflict(f"prefix '{pfx_id}' is already deleted")
+            removed = db.execute("DELETE FROM bindings WHERE prefix_id = ?", (pfx_id,)).rowcount
             db.execute(
                 "UPDATE prefixes SET deleted = 1, advertised = 0, pending_delete = 0, modified = ? WHERE id = ?",
-                (time.time(), pid),
+                (time.time(), pfx_id),
             )
-            self._log(db, "delete", pid, {"bindings_removed": removed})
-        return self.get(pid)
+            self._log(db, "delete", pfx_id, {"bindings_removed": removed})
+        return self.get(pfx_id)
 
     def restore(self, items: list[tuple[str, list[str]]]) -> list[Prefix]:
         """A global config push: each prefix undeleted, given exactly these bindings, advertised."""
         now = time.time()
         with self.tx() as db:
-            for pid, services in items:
-                self.get(pid)
+            for pfx_id, services in items:
+                self.get(pfx_id)
                 if not services:
-                    raise InventoryError(f"restoring '{pid}' needs at least one service binding")
+                    raise InventoryError(f"restoring '{pfx_id}' needs at least one service binding")
                 bad = [s for s in services if s not in SERVICES]
                 if bad:
-                    raise InventoryError(f"unknown service {bad[0]!r} for '{pid}' (services: {', '.join(SERVICES)})")
+                    raise InventoryError(f"unknown service {bad[0]!r} for '{pfx_id}' (services: {', '.join(SERVICES)})")
             n = int(db.execute("SELECT value FROM meta WHERE key = 'next_binding'").fetchone()[0])
-            for pid, services in items:
-                db.execute("DELETE FROM bindings WHERE prefix_id = ?", (pid,))
+            for pfx_id, services in items:
+                db.execute("DELETE FROM bindings WHERE prefix_id = ?", (pfx_id,))
                 for service in services:
-                    db.execute("INSERT INTO bindings VALUES (?, ?, ?, ?)", (f"bnd-{n:06d}", pid, service, now))
+                    db.execute("INSERT INTO bindings VALUES (?, ?, ?, ?)", (f"bnd-{n:06d}", pfx_id, service, now))
                     n += 1
                 db.execute(
                     "UPDATE prefixes SET deleted = 0, pending_delete = 0, advertised = 1, modified = ? WHERE id = ?",
-                    (now, pid),
+                    (now, pfx_id),
                 )
             db.execute("UPDATE meta SET value = ? WHERE key = 'next_binding'", (str(n),))
             self._log(db, "config_push", None, {"prefixes": len(items)})
-        return self.prefixes(ids=[pid for pid, _ in items], include_deleted=True)
+        return self.prefixes(ids=[pfx_id for pfx_id, _ in items], include_deleted=True)
 
-    def add_binding(self, pid: str, service: str) -> Binding:
+    def add_binding(self, pfx_id: str, service: str) -> Binding:
         if service not in SERVICES:
             raise InventoryError(f"unknown service '{service}' (services: {', '.join(SERVICES)})")
         with self.tx() as db:
-            p = self.get(pid)
+            p = self.get(pfx_id)
             if p.deleted:
-                raise Conflict(f"prefix '{pid}' has been deleted; it takes no bindings")
+                raise Conflict(f"prefix '{pfx_id}' has been deleted; it takes no bindings")
             n = int(db.execute("SELECT value FROM meta WHERE key = 'next_binding'").fetchone()[0])
             bid = f"bnd-{n:06d}"
             now = time.time()
-            db.execute("INSERT INTO bindings VALUES (?, ?, ?, ?)", (bid, pid, service, now))
+            db.execute("INSERT INTO bindings VALUES (?, ?, ?, ?)", (bid, pfx_id, service, now))
             db.execute("UPDATE meta SET value = ? WHERE key = 'next_binding'", (str(n + 1),))
-            self._log(db, "add_binding", pid, {"binding": bid, "service": service})
-        return Binding(bid, pid, service, now)
+            self._log(db, "add_binding", pfx_id, {"binding": bid, "service": service})
+        return Binding(bid, pfx_id, service, now)
 
-    def delete_binding(self, pid: str, bid: str) -> None:
+    def delete_binding(self, pfx_id: str, bid: str) -> None:
         with self.tx() as db:
-            self.get(pid)
-            if db.execute("DELETE FROM bindings WHERE id = ? AND prefix_id = ?", (bid, pid)).rowcount == 0:
-                raise NotFound(f"prefix '{pid}' has no binding '{bid}'")
-            self._log(db, "delete_binding", pid, {"binding": bid})
+            self.get(pfx_id)
+            if db.execute("DELETE FROM bindings WHERE id = ? AND prefix_id = ?", (bid, pfx_id)).rowcount == 0:
+                raise NotFound(f"prefix '{pfx_id}' has no binding '{bid}'")
+            self._log(db, "delete_binding", pfx_id, {"binding": bid})

@@ -91,7 +91,7 @@ def serve(lab: str, seed: int, probes: int, extra: list[str]) -> None:
     routers = {r.name: r.namespace for r in plan.routers() if r.installs_routes}
     observers = {
         r.name: (frr.FrrPaths(state.node_dir(r.name)), [str(x.peer_v4) for x in r.sessions if x.peer_kind.value == "exabgp"])
-        for r in plan.observers()
+        for r in plan.peer_routers()
     }
     sampler = Sampler(routers, plan.pool_keys, observers, obs)
     sampler.start()

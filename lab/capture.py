@@ -10,7 +10,7 @@ the same way, as one of the lab's marked processes.
 
 from __future__ import annotations
 
-import json
+import bisect
 import os
 import signal
 import shutil
@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.errors import BgplabError, UsageError
+from lab.errors import BgplabError, ExecError, UsageError
 from lab.lifecycle import load_plan
 from lab.procs import alive
 from lab.runtime import get_runtime
@@ -60,8 +60,11 @@ def targets(lab: str, *, node: str | None = None, link: str | None = None, all_:
     return [Target(a, iface.name), Target(b, iface.peer_ifname)]
 
 
-def tcpdump_argv(iface: str, path: Path, *, bgp_only: bool, ring_mb: int | None, ring_files: int) -> list[str]:
-    argv = ["tcpdump", "-i", iface, "-n", "-s", "0", "-U", "-Z", "root", "-w", str(path)]
+def tcpdump_argv(iface: str, path: Path | None, *, bgp_only: bool, ring_mb: int | None = None,
+                 ring_files: int = 10) -> list[str]:
+    """tcpdump on one interface, packet-buffered; into ``path``, or to stdout when it is None."""
+    argv = ["tcpdump", "-i", iface, "-n", "-s", "0", "-U"]
+    argv += ["-w", "-"] if path is None else ["-Z", "root", "-w", str(path)]
     if ring_mb:
         argv += ["-C", str(ring_mb), "-W", str(ring_files)]
     if bgp_only:
@@ -141,7 +144,7 @@ def files_in(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.pcap*") if p.is_file() and p.stat().st_size > 24)
 
 
-def merge(files: list[Path], out: Path, comments: list[tuple[float, str]] = ()) -> Path:
+def merge(files: list[Path], out: Path, comments: list[tuple[float, str]] = (), timeout: float = 300.0) -> Path:
     """One pcapng of every file, in time order, each comment on the first packet at or after its time."""
     if not files:
         raise BgplabError("no capture files to merge")
@@ -149,30 +152,36 @@ def merge(files: list[Path], out: Path, comments: list[tuple[float, str]] = ()) 
         if shutil.which(tool) is None:
             raise BgplabError(f"{tool} (Wireshark's tools) is not installed; `make lab-up` installs it")
     tmp = out.with_suffix(".tmp.pcapng")
-    subprocess.run(["mergecap", "-F", "pcapng", "-w", str(tmp), *map(str, files)], check=True, capture_output=True)
+    _tool(["mergecap", "-F", "pcapng", "-w", str(tmp), *map(str, files)], timeout)
     if comments:
-        times = subprocess.run(["tshark", "-r", str(tmp), "-T", "fields", "-e", "frame.time_epoch"],
-                               check=True, capture_output=True, text=True).stdout.split()
-        epochs = [float(t) for t in times]
+        epochs = [float(t) for t in _tool(["tshark", "-r", str(tmp), "-T", "fields", "-e", "frame.time_epoch"], timeout).split()]
         at: dict[int, list[str]] = {}
         for t, text in sorted(comments):
-            frame = next((i + 1 for i, e in enumerate(epochs) if e >= t), None)
-            if frame is not None:
-                at.setdefault(frame, []).append(text)
+            i = bisect.bisect_left(epochs, t)  # mergecap wrote the frames in time order
+            if i < len(epochs):
+                at.setdefault(i + 1, []).append(text)
         if at:
             args = []
             for frame, texts in sorted(at.items()):
                 args += ["-a", f"{frame}:{' | '.join(texts)}"]
-            subprocess.run(["editcap", *args, str(tmp), str(out)], check=True, capture_output=True)
+            _tool(["editcap", *args, str(tmp), str(out)], timeout)
             tmp.unlink()
             return out
     os.replace(tmp, out)
     return out
 
 
+def _tool(argv: list[str], timeout: float) -> str:
+    """One of Wireshark's tools, with a timeout; a failure names the command and its stderr."""
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise ExecError(argv[:4], None, e.stdout or "", e.stderr or "", where=f"the host (after {timeout:g} s)") from None
+    if r.returncode != 0:
+        raise ExecError(argv[:4], r.returncode, r.stdout[-2000:], r.stderr)
+    return r.stdout
+
+
 def wireshark_command(merged: Path) -> list[str]:
     return ["wireshark", "-r", str(merged), "-Y", "bgp"]
 
-
-def save_index(dest: Path, entries: list[dict]) -> None:
-    (dest / "captures.json").write_text(json.dumps(entries, indent=1))

@@ -200,7 +200,7 @@ class _Up:
 
     def wait_converged(self) -> None:
         plan = self.plan
-        observers = plan.observers()
+        observers = plan.peer_routers()
 
         def observer_full() -> tuple[bool, str]:
             seen = []

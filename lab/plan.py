@@ -12,7 +12,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import islice
-from typing import Iterable
 
 from lab.topology import (
     DEFAULT_TIMERS,
@@ -143,7 +142,8 @@ class LabPlan:
         """(version, 'a.b.c.d/len') of every pool prefix, for matching kernel routes fast."""
         return frozenset((p.prefix.version, str(p.prefix)) for p in self.prefixes)
 
-    def observers(self) -> list[NodePlan]:
+    def peer_routers(self) -> list[NodePlan]:
+        """Routers of role ``peer``: the incident graph's observer, fed directly by the edge."""
         return [n for n in self.nodes.values() if n.role is Role.peer]
 
     def counts(self) -> dict[str, int]:
@@ -299,10 +299,3 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
         expected={r: {f: frozenset(s) for f, s in fam.items()} for r, fam in expected.items()},
         expected_rib=rib,
     )
-
-
-def describe(plan: LabPlan) -> Iterable[str]:
-    """One line per node, for `bgplab plan` and for people reading a plan in a test failure."""
-    for node in plan.nodes.values():
-        ifs = ", ".join(f"{i.name}->{i.peer} {i.v4}" for i in node.interfaces)
-        yield f"{node.name:<12} {node.kind.value:<6} {node.role.value:<9} AS{node.asn or '-':<8} {ifs}"

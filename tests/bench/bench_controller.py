@@ -46,7 +46,7 @@ def kernel_totals(state: LabState, plan: LabPlan) -> dict[str, int]:
 
 
 def observer_total(state: LabState, plan: LabPlan) -> int:
-    node = plan.observers()[0]
+    node = plan.peer_routers()[0]
     edge = next(s for s in node.sessions if s.peer_kind.value == "exabgp")
     got = frr.sessions(frr.FrrPaths(state.node_dir(node.name))).get(str(edge.peer_v4), {}).get("received", {})
     return got.get("ipv4", 0) + got.get("ipv6", 0)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.drill import run_drill
+from controller.drills import run_drill
 
 from .conftest import ROOT, leftovers, unique_name
 
@@ -38,12 +38,16 @@ CASES = [(d, s, "netns") for d, s in DRILLS] + [("byoip-2026-02-20", 240, "docke
 def test_drill(runtime: str, tmp_path: Path, name: str, speed: float) -> None:
     lab = unique_name("d")
     try:
-        run_dir, metrics, checks = run_drill(ROOT / "drills" / f"{name}.yaml", runs_dir=tmp_path, speed=speed, lab=lab,
-                                             progress=print, runtime=runtime)
+        r = run_drill(ROOT / "drills" / f"{name}.yaml", runs_dir=tmp_path, speed=speed, lab=lab,
+                      progress=print, runtime=runtime)
     finally:
         assert leftovers(lab) == []
+    run_dir, checks, F = r.run_dir, r.checks, r.metrics["figures"]
+    assert r.outcome == "completed"
     failed = [c for c in checks if not c["ok"]]
     assert checks and not failed, json.dumps(failed, indent=1)
+    # every figure says where it comes from
+    assert F and all(f["source"] in ("input", "controller", "network") and f["basis"] for f in F.values())
     html = (run_dir / "report.html").read_text()
     assert html.count("<img src=\"data:image/png;base64,") == 5
     for png in ("observer", "impact", "hunting", "probes"):
@@ -60,11 +64,17 @@ def test_drill(runtime: str, tmp_path: Path, name: str, speed: float) -> None:
     assert saved["expectations"] == checks
     if name.startswith("byoip-2026-02-20") or name == "withdraw-all-byoip":
         # path hunting and convergence come from real UPDATEs the collector recorded
-        assert metrics["mrt_events"] > 1000
-        assert metrics["path_hunting"]["count"] > 0 and metrics["path_hunting"]["max"] >= 2
-        assert metrics["convergence_s"]["count"] > 0
+        assert F["mrt_events"]["value"] > 1000
+        assert all(d["n"] > 0 for d in F["path_hunting"]["value"].values())
+        assert F["convergence_s"]["value"]["n"] > 0
+        # every withdrawal was located in the network, on the speakers' wire
+        withdrawn = F["withdrawn_by_task"]["value"] + F["withdrawn_by_api_steps"]["value"]
+        assert F["withdrawn_on_wire"]["value"] == F["withdrawn_by_task"]["value"]
+        assert F["api_to_wire_s"]["value"]["n"] == withdrawn
+        # and the duration is measured: every affected prefix came back
+        assert F["not_recovered"]["value"] == 0 and F["duration_s"]["value"] > 0
     if name.startswith("byoip-2026-02-20"):
         # every restored probed prefix answered again, from the eyeballs
-        assert metrics["reachable_again_s"]["count"] > 0
-        assert metrics["impact_peak"]["withdrawn_only"] > 0 and metrics["impact_peak"]["some_bindings"] > 0
-        assert metrics["impact_peak"]["all_bindings"] > 0
+        assert F["reachable_again_s"]["value"]["n"] > 0
+        assert F["impact_withdrawn_only"]["value"] > 0 and F["impact_some_bindings"]["value"] > 0
+        assert F["impact_all_bindings"]["value"] > 0

@@ -63,7 +63,7 @@ def test_customer_sizes_sum_and_floor() -> None:
 
 def test_openapi_is_served(client: TestClient) -> None:
     doc = client.get("/openapi.json").json()
-    assert "/v1/prefixes" in doc["paths"] and "/v1/prefixes/{pid}/bgp/status" in doc["paths"]
+    assert "/v1/prefixes" in doc["paths"] and "/v1/prefixes/{prefix_id}/bgp/status" in doc["paths"]
 
 
 def test_list_filters(client: TestClient) -> None:

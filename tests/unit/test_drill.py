@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.drill import Drill, Range, load_drill, parse_clock, parse_duration
+from controller.drills.model import Drill, DrillError, Range, load_drill, parse_clock, parse_duration, step_kinds
+from controller.drills.runner import HANDLERS
 from lab.errors import TopologyError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,15 +87,32 @@ BAD = [
 def test_bad_drills_name_the_problem(tmp_path: Path, doc: dict, fragment: str) -> None:
     doc = {**doc, "topology": str(ROOT / "topologies/minimal.yaml")}
     (tmp_path / "d.yaml").write_text(yaml.safe_dump(doc))
-    with pytest.raises(TopologyError) as err:
+    with pytest.raises(DrillError) as err:
         load_drill(tmp_path / "d.yaml")
     assert fragment in str(err.value), str(err.value)
 
 
-def test_missing_topology_is_reported(tmp_path: Path) -> None:
+def test_missing_topology_is_reported_by_its_own_path(tmp_path: Path) -> None:
     (tmp_path / "d.yaml").write_text(yaml.safe_dump(mutate(topology="nowhere.yaml")))
-    with pytest.raises(TopologyError, match="cannot read the file"):
+    with pytest.raises(TopologyError, match="nowhere.yaml: 1 problem:\n  cannot read the file"):
         load_drill(tmp_path / "d.yaml")
+
+
+def test_unreadable_drill_is_a_drill_error(tmp_path: Path) -> None:
+    with pytest.raises(DrillError, match="cannot read the file"):
+        load_drill(tmp_path / "missing.yaml")
+
+
+def test_every_step_kind_has_one_handler() -> None:
+    assert sorted(HANDLERS) == sorted(step_kinds())
+    assert len(step_kinds()) == len(set(step_kinds())) == 11
+
+
+def test_deadline_defaults_to_twice_the_timeline_at_the_run_speed() -> None:
+    d = Drill.model_validate({**GOOD, "settle": "5s"})
+    # the timeline is 10 incident minutes; at speed 60 that is 10 lab seconds
+    assert d.deadline(60) == 2 * 10 + 5 + 120
+    assert Drill.model_validate({**GOOD, "max_duration": "90s"}).deadline(60) == 90
 
 
 def test_range() -> None:

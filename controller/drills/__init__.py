@@ -1,0 +1,87 @@
+"""Scripted outage drills.
+
+- ``model``: the drill file (pure; ``DrillError``);
+- ``runner``: the incident clock and one handler per step kind;
+- ``tasks``: background tasks (the cleanup sub-task), through the API client only;
+- ``rundir``: the run directory's files and its typed record;
+- ``analysis``: figures, each with its source, from a run directory;
+- ``report``: plots and the HTML page.
+
+``run_drill`` ties them together: validate, run, analyse once, report.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from controller.drills.analysis import Analysis, analyse, check
+from controller.drills.model import load_drill
+from controller.drills.rundir import RunDir
+from controller.drills.runner import DrillInterrupted, DrillRunner, interrupts
+
+
+@dataclass
+class DrillResult:
+    run_dir: Path
+    metrics: dict[str, Any]  # metrics.json: run, figures (each with its source), expectations
+    checks: list[dict[str, Any]]
+
+    @property
+    def outcome(self) -> str:
+        return self.metrics["run"]["outcome"]
+
+
+def write_report(rd: RunDir, checks: list[dict[str, Any]] | None = None,
+                 a: Analysis | None = None) -> tuple[dict[str, Any], Path]:
+    """Write metrics.json and the report from one analysis of the run directory (made here
+    unless given). Without ``checks``, the expectations already in metrics.json are kept."""
+    from controller.drills import report
+
+    a = a or analyse(rd)
+    metrics = a.metrics()
+    if checks is None and rd.metrics.exists():
+        checks = json.loads(rd.metrics.read_text()).get("expectations", [])
+    metrics["expectations"] = checks or []
+    rd.metrics.write_text(json.dumps(metrics, indent=2))
+    return metrics, report.write(rd, a, metrics)
+
+
+def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float | None = None, lab: str | None = None,
+              keep: bool = False, progress: Callable[[str], None] | None = None,
+              runtime: str = "netns") -> DrillResult:
+    """Validate, run, analyse, report. A run that did not complete (interrupted, overrun,
+    failed) still gets its report, marked so, and then its error is raised."""
+    drill, topology = load_drill(path)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    rd = RunDir((runs_dir / f"{stamp}-{drill.name}").resolve())
+    runner = DrillRunner(drill, topology, rd.path, lab=lab, speed=speed, progress=progress, keep=keep, runtime=runtime)
+    error: BaseException | None = None
+    with interrupts():
+        try:
+            runner.run()
+        except KeyboardInterrupt as e:  # SIGINT outside the handler's reach (before it was set)
+            error = DrillInterrupted(2)
+            error.__cause__ = e
+        except BaseException as e:  # noqa: BLE001 - reported, then raised below
+            error = e
+    if not rd.record_file.exists():
+        # `up` itself failed (it removes what it made): there is nothing to report.
+        raise error if error else RuntimeError("the drill wrote no record")
+    try:
+        a = analyse(rd)
+        checks = list(runner.checkpoints)
+        if runner.record.outcome == "completed":
+            checks += check(drill.expect, a.figures)
+        metrics, _ = write_report(rd, checks, a)
+    except Exception as e:
+        if error is not None:  # the run's own error is the one to see; the report's is added to it
+            error.add_note(f"and its report could not be written: {e!r}")
+            raise error from None
+        raise
+    if error is not None:
+        raise error
+    return DrillResult(rd.path, metrics, checks)

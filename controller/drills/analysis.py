@@ -1,0 +1,371 @@
+"""What a drill did and what the network showed, from its run directory alone.
+
+Every figure says where it comes from (``source``):
+- ``input``: the drill file, the topology or the seeded inventory;
+- ``controller``: what the controller or the drill did (its API calls and their times);
+- ``network``: measured: the collector's MRT (each vantage point's view), the captures
+  (UPDATEs leaving the speakers), the observer's BGP table, the end hosts' probes.
+and ``basis`` says precisely what it was read from. Durations say which clock they are
+on: lab seconds (BGP's timers run on it) or incident seconds (lab seconds x speed).
+
+Per withdrawn prefix:
+- its withdrawal in the network: the first UPDATE withdrawing it that left a speaker,
+  read from the speakers' link captures; without captures, the first UPDATE about it at
+  any vantage point after the controller's call. The controller's own time is kept, so
+  the API-to-wire delay is a figure of its own;
+- at each vantage point (a collector peer): the distinct AS paths announced after the
+  withdrawal and before that vantage point's final withdrawal (path hunting), the
+  UPDATEs about it, and when it was finally withdrawn (convergence);
+- after a restore: when each vantage point had it again, and when each end host's probe
+  of it first succeeded.
+"""
+
+from __future__ import annotations
+
+import statistics
+from bisect import bisect_left
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from controller.drills.model import Expect
+from controller.drills.rundir import RunDir, RunRecord, read_jsonl
+from controller.observe import mrt, wire
+
+SOURCES = ("input", "controller", "network")
+
+
+def figure(value: Any, source: str, basis: str, **extra: Any) -> dict[str, Any]:
+    assert source in SOURCES, source
+    return {"value": value, "source": source, "basis": basis, **extra}
+
+
+@dataclass
+class PrefixResult:
+    prefix: str
+    controller_at: float  # the controller's call that withdrew it (lab clock)
+    withdrawn_at: float | None  # in the network: on the wire, or the first change at a vantage point
+    withdrawal_basis: str | None  # "wire" | "collector" | None (never seen)
+    paths: dict[str, int] = field(default_factory=dict)  # vantage point -> distinct AS paths while hunting
+    updates: dict[str, int] = field(default_factory=dict)
+    final_withdraw: dict[str, float] = field(default_factory=dict)  # vantage point -> last withdrawal
+    convergence: float | None = None  # from the withdrawal until withdrawn at every vantage point
+    restored_at: float | None = None  # the controller's restore call
+    back: dict[str, float] = field(default_factory=dict)  # vantage point -> announced again
+    restore_convergence: float | None = None  # from the restore call until back at every vantage point
+    reachable_again: dict[str, float] = field(default_factory=dict)  # host -> first ok probe after the restore
+    probed_by: set[str] = field(default_factory=set)  # hosts that probed it after the restore
+
+    @property
+    def hunting(self) -> int:
+        return max(self.paths.values(), default=0)
+
+    @property
+    def api_to_wire(self) -> float | None:
+        return None if self.withdrawn_at is None else self.withdrawn_at - self.controller_at
+
+    def recovered_at(self, vantage_points: int) -> float | None:
+        """When it was back at every vantage point and every probe of it succeeded again."""
+        if self.restored_at is None or len(self.back) < vantage_points:
+            return None
+        if self.probed_by - set(self.reachable_again):
+            return None  # some end host never reached it again
+        return max([*self.back.values(), *(self.restored_at + d for d in self.reachable_again.values())])
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    k = (len(s) - 1) * p
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def distribution(values: Iterable[float | None]) -> dict[str, float | int | None]:
+    v = [x for x in values if x is not None]
+    return {
+        "n": len(v),
+        "median": round(statistics.median(v), 4) if v else None,
+        "p90": round(percentile(v, 0.9), 4) if v else None,
+        "max": round(max(v), 4) if v else None,
+    }
+
+
+def wire_withdrawals(files: list[Path], speakers: set[str], prefixes: set[str]) -> dict[str, list[float]]:
+    """Per prefix: the times UPDATEs sent from a speaker's address withdrew it (sorted)."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for u in wire.updates(files):
+        if u.src not in speakers:
+            continue
+        for p in u.withdrawn:
+            if p in prefixes:
+                out[p].append(u.t)
+    for times in out.values():
+        times.sort()
+    return out
+
+
+def per_prefix(
+    events: list[mrt.PrefixEvent],
+    withdrawn: dict[str, float],
+    restored: dict[str, float],
+    vantage_points: dict[str, str],
+    probes: list[dict[str, Any]] | None = None,
+    on_wire: dict[str, list[float]] | None = None,
+) -> list[PrefixResult]:
+    """One result per withdrawn prefix (keys: CIDR). ``withdrawn`` and ``restored`` hold the
+    controller's times; the network's come from ``events`` (the collector) and ``on_wire``."""
+    by_prefix: dict[str, list[mrt.PrefixEvent]] = defaultdict(list)
+    for e in events:
+        if e.prefix in withdrawn:
+            by_prefix[e.prefix].append(e)
+    ok_probes: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    probe_times: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for p in probes or []:
+        if p["prefix"] in withdrawn:
+            probe_times[p["prefix"]].append((p["t"], p["host"]))
+            if p["result"] == "ok":
+                ok_probes[p["prefix"]][p["host"]].append(p["t"])
+    out = []
+    for prefix, t_ctl in sorted(withdrawn.items(), key=lambda x: x[1]):
+        r = PrefixResult(prefix, t_ctl, None, None, restored_at=restored.get(prefix))
+        evs = sorted(by_prefix.get(prefix, []), key=lambda e: e.t)
+        wire_times = (on_wire or {}).get(prefix, [])
+        i = bisect_left(wire_times, t_ctl)
+        if i < len(wire_times) and (r.restored_at is None or wire_times[i] < r.restored_at):
+            r.withdrawn_at, r.withdrawal_basis = wire_times[i], "wire"
+        else:
+            first = next((e.t for e in evs if e.t >= t_ctl), None)
+            if first is not None and (r.restored_at is None or first < r.restored_at):
+                r.withdrawn_at, r.withdrawal_basis = first, "collector"
+        if r.withdrawn_at is not None:
+            t_w, t_r = r.withdrawn_at, r.restored_at
+            for ip, vp in vantage_points.items():
+                during = [e for e in evs if e.peer_ip == ip and e.t >= t_w and (t_r is None or e.t < t_r)]
+                r.updates[vp] = len(during)
+                withdraws = [e for e in during if e.kind == "withdraw"]
+                if withdraws:
+                    r.final_withdraw[vp] = withdraws[-1].t
+                    during = [e for e in during if e.t <= withdraws[-1].t]
+                r.paths[vp] = len({e.as_path for e in during if e.kind == "announce"})
+            if len(r.final_withdraw) == len(vantage_points):
+                r.convergence = max(r.final_withdraw.values()) - t_w
+        if r.restored_at is not None:
+            for ip, vp in vantage_points.items():
+                gone = r.final_withdraw.get(vp)
+                first = next((e.t for e in evs if e.peer_ip == ip and e.t >= r.restored_at and e.kind == "announce"), None)
+                if first is not None:
+                    r.back[vp] = first
+                elif gone is None and r.withdrawn_at is not None and not r.updates.get(vp):
+                    r.back[vp] = r.restored_at  # never left this vantage point's table
+            if len(r.back) == len(vantage_points):
+                r.restore_convergence = max(r.back.values()) - r.restored_at
+            r.probed_by = {h for t, h in probe_times.get(prefix, []) if t >= r.restored_at}
+            for host, times in ok_probes.get(prefix, {}).items():
+                after = [t for t in times if t >= r.restored_at]
+                if after:
+                    r.reachable_again[host] = min(after) - r.restored_at
+        out.append(r)
+    return out
+
+
+@dataclass
+class Analysis:
+    """Figures (each with its source) and the per-prefix results they were computed from."""
+
+    record: RunRecord
+    figures: dict[str, dict[str, Any]]
+    results: list[PrefixResult]
+    events: list[mrt.PrefixEvent]
+    samples: list[dict[str, Any]]
+
+    def metrics(self) -> dict[str, Any]:
+        """What metrics.json holds (without the expectations, which the caller adds)."""
+        st, lab = self.record.state, self.record.lab
+        worst = sorted(self.results, key=lambda r: (-r.hunting, -(r.convergence or 0)))
+        # one row per batch (prefixes withdrawn by the same call), so the table is not ten rows of one batch
+        seen_batches: set[float] = set()
+        rows = []
+        for r in worst:
+            if r.controller_at in seen_batches:
+                continue
+            seen_batches.add(r.controller_at)
+            rows.append({"prefix": r.prefix, "paths": r.paths, "updates": r.updates,
+                         "convergence_s": None if r.convergence is None else round(r.convergence, 4)})
+            if len(rows) == 10:
+                break
+        return {
+            "run": {"outcome": self.record.outcome, "error": self.record.error, "speed": st.speed, "start": st.start,
+                    "lab": lab.lab if lab else None, "runtime": lab.runtime if lab else None,
+                    "frr_version": lab.frr_version if lab else None},
+            "figures": self.figures,
+            "worst_hunting": rows,
+        }
+
+
+def analyse(rd: RunDir) -> Analysis:
+    """Every figure of a drill run, from its directory."""
+    record = rd.record()
+    st, lab = record.state, record.lab
+    t0, speed = st.t0, st.speed
+    vps = lab.vantage_points if lab else {}
+    collector = rd.collector_mrt(record)
+    events = [e for e in mrt.events(collector) if e.t >= t0] if collector else []
+    affected = st.affected()
+    speaker_files = [rd.captures / f for node in (lab.speaker_addresses if lab else {}) for f in st.captures.get(node, [])]
+    speaker_files = [f for f in speaker_files if f.exists() and f.stat().st_size > 24]
+    speakers = {a for addrs in (lab.speaker_addresses.values() if lab else []) for a in addrs}
+    on_wire = wire_withdrawals(speaker_files, speakers, set(affected)) if speaker_files and affected else {}
+    probes = [p for p in read_jsonl(rd.probes) if p["t"] >= t0]
+    samples = read_jsonl(rd.samples)
+    results = per_prefix(events, affected, st.restore_times, vps, probes, on_wire)
+    by_task = [r for r in results if r.prefix in st.withdrawn_by_task]
+
+    F: dict[str, dict[str, Any]] = {}
+    mrt_basis = f"collector MRT ({lab.collector if lab else '-'}: {', '.join(sorted(vps.values()))})"
+    withdrawal_basis = ("the speakers' link captures (first UPDATE withdrawing it)" if speaker_files
+                        else "the collector's MRT (first UPDATE about it after the controller's call)")
+    sampled = "observer's BGP table (vtysh, sampled every 0.5 s by the controller)"
+    F["prefixes"] = figure(lab.prefixes if lab else None, "input", "the topology's pools")
+    F["byoip"] = figure(lab.byoip if lab else None, "input", "the topology's pools")
+    F["speed"] = figure(speed, "input", "the drill file or --speed: incident seconds per lab second")
+
+    observer = [s["observer"] for s in samples if s.get("observer") is not None]
+    F["observer_start"] = figure(observer[0] if observer else None, "network", sampled + ", first sample")
+    F["observer_min"] = figure(min(observer) if observer else None, "network", sampled + ", fewest")
+    F["observer_end"] = figure(observer[-1] if observer else None, "network", sampled + ", last sample")
+
+    F["withdrawn_by_task"] = figure(len(st.withdrawn_by_task), "controller", "prefixes the cleanup task withdrew through the API")
+    F["withdrawn_by_api_steps"] = figure(len(st.withdrawn_by_api), "controller", "prefixes the drill's API steps withdrew")
+    seen = [r for r in by_task if r.withdrawn_at is not None]
+    F["withdrawn_on_wire"] = figure(len(seen), "network", f"task-withdrawn prefixes whose withdrawal was seen: {withdrawal_basis}",
+                                    by_basis={b: sum(1 for r in seen if r.withdrawal_basis == b) for b in ("wire", "collector")})
+    F["api_to_wire_s"] = figure(distribution(r.api_to_wire for r in results if r.withdrawal_basis == "wire"), "network",
+                                "from the controller's API call to the UPDATE leaving the speaker (captures)", clock="lab")
+
+    impact_keys = ("withdrawn_only", "some_bindings", "all_bindings")
+    impact_basis = "the inventory through the API (configured state), sampled every 0.5 s"
+    for k in impact_keys:
+        F[f"impact_{k}"] = figure(max((s["impact"][k] for s in samples), default=0), "controller", impact_basis + ", peak")
+    stopped = st.detection.get("stopped")
+    at_stop = {}
+    if stopped is not None:
+        after = [s for s in samples if s["incident"] >= stopped]
+        if after:
+            at_stop = after[min(len(after) - 1, 4)]["impact"]
+    F["impact_at_stop"] = figure(at_stop, "controller", impact_basis + ", 2 s after the task was stopped")
+
+    n_vp = len(vps)
+    for how in ("dashboard", "revert", "config_push", "api"):
+        asked = st.restore_requests.get(how, [])
+        if how != "api" or asked:
+            back = sum(1 for r in results if r.prefix in set(asked) and len(r.back) == n_vp)
+            F[f"restored_by_{how}"] = figure(len(asked), "controller", f"prefixes the {how.replace('_', ' ')} asked the API to restore")
+            F[f"restored_by_{how}_in_network"] = figure(back, "network", f"of those, back at every vantage point ({mrt_basis})")
+    F["dashboard_refused"] = figure(st.dashboard_refused, "controller", "dashboard re-advertisements the API refused")
+    F["restored_in_network"] = figure(sum(1 for r in results if r.restored_at is not None and len(r.back) == n_vp), "network",
+                                      f"affected prefixes back at every vantage point after a restore ({mrt_basis})")
+    F["not_recovered"] = figure(sum(1 for r in results if r.recovered_at(n_vp) is None), "network",
+                                "affected prefixes not back at every vantage point with probes ok by the end")
+
+    # The duration: from the first withdrawal the task caused in the network, to the moment
+    # the last affected prefix was back at every vantage point and its probes succeeded again.
+    first = min((r.withdrawn_at for r in by_task or results if r.withdrawn_at is not None), default=None)
+    recovered = [r.recovered_at(n_vp) for r in results]
+    duration = None
+    if first is not None and recovered and all(t is not None for t in recovered):
+        duration = max(recovered) - first
+    F["duration_s"] = figure(None if duration is None else round(duration, 3), "network",
+                             f"first withdrawal ({withdrawal_basis}) to the last affected prefix back at every vantage "
+                             "point and its probes ok again; None if some prefix never recovered", clock="lab")
+    F["duration_incident_s"] = figure(None if duration is None else round(duration * speed, 1), "network",
+                                      "the same, on the incident clock (lab seconds x speed)", clock="incident")
+    F["first_withdrawal_incident_s"] = figure(None if first is None else round((first - t0) * speed, 1), "network",
+                                              "incident seconds from the drill's start to the first withdrawal", clock="incident")
+
+    failures = sum(1 for p in probes if p["result"] != "ok")
+    F["probe_failures"] = figure(failures, "network", "probe results that were not ok during the drill (end hosts' TCP)")
+    F["probes_total"] = figure(len(probes), "network", "probe results during the drill")
+    end_counts: dict[str, int] = defaultdict(int)
+    for s in samples[-12:]:
+        for res in s.get("probes", {}).values():
+            for k, v in res.items():
+                end_counts[k] += v
+    total_end = sum(end_counts.values())
+    F["probe_success_end"] = figure(round(end_counts.get("ok", 0) / total_end, 4) if total_end else None, "network",
+                                    f"share of ok probes in the last 6 s of the drill (n={total_end})")
+
+    per_vp = {}
+    for vp in sorted(vps.values()):
+        paths = [r.paths[vp] for r in results if vp in r.paths]
+        d = distribution(paths)
+        d["hunted_share"] = round(sum(1 for x in paths if x >= 1) / len(paths), 4) if paths else None
+        per_vp[vp] = d
+    F["path_hunting"] = figure(per_vp, "network", f"distinct AS paths a vantage point announced between the withdrawal "
+                               f"and its final withdrawal, per withdrawn prefix ({mrt_basis}); hunted_share: share with at least one")
+    F["path_hunting_worst_vp"] = figure(distribution(r.hunting for r in results), "network",
+                                        "per prefix, the most paths any vantage point showed")
+    F["updates_per_prefix"] = figure(distribution(sum(r.updates.values()) for r in results), "network",
+                                     f"UPDATEs about a withdrawn prefix at all vantage points until restored ({mrt_basis})")
+    F["convergence_s"] = figure(distribution(r.convergence for r in results), "network",
+                                "from the withdrawal in the network to the last vantage point's final withdrawal", clock="lab")
+    F["restore_convergence_s"] = figure(distribution(r.restore_convergence for r in results), "network",
+                                        "from the controller's restore call until every vantage point had it again", clock="lab")
+    F["reachable_again_s"] = figure(distribution(v for r in results for v in r.reachable_again.values()), "network",
+                                    "from the restore call to each end host's first ok probe of it", clock="lab")
+    F["mrt_events"] = figure(len(events), "network", f"per-prefix UPDATE events at the collector during the drill ({mrt_basis})")
+    return Analysis(record, F, results, events, samples)
+
+
+# Expectation name -> (figure, key inside it, per vantage point)
+EXPECTATIONS: dict[str, tuple[str, str | None, bool]] = {
+    "observer_min": ("observer_min", None, False),
+    "observer_end": ("observer_end", None, False),
+    "withdrawn_by_task": ("withdrawn_by_task", None, False),
+    "withdrawn_on_wire": ("withdrawn_on_wire", None, False),
+    "impact_withdrawn_only": ("impact_withdrawn_only", None, False),
+    "impact_some_bindings": ("impact_some_bindings", None, False),
+    "impact_all_bindings": ("impact_all_bindings", None, False),
+    "restored_by_revert": ("restored_by_revert", None, False),
+    "restored_by_config_push": ("restored_by_config_push", None, False),
+    "restored_in_network": ("restored_in_network", None, False),
+    "probe_success_end": ("probe_success_end", None, False),
+    "probe_failures": ("probe_failures", None, False),
+    "convergence_p90_s": ("convergence_s", "p90", False),
+    "path_hunting_median": ("path_hunting", "median", True),
+    "hunted_share": ("path_hunting", "hunted_share", True),
+}
+assert set(EXPECTATIONS) == set(Expect.model_fields), "every expectation names a figure"
+
+
+def check(expect: Expect, figures: dict[str, dict[str, Any]], prefix: str = "") -> list[dict[str, Any]]:
+    """Each expectation set in ``expect`` against the figure it names; per-vantage-point ones
+    at every vantage point, each with the number of prefixes it rests on."""
+    out = []
+    for name, rng in expect:
+        if rng is None:
+            continue
+        fig_name, key, per_vp = EXPECTATIONS[name]
+        fig = figures.get(fig_name)
+        source = fig["source"] if fig else None
+        if fig is None:
+            out.append({"expectation": prefix + name, "value": None, "range": str(rng), "ok": False,
+                        "source": None, "note": "no such figure at this point of the run"})
+            continue
+        value = fig["value"]
+        if per_vp:
+            if not value:
+                out.append({"expectation": prefix + name, "value": None, "range": str(rng), "ok": False,
+                            "source": source, "note": "no vantage point saw a withdrawn prefix"})
+            for vp, d in sorted((value or {}).items()):
+                out.append({"expectation": f"{prefix}{name} at {vp}", "value": d.get(key), "range": str(rng),
+                            "ok": rng.check(d.get(key)), "source": source, "n": d.get("n")})
+            continue
+        v = value.get(key) if key else value
+        row = {"expectation": prefix + name, "value": v, "range": str(rng), "ok": rng.check(v), "source": source}
+        if key and isinstance(value, dict) and "n" in value:
+            row["n"] = value["n"]
+        out.append(row)
+    return out

@@ -1,0 +1,331 @@
+"""The drill file: a topology, a time scale, a timeline of steps at incident clock times,
+expectations. Pure: parsing and validation only, every error at once with its path.
+
+The step kinds are the ``Step`` union below, each a class whose ``do`` literal names it;
+the runner has one handler per kind (``controller.drills.runner.HANDLERS``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lab.errors import BgplabError
+from lab.topology import Timers, _pydantic_problems, load_topology
+
+DURATION = re.compile(r"^(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+(?:\.\d+)?)s)?$")
+CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+
+
+def parse_duration(text: str | int | float) -> float:
+    """'1h', '8m', '90s', '1h 7m' -> seconds."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    m = DURATION.match(str(text).strip())
+    if not m or not any(m.groups()):
+        raise ValueError(f"{text!r} is not a duration (examples: 90s, 8m, 1h 7m)")
+    h, mi, s = m.groups()
+    return int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
+
+
+def parse_clock(text: str) -> float:
+    """'17:48' or '17:48:30' -> seconds since midnight."""
+    m = CLOCK.match(text.strip())
+    if not m:
+        raise ValueError(f"{text!r} is not a clock time (HH:MM or HH:MM:SS, UTC)")
+    h, mi, s = int(m[1]), int(m[2]), int(m[3] or 0)
+    if h > 23 or mi > 59 or s > 59:
+        raise ValueError(f"{text!r} is not a time of day")
+    return h * 3600 + mi * 60 + s
+
+
+def fmt_clock(seconds: float) -> str:
+    s = int(round(seconds)) % 86400
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+Duration = Annotated[str, Field(description="90s, 8m, 1h 7m")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    def check(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+    def __str__(self) -> str:
+        return f"[{'' if self.min is None else self.min}, {'' if self.max is None else self.max}]"
+
+
+class CleanupTask(_Strict):
+    """The cleanup sub-task: every cycle it asks `GET /v1/prefixes?pending_delete` (flag, no
+    value) and deletes what comes back: the prefix is withdrawn at once, its service bindings
+    are then removed a few calls per cycle (round robin over the oldest prefixes)."""
+
+    kind: Literal["pending_delete_cleanup"]
+    query: dict[str, str] = {"byoip": "true"}
+    batch: int = Field(ge=1, description="prefixes deleted per cycle")
+    every: Duration
+    bindings_per_cycle: int = Field(ge=0)
+    window: int = Field(default=40, ge=1, description="prefixes whose bindings are being removed at once")
+    first_cycle_after: Duration = "0s"
+
+    @field_validator("every", "first_cycle_after")
+    @classmethod
+    def _dur(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+class _Step(_Strict):
+    at: str
+    label: str = ""
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, v: str) -> str:
+        if v.startswith("+"):
+            parse_duration(v[1:])
+        else:
+            parse_clock(v)
+        return v
+
+
+class SetBehaviour(_Step):
+    """Switch a behaviour of the Addressing API (the 2026-02-20 handler bug)."""
+
+    do: Literal["behaviour"]
+    pending_delete_bug: bool
+
+
+class TaskStart(_Step):
+    do: Literal["task_start"]
+    task: str
+
+
+class TaskStop(_Step):
+    do: Literal["task_stop"]
+    task: str
+
+
+class Detect(_Step):
+    """Arm detection: when the canary's probes fail, stop the task after the response time."""
+
+    do: Literal["detect"]
+    task: str
+    # first: the first prefix the task will meet (probed for the purpose); auto: the first
+    # of the sampled probe targets the task will meet; or a prefix, probed for the purpose.
+    canary: str = "first"
+    response: Duration = "0s"
+
+
+class Dashboard(_Step):
+    """Affected customers re-advertise their prefixes from the dashboard (the API), spread over a window."""
+
+    do: Literal["dashboard"]
+    fraction: float = Field(gt=0, le=1)
+    window: Duration = "0s"
+    seed: int = 1
+
+
+class Revert(_Step):
+    """The change is reverted: prefixes that kept a binding get their bindings back and are re-advertised."""
+
+    do: Literal["revert"]
+
+
+class ConfigPushStep(_Step):
+    """A global config push: every prefix the drill affected gets its bindings back and is re-advertised."""
+
+    do: Literal["config_push"]
+
+
+class Api(_Step):
+    do: Literal["api"]
+    method: Literal["GET", "POST", "PATCH", "PUT", "DELETE"]
+    path: str
+    json_body: dict[str, Any] | None = Field(default=None, alias="json")
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Fault(_Step):
+    """A fault primitive (lab.faults). Times (down_for) are lab seconds: faults act on real timers."""
+
+    do: Literal["fault"]
+    fault: Literal["session_reset", "link_down", "link_up", "link_flap", "impair", "clear_impairment",
+                   "daemon", "kill_speaker", "start_speaker"]
+    node: str
+    peer: str | None = None
+    daemon: str | None = None
+    action: Literal["kill", "stop", "cont", "start"] | None = None
+    down_for: float = Field(default=2.0, gt=0)
+    times: int = Field(default=1, ge=1)
+    delay_ms: float = Field(default=0, ge=0)
+    jitter_ms: float = Field(default=0, ge=0)
+    loss_pct: float = Field(default=0, ge=0, le=100)
+    rate_kbit: int | None = Field(default=None, ge=8)
+
+    @model_validator(mode="after")
+    def _needs(self) -> "Fault":
+        if self.fault in ("session_reset", "link_down", "link_up", "link_flap", "impair", "clear_impairment") and not self.peer:
+            raise ValueError(f"fault '{self.fault}' needs a peer (the other end of the link or session)")
+        if self.fault == "daemon" and not (self.daemon and self.action):
+            raise ValueError("fault 'daemon' needs daemon (zebra, bgpd, exabgp) and action (kill, stop, cont, start)")
+        return self
+
+
+class Mark(_Step):
+    do: Literal["mark"]
+
+
+class Expect(_Strict):
+    """Ranges for figures of the run; each names its figure in ``metrics.json``.
+
+    Per-vantage-point expectations (path hunting) are checked at every vantage point:
+    one line per vantage point, with the number of prefixes it is based on."""
+
+    observer_min: Range | None = None  # network: fewest prefixes the observer received from the edge
+    observer_end: Range | None = None  # network: prefixes at the observer when the drill ends
+    withdrawn_by_task: Range | None = None  # controller: prefixes the task withdrew through the API
+    withdrawn_on_wire: Range | None = None  # network: of those, withdrawals seen on the wire or at the collector
+    impact_withdrawn_only: Range | None = None  # controller (inventory): peak counts of each impact state
+    impact_some_bindings: Range | None = None
+    impact_all_bindings: Range | None = None
+    restored_by_revert: Range | None = None  # controller: prefixes the revert asked the API to restore
+    restored_by_config_push: Range | None = None  # controller: prefixes the config push asked to restore
+    restored_in_network: Range | None = None  # network: affected prefixes back at every vantage point
+    probe_success_end: Range | None = None  # network: share of ok probes in the drill's last seconds
+    probe_failures: Range | None = None  # network: probe results that were not ok, during the drill
+    convergence_p90_s: Range | None = None  # network: withdrawal convergence, lab seconds
+    path_hunting_median: Range | None = None  # network: median AS paths explored, at each vantage point
+    hunted_share: Range | None = None  # network: share of withdrawn prefixes that hunted (>= 2 paths), each vantage point
+
+
+class Checkpoint(_Step):
+    do: Literal["checkpoint"]
+    expect: Expect
+
+
+Step = Annotated[
+    Union[SetBehaviour, TaskStart, TaskStop, Detect, Dashboard, Revert, ConfigPushStep, Api, Fault, Mark, Checkpoint],
+    Field(discriminator="do"),
+]
+
+
+class Drill(_Strict):
+    name: str
+    description: str = ""
+    topology: str
+    timers: Timers | None = None  # override the topology's session timers (MRAI drills)
+    speed: float = Field(gt=0, description="incident seconds per lab second")
+    start: str = "00:00"
+    settle: Duration = "5s"  # lab seconds to wait for convergence after the last step
+    probes: int = Field(default=20, ge=0)
+    capture: bool = True  # BGP of every link, merged with the steps as packet comments
+    # Lab seconds after which a drill that has not ended fails (a task that is never stopped
+    # would otherwise run until the inventory is empty). Default: twice the timeline at the
+    # run's speed, plus the settle time and two minutes.
+    max_duration: Duration | None = None
+    tasks: dict[str, CleanupTask] = {}
+    steps: list[Step]
+    expect: Expect = Expect()
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, v: str) -> str:
+        parse_clock(v)
+        return v
+
+    @field_validator("settle", "max_duration")
+    @classmethod
+    def _lab_duration(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    def end_offset(self) -> float:
+        """Incident seconds from the start to the last scheduled step."""
+        return max([self.offset(s) for s in self.steps] + [0.0])
+
+    def deadline(self, speed: float) -> float:
+        """Lab seconds the drill may take before it fails as overrun."""
+        if self.max_duration is not None:
+            return parse_duration(self.max_duration)
+        return 2 * self.end_offset() / speed + parse_duration(self.settle) + 120.0
+
+    @model_validator(mode="after")
+    def _refs(self) -> "Drill":
+        problems = []
+        for i, s in enumerate(self.steps):
+            task = getattr(s, "task", None)
+            if task is not None and task not in self.tasks:
+                problems.append(f"steps[{i}].task: unknown task '{task}' (tasks: {', '.join(self.tasks) or 'none'})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def offset(self, step: _Step) -> float:
+        """Incident seconds from the drill's start to ``step``."""
+        if step.at.startswith("+"):
+            return parse_duration(step.at[1:])
+        d = parse_clock(step.at) - parse_clock(self.start)
+        return d if d >= 0 else d + 86400
+
+
+class DrillError(BgplabError):
+    """A drill file is invalid (every problem, each with its path), or a drill failed to run."""
+
+    exit_code = 2
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source, self.problems = source, problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        noun = "problem" if len(problems) == 1 else "problems"
+        super().__init__(f"{source}: {len(problems)} {noun}:\n{lines}")
+
+
+def step_kinds() -> list[str]:
+    """Every step kind a drill file may use (the ``do`` values), from the ``Step`` union."""
+    union = get_args(get_args(Step)[0])
+    return [get_args(cls.model_fields["do"].annotation)[0] for cls in union]
+
+
+def load_drill(path: str | Path) -> tuple[Drill, Path]:
+    """The drill and its topology's path (relative to the drill file). Every error at once."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise DrillError(str(path), [f"cannot read the file: {e.strerror}"]) from None
+    except yaml.YAMLError as e:
+        raise DrillError(str(path), [f"not valid YAML: {e}"]) from None
+    if not isinstance(data, dict):
+        raise DrillError(str(path), ["(top level): expected a mapping"])
+    if "extends" in data:
+        # A variant of another drill: its keys replace the base's, one level deep.
+        base_path = path.parent / str(data.pop("extends"))
+        try:
+            base = yaml.safe_load(base_path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise DrillError(str(path), [f"extends: cannot read {base_path}: {e}"]) from None
+        if not isinstance(base, dict) or "extends" in base:
+            raise DrillError(str(path), [f"extends: {base_path} must be a drill that extends nothing"])
+        data = {**base, **data}
+    try:
+        drill = Drill.model_validate(data)
+    except ValidationError as e:
+        raise DrillError(str(path), _pydantic_problems(e)) from None
+    topo = (path.parent / drill.topology).resolve()
+    load_topology(topo)  # its own errors, named by its own path
+    return drill, topo

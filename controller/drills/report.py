@@ -1,0 +1,246 @@
+"""A drill's report: PNG plots and one self-contained HTML page, from the run directory's
+analysis (run once per report). Every figure in the page carries its source."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from controller.drills.analysis import Analysis  # noqa: E402
+from controller.drills.rundir import RunDir  # noqa: E402
+
+# The incident's own figures (postmortem of 2026-02-20), for the side-by-side table.
+INCIDENT = {
+    "prefixes advertised to the peer": "6,500",
+    "of them BYOIP": "4,306",
+    "withdrawn": "1,100 (17:56-18:46)",
+    "restored by the revert": "~800 (20:20)",
+    "restored by the global config push": "~300 (23:03)",
+    "duration": "6 h 07 m from 17:48 (the sub-task's start) to 23:55",
+}
+
+
+def _clock(start: str, incident_s: float) -> str:
+    h, m = (int(x) for x in start.split(":")[:2])
+    s = int(h * 3600 + m * 60 + incident_s) % 86400
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
+
+
+def _marks(ax, marks: list[dict[str, Any]], start: str, scale: float = 1 / 60) -> None:
+    at: dict[float, list[str]] = {}
+    for m in marks:
+        at.setdefault(m["incident"], []).append(m["label"])
+    for t, labels in sorted(at.items()):
+        x = t * scale
+        ax.axvline(x, color="grey", lw=0.7, ls=":")
+        text = " / ".join(label[:24] for label in labels)[:48]
+        ax.text(x, 0.98, f"{_clock(start, t)} {text}", rotation=90, va="top", ha="right", fontsize=6,
+                color="dimgrey", transform=ax.get_xaxis_transform(), clip_on=True)
+
+
+def plots(rd: RunDir, a: Analysis) -> dict[str, Path]:
+    st = a.record.state
+    start = st.start
+    marks = [{"incident": mk["incident"], "label": mk["label"]} for mk in st.marks]
+    samples = a.samples
+    x = [s["incident"] / 60 for s in samples]
+    out: dict[str, Path] = {}
+
+    def over_time(name: str, title: str, ylabel: str, series: list[tuple[str | None, str, list]], ylim=None) -> None:
+        """One plot against the incident clock, with the drill's steps marked."""
+        fig, ax = plt.subplots(figsize=(10, 4))
+        for label, color, values in series:
+            ax.plot(x, values, label=label, color=color, lw=1.5)
+        if ylim:
+            ax.set_ylim(*ylim)
+        ax.set_xlabel(f"incident minutes after {start} UTC")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        if any(label for label, _, _ in series):
+            ax.legend(fontsize=8)
+        _marks(ax, marks, start)
+        out[name] = rd.png(name)
+        fig.tight_layout()
+        fig.savefig(out[name], dpi=110)
+        plt.close(fig)
+
+    over_time("observer", "Prefixes the observer peer receives from the edge", "prefixes",
+              [(None, "tab:orange", [s["observer"] for s in samples])])
+    over_time("impact", "Prefixes in each impact state", "BYOIP prefixes", [
+        (label, color, [s["impact"][key] for s in samples])
+        for key, label, color in (("withdrawn_only", "withdrawn only", "tab:blue"),
+                                  ("some_bindings", "withdrawn, some bindings removed", "tab:orange"),
+                                  ("all_bindings", "withdrawn, all bindings removed", "tab:red"))
+    ])
+    rates = []
+    for s in samples:
+        res = list(s.get("probes", {}).values())
+        ok = sum(h.get("ok", 0) for h in res)
+        total = sum(sum(h.values()) for h in res)
+        rates.append(100 * ok / total if total else None)
+    over_time("probes", "End hosts reaching BYOIP service addresses (probes)", "% probes ok",
+              [(None, "tab:green", rates)], ylim=(-5, 105))
+
+    results = a.results
+    mrt_events = a.events
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    hunting = [r.hunting for r in results]
+    if hunting:
+        axes[0].hist(hunting, bins=range(0, max(hunting) + 2), color="tab:purple", align="left", rwidth=0.8)
+    axes[0].set_xlabel("distinct AS paths seen after the withdrawal (worst vantage point)")
+    axes[0].set_ylabel("prefixes")
+    axes[0].set_title("Path hunting per prefix")
+    conv = sorted(r.convergence for r in results if r.convergence is not None)
+    rest = sorted(r.restore_convergence for r in results if r.restore_convergence is not None)
+    for data, label in ((conv, "withdrawal: last withdraw everywhere"), (rest, "restoration: announced everywhere")):
+        if data:
+            axes[1].plot(data, [i / len(data) for i in range(1, len(data) + 1)], label=label)
+    axes[1].set_xlabel("lab seconds (BGP's timers run on this clock)")
+    axes[1].set_ylabel("share of prefixes")
+    axes[1].set_title("Convergence (CDF)")
+    if conv or rest:
+        axes[1].legend(fontsize=7)
+    out["hunting"] = rd.png("hunting")
+    fig.tight_layout()
+    fig.savefig(out["hunting"], dpi=110)
+    plt.close(fig)
+
+    worst = sorted(results, key=lambda r: (-r.hunting, -(r.convergence or 0)))[:3]
+    fig, axes = plt.subplots(len(worst) or 1, 1, figsize=(10, 2.2 * max(1, len(worst))), squeeze=False)
+    peers = a.record.lab.vantage_points if a.record.lab else {}
+    for ax, r in zip(axes[:, 0], worst):
+        if r.withdrawn_at is None:
+            continue
+        horizon = (r.convergence or 1.0) * 1.3 + 0.05
+        evs = [e for e in mrt_events if e.prefix == r.prefix and r.withdrawn_at <= e.t <= r.withdrawn_at + horizon]
+        names = sorted(set(peers.values()))
+        for e in evs:
+            y = names.index(peers.get(e.peer_ip, e.peer_ip)) if peers.get(e.peer_ip) in names else 0
+            dt = e.t - r.withdrawn_at
+            if e.kind == "announce":
+                ax.plot(dt, y, "o", color="tab:blue", ms=4)
+                n = sum(1 for x in evs if x.peer_ip == e.peer_ip and x.kind == "announce" and x.t < e.t)
+                ax.annotate(" ".join(map(str, e.as_path or ())), (dt, y), fontsize=6, xytext=(3, 3 + 7 * n),
+                            textcoords="offset points")
+            else:
+                ax.plot(dt, y, "x", color="tab:red", ms=6)
+        ax.set_yticks(range(len(names)), names)
+        ax.set_title(f"{r.prefix}: {r.hunting} paths hunted, converged in "
+                     f"{'-' if r.convergence is None else f'{r.convergence:.2f} s'} (o announce, x withdraw)", fontsize=9)
+        ax.set_xlabel("lab seconds after its withdrawal in the network")
+    out["worst"] = rd.png("worst-prefixes")
+    fig.tight_layout()
+    fig.savefig(out["worst"], dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _hms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(round(seconds))
+    return f"{s // 3600} h {s % 3600 // 60:02d} m {s % 60:02d} s"
+
+
+def lab_vs_incident(a: Analysis) -> list[tuple[str, str, str, str]]:
+    """(figure, the lab's value, where it comes from, the incident's) for the side-by-side table."""
+    F = a.figures
+
+    def v(name: str) -> Any:
+        return F[name]["value"] if name in F else None
+
+    def restored(how: str) -> str:
+        return f"{v(f'restored_by_{how}')} asked; {v(f'restored_by_{how}_in_network')} back at every vantage point"
+
+    return [
+        ("prefixes advertised to the peer", str(v("observer_start")), "network: " + F["observer_start"]["basis"],
+         INCIDENT["prefixes advertised to the peer"]),
+        ("of them BYOIP", str(v("byoip")), "input: " + F["byoip"]["basis"], INCIDENT["of them BYOIP"]),
+        ("withdrawn", f"{v('withdrawn_by_task')} by the task; {v('withdrawn_on_wire')} seen withdrawn in the network",
+         "controller: API calls of the task; network: " + F["withdrawn_on_wire"]["basis"], INCIDENT["withdrawn"]),
+        ("restored by the revert", restored("revert"), "controller: the revert's API call; network: collector MRT",
+         INCIDENT["restored by the revert"]),
+        ("restored by the global config push", restored("config_push"),
+         "controller: the push's API call; network: collector MRT", INCIDENT["restored by the global config push"]),
+        ("duration", f"{_hms(v('duration_incident_s'))} on the incident clock ({v('duration_s')} lab s), "
+         f"from the first withdrawal at {_clock(a.record.state.start, v('first_withdrawal_incident_s') or 0)}",
+         "network: " + F["duration_s"]["basis"], INCIDENT["duration"]),
+    ]
+
+
+def _value(f: dict[str, Any]) -> str:
+    v = f["value"]
+    if isinstance(v, dict) and {"n", "median"} <= set(v):
+        return f"median {v['median']}, p90 {v['p90']}, max {v['max']} (n={v['n']})"
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {_value({'value': x})}" for k, x in v.items()) or "-"
+    return "-" if v is None else str(v)
+
+
+def write(rd: RunDir, a: Analysis, metrics: dict[str, Any]) -> Path:
+    """The PNGs and report.html into the run directory; returns the HTML's path."""
+    pngs = plots(rd, a)
+    drill = json.loads(rd.drill.read_text())
+    run = metrics["run"]
+
+    def img(p: Path) -> str:
+        return f'<img src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}" alt="{p.name}">'
+
+    def row(*cells: Any, tag: str = "td") -> str:
+        return "<tr>" + "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in cells) + "</tr>"
+
+    checks_html = "".join(
+        row(c["expectation"], c["value"], c.get("n", ""), c["range"], c.get("source") or "-", "ok" if c["ok"] else "FAILED")
+        for c in metrics.get("expectations", [])
+    )
+    figures_html = "".join(
+        row(name, _value(f), f["source"], f.get("clock", ""), f["basis"]) for name, f in metrics["figures"].items()
+    )
+    worst = "".join(row(w["prefix"], ", ".join(f"{k}: {x}" for k, x in w["paths"].items()),
+                        ", ".join(f"{k}: {x}" for k, x in w["updates"].items()), w["convergence_s"])
+                    for w in metrics["worst_hunting"])
+    F = metrics["figures"]
+    outcome = ""
+    if run["outcome"] != "completed":
+        outcome = (f'<p style="color:#b00;font-weight:bold">This run did not complete: {html.escape(run["outcome"])}. '
+                   f'{html.escape(run.get("error") or "")} The figures below cover what was recorded until then.</p>')
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>bgplab drill: {html.escape(drill['name'])}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}}img{{max-width:100%}}</style></head><body>
+<h1>{html.escape(drill['name'])}</h1>
+{outcome}
+<p>{html.escape(drill.get('description', ''))}</p>
+<p>Speed {run['speed']:g} (incident seconds per lab second; BGP's timers do not compress), FRR {html.escape(str(run['frr_version']))},
+{html.escape(str(run['runtime']))} runtime. Each figure below says where it comes from: <b>input</b> (the drill file, the
+topology, the seeded inventory), <b>controller</b> (what the drill and its tasks did through the API) or <b>network</b>
+(measured: the collector's MRT, the speakers' link captures, the observer's BGP table, the end hosts' probes).</p>
+<h2>The lab beside the incident</h2>
+<table>{row('figure', 'lab', 'source', 'incident', tag='th')}{''.join(row(*r) for r in lab_vs_incident(a))}</table>
+<h2>Expectations</h2><table>{row('expectation', 'value', 'n', 'range', 'source', 'result', tag='th')}{checks_html}</table>
+<h2>Prefixes advertised to the observer</h2><p>network: {html.escape(F['observer_start']['basis'])}</p>{img(pngs['observer'])}
+<h2>Impact states</h2><p>controller: {html.escape(F['impact_withdrawn_only']['basis'])}</p>{img(pngs['impact'])}
+<h2>Path hunting and convergence</h2>
+<p>network: {html.escape(F['path_hunting']['basis'])}. Withdrawals located by {html.escape(F['withdrawn_on_wire']['basis'])}.</p>
+{img(pngs['hunting'])}
+<h3>The prefixes that hunted longest (one per withdrawal batch)</h3>
+<table>{row('prefix', 'paths per vantage point', 'updates per vantage point', 'convergence (lab s)', tag='th')}{worst}</table>
+{img(pngs['worst'])}
+<h2>Data plane</h2><p>network: {F['probe_failures']['value']} of {F['probes_total']['value']} probes failed during the drill;
+share ok at the end: {F['probe_success_end']['value']}.</p>{img(pngs['probes'])}
+<h2>Every figure</h2>
+<table>{row('figure', 'value', 'source', 'clock', 'from', tag='th')}{figures_html}</table>
+</body></html>
+"""
+    out = rd.report
+    out.write_text(page)
+    return out

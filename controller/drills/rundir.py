@@ -1,0 +1,188 @@
+"""A drill's run directory: the one definition of its files and of its record.
+
+The runner writes it; analysis and the report read it. Neither side guesses a file
+by glob: every name is a property here, and the record (``lab.json``) says which
+node was the collector, which routers were vantage points, and which link
+addresses the speakers sent from.
+
+Times in the record are lab time (UNIX seconds, ``time.time()``); incident-clock
+offsets are derived from them with the run's ``t0`` and ``speed``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.errors import BgplabError
+
+# How a run ended: the runner sets it, the report shows it, the CLI maps it to an exit code.
+OUTCOMES = ("completed", "interrupted", "overrun", "failed")
+
+
+@dataclass
+class LabFacts:
+    """What the run's lab was: read from its plan and state when the drill collected it."""
+
+    lab: str
+    runtime: str
+    frr_version: str | None
+    topology: str | None
+    prefixes: int  # input: the topology's pools
+    byoip: int  # input
+    collector: str | None  # the node whose MRT dump is the vantage points' view
+    vantage_points: dict[str, str]  # collector peer address -> router name
+    speaker_addresses: dict[str, list[str]]  # speaker -> its link addresses (UPDATEs on the wire from it)
+    observer: str | None  # the incident graph's peer (role peer)
+
+
+@dataclass
+class DrillState:
+    """What the drill and its tasks did, with the controller's own times (lab clock)."""
+
+    t0: float = 0.0
+    speed: float = 1.0
+    start: str = "00:00"
+    # prefix (CIDR) -> when the controller sent the API call that withdrew it
+    withdrawn_by_task: dict[str, float] = field(default_factory=dict)
+    withdrawn_by_api: dict[str, float] = field(default_factory=dict)  # the drill's own API steps
+    bindings_removed: dict[str, list[str]] = field(default_factory=dict)  # prefix -> services removed
+    # how -> prefixes the controller asked the API to restore that way (dashboard, revert, config_push)
+    restore_requests: dict[str, list[str]] = field(default_factory=dict)
+    restore_times: dict[str, float] = field(default_factory=dict)  # prefix -> when the controller restored it
+    dashboard_refused: int = 0
+    marks: list[dict[str, Any]] = field(default_factory=list)  # steps as they ran: t, incident, label
+    detection: dict[str, Any] = field(default_factory=dict)
+    tasks: dict[str, dict[str, int]] = field(default_factory=dict)  # per task: cycles, errors
+    captures: dict[str, list[str]] = field(default_factory=dict)  # node -> its capture files in captures/
+
+    def affected(self) -> dict[str, float]:
+        """Every prefix the drill withdrew (task or API step), with the controller's time."""
+        return {**self.withdrawn_by_api, **self.withdrawn_by_task}
+
+
+@dataclass
+class RunRecord:
+    lab: LabFacts | None
+    state: DrillState
+    outcome: str = "completed"
+    error: str | None = None  # why a run that did not complete ended
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunRecord":
+        d = json.loads(text)
+        return cls(LabFacts(**d["lab"]) if d.get("lab") else None, DrillState(**d["state"]),
+                   d.get("outcome", "completed"), d.get("error"))
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    # written by the runner
+    @property
+    def drill(self) -> Path:
+        return self.path / "drill.json"  # the drill as run (with the speed it ran at)
+
+    @property
+    def events(self) -> Path:
+        return self.path / "drill-events.jsonl"
+
+    @property
+    def samples(self) -> Path:
+        return self.path / "drill-samples.jsonl"
+
+    @property
+    def bindings_before(self) -> Path:
+        return self.path / "bindings-before.json"
+
+    @property
+    def record_file(self) -> Path:
+        return self.path / "lab.json"
+
+    @property
+    def observe(self) -> Path:
+        return self.path / "observe"  # the lab's own observations (probes, kernel samples), copied
+
+    @property
+    def probes(self) -> Path:
+        return self.observe / "probes.jsonl"
+
+    @property
+    def faults(self) -> Path:
+        return self.path / "faults.jsonl"
+
+    @property
+    def captures(self) -> Path:
+        return self.path / "captures"
+
+    @property
+    def capture(self) -> Path:
+        return self.path / "capture.pcapng"
+
+    @property
+    def topology(self) -> Path:
+        return self.path / "topology.yaml"  # only when the drill overrides the topology's timers
+
+    def mrt(self, node: str) -> Path:
+        return self.path / "mrt" / f"{node}.mrt"
+
+    # written by analysis and the report
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.html"
+
+    def png(self, name: str) -> Path:
+        return self.path / f"{name}.png"
+
+    # the record
+    def write_record(self, record: RunRecord) -> None:
+        tmp = self.record_file.with_suffix(".tmp")
+        tmp.write_text(record.to_json())
+        tmp.replace(self.record_file)
+
+    def record(self) -> RunRecord:
+        try:
+            return RunRecord.from_json(self.record_file.read_text())
+        except FileNotFoundError:
+            raise RunDirError(f"{self.path} is not a drill run directory: it has no {self.record_file.name}") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise RunDirError(f"{self.record_file}: not a run record this version can read ({e})") from None
+
+    def collector_mrt(self, record: RunRecord) -> Path | None:
+        if record.lab is None or record.lab.collector is None:
+            return None
+        p = self.mrt(record.lab.collector)
+        return p if p.exists() else None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """A JSON-lines file the lab wrote. Only a last line cut short (a writer that was still
+    writing) is tolerated; a bad line anywhere else is an error naming the file and line."""
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        try:
+            out.append(json.loads(line))
+        except ValueError as e:
+            if i == len(lines) - 1:
+                break
+            raise RunDirError(f"{path}:{i + 1}: not JSON ({e})") from None
+    return out
+
+
+class RunDirError(BgplabError):
+    """A run directory that is missing a file or holds one this version cannot read."""
+
+    exit_code = 2
