@@ -8,7 +8,7 @@ NAME ?=
 RUNTIME ?= netns
 RUNS ?= 3
 
-.PHONY: setup lab-up lab-down lab-status test unit bench image docker-engine docker-engine-stop
+.PHONY: setup lab-up lab-down lab-status test unit bench image docker-engine docker-engine-stop golden fixture-run
 
 setup:
 	@scripts/bootstrap
@@ -47,3 +47,11 @@ docker-engine: setup
 
 docker-engine-stop:
 	scripts/docker-engine stop
+
+# Rewrite the golden daemon configs from the current renderer (review the diff before committing).
+golden: setup
+	$(VENV)/bin/python -m tests.unit.test_render --write
+
+# Re-record the run directory the unit tests of analysis and report read (a live drill, as root).
+fixture-run: setup
+	$(VENV)/bin/python -m tests.fixtures.record

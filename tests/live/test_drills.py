@@ -7,12 +7,20 @@ report with its plots, metrics computed from real UPDATEs at the collector.
 from __future__ import annotations
 
 import json
+import queue
+import re
+import signal
 import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from controller.drills import run_drill
+from controller.drills.runner import DrillOverrun
 
 from .conftest import ROOT, leftovers, unique_name
 
@@ -78,3 +86,65 @@ def test_drill(runtime: str, tmp_path: Path, name: str, speed: float) -> None:
         assert F["reachable_again_s"]["value"]["n"] > 0
         assert F["impact_withdrawn_only"]["value"] > 0 and F["impact_some_bindings"]["value"] > 0
         assert F["impact_all_bindings"]["value"] > 0
+
+
+MINI = ROOT / "tests" / "live" / "drills" / "mini-replay.yaml"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_an_interrupted_drill_removes_its_lab_and_reports_what_it_has(live, tmp_path: Path, sig: int) -> None:
+    lab = unique_name("i")
+    proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "drill", "run", str(MINI), "--name", lab,
+                             "--runs-dir", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    err: list[str] = []
+
+    def read() -> None:
+        for line in proc.stderr:
+            err.append(line)
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        # interrupt once the task has withdrawn prefixes (a progress line says so)
+        deadline = time.monotonic() + 120
+        while True:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            m = re.search(r"withdrawn by task\s+(\d+)", line)
+            if m and int(m[1]) > 0:
+                break
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + sig, "".join(err)[-2000:]
+    assert leftovers(lab) == []
+    assert "Traceback" not in "".join(err), "".join(err)[-3000:]
+    assert f"interrupted by {signal.Signals(sig).name}" in "".join(err)
+    [run_dir] = list(tmp_path.iterdir())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["run"]["outcome"] == "interrupted"
+    assert metrics["figures"]["withdrawn_by_task"]["value"] > 0
+    assert "did not complete: interrupted" in (run_dir / "report.html").read_text()
+
+
+def test_a_drill_that_never_ends_fails_at_its_maximum_duration(live, tmp_path: Path) -> None:
+    doc = yaml.safe_load(MINI.read_text())
+    doc.update(name="never-stopped", topology=str(MINI.parent.parent / "topologies" / "mini-clique.yaml"),
+               max_duration="25s", expect={})
+    # the task starts and nothing stops it: it would withdraw every BYOIP prefix and go on cycling
+    doc["steps"] = [s for s in doc["steps"] if s["do"] in ("behaviour", "task_start")]
+    path = tmp_path / "never.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    lab = unique_name("o")
+    t0 = time.monotonic()
+    with pytest.raises(DrillOverrun, match="maximum duration of 25 lab seconds .*tasks still running: cleanup"):
+        run_drill(path, runs_dir=tmp_path / "runs", lab=lab, progress=print)
+    assert time.monotonic() - t0 < 120
+    assert leftovers(lab) == []
+    [run_dir] = list((tmp_path / "runs").iterdir())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["run"]["outcome"] == "overrun" and metrics["expectations"] == []

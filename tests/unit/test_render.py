@@ -1,11 +1,12 @@
 """Rendered daemon configs against golden files, one file per node and daemon.
 
-Regenerate after an intended change with BGPLAB_REGEN_GOLDEN=1 and review the diff.
+After an intended change, `make golden` rewrites them (this module run with --write);
+review the diff. A test run never writes them.
 """
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,10 +37,7 @@ CASES = rendered()
 @pytest.mark.parametrize("node,name,text", CASES, ids=[f"{n}/{f}" for n, f, _ in CASES])
 def test_golden(node: str, name: str, text: str) -> None:
     path = GOLDEN / "byoip" / node / name
-    if os.environ.get("BGPLAB_REGEN_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"no golden file {path}; run with BGPLAB_REGEN_GOLDEN=1"
+    assert path.exists(), f"no golden file {path}; `make golden` writes it"
     assert text == path.read_text()
 
 
@@ -59,3 +57,15 @@ def test_sessions_to_speakers_are_passive() -> None:
     text = dict(((n, f), t) for n, f, t in CASES)[("t1", "bgpd.conf")]
     assert "neighbor 198.18.0.0 passive" in text
     assert "neighbor 198.18.0.9 passive" not in text
+
+
+def write_golden() -> None:
+    for node, name, text in CASES:
+        path = GOLDEN / "byoip" / node / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(path)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
+    write_golden()

@@ -1,0 +1,128 @@
+"""Analysis and report against a run directory the lab itself recorded (tests/fixtures/run-mini,
+the mini replay on a live lab; `make fixture-run` records it again)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from controller.drills import write_report
+from controller.drills.analysis import SOURCES, analyse
+from controller.drills.rundir import RunDir, RunDirError, read_jsonl
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "run-mini"
+
+
+@pytest.fixture
+def rd(tmp_path: Path) -> RunDir:
+    shutil.copytree(FIXTURE, tmp_path / "run")
+    return RunDir(tmp_path / "run")
+
+
+@pytest.fixture(scope="module")
+def analysis():
+    return analyse(RunDir(FIXTURE))
+
+
+def test_every_figure_says_where_it_comes_from(analysis) -> None:
+    F = analysis.figures
+    assert F and all(f["source"] in SOURCES and f["basis"] for f in F.values())
+    assert F["byoip"]["source"] == "input" and F["withdrawn_by_task"]["source"] == "controller"
+    for measured in ("observer_min", "withdrawn_on_wire", "duration_s", "convergence_s", "path_hunting", "probe_failures"):
+        assert F[measured]["source"] == "network", measured
+    assert F["duration_s"]["clock"] == "lab" and F["duration_incident_s"]["clock"] == "incident"
+
+
+def test_withdrawals_are_located_on_the_speakers_wire(analysis) -> None:
+    F = analysis.figures
+    n = F["withdrawn_by_task"]["value"]
+    assert n > 0 and F["withdrawn_on_wire"]["value"] == n
+    assert F["withdrawn_on_wire"]["by_basis"] == {"wire": n, "collector": 0}
+    delay = F["api_to_wire_s"]["value"]
+    assert delay["n"] == n and 0 < delay["median"] < 1.0
+    for r in analysis.results:
+        assert r.withdrawn_at >= r.controller_at  # the wire never leads the call that caused it
+
+
+def test_restored_counts_say_asked_and_back_separately(analysis) -> None:
+    F = analysis.figures
+    asked = sum(F[f"restored_by_{how}"]["value"] for how in ("dashboard", "revert", "config_push"))
+    assert asked == F["withdrawn_by_task"]["value"]  # every affected prefix was asked back once
+    assert F["restored_in_network"]["value"] == asked and F["not_recovered"]["value"] == 0
+    assert F["restored_by_revert_in_network"]["source"] == "network"
+
+
+def test_the_duration_is_measured_not_read_off_the_timeline(analysis) -> None:
+    F = analysis.figures
+    st = analysis.record.state
+    last_step = max(m["incident"] for m in st.marks)
+    # from the first withdrawal on the wire to the last prefix back everywhere with probes ok
+    first = min(r.withdrawn_at for r in analysis.results)
+    last = max(r.recovered_at(len(analysis.record.lab.vantage_points)) for r in analysis.results)
+    assert F["duration_s"]["value"] == round(last - first, 3)
+    assert F["duration_incident_s"]["value"] != last_step
+    # the config push (18:22, 34 incident minutes in) ends it, not the closing mark (18:28)
+    assert abs(F["duration_incident_s"]["value"] + F["first_withdrawal_incident_s"]["value"] - 34 * 60) < 60
+
+
+@pytest.mark.parametrize("move", ["remove", "later"])
+def test_moving_or_removing_the_closing_mark_keeps_the_duration(rd: RunDir, analysis, move: str) -> None:
+    record = rd.record()
+    marks = [m for m in record.state.marks if m["label"] != "over"]
+    assert len(marks) == len(record.state.marks) - 1
+    if move == "later":
+        marks.append({"t": record.state.t0 + 3600, "incident": 3 * 3600 * 60, "label": "over"})
+    record.state.marks = marks
+    rd.write_record(record)
+    drill = json.loads(rd.drill.read_text())
+    drill["steps"] = [s for s in drill["steps"] if s["do"] != "mark"]
+    rd.drill.write_text(json.dumps(drill))
+    assert analyse(rd).figures["duration_s"] == analysis.figures["duration_s"]
+
+
+def test_report_shows_sources_and_no_blanket_claim(rd: RunDir) -> None:
+    metrics, page = write_report(rd, [])
+    html = page.read_text()
+    assert "All figures below were measured" not in html
+    assert html.count('<img src="data:image/png;base64,') == 5
+    assert "<th>source</th>" in html and "network: " in html and "input: " in html
+    assert "did not complete" not in html
+    for raw in ("{'", '{"', "[{"):  # no Python or JSON structures printed into the page's tables
+        assert raw not in html.split("<h2>Every figure</h2>")[0].split("</style>")[1], raw
+    assert json.loads(rd.metrics.read_text())["figures"] == metrics["figures"]
+
+
+def test_report_of_an_interrupted_run_says_so(rd: RunDir) -> None:
+    record = rd.record()
+    record.outcome, record.error = "interrupted", "drill interrupted by SIGTERM"
+    rd.write_record(record)
+    metrics, page = write_report(rd, [])
+    assert metrics["run"]["outcome"] == "interrupted"
+    assert "did not complete: interrupted" in page.read_text()
+
+
+def test_a_directory_without_a_record_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RunDirError, match="no lab.json"):
+        analyse(RunDir(tmp_path))
+
+
+def test_jsonl_tolerates_only_a_cut_last_line(tmp_path: Path) -> None:
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"a": 1}\n{"a": 2}\n{"a"')
+    assert read_jsonl(p) == [{"a": 1}, {"a": 2}]
+    p.write_text('{"a": 1}\n{"a\n{"a": 3}\n')
+    with pytest.raises(RunDirError, match="x.jsonl:2"):
+        read_jsonl(p)
+
+
+def test_a_sampler_that_fails_keeps_its_error_for_the_runner(tmp_path: Path) -> None:
+    from controller.drills.runner import Sampler
+    from lab.errors import LabNotFound
+
+    s = Sampler("no-such-lab", RunDir(tmp_path), {}, lambda: 0.0)
+    s.start()
+    s.join(timeout=10)
+    assert isinstance(s.error, LabNotFound)
