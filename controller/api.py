@@ -13,17 +13,50 @@ Off by default; a drill turns it on through ``PUT /v1/lab/behaviour``.
 from __future__ import annotations
 
 import ipaddress
+import math
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Protocol
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller.inventory import SERVICES, Inventory, InventoryError, NotFound, Prefix
 
 OnChange = Callable[[list[Prefix]], dict[str, Any]]
+
+# The most a list may ask for: more than any lab's inventory, and small enough for SQLite.
+MAX_LIMIT = 1_000_000
+MAX_VERIFY_WAIT = 60.0
+
+
+class PropagationFailed(InventoryError):
+    """A change could not reach every speaker: it was rolled back, and the answer says which
+    speaker failed and what it was to change. Not the client's mistake: 503."""
+
+    status = 503
+
+    def __init__(self, result: dict[str, Any], prefixes: list[Prefix]):
+        self.result, self.prefixes = result, prefixes
+        failed = result.get("failed", {})
+        names = ", ".join(sorted(failed)) or "a speaker"
+        super().__init__(f"the change did not reach {names} and was rolled back: "
+                         + "; ".join(f"{n}: {f['error']}" for n, f in sorted(failed.items())))
+
+
+class LabControl(Protocol):
+    """What the lab's routes need from the controller: the reconciler and the observers."""
+
+    def verify(self, wait: float = 0.0) -> dict[str, Any]: ...
+    def sync(self) -> Any: ...
+    def resend_all(self) -> Any: ...
+    def status(self) -> dict[str, Any]: ...
+    def observe(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -40,14 +73,17 @@ class BgpStatus(_Body):
 
 
 class Selector(_Body):
-    """Which prefixes a bulk change applies to: explicit ids, or a filter (with an optional count)."""
+    """Which prefixes a bulk change applies to: explicit ids, or at least one filter
+    (account_id, family, byoip), or ``all: true``; ``advertised`` and ``count`` only narrow
+    what those name. An empty or narrowing-only selector names nothing: it is refused."""
 
     ids: list[str] | None = None
     account_id: str | None = None
     family: Literal["ipv4", "ipv6"] | None = None
     byoip: StrictBool | None = None
+    all: StrictBool | None = None
     advertised: StrictBool | None = None
-    count: StrictInt | None = Field(default=None, ge=1)
+    count: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT)
 
 
 class BulkBgpStatus(_Body):
@@ -120,8 +156,14 @@ def select(inv: Inventory, sel: Selector) -> list[Prefix]:
             raise NotFound(f"no prefix {', '.join(repr(m) for m in missing[:5])} in this lab's inventory")
         chosen = [found[i] for i in dict.fromkeys(sel.ids)]
     else:
-        if sel.account_id is None and sel.family is None and sel.byoip is None and sel.advertised is None and sel.count is None:
-            raise InventoryError("selector names nothing: give ids, or at least one of account_id, family, byoip, advertised, count")
+        filters = [k for k in ("account_id", "family", "byoip") if getattr(sel, k) is not None]
+        if sel.all is False:
+            raise InventoryError("selector.all: false names nothing; leave it out and give a filter")
+        if sel.all and filters:
+            raise InventoryError(f"selector.all: true selects every prefix; it cannot be combined with {', '.join(filters)}")
+        if not filters and not sel.all:
+            raise InventoryError("selector names no prefixes: give ids, or at least one of account_id, family, byoip "
+                                 "(advertised and count only narrow a selection); to act on every prefix, say all: true")
         if sel.account_id is not None and not inv.account_exists(sel.account_id):
             raise NotFound(f"no account '{sel.account_id}'")
         chosen = inv.prefixes(
@@ -133,22 +175,83 @@ def select(inv: Inventory, sel: Selector) -> list[Prefix]:
     return chosen[: sel.count] if sel.count is not None else chosen
 
 
+def strict_query(request: Request) -> None:
+    """Every route: a query parameter given twice, or one the route does not take, is a 400
+    that names it (a repeated flag once silently took its last value)."""
+    params = request.query_params.multi_items()
+    repeated = sorted(k for k, n in Counter(k for k, _ in params).items() if n > 1)
+    if repeated:
+        raise InventoryError(f"query parameter {', '.join(repr(r) for r in repeated)} given more than once; give it once")
+    route = request.scope.get("route")
+    if isinstance(route, APIRoute):
+        known = _declared_query(route.dependant)
+        known |= getattr(route.endpoint, "query_params", set())
+        unknown = sorted({k for k, _ in params} - known)
+        if unknown:
+            takes = f"it takes {', '.join(sorted(known))}" if known else "it takes none"
+            raise InventoryError(f"unknown query parameter {', '.join(repr(u) for u in unknown)} for {route.path} ({takes})")
+
+
+def _declared_query(dependant: Any) -> set[str]:
+    """The query parameters a route declares, its dependencies' included."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _declared_query(sub)
+    return names
+
+
+def _verify_wait(raw: str | None) -> float:
+    if raw is None:
+        return 5.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait) or not 0 <= wait <= MAX_VERIFY_WAIT:
+        raise InventoryError(f"query parameter 'wait' is seconds from 0 to {MAX_VERIFY_WAIT:g} (got {raw!r})")
+    return wait
+
+
 def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Behaviour | None = None,
-               extra: Callable[[FastAPI], None] | None = None) -> FastAPI:
+               lab: LabControl | None = None) -> FastAPI:
     app = FastAPI(
         title="bgplab Addressing API",
         version="1",
         description="The lab's source of truth for every prefix: BGP status, service bindings, deletion.",
+        dependencies=[Depends(strict_query)],
     )
     behaviour = behaviour or Behaviour()
     app.state.behaviour = behaviour
 
-    def changed(prefixes: list[Prefix]) -> dict[str, Any]:
-        return on_change(prefixes) if on_change else {}
+    def propagate(prefixes: list[Prefix], box: dict[str, Any]) -> None:
+        """Inside the inventory's transaction: the change reaches the speakers, or raises and
+        is rolled back."""
+        result = on_change(prefixes) if on_change else {}
+        if result.get("errors"):
+            raise PropagationFailed(result, prefixes)
+        box["reconcile"] = result
+
+    def apply(change: Callable[[Callable[[list[Prefix]], None]], Any]) -> tuple[Any, dict[str, Any]]:
+        box: dict[str, Any] = {}
+        out = change(lambda prefixes: propagate(prefixes, box))
+        return out, box.get("reconcile", {})
+
+    @app.exception_handler(PropagationFailed)
+    async def propagation_failed(_: Request, e: PropagationFailed) -> JSONResponse:
+        # The inventory is back as it was; speakers that took the change are brought back to it
+        # (the one that failed is resent in full once it answers again).
+        again = await run_in_threadpool(on_change, e.prefixes) if on_change else {}
+        return _error(503, str(e), failed=e.result.get("failed", {}), prefixes=len(e.prefixes),
+                      rolled_back=True, speakers_restored=again.get("ok", False))
 
     @app.exception_handler(InventoryError)
     async def inventory_error(_: Request, e: InventoryError) -> JSONResponse:
         return _error(e.status, str(e))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        # no such route (404), or not this method (405): in the API's own error shape
+        return _error(e.status_code, f"{request.method} {request.url.path}: {e.detail}")
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, e: RequestValidationError) -> JSONResponse:
@@ -168,11 +271,7 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
 
     @app.get("/v1/prefixes")
     def list_prefixes(request: Request) -> dict[str, Any]:
-        q = request.query_params
-        known = {"account_id", "advertised", "pending_delete", "family", "byoip", "cidr", "limit"}
-        unknown = sorted(set(q.keys()) - known)
-        if unknown:
-            raise InventoryError(f"unknown query parameter {', '.join(repr(u) for u in unknown)} (known: {', '.join(sorted(known))})")
+        q = request.query_params  # unknown and repeated parameters were refused by strict_query
         if "cidr" in q:
             net = q["cidr"]
             try:
@@ -187,10 +286,10 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         if "limit" in q:
             try:
                 limit = int(q["limit"])
-                if limit < 1:
+                if not 1 <= limit <= MAX_LIMIT:
                     raise ValueError
             except ValueError:
-                raise InventoryError(f"query parameter 'limit' is a positive integer (got {q['limit']!r})") from None
+                raise InventoryError(f"query parameter 'limit' is an integer from 1 to {MAX_LIMIT} (got {q['limit'][:40]!r})") from None
         account = q.get("account_id")
         if account is not None and not inv.account_exists(account):
             raise NotFound(f"no account '{account}'")
@@ -204,6 +303,8 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         )
         return _ok([p.as_dict() for p in rows], count=len(rows))
 
+    list_prefixes.query_params = {"account_id", "advertised", "pending_delete", "family", "byoip", "cidr", "limit"}
+
     @app.get("/v1/prefixes/{prefix_id}")
     def get_prefix(prefix_id: str) -> dict[str, Any]:
         return _ok(inv.get(prefix_id).as_dict())
@@ -215,17 +316,17 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
 
     @app.patch("/v1/prefixes/{prefix_id}/bgp/status")
     def set_status(prefix_id: str, body: BgpStatus) -> dict[str, Any]:
-        [p] = inv.set_advertised([prefix_id], body.advertised)
-        return _ok({"prefix": p.cidr, "advertised": p.advertised, "modified": p.modified}, reconcile=changed([p]))
+        [p], rec = apply(lambda then: inv.set_advertised([prefix_id], body.advertised, then=then))
+        return _ok({"prefix": p.cidr, "advertised": p.advertised, "modified": p.modified}, reconcile=rec)
 
     @app.patch("/v1/prefixes/bgp/status")
     def bulk_status(body: BulkBgpStatus) -> dict[str, Any]:
         chosen = select(inv, body.selector)
         if not chosen:
             return _ok({"prefixes": 0, "advertised": body.advertised}, reconcile={})
-        updated = inv.set_advertised([p.id for p in chosen], body.advertised)
+        updated, rec = apply(lambda then: inv.set_advertised([p.id for p in chosen], body.advertised, then=then))
         return _ok({"prefixes": len(updated), "advertised": body.advertised, "ids": [p.id for p in updated]},
-                   reconcile=changed(updated))
+                   reconcile=rec)
 
     @app.get("/v1/bindings")
     def all_bindings() -> dict[str, Any]:
@@ -252,8 +353,8 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
 
     @app.delete("/v1/prefixes/{prefix_id}")
     def delete_prefix(prefix_id: str) -> dict[str, Any]:
-        p = inv.delete(prefix_id)
-        return _ok(p.as_dict(), reconcile=changed([p]))
+        p, rec = apply(lambda then: inv.delete(prefix_id, then=then))
+        return _ok(p.as_dict(), reconcile=rec)
 
     @app.get("/v1/lab/behaviour")
     def get_behaviour() -> dict[str, Any]:
@@ -267,13 +368,38 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
     @app.post("/v1/lab/config_push")
     def config_push(body: ConfigPush) -> dict[str, Any]:
         """The operator's global config push: re-create bindings and re-advertise, deleted or not."""
-        restored = inv.restore([(i.id, list(i.services)) for i in body.prefixes])
-        return _ok({"prefixes": len(restored)}, reconcile=changed(restored))
+        restored, rec = apply(lambda then: inv.restore([(i.id, list(i.services)) for i in body.prefixes], then=then))
+        return _ok({"prefixes": len(restored)}, reconcile=rec)
 
     @app.get("/v1/lab/services")
     def services() -> dict[str, Any]:
         return _ok(list(SERVICES))
 
-    if extra:
-        extra(app)
+    if lab is not None:
+        @app.get("/v1/lab/observe")
+        def observe() -> dict[str, Any]:
+            return _ok(lab.observe())
+
+        @app.get("/v1/lab/reconcile")
+        def reconcile_status() -> dict[str, Any]:
+            return _ok(lab.status())
+
+        @app.post("/v1/lab/verify")
+        def verify(request: Request) -> dict[str, Any]:
+            """Compare what the peers received with what was intended, waiting up to ``wait`` seconds."""
+            return _ok(lab.verify(wait=_verify_wait(request.query_params.get("wait"))))
+
+        verify.query_params = {"wait"}
+
+        @app.post("/v1/lab/sync")
+        def sync(request: Request) -> dict[str, Any]:
+            """Push the inventory to the speakers; ``full=true`` resends everything (after a difference).
+            A speaker that cannot be reached: 503, naming it."""
+            full = _flag(request.query_params.get("full"), "full")
+            result = (lab.resend_all() if full else lab.sync()).as_dict()
+            if result["errors"]:
+                return _error(503, "; ".join(result["errors"]), failed=result["failed"], result=result)
+            return _ok(result)
+
+        sync.query_params = {"full"}
     return app

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from lab.errors import BgplabError
 from lab.plan import LabPlan
@@ -152,6 +152,10 @@ def _bindings_for(byoip: bool, rng: random.Random) -> list[str]:
         return ["cdn"] if rng.random() < 0.8 else ["cdn", "spectrum"]
     chosen = [s for s, p in zip(SERVICES, (0.6, 0.25, 0.3, 0.1)) if rng.random() < p]
     return chosen or ["cdn"]
+
+
+# Called with the changed prefixes before a change commits; raising rolls the change back.
+Then = Callable[[list["Prefix"]], None]
 
 
 class Inventory:
@@ -314,8 +318,11 @@ class Inventory:
             (time.time(), what, pfx_id, json.dumps(detail) if detail else None),
         )
 
-    def set_advertised(self, pfx_ids: list[str], advertised: bool) -> list[Prefix]:
-        """Set the BGP status of several prefixes at once; all exist and none is deleted, or nothing changes."""
+    def set_advertised(self, pfx_ids: list[str], advertised: bool, then: Then | None = None) -> list[Prefix]:
+        """Set the BGP status of several prefixes at once; all exist and none is deleted, or nothing changes.
+
+        ``then`` is called with the changed prefixes inside the transaction: if it raises
+        (the change could not reach the network), the change is rolled back."""
         now = time.time()
         with self.tx() as db:
             found = {r["id"]: r for r in db.execute(
@@ -342,7 +349,7 @@ class Inventory:
                 "UPDATE prefixes SET advertised = ?, modified = ? WHERE id = ?", [(int(advertised), now, p) for p in pfx_ids]
             )
             self._log(db, "advertise" if advertised else "withdraw", None, {"prefixes": len(pfx_ids)})
-        return self.prefixes(ids=pfx_ids, include_deleted=True)
+            return self._then(pfx_ids, then)
 
     def request_deletion(self, pfx_id: str) -> Prefix:
         with self.tx() as db:
@@ -353,7 +360,7 @@ class Inventory:
             self._log(db, "request_deletion", pfx_id)
         return self.get(pfx_id)
 
-    def delete(self, pfx_id: str) -> Prefix:
+    def delete(self, pfx_id: str, then: Then | None = None) -> Prefix:
         """Delete a prefix: it is withdrawn, and its service bindings go with it."""
         with self.tx() as db:
             p = self.get(pfx_id)
@@ -365,9 +372,9 @@ class Inventory:
                 (time.time(), pfx_id),
             )
             self._log(db, "delete", pfx_id, {"bindings_removed": removed})
-        return self.get(pfx_id)
+            return self._then([pfx_id], then)[0]
 
-    def restore(self, items: list[tuple[str, list[str]]]) -> list[Prefix]:
+    def restore(self, items: list[tuple[str, list[str]]], then: Then | None = None) -> list[Prefix]:
         """A global config push: each prefix undeleted, given exactly these bindings, advertised."""
         now = time.time()
         with self.tx() as db:
@@ -390,7 +397,14 @@ class Inventory:
                 )
             db.execute("UPDATE meta SET value = ? WHERE key = 'next_binding'", (str(n),))
             self._log(db, "config_push", None, {"prefixes": len(items)})
-        return self.prefixes(ids=[pfx_id for pfx_id, _ in items], include_deleted=True)
+            return self._then([pfx_id for pfx_id, _ in items], then)
+
+    def _then(self, pfx_ids: list[str], then: Then | None) -> list[Prefix]:
+        """The changed prefixes as the open transaction has them, handed to ``then`` before commit."""
+        changed = self.prefixes(ids=pfx_ids, include_deleted=True)
+        if then is not None:
+            then(changed)
+        return changed
 
     def add_binding(self, pfx_id: str, service: str) -> Binding:
         if service not in SERVICES:

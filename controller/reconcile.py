@@ -58,6 +58,10 @@ class SpeakerLink:
                 if self.channel.closed():
                     self.channel = None
                 raise
+            except OSError as e:  # broken pipe, reset, timeout: the channel is gone
+                self.channel.close()
+                self.channel = None
+                raise SpeakerError(f"speaker {self.node.name}: its channel failed: {e}") from e
 
     def _watch(self) -> None:
         while not self.stopping.wait(0.2):
@@ -85,6 +89,8 @@ class SyncResult:
     commands: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    # speaker -> what it was to announce and withdraw when it failed (CIDRs, first 20) and why
+    failed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +102,7 @@ class SyncResult:
             "seconds": round(self.seconds, 4),
             "ok": not self.errors,
             "errors": self.errors,
+            "failed": self.failed,
         }
 
 
@@ -108,6 +115,9 @@ class Reconciler:
             s.name: SpeakerLink(s, exabgp.ExabgpPaths(state.node_dir(s.name)).socket, self.resend, log)
             for s in plan.speakers()
         }
+        # Speakers whose last feed failed part way: what they announce is unknown, so their
+        # next sync withdraws everything not wanted and announces everything wanted.
+        self.suspect: set[str] = set()
         self.last_sync: dict[str, Any] = {}
         self.last_verify: dict[str, Any] = {}
         # One verifier, woken by changes: changes that come while it runs are covered by
@@ -142,36 +152,48 @@ class Reconciler:
         """Make every speaker (or those named) announce exactly what the inventory wants.
 
         Speakers are fed in parallel: each ExaBGP parses its own commands, and with two
-        speakers in sequence the second waited for the first for no reason.
+        speakers in sequence the second waited for the first for no reason. A speaker that
+        fails is named in the result with what it was to change; nothing is swallowed.
+        The inventory's lock is taken before the reconciler's, always in that order (the
+        API propagates a change from inside its inventory transaction).
         """
         t0 = time.monotonic()
         result = SyncResult()
-        with self.lock:
+        with self.inv.lock, self.lock:
             plans = {}
             for name in only or list(self.links):
                 want = self.inv.desired(name)
                 have = self.announced[name]
-                add = sorted((ipaddress.ip_network(c) for c in want - have), key=_order)
-                drop = sorted((ipaddress.ip_network(c) for c in have - want), key=_order)
+                if name in self.suspect:
+                    originated = {str(p.prefix) for p in self.plan.originated_by(name)}
+                    add_c, drop_c = want, originated - want
+                else:
+                    add_c, drop_c = want - have, have - want
+                add = sorted((ipaddress.ip_network(c) for c in add_c), key=_order)
+                drop = sorted((ipaddress.ip_network(c) for c in drop_c), key=_order)
                 if add or drop:
                     plans[name] = (want, add, drop)
 
             def feed(name: str) -> None:
                 want, add, drop = plans[name]
                 sessions = self.plan.nodes[name].sessions
-                commands: list[exabgp.Command] = exabgp.withdrawals(sessions, drop) if drop else []
-                commands += exabgp.announcements(sessions, add) if add else []
                 try:
+                    commands: list[exabgp.Command] = exabgp.withdrawals(sessions, drop) if drop else []
+                    commands += exabgp.announcements(sessions, add) if add else []
                     self.links[name].send_many(commands)
-                except BgplabError as e:
-                    result.errors.append(str(e))
+                except Exception as e:  # noqa: BLE001 - every failure is reported with its speaker
+                    self.suspect.add(name)
+                    result.errors.append(f"{name}: {e}")
+                    result.failed[name] = {"error": str(e), "announce": len(add), "withdraw": len(drop),
+                                           "prefixes": [str(n) for n in (drop + add)[:20]]}
                     return
+                self.suspect.discard(name)
                 self.announced[name] = set(want)
                 result.announced[name] = len(add)
                 result.withdrawn[name] = len(drop)
                 result.commands += len(commands)
 
-            threads = [threading.Thread(target=feed, args=(n,)) for n in plans]
+            threads = [threading.Thread(target=feed, args=(n,), name=f"feed-{n}") for n in plans]
             for t in threads:
                 t.start()
             for t in threads:
@@ -197,15 +219,8 @@ class Reconciler:
     def resend_all(self) -> SyncResult:
         """Tell every speaker its whole state again: what verify found missing comes back, and
         whatever the speaker announces that the inventory does not want is withdrawn."""
-        with self.lock:
-            for name, link in self.links.items():
-                node = self.plan.nodes[name]
-                unwanted = {p.prefix for p in self.plan.originated_by(name)} - {
-                    ipaddress.ip_network(c) for c in self.inv.desired(name)
-                }
-                if unwanted:
-                    link.send_many(exabgp.withdrawals(node.sessions, sorted(unwanted, key=_order)))
-                self.announced[name] = set()
+        with self.inv.lock, self.lock:
+            self.suspect |= set(self.links)
         return self.sync()
 
     def expected(self) -> dict[str, dict[str, dict[str, int]]]:

@@ -22,7 +22,6 @@ from typing import Any
 
 import httpx
 import uvicorn
-from fastapi import FastAPI
 
 from controller.api import Behaviour, create_app
 from controller.inventory import Inventory
@@ -97,30 +96,7 @@ def serve(lab: str, seed: int, probes: int, extra: list[str]) -> None:
     sampler.start()
     start_data_plane(state, plan, inv, seed, probes, extra)
 
-    behaviour = Behaviour()
-
-    def lab_routes(app: FastAPI) -> None:
-        @app.get("/v1/lab/observe")
-        def observe() -> dict[str, Any]:
-            return {"success": True, "result": {"sample": sampler.latest, "probes": probe_summary(obs / "probes.jsonl")}}
-
-        @app.get("/v1/lab/reconcile")
-        def last() -> dict[str, Any]:
-            return {"success": True, "result": {"sync": reconciler.last_sync, "verify": reconciler.last_verify,
-                                                "restarts": {n: l.restarts for n, l in reconciler.links.items()}}}
-
-        @app.post("/v1/lab/verify")
-        def verify(wait: float = 5.0) -> dict[str, Any]:
-            return {"success": True, "result": reconciler.verify(wait=min(wait, 60.0))}
-
-        @app.post("/v1/lab/sync")
-        def sync(full: bool = False) -> dict[str, Any]:
-            """Push the inventory to the speakers; ``full`` resends everything (after a difference)."""
-            if full:
-                return {"success": True, "result": reconciler.resend_all().as_dict()}
-            return {"success": True, "result": reconciler.sync().as_dict()}
-
-    app = create_app(inv, reconciler.on_change, behaviour, extra=lab_routes)
+    app = create_app(inv, reconciler.on_change, Behaviour(), lab=LabRoutes(reconciler, sampler, obs))
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -145,6 +121,30 @@ def serve(lab: str, seed: int, probes: int, extra: list[str]) -> None:
         sampler.stop()
         reconciler.stop()
         inv.close()
+
+
+class LabRoutes:
+    """The lab's own API routes (observe, verify, sync) over the reconciler and the sampler."""
+
+    def __init__(self, reconciler: Reconciler, sampler: Sampler, observe_dir: Path):
+        self.reconciler, self.sampler, self.observe_dir = reconciler, sampler, observe_dir
+
+    def observe(self) -> dict[str, Any]:
+        return {"sample": self.sampler.latest, "probes": probe_summary(self.observe_dir / "probes.jsonl")}
+
+    def status(self) -> dict[str, Any]:
+        r = self.reconciler
+        return {"sync": r.last_sync, "verify": r.last_verify, "suspect": sorted(r.suspect),
+                "restarts": {n: link.restarts for n, link in r.links.items()}}
+
+    def verify(self, wait: float = 0.0) -> dict[str, Any]:
+        return self.reconciler.verify(wait=wait)
+
+    def sync(self):
+        return self.reconciler.sync()
+
+    def resend_all(self):
+        return self.reconciler.resend_all()
 
 
 def probe_targets(plan: LabPlan, seed: int, count: int, extra: list[str] = ()) -> list[dict[str, str]]:

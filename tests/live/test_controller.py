@@ -28,7 +28,7 @@ CTL = str(Path(__file__).parent / "topologies" / "ctl.yaml")
 @pytest.fixture
 def ctl(lab_factory):
     report = lab_factory(CTL)
-    info = service.start(report.lab, probes=30)
+    info = {**service.start(report.lab, probes=30), "lab": report.lab}
     api = ApiClient(report.lab)
     yield report, api, info
     api.close()
@@ -153,6 +153,37 @@ def test_restarted_speaker_gets_its_desired_state_back(ctl) -> None:
     state = api.call("GET", "/v1/lab/reconcile")["result"]
     assert state["restarts"]["edge"] == 1
     print(f"speaker back and resynced in {took:.2f} s")
+
+
+def test_a_change_a_speaker_cannot_take_is_a_503_and_the_inventory_keeps_its_state(ctl) -> None:
+    report, api, info = ctl
+    lab = report.lab
+    t1 = report.plan.nodes["t1"]
+    target = next(p["cidr"] for p in api.prefixes(family="ipv4", limit=1))
+    lifecycle.stop_daemon(lab, "edge", "exabgp", sig=9)
+    wait_until(lambda: ("edge" in _lost(info), "no speaker_lost yet"), timeout=10,
+               what="the controller to notice the speaker is gone")
+    r = httpx.patch(f"{info['url']}/v1/prefixes/{target.replace('/', '_')}/bgp/status", json={"advertised": False}, timeout=30)
+    assert r.status_code == 503, r.text
+    err = r.json()["errors"][0]
+    assert "did not reach edge" in err["message"] and err["failed"]["edge"]["prefixes"] == [target]
+    assert api.prefixes(cidr=target)[0]["advertised"] is True  # rolled back: no claim the network lacks
+    r = httpx.post(f"{info['url']}/v1/lab/sync", params={"full": "true"}, timeout=30)
+    assert r.status_code == 503 and "edge" in r.json()["errors"][0]["failed"]
+    # the speaker comes back: its whole state is sent again, and the same change now goes through
+    lifecycle.start_daemon(lab, "edge", "exabgp")
+    all_pool = {str(p.prefix) for p in report.plan.prefixes}
+    wait_until(lambda: (kernel_has(t1.namespace, all_pool) == all_pool, "not all back"), timeout=30,
+               what="the returned speaker to announce everything again")
+    api.call("PATCH", f"/v1/prefixes/{target.replace('/', '_')}/bgp/status", json={"advertised": False})
+    wait_until(lambda: (target not in kernel_has(t1.namespace, all_pool), "still there"), timeout=10,
+               what=f"{target} to leave t1")
+
+
+def _lost(info: dict) -> set[str]:
+    """Speakers the controller has logged as lost."""
+    path = LabState.load(info["lab"]).dir / "observe" / "controller.jsonl"
+    return {json.loads(x).get("speaker") for x in path.read_text().splitlines() if '"speaker_lost"' in x}
 
 
 def test_verify_reports_a_difference_made_behind_its_back(ctl) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -81,14 +82,15 @@ def test_list_filters(client: TestClient) -> None:
     [
         ({"family": "ipv5"}, 400, "'family' is ipv4 or ipv6"),
         ({"advertised": "maybe"}, 400, "'advertised' needs a value, true or false"),
-        ({"limit": "0"}, 400, "'limit' is a positive integer"),
+        ({"limit": "0"}, 400, "'limit' is an integer from 1 to 1000000"),
+        ({"limit": "99999999999999999999"}, 400, "'limit' is an integer from 1 to 1000000"),
         ({"account_id": "acct-9999"}, 404, "no account 'acct-9999'"),
         ({"cidr": "100.64.0.1/24"}, 400, "is not a prefix in CIDR form"),
         ({"cidr": "8.8.8.0/24"}, 404, "the lab does not own 8.8.8.0/24"),
         ({"pendingdelete": "true"}, 400, "unknown query parameter 'pendingdelete'"),
     ],
 )
-def test_list_errors(client: TestClient, params: dict, status: int, fragment: str) -> None:
+def test_list_errors(client: TestClient, params: dict, status: int, fragment: str) -> None:  
     r = client.get("/v1/prefixes", params=params)
     assert r.status_code == status
     assert fragment in r.json()["errors"][0]["message"]
@@ -149,7 +151,7 @@ def test_bulk_by_account_and_count(client: TestClient, inv: Inventory, changes: 
 @pytest.mark.parametrize(
     "selector,status,fragment",
     [
-        ({}, 400, "selector names nothing"),
+        ({}, 400, "selector names no prefixes"),
         ({"ids": []}, 400, "selector.ids is empty"),
         ({"ids": ["100.64.0.0_24", "nope"]}, 404, "no prefix 'nope'"),
         ({"ids": ["100.64.0.0_24"], "account_id": "acct-0001"}, 400, "either ids or filters"),
@@ -225,19 +227,21 @@ def test_a_selector_never_reaches_outside_what_it_names(shared_client, account, 
     sel = {k: v for k, v in {"account_id": account, "family": family, "byoip": byoip, "count": count}.items() if v is not None}
     before = {p.id: p.advertised for p in inv.prefixes()}
     r = client.patch("/v1/prefixes/bgp/status", json={"advertised": False, "selector": sel})
-    if not sel:
-        assert r.status_code == 400
+    if account is None and family is None and byoip is None:
+        # no real filter (nothing, or only count): it names nothing, and nothing changes
+        assert r.status_code == 400 and "selector names no prefixes" in r.json()["errors"][0]["message"]
+        assert {p.id: p.advertised for p in inv.prefixes()} == before
         return
     assert r.status_code == 200, r.json()
     ids = set(r.json()["result"].get("ids", []))
-    for p in inv.prefixes(ids=ids):
-        assert account is None or p.account_id == account
-        assert family is None or p.family == int(family[-1])
-        assert byoip is None or p.byoip == byoip
-    if count is not None:
-        assert len(ids) <= count
+    # exactly what the selector names, worked out from the inventory independently
+    named = [p.id for p in inv.prefixes() if (account is None or p.account_id == account)
+             and (family is None or p.family == int(family[-1])) and (byoip is None or p.byoip == byoip)]
+    assert ids == set(named[:count] if count is not None else named)
     after = {p.id: p.advertised for p in inv.prefixes()}
-    assert {i for i in after if after[i] != before[i]} <= ids
+    # what it names did change, and nothing else did
+    assert {i for i in after if after[i] != before[i]} == {i for i in ids if before[i]}
+    assert all(not after[i] for i in ids)
     # put them back for the next example
     if ids:
         inv.set_advertised(sorted(ids), True)
@@ -287,3 +291,148 @@ def test_config_push_restores_deleted_prefixes(client: TestClient, inv: Inventor
 def test_config_push_errors(client: TestClient, body, status, fragment) -> None:
     r = client.post("/v1/lab/config_push", json=body)
     assert r.status_code == status and fragment in r.json()["errors"][0]["message"], r.json()
+
+
+# -- a hostile client: never a 5xx, never a hang, a 4xx changes nothing ---------------------
+
+
+class FakeLab:
+    """The lab routes' controller for unit tests of input handling (the real one is tested live)."""
+
+    class Result:
+        def as_dict(self) -> dict:
+            return {"announced": 0, "withdrawn": 0, "errors": [], "failed": {}}
+
+    def verify(self, wait: float = 0.0) -> dict:
+        return {"ok": True, "waited": wait}
+
+    def sync(self):
+        return self.Result()
+
+    def resend_all(self):
+        return self.Result()
+
+    def status(self) -> dict:
+        return {}
+
+    def observe(self) -> dict:
+        return {}
+
+
+@pytest.fixture
+def lab_client(inv: Inventory) -> TestClient:
+    return TestClient(create_app(inv, lambda prefixes: {"ok": True}, Behaviour(), lab=FakeLab()), raise_server_exceptions=False)
+
+
+@pytest.mark.parametrize("method,url,body,fragment", [
+    ("GET", "/v1/prefixes?limit=99999999999999999999", None, "'limit' is an integer from 1 to 1000000"),
+    ("POST", "/v1/lab/verify?wait=nan", None, "'wait' is seconds from 0 to 60"),
+    ("POST", "/v1/lab/verify?wait=1e9", None, "'wait' is seconds from 0 to 60"),
+    ("POST", "/v1/lab/verify?wait=-1", None, "'wait' is seconds from 0 to 60"),
+    ("POST", "/v1/lab/sync?full=maybe", None, "'full' needs a value"),
+    ("GET", "/v1/prefixes?pending_delete=true&pending_delete=", None, "'pending_delete' given more than once"),
+    ("GET", "/v1/prefixes?byoip=true&byoip=true", None, "'byoip' given more than once"),
+    ("GET", "/v1/health?verbose=1", None, "unknown query parameter 'verbose' for /v1/health (it takes none)"),
+    ("POST", "/v1/lab/verify?wiat=3", None, "unknown query parameter 'wiat' for /v1/lab/verify (it takes wait)"),
+    ("PATCH", "/v1/prefixes/bgp/status", {"advertised": False, "selector": {}}, "selector names no prefixes"),
+    ("PATCH", "/v1/prefixes/bgp/status", {"advertised": False, "selector": {"count": 5}}, "selector names no prefixes"),
+    ("PATCH", "/v1/prefixes/bgp/status", {"advertised": False, "selector": {"advertised": True}}, "selector names no prefixes"),
+    ("PATCH", "/v1/prefixes/bgp/status", {"advertised": False, "selector": {"all": True, "byoip": True}}, "cannot be combined with byoip"),
+    ("PATCH", "/v1/prefixes/bgp/status", {"advertised": False, "selector": {"count": 10**12, "byoip": True}}, "selector.count"),
+])
+def test_bad_requests_get_a_4xx_that_names_the_problem(lab_client: TestClient, inv: Inventory, method, url, body, fragment) -> None:
+    before = _digest(inv)
+    r = lab_client.request(method, url, json=body)
+    assert 400 <= r.status_code < 500 and fragment in r.json()["errors"][0]["message"], r.text
+    assert _digest(inv) == before
+
+
+def test_all_true_acts_on_everything_and_says_so(lab_client: TestClient, inv: Inventory) -> None:
+    r = lab_client.patch("/v1/prefixes/bgp/status", json={"advertised": False, "selector": {"all": True}})
+    assert r.status_code == 200 and r.json()["result"]["prefixes"] == 6500
+    assert not any(p.advertised for p in inv.prefixes())
+
+
+def test_verify_takes_a_bounded_wait(lab_client: TestClient) -> None:
+    assert lab_client.post("/v1/lab/verify?wait=2.5").json()["result"]["waited"] == 2.5
+    assert lab_client.post("/v1/lab/verify").json()["result"]["waited"] == 5.0
+
+
+def test_a_change_that_does_not_reach_a_speaker_is_rolled_back_with_a_503(inv: Inventory) -> None:
+    calls = []
+
+    def on_change(prefixes):
+        calls.append(len(prefixes))
+        if len(calls) == 1:  # the change itself: one speaker fails
+            return {"ok": False, "errors": ["edge-fra: broken pipe"],
+                    "failed": {"edge-fra": {"error": "broken pipe", "announce": 0, "withdraw": 1, "prefixes": ["100.64.0.0/24"]}}}
+        return {"ok": True, "errors": []}  # then the others are brought back to the rolled-back inventory
+
+    client = TestClient(create_app(inv, on_change, Behaviour()))
+    r = client.patch("/v1/prefixes/100.64.0.0_24/bgp/status", json={"advertised": False})
+    assert r.status_code == 503
+    err = r.json()["errors"][0]
+    assert "did not reach edge-fra and was rolled back" in err["message"] and err["failed"]["edge-fra"]["withdraw"] == 1
+    assert err["rolled_back"] and err["speakers_restored"]
+    assert inv.get("100.64.0.0_24").advertised is True  # the inventory claims nothing the network lacks
+    assert calls == [1, 1]
+
+
+def _digest(inv: Inventory) -> tuple:
+    return (tuple((p.id, p.advertised, p.deleted, p.pending_delete) for p in inv.prefixes(include_deleted=True)),
+            tuple((b.id, b.prefix_id, b.service) for b in inv.bindings()))
+
+
+PATHS = ["/v1/health", "/v1/accounts", "/v1/prefixes", "/v1/prefixes/100.64.0.0_24", "/v1/prefixes/100.64.0.0_24/bgp/status",
+         "/v1/prefixes/bgp/status", "/v1/prefixes/100.64.0.0_24/bindings", "/v1/prefixes/100.64.0.0_24/deletion_request",
+         "/v1/prefixes/nope_99", "/v1/bindings", "/v1/lab/behaviour", "/v1/lab/config_push", "/v1/lab/verify",
+         "/v1/lab/sync", "/v1/lab/observe", "/v1/lab/reconcile"]
+KEYS = ["account_id", "advertised", "pending_delete", "family", "byoip", "cidr", "limit", "wait", "full", "x", ""]
+VALUES = st.one_of(st.sampled_from(["", "true", "false", "1", "0", "nan", "inf", "-1", "1e308", "99999999999999999999",
+                                    "ipv4", "ipv6", "acct-0001", "100.64.0.0/24", "::/0", "%00", "\u2603"]),
+                   st.text(max_size=12))
+QUERY = st.lists(st.tuples(st.sampled_from(KEYS), VALUES), max_size=4)
+JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8)),
+                    lambda children: st.one_of(st.lists(children, max_size=3),
+                                               st.dictionaries(st.sampled_from(
+                                                   ["advertised", "selector", "ids", "all", "byoip", "count", "family",
+                                                    "account_id", "prefixes", "id", "services", "service",
+                                                    "pending_delete_bug", "x"]), children, max_size=4)),
+                    max_leaves=8)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(method=st.sampled_from(["GET", "POST", "PATCH", "PUT", "DELETE"]), path=st.sampled_from(PATHS), query=QUERY,
+       body=st.one_of(st.none(), JSON))
+def test_no_request_gets_a_5xx_or_hangs_and_a_4xx_changes_nothing(hostile, method, path, query, body) -> None:
+    client, inv, _ = hostile
+    before = _digest(inv)
+    t0 = time.monotonic()
+    r = client.request(method, path, params=query, json=body)
+    took = time.monotonic() - t0
+    assert r.status_code < 500, (method, path, query, body, r.text[:300])
+    assert took < 2.0, (method, path, query, body, took)
+    if r.status_code >= 400:
+        assert r.json()["errors"][0]["message"]
+        assert _digest(inv) == before, (method, path, query, body)
+    elif _digest(inv) != before:  # a change that went through: put the inventory back for the next example
+        hostile[1] = _fresh_inventory(hostile[2])
+        hostile[0] = TestClient(create_app(hostile[1], lambda p: {"ok": True}, Behaviour(), lab=FakeLab()),
+                                raise_server_exceptions=False)
+
+
+SMALL = build_plan(load_topology(ROOT / "tests/live/topologies/mini-clique.yaml"), "hostile")
+
+
+def _fresh_inventory(directory: Path) -> Inventory:
+    path = directory / f"inv-{time.monotonic_ns()}.sqlite"
+    inv = Inventory(path)
+    inv.seed(SMALL, seed=5)  # small, so that re-seeding after a change that went through is cheap
+    return inv
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hostile")
+    inv = _fresh_inventory(d)
+    return [TestClient(create_app(inv, lambda p: {"ok": True}, Behaviour(), lab=FakeLab()), raise_server_exceptions=False), inv, d]
