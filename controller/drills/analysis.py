@@ -212,7 +212,8 @@ def analyse(rd: RunDir) -> Analysis:
     t0, speed = st.t0, st.speed
     vps = lab.vantage_points if lab else {}
     collector = rd.collector_mrt(record)
-    events = [e for e in mrt.events(collector) if e.t >= t0] if collector else []
+    mrt_stats = mrt.ReadStats()
+    events = [e for e in mrt.events(collector, stats=mrt_stats) if e.t >= t0] if collector else []
     affected = st.affected()
     speaker_files = [rd.captures / f for node in (lab.speaker_addresses if lab else {}) for f in st.captures.get(node, [])]
     speaker_files = [f for f in speaker_files if f.exists() and f.stat().st_size > 24]
@@ -316,6 +317,8 @@ def analyse(rd: RunDir) -> Analysis:
     F["reachable_again_s"] = figure(distribution(v for r in results for v in r.reachable_again.values()), "network",
                                     "from the restore call to each end host's first ok probe of it", clock="lab")
     F["mrt_events"] = figure(len(events), "network", f"per-prefix UPDATE events at the collector during the drill ({mrt_basis})")
+    F["mrt_truncated_tail_bytes"] = figure(mrt_stats.truncated_tail_bytes, "network",
+                                           f"bytes of a last MRT record cut short and not read ({mrt_stats.records} records read)")
     return Analysis(record, F, results, events, samples)
 
 

@@ -13,6 +13,8 @@ from typing import Any, Iterator
 
 import mrtparse
 
+from lab.errors import BgplabError
+
 UPDATE = 2
 
 
@@ -50,19 +52,45 @@ def _prefixes(entries: list[dict]) -> list[str]:
     return [f"{e['prefix']}/{e['length']}" for e in entries or []]
 
 
-def updates(path: Path | str) -> Iterator[Update]:
-    """Every UPDATE in the file, in file order. A record cut short at the end (a dump still
-    being written) ends the iteration instead of failing it."""
+class MrtError(BgplabError):
+    """An MRT dump that is damaged somewhere other than a tail cut short."""
+
+
+@dataclass
+class ReadStats:
+    """What reading a dump met: records read, and the tail a still-running writer had not
+    finished (the only damage expected: FRR writes records whole, but may be stopped mid-way)."""
+
+    records: int = 0
+    truncated_tail_bytes: int = 0
+
+
+def updates(path: Path | str, stats: ReadStats | None = None) -> Iterator[Update]:
+    """Every UPDATE in the file, in file order. A record cut short at the very end ends the
+    iteration and is counted in ``stats``; a damaged record anywhere else is an MrtError
+    naming the file, the record and its offset."""
+    stats = stats if stats is not None else ReadStats()
+    size = Path(path).stat().st_size
     reader = mrtparse.Reader(str(path))
     while True:
+        offset = reader.f.tell()
         try:
             entry = next(reader)
         except StopIteration:
             return
-        except Exception:  # mrtparse raises bare errors on a truncated tail
-            return
+        except Exception as e:  # noqa: BLE001 - mrtparse raises bare errors; each is named below
+            if reader.f.tell() >= size:
+                stats.truncated_tail_bytes = size - offset
+                return
+            raise MrtError(f"{path}: record {stats.records + 1} at byte {offset} cannot be read: {e!r}") from None
+        if entry.err:
+            if reader.f.tell() >= size and "length" in (entry.err_msg or ""):
+                stats.truncated_tail_bytes = size - offset
+                return
+            raise MrtError(f"{path}: record {stats.records + 1} at byte {offset}: {entry.err_msg}")
+        stats.records += 1
         d = entry.data
-        if entry.err or "bgp_message" not in d:
+        if "bgp_message" not in d:
             continue
         msg = d["bgp_message"]
         if _key(msg.get("type")) != UPDATE:
@@ -87,10 +115,10 @@ def updates(path: Path | str) -> Iterator[Update]:
         yield Update(t, d["peer_ip"], int(d["peer_as"]), announced, withdrawn, as_path, next_hop)
 
 
-def events(path: Path | str, prefix: str | None = None) -> list[PrefixEvent]:
+def events(path: Path | str, prefix: str | None = None, stats: ReadStats | None = None) -> list[PrefixEvent]:
     """Per-prefix events, in time order; only ``prefix``'s if given."""
     out = []
-    for u in updates(path):
+    for u in updates(path, stats):
         for p in u.withdrawn:
             if prefix is None or p == prefix:
                 out.append(PrefixEvent(u.t, u.peer_ip, u.peer_as, "withdraw", p, None, None))

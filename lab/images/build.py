@@ -100,8 +100,7 @@ def debootstrap_base(client: Any, progress: Progress) -> None:
     with tempfile.TemporaryDirectory(prefix="bgplab-base-") as tmp:
         root = Path(tmp) / "root"
         progress(f"debootstrap {DEBIAN_SUITE} from {DEBIAN_MIRROR} (about half a minute)")
-        p = subprocess.run(["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(root), DEBIAN_MIRROR],
-                           capture_output=True, text=True)
+        p = _run(["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(root), DEBIAN_MIRROR], DEBOOTSTRAP_TIMEOUT)
         if p.returncode != 0:
             raise BgplabError(f"debootstrap of {DEBIAN_SUITE} from {DEBIAN_MIRROR} failed: "
                               f"{(p.stderr.strip() or p.stdout.strip())[-800:]}")
@@ -110,12 +109,30 @@ def debootstrap_base(client: Any, progress: Progress) -> None:
         shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
         (root / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
         tarball = Path(tmp) / "root.tar"
-        subprocess.run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(tarball), "."], check=True)
+        p = _run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(tarball), "."], TAR_TIMEOUT)
+        if p.returncode != 0:
+            raise BgplabError(f"packing the base image's root with tar failed: {p.stderr.strip()[-600:]}")
         progress(f"importing it as {LOCAL_BASE}")
         repo, tag = LOCAL_BASE.split(":")
         client.api.import_image_from_file(str(tarball), repository=repo, tag=tag,
                                           changes=['CMD ["/bin/bash"]'])
     progress(f"base image {LOCAL_BASE} made in {time.monotonic() - t0:.0f} s")
+
+
+# Bounds on the build's subprocesses: each far above what it takes here (debootstrap ~25 s,
+# tar ~1 s, pip ~3 s), so that only a hung mirror or index reaches them.
+DEBOOTSTRAP_TIMEOUT = 900.0
+TAR_TIMEOUT = 300.0
+PIP_TIMEOUT = 300.0
+
+
+def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """A build step's subprocess with a timeout; a timeout is an error naming the command."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BgplabError(f"{' '.join(argv[:3])} ... took more than {timeout:g} s and was stopped "
+                          "(a mirror or package index that does not answer?)") from None
 
 
 def choose_base(client: Any, progress: Progress, base: str | None = None) -> str:
@@ -135,8 +152,8 @@ def choose_base(client: Any, progress: Progress, base: str | None = None) -> str
 
 def _exabgp_wheel(dest: Path) -> Path:
     """The pinned ExaBGP's wheel, through the host's pip (its index, proxy and CA settings)."""
-    p = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-                        "-d", str(dest), f"exabgp=={exabgp_version()}"], capture_output=True, text=True)
+    p = _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+              "-d", str(dest), f"exabgp=={exabgp_version()}"], PIP_TIMEOUT)
     wheels = sorted(dest.glob("exabgp-*.whl"))
     if p.returncode != 0 or not wheels:
         raise BgplabError(f"cannot fetch the ExaBGP {exabgp_version()} wheel for the image: "

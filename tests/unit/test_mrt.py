@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from controller.observe import mrt
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "minimal-updates.mrt"
@@ -40,8 +42,35 @@ def test_all_events() -> None:
     assert sum(e.kind == "withdraw" for e in ev) == 12
 
 
-def test_truncated_file_ends_cleanly(tmp_path: Path) -> None:
+def test_a_tail_cut_short_ends_cleanly_and_is_counted(tmp_path: Path) -> None:
     cut = tmp_path / "cut.mrt"
     data = FIXTURE.read_bytes()
-    cut.write_bytes(data[: len(data) - 7])
-    assert len(list(mrt.updates(cut))) == len(list(mrt.updates(FIXTURE))) - 1
+    whole = mrt.ReadStats()
+    n = len(list(mrt.updates(FIXTURE, whole)))
+    assert whole.truncated_tail_bytes == 0
+    last = _record_offsets(data)[-1]
+    for keep in (len(data) - 7, last + 5):  # inside the last record's body, inside its header
+        cut.write_bytes(data[:keep])
+        stats = mrt.ReadStats()
+        assert len(list(mrt.updates(cut, stats))) == n - 1
+        assert stats.truncated_tail_bytes == keep - last and stats.records == whole.records - 1
+
+
+def test_damage_before_the_tail_is_an_error_naming_the_record(tmp_path: Path) -> None:
+    data = bytearray(FIXTURE.read_bytes())
+    offsets = _record_offsets(bytes(data))
+    third = offsets[2]
+    data[third + 4: third + 6] = b"\x00\x63"  # an MRT type that does not exist
+    bad = tmp_path / "bad.mrt"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(mrt.MrtError, match=f"record 3 at byte {third}"):
+        list(mrt.updates(bad))
+
+
+def _record_offsets(data: bytes) -> list[int]:
+    """Where each MRT record starts (12-byte header: time, type, subtype, length)."""
+    out, i = [], 0
+    while i + 12 <= len(data):
+        out.append(i)
+        i += 12 + int.from_bytes(data[i + 8:i + 12], "big")
+    return out
