@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from pyroute2 import NetNS
+from pyroute2 import NetNS, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from lab import lifecycle
@@ -116,6 +116,25 @@ def impair(lab: str, node: str, peer: str, *, delay_ms: float = 0, jitter_ms: fl
                     ) from None
                 raise BgplabError(f"impairing {ifname} in {ns_name}: {e}") from None
     record(lab, "impair", node=node, peer=peer, delay_ms=delay_ms, jitter_ms=jitter_ms, loss_pct=loss_pct, rate_kbit=rate_kbit)
+
+
+def netem_supported() -> tuple[bool, str]:
+    """Whether this kernel has the netem qdisc, asked of a scratch namespace of our own (named
+    for this process, removed at once), so the answer does not depend on any lab."""
+    name = f"bgplab-netem-probe-{os.getpid()}"
+    try:
+        with NetNS(name, flags=os.O_CREAT) as ns:
+            lo = ns.link_lookup(ifname="lo")[0]
+            try:
+                ns.tc("add", "netem", index=lo, handle="1:", delay=1000)
+            except NetlinkError as e:
+                return False, f"adding a netem qdisc answered {e.code} ({e}): this kernel has no sch_netem"
+            return True, "netem qdisc added and removed in a scratch namespace"
+    finally:
+        try:
+            netns.remove(name)
+        except OSError:
+            pass
 
 
 def _clear(ns: NetNS, idx: int) -> None:

@@ -11,7 +11,6 @@ import pytest
 from controller.observe import mrt, wire
 from lab import capture, faults
 from lab.daemons import exabgp, frr
-from lab.errors import BgplabError
 from lab.kernel import route_keys
 from lab.state import LabState
 from lab.wait import wait_until
@@ -106,8 +105,9 @@ def test_link_down_drops_the_session_and_up_brings_it_back(lab_factory) -> None:
     r2_addr = str(next(s.peer_v4 for s in report.plan.nodes["r1"].sessions if s.peer == "r2"))
     faults.set_link(lab, "r1", "r2", up=False)
     took = wait_until(lambda: (session_state(state, "r1", r2_addr).get("state") != "Established", "still up"),
-                      timeout=9, what="r1 to drop its session with r2 (within the hold time)")
-    assert took < 9
+                      timeout=30, what="r1 to drop its session with r2")
+    # the interface went down: the session drops at once, not when the 9 s hold timer expires
+    assert took < 3, f"the session took {took:.2f} s to drop: the hold timer, not the link, ended it"
     faults.set_link(lab, "r1", "r2", up=True)
     wait_until(lambda: (session_state(state, "r1", r2_addr).get("state") == "Established", "not yet"),
                timeout=30, what="the session to come back")
@@ -133,13 +133,13 @@ def test_impairments(lab_factory) -> None:
     assert faults.qdiscs(lab, "r1", "r2") == ["tbf", "tbf"]
     faults.clear_impairment(lab, "r1", "r2")
     assert "tbf" not in faults.qdiscs(lab, "r1", "r2")
-    try:
-        faults.impair(lab, "r1", "r2", delay_ms=50)
-    except BgplabError as e:
-        if "no netem" in str(e):
-            print(f"\nskipping the delay part: {e}")
-            pytest.skip(f"kernel without netem: {e}")
-        raise
+    has_netem, why = faults.netem_supported()
+    if not has_netem:
+        # the kernel truly lacks it (asked of a scratch namespace, not of the code under test);
+        # a skip that holds in CI as well: no setting of ours can add a kernel module
+        print(f"\nskipping the delay part: {why}")
+        pytest.skip(f"kernel without netem: {why}")
+    faults.impair(lab, "r1", "r2", delay_ms=50)
     ns = report.plan.nodes["r1"].namespace
     peer = str(next(s.peer_v4 for s in report.plan.nodes["r1"].sessions if s.peer == "r2"))
     out = subprocess.run(["nsenter", f"--net=/run/netns/{ns}", "ping", "-c", "3", "-i", "0.2", peer],
