@@ -18,8 +18,10 @@ from controller.client import ApiClient
 from controller.inventory import prefix_id
 from lab import lifecycle
 from lab.errors import BgplabError, LabNotFound, UsageError
-from lab.runtime import RUNTIMES, get_runtime
-from lab.state import LabState
+from lab.runtime import RUNTIMES
+from lab.runtime.netns import net_argv
+from lab.procs import mark_env
+from lab.running import RunningLab
 
 DEFAULT_TOPOLOGY = "topologies/byoip-incident.yaml"
 
@@ -35,6 +37,11 @@ class BgplabGroup(click.Group):
             for note in getattr(e, "__notes__", []):
                 click.echo(f"  {note}", err=True)
             ctx.exit(e.exit_code)
+
+
+def _open(lab: str | None) -> RunningLab:
+    """The named lab (or the only one that is up), opened once for the command."""
+    return RunningLab.open(_pick_lab(lab))
 
 
 def _pick_lab(lab: str | None) -> str:
@@ -74,7 +81,7 @@ def up(topology: str, name: str | None, runtime: str, as_json: bool, show_status
     if controller:
         progress("start the controller")
         try:
-            info = service.start(report.lab, seed=seed)
+            info = service.start(report.running(), seed=seed)
         except BaseException as e:
             # all or nothing: a lab whose controller did not start is removed
             lifecycle.down(report.lab)
@@ -99,7 +106,7 @@ def up(topology: str, name: str | None, runtime: str, as_json: bool, show_status
         click.echo(f"  Addressing API: {info['url']}  (OpenAPI: {info['url']}/docs)")
     if show_status:
         click.echo()
-        _print_status(report.lab)
+        _print_status(report.running())
 
 
 @cli.command()
@@ -136,16 +143,16 @@ def _fmt(counts: dict[str, int] | None) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def status(lab: str | None, as_json: bool) -> None:
     """Nodes, daemons, sessions and prefix counts of a lab."""
-    name = _pick_lab(lab)
+    running = _open(lab)
     if as_json:
-        click.echo(json.dumps([asdict(n) for n in lifecycle.status(name)], indent=2))
+        click.echo(json.dumps([asdict(n) for n in running.status()], indent=2))
         return
-    _print_status(name)
+    _print_status(running)
 
 
-def _print_status(name: str) -> None:
-    nodes = lifecycle.status(name)  # raises if the lab has no record
-    runtime = LabState.load(name).runtime
+def _print_status(running: RunningLab) -> None:
+    nodes = running.status()
+    name, runtime = running.name, running.runtime.name
     kind = "containers" if runtime == "docker" else "namespaces"
     click.echo(f"lab '{name}' on the {runtime} runtime ({kind} bgplab-{name}-<node>)   (prefix counts are ipv4/ipv6)")
     click.echo(f"{'NODE':<11} {'KIND':<7} {'ROLE':<10} {'AS':<7} {'DAEMONS':<22} {'SESSIONS':<9} {'BGP TABLE':<10} {'KERNEL':<10}")
@@ -176,14 +183,10 @@ def _print_status(name: str) -> None:
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(lab: str | None, node: str, command: tuple[str, ...]) -> None:
     """Run COMMAND inside NODE (its namespace, or its container): bgplab exec t1 -- ip route."""
-    name = _pick_lab(lab)
-    state, plan = lifecycle.load_plan(name)
-    if node not in plan.nodes:
-        raise UsageError(f"lab '{name}' has no node '{node}' (nodes: {', '.join(plan.nodes)})")
-    rt = get_runtime(state.runtime)
-    argv = rt.exec_argv(name, node, list(command), tty=sys.stdin.isatty() and sys.stdout.isatty())
-    os.environ["BGPLAB_LAB"] = name
-    os.execvp(argv[0], argv)
+    running = _open(lab)
+    running.node(node)
+    argv = running.runtime.exec_argv(running.name, node, list(command), tty=sys.stdin.isatty() and sys.stdout.isatty())
+    os.execvpe(argv[0], argv, mark_env(running.name))
 
 
 @cli.command()
@@ -192,18 +195,18 @@ def exec_(lab: str | None, node: str, command: tuple[str, ...]) -> None:
 @click.option("-c", "commands", multiple=True, help="a vtysh command (repeatable); none: interactive")
 def vtysh(lab: str | None, node: str, commands: tuple[str, ...]) -> None:
     """FRR's shell on router NODE."""
-    name = _pick_lab(lab)
-    state, plan = lifecycle.load_plan(name)
+    running = _open(lab)
+    name, plan = running.name, running.plan
     if node not in plan.nodes or plan.nodes[node].kind.value != "frr":
         routers = ", ".join(n.name for n in plan.routers())
         raise UsageError(f"lab '{name}' has no router '{node}' (routers: {routers})")
-    argv = ["vtysh", "--vty_socket", str(state.node_dir(node))]
+    argv = ["vtysh", "--vty_socket", str(running.node_dir(node))]
     for c in commands:
         argv += ["-c", c]
     # Inside the node: the container's own vtysh on the docker runtime (the socket directory
     # is mounted at the same path).
-    argv = get_runtime(state.runtime).exec_argv(name, node, argv, tty=sys.stdin.isatty() and not commands)
-    os.execvp(argv[0], argv)
+    argv = running.runtime.exec_argv(name, node, argv, tty=sys.stdin.isatty() and not commands)
+    os.execvpe(argv[0], argv, mark_env(name))
 
 
 # -- the Addressing API, from the command line --------------------------------------
@@ -380,13 +383,12 @@ def timeline(lab, prefix) -> None:
     """What the collector heard about PREFIX: every announce (with AS path) and withdraw, to the microsecond."""
     from controller.observe import mrt
 
-    name = _pick_lab(lab)
-    state, plan = lifecycle.load_plan(name)
-    collectors = [n for n in plan.routers() if n.role.value == "collector"]
+    running = _open(lab)
+    collectors = [n for n in running.plan.routers() if n.role.value == "collector"]
     if not collectors:
-        raise UsageError(f"lab '{name}' has no collector")
+        raise UsageError(f"lab '{running.name}' has no collector")
     peers = {str(s.peer_v4): s.peer for s in collectors[0].sessions}
-    events = mrt.events(state.node_dir(collectors[0].name) / "updates.mrt", prefix)
+    events = mrt.events(running.node_dir(collectors[0].name) / "updates.mrt", prefix)
     for e in events:
         when = time.strftime("%H:%M:%S", time.localtime(e.t)) + f".{int(e.t % 1 * 1e6):06d}"
         path = " ".join(map(str, e.as_path)) if e.as_path else ""
@@ -467,9 +469,9 @@ def capture_start(lab, node, link, all_, bgp_only, ring, dest) -> None:
     """tcpdump on a node's interfaces, a link's two ends, or everything."""
     from lab import capture
 
-    name = _pick_lab(lab)
-    d = Path(dest) if dest else Path("captures") / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}"
-    started = capture.start(name, d, node=node, link=link, all_=all_, bgp_only=bgp_only, ring_mb=ring)
+    running = _open(lab)
+    d = Path(dest) if dest else Path("captures") / f"{running.name}-{time.strftime('%Y%m%dT%H%M%S')}"
+    started = capture.start(running, d, node=node, link=link, all_=all_, bgp_only=bgp_only, ring_mb=ring)
     for c in started:
         click.echo(f"{c['node']:<10} {c['iface']:<6} -> {c['file']}")
 
@@ -480,7 +482,7 @@ def capture_stop(lab) -> None:
     """Stop every capture of the lab; the files are complete when this returns."""
     from lab import capture
 
-    stopped = capture.stop(_pick_lab(lab))
+    stopped = capture.stop(_open(lab))
     for c in stopped:
         click.echo(c["file"])
     if not stopped:
@@ -493,7 +495,7 @@ def capture_list(lab) -> None:
     """The lab's captures and whether they still run."""
     from lab import capture
 
-    caps = capture.list_(_pick_lab(lab))
+    caps = capture.list_(_open(lab))
     for c in caps:
         click.echo(f"{c['node']:<10} {c['iface']:<6} {'running' if c['running'] else 'stopped':<8} {c['file']}")
 
@@ -535,15 +537,13 @@ def capture_stream(lab, target, bgp_only) -> None:
     """Live capture to stdout: bgplab capture stream t1:eth2 | wireshark -k -i -"""
     from lab import capture
 
-    name = _pick_lab(lab)
+    running = _open(lab)
     node, _, iface = target.partition(":")
-    st, plan = lifecycle.load_plan(name)
-    if node not in plan.nodes or iface not in [i.name for i in plan.nodes[node].interfaces]:
-        raise UsageError(f"'{target}' is not NODE:IFACE of lab '{name}'")
+    if node not in running.plan.nodes or iface not in [i.name for i in running.plan.nodes[node].interfaces]:
+        raise UsageError(f"'{target}' is not NODE:IFACE of lab '{running.name}'")
     argv = capture.tcpdump_argv(iface, None, bgp_only=bgp_only)
-    full = get_runtime(st.runtime).net_argv(name, node, argv)
-    os.environ["BGPLAB_LAB"] = name
-    os.execvp(full[0], full)
+    full = net_argv(running.name, node, argv)
+    os.execvpe(full[0], full, mark_env(running.name))
 
 
 @capture_group.command(name="analyse")
@@ -573,10 +573,6 @@ def fault() -> None:
     """Break the lab on purpose: links, impairments, daemons, sessions."""
 
 
-def _do_fault(fn, *args, **kw) -> None:
-    fn(*args, **kw)
-
-
 def _link_fault(name: str, help_text: str, action) -> None:
     """A fault command that takes a link (NODE PEER) and nothing else."""
 
@@ -585,7 +581,7 @@ def _link_fault(name: str, help_text: str, action) -> None:
     @click.argument("node")
     @click.argument("peer")
     def command(lab, node, peer) -> None:
-        _do_fault(lambda: action(_pick_lab(lab), node, peer))
+        action(_open(lab), node, peer)
 
 
 def _faults():
@@ -614,7 +610,7 @@ _link_fault("session-reset", "Reset the BGP session NODE-PEER (clear bgp on NODE
 def fault_flap(lab, node, peer, down_for, up_for, times) -> None:
     from lab import faults
 
-    _do_fault(lambda: faults.flap(_pick_lab(lab), node, peer, down_for, times, up_for))
+    faults.flap(_open(lab), node, peer, down_for, times, up_for)
 
 
 @fault.command(name="impair")
@@ -629,8 +625,7 @@ def fault_impair(lab, node, peer, delay_ms, jitter_ms, loss_pct, rate_kbit) -> N
     """Delay, jitter, loss and rate on both ends of the link NODE-PEER (replaces an earlier one)."""
     from lab import faults
 
-    _do_fault(lambda: faults.impair(_pick_lab(lab), node, peer, delay_ms=delay_ms, jitter_ms=jitter_ms,
-                                    loss_pct=loss_pct, rate_kbit=rate_kbit))
+    faults.impair(_open(lab), node, peer, delay_ms=delay_ms, jitter_ms=jitter_ms, loss_pct=loss_pct, rate_kbit=rate_kbit)
 
 
 @fault.command(name="daemon")
@@ -642,7 +637,8 @@ def fault_daemon(lab, node, name, action) -> None:
     """Kill, stop (SIGSTOP), continue or start a daemon: bgplab fault daemon t1 bgpd kill."""
     from lab import faults
 
-    _do_fault(lambda: click.echo(f"{name} on {node}: {action} (pid {faults.daemon(_pick_lab(lab), node, name, action)})"))
+    pid = faults.daemon(_open(lab), node, name, action)
+    click.echo(f"{name} on {node}: {action} (pid {pid})")
 
 
 # -- other tools ------------------------------------------------------------------------

@@ -29,10 +29,10 @@ from controller.observe.sampler import Sampler
 from controller.reconcile import Reconciler
 from lab.daemons import frr
 from lab.errors import BgplabError
-from lab.lifecycle import load_plan
 from lab.plan import LabPlan
+from lab.running import RunningLab
 from lab.procs import alive, mark_env
-from lab.runtime import get_runtime
+from lab.runtime.netns import spawn_net
 from lab.state import LabState
 from lab.wait import wait_until
 
@@ -66,7 +66,8 @@ class EventLog:
 
 
 def serve(lab: str, seed: int, probes: int, extra: list[str]) -> None:
-    state, plan = load_plan(lab)
+    running = RunningLab.open(lab)
+    state, plan = running.state, running.plan
     log = EventLog(observe_dir(state) / "controller.jsonl")
     path = inventory_path(state)
     fresh = not path.exists()
@@ -165,7 +166,6 @@ def probe_targets(plan: LabPlan, seed: int, count: int, extra: list[str] = ()) -
 def start_data_plane(state: LabState, plan: LabPlan, inv: Inventory, seed: int, probes: int,
                      extra: list[str] = ()) -> None:
     """The edge's responders (one per speaker) and the end hosts' probes, each in its node's namespace."""
-    rt = get_runtime(state.runtime)
     obs = observe_dir(state)
     lengths = ",".join(sorted({f"{p.prefix.version}:{p.prefix.prefixlen}" for p in plan.prefixes}))
     running = state.daemons()
@@ -173,7 +173,7 @@ def start_data_plane(state: LabState, plan: LabPlan, inv: Inventory, seed: int, 
         if alive(running.get(node.name, {}).get("responder", -1)):
             continue
         argv = [sys.executable, "-m", "controller.observe.responder", "--inventory", str(inv.path), "--lengths", lengths]
-        state.add_daemon(node.name, "responder", rt.spawn_net(state.lab, node, argv, log=state.node_dir(node.name) / "responder.out"))
+        state.add_daemon(node.name, "responder", spawn_net(state.lab, node, argv, log=state.node_dir(node.name) / "responder.out"))
     # Probes start once every responder listens: a refused probe at start is not an outage.
     def listening() -> tuple[bool, str]:
         waiting = [n.name for n in plan.speakers() if not _listens(state.daemons()[n.name]["responder"], 80)]
@@ -189,7 +189,7 @@ def start_data_plane(state: LabState, plan: LabPlan, inv: Inventory, seed: int, 
             continue
         argv = [sys.executable, "-m", "controller.observe.probe", "--host", host.name, "--targets", str(targets),
                 "--out", str(obs / "probes.jsonl")]
-        state.add_daemon(host.name, "probe", rt.spawn_net(state.lab, host, argv, log=state.node_dir(host.name) / "probe.out"))
+        state.add_daemon(host.name, "probe", spawn_net(state.lab, host, argv, log=state.node_dir(host.name) / "probe.out"))
 
 
 def _listens(pid: int, port: int) -> bool:
@@ -235,12 +235,10 @@ def probe_summary(path: Path, window: float = 1.5) -> dict[str, dict[str, int]]:
         per = out.setdefault(e["host"], {})
         per[e["result"]] = per.get(e["result"], 0) + 1
     return out
-def start(lab: str, *, seed: int = 20260220, probes: int = 20, probe_prefixes: list[str] = (),
+def start(running: RunningLab, *, seed: int = 20260220, probes: int = 20, probe_prefixes: list[str] = (),
           timeout: float = 60.0) -> dict[str, Any]:
     """Start the controller of a running lab and wait until its API answers."""
-    state = LabState.load(lab)
-    if state is None:
-        raise BgplabError(f"lab '{lab}' is not up")
+    lab, state = running.name, running.state
     log = state.dir / "controller.out"
     with open(log, "ab") as out:
         proc = subprocess.Popen(

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import BgplabError, ExecError, UsageError
-from lab.lifecycle import load_plan
 from lab.procs import alive
-from lab.runtime import get_runtime
-from lab.state import LabState
+from lab.running import RunningLab
+from lab.runtime.netns import spawn_net
 from lab.wait import wait_until
 
 BGP_FILTER = "tcp port 179"
@@ -39,25 +38,21 @@ class Target:
         return f"{self.node}-{self.iface}"
 
 
-def targets(lab: str, *, node: str | None = None, link: str | None = None, all_: bool = False) -> list[Target]:
+def targets(lab: RunningLab, *, node: str | None = None, link: str | None = None, all_: bool = False) -> list[Target]:
     """Which interfaces: every one of a node, both ends of a link `a:b`, or every interface of the lab."""
-    _, plan = load_plan(lab)
+    plan = lab.plan
     chosen = [bool(node), bool(link), all_]
     if sum(chosen) != 1:
         raise UsageError("name exactly one of: a node, a link (a:b), or all")
     if all_:
         return [Target(n.name, i.name) for n in plan.nodes.values() for i in n.interfaces]
     if node:
-        if node not in plan.nodes:
-            raise UsageError(f"lab '{lab}' has no node '{node}' (nodes: {', '.join(plan.nodes)})")
-        return [Target(node, i.name) for i in plan.nodes[node].interfaces]
+        return [Target(node, i.name) for i in lab.node(node).interfaces]
     a, _, b = link.partition(":")
     if a not in plan.nodes or b not in plan.nodes:
-        raise UsageError(f"link '{link}': both ends must be nodes of lab '{lab}' (a:b)")
-    iface = next((i for i in plan.nodes[a].interfaces if i.peer == b), None)
-    if iface is None:
-        raise UsageError(f"lab '{lab}' has no link between '{a}' and '{b}'")
-    return [Target(a, iface.name), Target(b, iface.peer_ifname)]
+        raise UsageError(f"link '{link}': both ends must be nodes of lab '{lab.name}' (a:b)")
+    ia, ib = lab.link(a, b)
+    return [Target(a, ia.name), Target(b, ib.name)]
 
 
 def tcpdump_argv(iface: str, path: Path | None, *, bgp_only: bool, ring_mb: int | None = None,
@@ -72,14 +67,13 @@ def tcpdump_argv(iface: str, path: Path | None, *, bgp_only: bool, ring_mb: int 
     return argv
 
 
-def start(lab: str, dest: Path, *, node: str | None = None, link: str | None = None, all_: bool = False,
+def start(lab: RunningLab, dest: Path, *, node: str | None = None, link: str | None = None, all_: bool = False,
           bgp_only: bool = False, ring_mb: int | None = None, ring_files: int = 10, timeout: float = 10.0) -> list[dict]:
     """Start one tcpdump per chosen interface; return what was started (node, iface, file, pid)."""
     if shutil.which("tcpdump") is None:
         raise BgplabError("tcpdump is not installed; `make lab-up` installs it")
     chosen = targets(lab, node=node, link=link, all_=all_)
-    state, plan = load_plan(lab)
-    rt = get_runtime(state.runtime)
+    state = lab.state
     dest = dest.resolve()
     dest.mkdir(parents=True, exist_ok=True)
     running = state.data.get("captures", [])
@@ -91,7 +85,7 @@ def start(lab: str, dest: Path, *, node: str | None = None, link: str | None = N
     for t in chosen:
         path = dest / f"{t.stem}.pcap"
         log = dest / f"{t.stem}.log"
-        pid = rt.spawn_net(lab, plan.nodes[t.node], tcpdump_argv(t.iface, path, bgp_only=bgp_only, ring_mb=ring_mb,
+        pid = spawn_net(lab.name, lab.node(t.node), tcpdump_argv(t.iface, path, bgp_only=bgp_only, ring_mb=ring_mb,
                                                             ring_files=ring_files), log=log)
         entry = {"node": t.node, "iface": t.iface, "file": str(path), "pid": pid, "log": str(log),
                  "bgp_only": bgp_only, "started": time.time()}
@@ -112,11 +106,9 @@ def start(lab: str, dest: Path, *, node: str | None = None, link: str | None = N
     return started
 
 
-def stop(lab: str, timeout: float = 10.0) -> list[dict]:
+def stop(lab: RunningLab, timeout: float = 10.0) -> list[dict]:
     """Stop every capture of the lab; tcpdump flushes and closes its files on SIGTERM."""
-    state = LabState.load(lab)
-    if state is None:
-        raise BgplabError(f"lab '{lab}' is not up")
+    state = lab.state
     caps = state.data.get("captures", [])
     for c in caps:
         if alive(c["pid"]):
@@ -132,10 +124,8 @@ def stop(lab: str, timeout: float = 10.0) -> list[dict]:
     return caps
 
 
-def list_(lab: str) -> list[dict]:
-    state = LabState.load(lab)
-    if state is None:
-        raise BgplabError(f"lab '{lab}' is not up")
+def list_(lab: RunningLab) -> list[dict]:
+    state = lab.state
     return [{**c, "running": alive(c["pid"])} for c in state.data.get("captures", [])]
 
 

@@ -13,50 +13,39 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, Protocol
 
 from pyroute2 import NetNS, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from lab import lifecycle
 from lab.daemons import frr
 from lab.errors import BgplabError
-from lab.state import LabState, lab_dir
+from lab.running import RunningLab
 
 
-def record(lab: str, fault: str, **detail: Any) -> None:
-    with open(lab_dir(lab) / "faults.jsonl", "a") as f:
+def record(lab: RunningLab, fault: str, **detail: Any) -> None:
+    with open(lab.dir / "faults.jsonl", "a") as f:
         f.write(json.dumps({"t": time.time(), "fault": fault, **detail}) + "\n")
 
 
-def _link(lab: str, node: str, peer: str | None):
-    _, plan = lifecycle.load_plan(lab)
-    if node not in plan.nodes:
-        raise BgplabError(f"lab '{lab}' has no node '{node}' (nodes: {', '.join(plan.nodes)})")
-    if peer is None:
-        raise BgplabError(f"a link or session fault on {node} needs a peer")
-    iface = next((i for i in plan.nodes[node].interfaces if i.peer == peer), None)
-    if iface is None:
-        raise BgplabError(f"{node} has no link to '{peer}' (its peers: {', '.join(i.peer for i in plan.nodes[node].interfaces)})")
-    return plan, iface
+def _ends(lab: RunningLab, node: str, peer: str | None) -> list[tuple[str, str]]:
+    """(namespace, interface) at both ends of the link between node and peer."""
+    a, b = lab.link(node, peer)
+    return [(lab.node(node).namespace, a.name), (lab.node(peer).namespace, b.name)]
 
 
-def _ends(lab: str, node: str, peer: str):
-    plan, iface = _link(lab, node, peer)
-    return [(plan.nodes[node].namespace, iface.name), (plan.nodes[peer].namespace, iface.peer_ifname)]
-
-
-def session_reset(lab: str, node: str, peer: str) -> None:
+def session_reset(lab: RunningLab, node: str, peer: str) -> None:
     """`clear bgp <peer>` on the router: the session goes down and comes back."""
-    plan, _ = _link(lab, node, peer)
-    if plan.nodes[node].kind.value != "frr":
-        raise BgplabError(f"session reset runs on a router; {node} is a {plan.nodes[node].kind.value}")
-    addr = next(s.peer_v4 for s in plan.nodes[node].sessions if s.peer == peer)
-    frr.vtysh(frr.FrrPaths(LabState.load(lab).node_dir(node)), f"clear bgp {addr}")
+    lab.link(node, peer)
+    n = lab.node(node)
+    if n.kind.value != "frr":
+        raise BgplabError(f"session reset runs on a router; {node} is a {n.kind.value}")
+    addr = next(s.peer_v4 for s in n.sessions if s.peer == peer)
+    frr.vtysh(frr.FrrPaths(lab.node_dir(node)), f"clear bgp {addr}")
     record(lab, "session_reset", node=node, peer=peer)
 
 
-def set_link(lab: str, node: str, peer: str, up: bool) -> None:
+def set_link(lab: RunningLab, node: str, peer: str, up: bool) -> None:
     """Carrier down (or up) at both ends of the link between node and peer, as a router sees it."""
     for ns_name, ifname in _ends(lab, node, peer):
         with NetNS(ns_name) as ns:
@@ -65,14 +54,15 @@ def set_link(lab: str, node: str, peer: str, up: bool) -> None:
     record(lab, "link_up" if up else "link_down", node=node, peer=peer)
 
 
-def flap(lab: str, node: str, peer: str, down_for: float, times: int = 1, up_for: float = 0.0,
+def flap(lab: RunningLab, node: str, peer: str, down_for: float, times: int = 1, up_for: float = 0.0,
          background: bool = False) -> threading.Thread | None:
     """Down for ``down_for`` seconds, up again, ``times`` times (``up_for`` seconds between)."""
+    _ends(lab, node, peer)  # a bad link fails here, not in the background
 
     def run() -> None:
         for i in range(times):
             set_link(lab, node, peer, up=False)
-            time.sleep(down_for)
+            time.sleep(down_for)  # the fault's own timing: a link held down this long
             set_link(lab, node, peer, up=True)
             if i + 1 < times:
                 time.sleep(up_for)
@@ -86,7 +76,7 @@ def flap(lab: str, node: str, peer: str, down_for: float, times: int = 1, up_for
     return None
 
 
-def impair(lab: str, node: str, peer: str, *, delay_ms: float = 0, jitter_ms: float = 0, loss_pct: float = 0,
+def impair(lab: RunningLab, node: str, peer: str, *, delay_ms: float = 0, jitter_ms: float = 0, loss_pct: float = 0,
            rate_kbit: int | None = None) -> None:
     """Delay, jitter, loss (netem) and/or a rate limit on both ends of a link; replaces any earlier one.
 
@@ -142,14 +132,14 @@ def _clear(ns: NetNS, idx: int) -> None:
         ns.tc("del", index=idx, root=True)  # back to the kernel's default qdisc
 
 
-def clear_impairment(lab: str, node: str, peer: str) -> None:
+def clear_impairment(lab: RunningLab, node: str, peer: str) -> None:
     for ns_name, ifname in _ends(lab, node, peer):
         with NetNS(ns_name) as ns:
             _clear(ns, ns.link_lookup(ifname=ifname)[0])
     record(lab, "clear_impairment", node=node, peer=peer)
 
 
-def qdiscs(lab: str, node: str, peer: str) -> list[str]:
+def qdiscs(lab: RunningLab, node: str, peer: str) -> list[str]:
     """The qdisc kinds on both ends of a link (to show an impairment is there, or gone)."""
     out = []
     for ns_name, ifname in _ends(lab, node, peer):
@@ -159,33 +149,45 @@ def qdiscs(lab: str, node: str, peer: str) -> list[str]:
     return out
 
 
-def daemon(lab: str, node: str, name: str, action: str) -> int:
+def daemon(lab: RunningLab, node: str, name: str, action: str) -> int:
     """kill (SIGKILL, a crash), stop (SIGSTOP, a hang), cont (SIGCONT) or start one daemon of a node."""
     if action == "start":
-        pid = lifecycle.start_daemon(lab, node, name)
+        pid = lab.start_daemon(node, name)
     elif action == "kill":
-        pid = lifecycle.stop_daemon(lab, node, name, sig=signal.SIGKILL)
+        pid = lab.stop_daemon(node, name, sig=signal.SIGKILL)
     elif action in ("stop", "cont"):
-        state = LabState.load(lab)
-        pid = state.daemons().get(node, {}).get(name) if state else None
-        if pid is None:
-            raise BgplabError(f"{name} on {node} is not running")
-        os.kill(pid, signal.SIGSTOP if action == "stop" else signal.SIGCONT)
+        pid = lab.signal_daemon(node, name, signal.SIGSTOP if action == "stop" else signal.SIGCONT)
     else:
         raise BgplabError(f"unknown daemon action '{action}' (kill, stop, cont, start)")
     record(lab, f"daemon_{action}", node=node, daemon=name, pid=pid)
     return pid
 
 
-def apply(lab: str, fault: str, node: str, peer: str | None = None) -> None:
-    """The drill steps' entry point."""
-    if fault == "session_reset":
-        session_reset(lab, node, peer)
-    elif fault in ("link_down", "link_up"):
-        set_link(lab, node, peer, fault == "link_up")
-    elif fault == "kill_speaker":
-        daemon(lab, node, "exabgp", "kill")
-    elif fault == "start_speaker":
-        daemon(lab, node, "exabgp", "start")
-    else:
-        raise BgplabError(f"unknown fault '{fault}' (faults: session_reset, link_down, link_up, kill_speaker, start_speaker)")
+class FaultSpec(Protocol):
+    """What a fault needs (a drill's fault step has these fields)."""
+
+    node: str
+    peer: str | None
+    daemon: str | None
+    action: str | None
+    down_for: float
+    times: int
+    delay_ms: float
+    jitter_ms: float
+    loss_pct: float
+    rate_kbit: int | None
+
+
+# A fault kind -> what it does: one entry and one function per kind; drills name these.
+FAULTS: dict[str, Callable[[RunningLab, FaultSpec], Any]] = {
+    "session_reset": lambda lab, f: session_reset(lab, f.node, f.peer),
+    "link_down": lambda lab, f: set_link(lab, f.node, f.peer, up=False),
+    "link_up": lambda lab, f: set_link(lab, f.node, f.peer, up=True),
+    "link_flap": lambda lab, f: flap(lab, f.node, f.peer, f.down_for, f.times, up_for=f.down_for, background=True),
+    "impair": lambda lab, f: impair(lab, f.node, f.peer, delay_ms=f.delay_ms, jitter_ms=f.jitter_ms,
+                                    loss_pct=f.loss_pct, rate_kbit=f.rate_kbit),
+    "clear_impairment": lambda lab, f: clear_impairment(lab, f.node, f.peer),
+    "daemon": lambda lab, f: daemon(lab, f.node, f.daemon, f.action),
+    "kill_speaker": lambda lab, f: daemon(lab, f.node, "exabgp", "kill"),
+    "start_speaker": lambda lab, f: daemon(lab, f.node, "exabgp", "start"),
+}

@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from lab.daemons import exabgp, frr
-from lab.errors import BgplabError, LabExists, LabNotFound, TeardownError, UpFailed
+from lab.daemons import DAEMONS, Daemon, exabgp, frr, start_order
+from lab.errors import BgplabError, LabExists, TeardownError, UpFailed
 from lab.kernel import count_lab_routes_fast
 from lab.plan import LabPlan, NodePlan, build_plan
 from lab.procs import all_marked_labs, alive, end_processes, marked_pids, rss_kib
 from lab.runtime import RUNTIMES, Runtime, get_runtime
+from lab.runtime import netns as netns_ops
 from lab.runtime.netns import NETNS_DIR
 from lab.state import LabState, lab_dir
-from lab.topology import Kind, check_lab_name, load_topology, parse_topology
+from lab.topology import Kind, check_lab_name, load_topology
 from lab.wait import wait_until
 
 Progress = Callable[[str], None]
@@ -49,6 +49,13 @@ class UpReport:
     frr_version: str
     # Seconds from the start of `up` to each milestone.
     timings: dict[str, float] = field(default_factory=dict)
+    runtime: str = "netns"
+
+    def running(self) -> "RunningLab":
+        """The lab just brought up, with the plan `up` already built (not built again)."""
+        from lab.running import RunningLab
+
+        return RunningLab(self.lab, self.plan, get_runtime(self.runtime))
 
 
 def frr_paths(state: LabState, node: str) -> frr.FrrPaths:
@@ -79,33 +86,28 @@ class _Up:
     def mark(self, milestone: str) -> None:
         self.timings[milestone] = round(time.monotonic() - self.t0, 3)
 
+    def nodes_running(self, d: Daemon) -> list[NodePlan]:
+        return [n for n in self.plan.nodes.values() if d in DAEMONS.get(n.kind, ())]
+
     def render(self) -> None:
-        tools = self.tools
-        for node in self.plan.routers():
-            frr.write(self.lab, node, frr_paths(self.state, node.name), tools.frr_owner)
-        for node in self.plan.speakers():
-            exabgp.write(self.lab, node, exabgp_paths(self.state, node.name), tools.bridge)
-        for node in self.plan.hosts():
+        for node in self.plan.nodes.values():
             self.state.node_dir(node.name).mkdir(parents=True, exist_ok=True)
+            for d in DAEMONS.get(node.kind, ()):
+                d.write(self.lab, node, self.state.node_dir(node.name), self.tools)
         self.mark("configs_written")
 
     def check(self) -> None:
         """Every daemon's dry run on its config, inside its node (the FRR and ExaBGP that will run it)."""
-        tools = self.tools
 
-        def check_frr(node: NodePlan) -> None:
-            for daemon, conf, argv in frr.check_argvs(frr_paths(self.state, node.name), tools.frr_dir):
-                r = self.rt.exec(self.lab, node, argv, timeout=30)
-                frr.check_result(node, daemon, conf, r.rc, r.out, r.err)
+        def dry_run(d: Daemon, node: NodePlan) -> None:
+            nd = self.state.node_dir(node.name)
+            r = self.rt.exec(self.lab, node, d.check_argv(node, nd, self.tools), timeout=d.check_timeout,
+                             env=d.environment())
+            d.check_result(node, nd, r.rc, r.out, r.err)
 
-        def check_exabgp(node: NodePlan) -> None:
-            paths = exabgp_paths(self.state, node.name)
-            r = self.rt.exec(self.lab, node, exabgp.check_argv(paths, tools.exabgp), timeout=60, env=exabgp.environment())
-            exabgp.check_result(node, paths, r.rc, r.out, r.err)
-
-        checks = [(check_frr, n) for n in self.plan.routers()] + [(check_exabgp, n) for n in self.plan.speakers()]
+        checks = [(d, n) for d in start_order() for n in self.nodes_running(d)]
         with ThreadPoolExecutor(max_workers=4) as pool:
-            for f in [pool.submit(fn, n) for fn, n in checks]:
+            for f in [pool.submit(dry_run, d, n) for d, n in checks]:
                 f.result()
         routers = self.plan.routers()
         self.state.set(frr_version=self.rt.frr_version(self.lab, routers[0]) if routers else "none")
@@ -122,15 +124,10 @@ class _Up:
             na, nb = self.plan.nodes[a], self.plan.nodes[b]
             ifa = next(x for x in na.interfaces if x.link == i)
             ifb = next(x for x in nb.interfaces if x.link == i)
-            self.rt.add_link(self.lab, na, ifa, nb, ifb)
+            netns_ops.add_link(na, ifa, nb, ifb)
         for node in self.plan.hosts() + self.plan.speakers():
-            self.rt.add_routes(self.lab, node)
+            netns_ops.add_routes(node)
         self.mark("network")
-
-    def spawn(self, node: NodePlan, daemon: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
-        pid = self.rt.spawn(self.lab, node, argv, log=log, env=env)
-        self.state.add_daemon(node.name, daemon, pid)
-        return pid
 
     def _running(self, node: str, daemon: str) -> tuple[bool, str]:
         pid = self.state.daemons().get(node, {}).get(daemon)
@@ -140,39 +137,26 @@ class _Up:
             raise BgplabError(f"{daemon} on {node} exited at start: {tail or '(no output)'}")
         return True, ""
 
-    def _start_all(self, nodes: list[NodePlan], daemon: str, argv: Callable[[NodePlan], list[str]],
-                   ready: Callable[[NodePlan], Path], env: dict[str, str] | None = None) -> None:
-        """Start ``daemon`` on every node, then wait until each has made its ``ready`` socket.
+    def start(self, d: Daemon) -> None:
+        """Start ``d`` on every node that runs it, then wait until each is ready (its order
+        relative to the others is the daemons' own: ``lab.daemons.start_order``).
 
         A daemon that exits meanwhile fails the wait at once, with the tail of its output.
         """
+        nodes = self.nodes_running(d)
         for node in nodes:
-            self.spawn(node, daemon, argv(node), self.state.node_dir(node.name) / f"{daemon}.out", env)
+            nd = self.state.node_dir(node.name)
+            pid = self.rt.spawn(self.lab, node, d.argv(node, nd, self.tools), log=nd / f"{d.name}.out", env=d.environment())
+            self.state.add_daemon(node.name, d.name, pid)
 
         def all_ready() -> tuple[bool, str]:
-            missing = [n.name for n in nodes if not ready(n).exists()]
+            missing = [n.name for n in nodes if not d.ready(self.state.node_dir(n.name))]
             for n in missing:
-                self._running(n, daemon)
-            return not missing, f"no {daemon} socket yet on {', '.join(missing)}"
+                self._running(n, d.name)
+            return not missing, f"{d.name} not ready yet on {', '.join(missing)}"
 
-        wait_until(all_ready, timeout=self.timeouts.daemons, what=f"{daemon} to open its socket on every node")
-
-    def start_frr(self) -> None:
-        routers = self.plan.routers()
-        paths = {n.name: frr_paths(self.state, n.name) for n in routers}
-        # bgpd needs zebra's zserv socket to be there when it starts.
-        d = self.tools.frr_dir
-        self._start_all(routers, "zebra", lambda n: frr.argv("zebra", n, paths[n.name], d), lambda n: paths[n.name].zserv)
-        self._start_all(routers, "bgpd", lambda n: frr.argv("bgpd", n, paths[n.name], d), lambda n: paths[n.name].vty("bgpd"))
-        self.mark("frr_started")
-
-    def start_exabgp(self) -> None:
-        speakers = self.plan.speakers()
-        paths = {n.name: exabgp_paths(self.state, n.name) for n in speakers}
-        env = exabgp.environment()
-        x = self.tools.exabgp
-        self._start_all(speakers, "exabgp", lambda n: exabgp.argv(paths[n.name], x), lambda n: paths[n.name].socket, env)
-        self.mark("exabgp_started")
+        wait_until(all_ready, timeout=self.timeouts.daemons, what=f"{d.name} to be ready on every node")
+        self.mark(f"{d.name}_started")
 
     def wait_sessions(self) -> None:
         def established() -> tuple[bool, str]:
@@ -277,8 +261,7 @@ def up(
         ("render daemon configs", u.render),
         ("create nodes and links", u.network),
         ("check daemon configs", u.check),
-        ("start FRR", u.start_frr),
-        ("start ExaBGP", u.start_exabgp),
+        *[(f"start {d.name}", partial(u.start, d)) for d in start_order()],
         ("wait for sessions", u.wait_sessions),
     ]
     if announce:
@@ -292,7 +275,7 @@ def up(
         problems = _teardown(lab, state)
         raise UpFailed(lab, step, e, problems) from e
     state.set(status="up", timings=u.timings, announced=announce)
-    return UpReport(lab, plan, state.data["frr_version"], u.timings)
+    return UpReport(lab, plan, state.data["frr_version"], u.timings, runtime)
 
 
 def _runtimes(lab: str, state: LabState | None) -> list[Runtime]:
@@ -351,146 +334,9 @@ def labs() -> list[str]:
     return sorted(found)
 
 
-# -- status ---------------------------------------------------------------------------
-
-
-def load_plan(lab: str) -> tuple[LabState, LabPlan]:
-    """The plan of a running lab, rebuilt from its state record (the topology file may be gone)."""
-    state = LabState.load(lab)
-    if state is None:
-        raise LabNotFound(f"lab '{lab}' is not up (labs: {', '.join(labs()) or 'none'})")
-    doc = state.data.get("topology_doc")
-    if doc is None:
-        raise LabNotFound(f"lab '{lab}' has no usable state record ({state.path}); `bgplab down {lab}` removes it")
-    return state, build_plan(parse_topology(doc, str(state.path)), lab)
-
-
-@dataclass
-class NodeStatus:
-    name: str
-    kind: str
-    role: str
-    asn: int | None
-    daemons: dict[str, bool]
-    sessions: list[dict[str, Any]]
-    received: dict[str, int] | None  # BGP table, pool prefixes and others
-    installed: dict[str, int] | None  # kernel, pool prefixes only
-    rss_kib: int
-
-
-def status(lab: str, *, kernel: bool = True) -> list[NodeStatus]:
-    state, plan = load_plan(lab)
-    out = []
-    for node in plan.nodes.values():
-        daemons = state.daemons().get(node.name, {})
-        up = {d: alive(pid) for d, pid in daemons.items()}
-        sessions: list[dict[str, Any]] = []
-        received = installed = None
-        if node.kind is Kind.frr and up.get("bgpd"):
-            p = frr_paths(state, node.name)
-            try:
-                live = frr.sessions(p)
-                received = frr.rib_counts(p)
-            except BgplabError as e:
-                live = {}
-                sessions.append({"peer": "?", "state": f"vtysh failed: {e}"})
-            for s in node.sessions:
-                info = live.get(str(s.peer_v4), {})
-                sessions.append(
-                    {
-                        "peer": s.peer,
-                        "address": str(s.peer_v4),
-                        "state": info.get("state", "unknown"),
-                        "received": info.get("received", {}),
-                        "sent": info.get("sent", {}),
-                    }
-                )
-        if node.kind is Kind.frr and node.installs_routes and kernel:
-            installed = count_lab_routes_fast(node.namespace, plan.pool_keys)
-        out.append(
-            NodeStatus(
-                node.name,
-                node.kind.value,
-                node.role.value,
-                node.asn,
-                up,
-                sessions,
-                received,
-                installed,
-                sum(rss_kib(pid) for d, pid in daemons.items() if up[d]),
-            )
-        )
-    return out
+# -- a running lab ---------------------------------------------------------------------
 
 
 def lab_rss_kib(lab: str) -> int:
     """Resident memory of every process carrying the lab's mark (daemons and their helpers)."""
     return sum(rss_kib(pid) for pid in marked_pids(lab))
-
-
-# -- one daemon at a time (the fault primitives build on these) ----------------------
-
-DAEMONS = {"frr": ("zebra", "bgpd"), "exabgp": ("exabgp",)}
-
-
-def _check_daemon(node: NodePlan, daemon: str) -> None:
-    if daemon not in DAEMONS.get(node.kind.value, ()):
-        valid = ", ".join(DAEMONS.get(node.kind.value, ())) or "none"
-        raise BgplabError(f"node {node.name} ({node.kind.value}) runs no '{daemon}' (its daemons: {valid})")
-
-
-def _daemon_argv(state: LabState, rt: Runtime, node: NodePlan, daemon: str) -> tuple[list[str], dict[str, str] | None]:
-    _check_daemon(node, daemon)
-    tools = rt.tools()
-    if node.kind is Kind.exabgp:
-        return exabgp.argv(exabgp_paths(state, node.name), tools.exabgp), exabgp.environment()
-    return frr.argv(daemon, node, frr_paths(state, node.name), tools.frr_dir), None
-
-
-def stop_daemon(lab: str, node: str, daemon: str, sig: int = 15, timeout: float = 5.0) -> int:
-    """Signal one daemon of a node (SIGTERM by default, SIGKILL for a crash) and wait until it is gone."""
-    state, plan = load_plan(lab)
-    if node not in plan.nodes:
-        raise BgplabError(f"lab '{lab}' has no node '{node}'")
-    _check_daemon(plan.nodes[node], daemon)
-    pid = state.daemons().get(node, {}).get(daemon)
-    if pid is None or not alive(pid):
-        raise BgplabError(f"{daemon} on {node} is not running")
-    os.kill(pid, signal.Signals(sig))
-    wait_until(lambda: (not alive(pid), f"pid {pid} still alive"), timeout=timeout, what=f"{daemon} on {node} to stop")
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    return pid
-
-
-def start_daemon(lab: str, node: str, daemon: str, timeout: float = 20.0) -> int:
-    """Start one daemon of a node again, as `up` started it; return its new PID."""
-    state, plan = load_plan(lab)
-    if node not in plan.nodes:
-        raise BgplabError(f"lab '{lab}' has no node '{node}'")
-    n = plan.nodes[node]
-    rt = get_runtime(state.runtime)
-    argv, env = _daemon_argv(state, rt, n, daemon)
-    old = state.daemons().get(node, {}).get(daemon)
-    if old is not None and alive(old):
-        raise BgplabError(f"{daemon} on {node} is already running (pid {old})")
-    pid = rt.spawn(lab, n, argv, log=state.node_dir(node) / f"{daemon}.out", env=env)
-    state.add_daemon(node, daemon, pid)
-    if daemon == "exabgp":
-        sock = exabgp_paths(state, node).socket
-        wait_until(lambda: (_connectable(sock), "its API channel refuses connections"),
-                   timeout=timeout, what=f"exabgp on {node} to open its API channel")
-    return pid
-
-
-def _connectable(path: Path) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()

@@ -199,7 +199,8 @@ class Analysis:
         return {
             "run": {"outcome": self.record.outcome, "error": self.record.error, "speed": st.speed, "start": st.start,
                     "lab": lab.lab if lab else None, "runtime": lab.runtime if lab else None,
-                    "frr_version": lab.frr_version if lab else None},
+                    "frr_version": lab.frr_version if lab else None, "steps": len(st.marks),
+                    "plans_built": st.plans_built},
             "figures": self.figures,
             "worst_hunting": rows,
         }

@@ -163,8 +163,7 @@ class Fault(_Step):
     """A fault primitive (lab.faults). Times (down_for) are lab seconds: faults act on real timers."""
 
     do: Literal["fault"]
-    fault: Literal["session_reset", "link_down", "link_up", "link_flap", "impair", "clear_impairment",
-                   "daemon", "kill_speaker", "start_speaker"]
+    fault: str = Field(description="a kind in lab.faults.FAULTS")
     node: str
     peer: str | None = None
     daemon: str | None = None
@@ -175,6 +174,15 @@ class Fault(_Step):
     jitter_ms: float = Field(default=0, ge=0)
     loss_pct: float = Field(default=0, ge=0, le=100)
     rate_kbit: int | None = Field(default=None, ge=8)
+
+    @field_validator("fault")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        from lab.faults import FAULTS
+
+        if v not in FAULTS:
+            raise ValueError(f"unknown fault '{v}' (faults: {', '.join(FAULTS)})")
+        return v
 
     @model_validator(mode="after")
     def _needs(self) -> "Fault":

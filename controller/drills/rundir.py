@@ -57,6 +57,7 @@ class DrillState:
     detection: dict[str, Any] = field(default_factory=dict)
     tasks: dict[str, dict[str, int]] = field(default_factory=dict)  # per task: cycles, errors
     captures: dict[str, list[str]] = field(default_factory=dict)  # node -> its capture files in captures/
+    plans_built: int = 0  # lab plans built from the record during the run, in the drill's process
 
     def affected(self) -> dict[str, float]:
         """Every prefix the drill withdrew (task or API step), with the controller's time."""

@@ -37,6 +37,7 @@ from controller.inventory import cidr_of
 from lab import capture, faults, lifecycle
 from lab.errors import BgplabError
 from lab.plan import LabPlan, Role
+from lab.running import PLANS_BUILT, RunningLab
 from lab.state import LabState
 
 Progress = Callable[[str], None]
@@ -232,20 +233,9 @@ def _api(p: Play, step: m.Api) -> None:
 
 
 def _fault(p: Play, step: m.Fault) -> None:
-    """A fault primitive (lab.faults). Its times are lab seconds: faults act on real timers."""
-    lab = p.runner.lab
+    """A fault primitive (lab.faults.FAULTS). Its times are lab seconds: faults act on real timers."""
     try:
-        if step.fault == "link_flap":
-            faults.flap(lab, step.node, step.peer, step.down_for, step.times, up_for=step.down_for, background=True)
-        elif step.fault == "impair":
-            faults.impair(lab, step.node, step.peer, delay_ms=step.delay_ms, jitter_ms=step.jitter_ms,
-                          loss_pct=step.loss_pct, rate_kbit=step.rate_kbit)
-        elif step.fault == "clear_impairment":
-            faults.clear_impairment(lab, step.node, step.peer)
-        elif step.fault == "daemon":
-            faults.daemon(lab, step.node, step.daemon, step.action)
-        else:
-            faults.apply(lab, step.fault, step.node, step.peer)
+        faults.FAULTS[step.fault](p.runner.running, step)
     except BgplabError as e:
         p.runner.log("fault_error", fault=step.fault, node=step.node, error=str(e))
         raise
@@ -305,6 +295,7 @@ class DrillRunner:
         self.record = RunRecord(None, self.st)
         self.events = None
         self.sampler: Sampler | None = None
+        self.running: RunningLab | None = None
         self.checkpoints: list[dict[str, Any]] = []
 
     # incident clock <-> lab time
@@ -338,14 +329,16 @@ class DrillRunner:
         self.rd.drill.write_text(json.dumps(
             {**self.drill.model_dump(mode="json", by_alias=True), "speed": self.speed}, indent=2))
         self.progress(f"bringing up lab '{self.lab}' from {self.topology.name} ({self.runtime} runtime)")
+        plans_before = PLANS_BUILT["count"]
         up = lifecycle.up(self._topology_for_run(), self.lab, runtime=self.runtime, progress=self.progress)
-        state = LabState.load(self.lab)
+        self.running = up.running()  # opened once, with the plan `up` built; every step uses it
+        state = self.running.state
         self.record.lab = lab_facts(self.lab, self.runtime, up.frr_version, state, up.plan)
         problems: list[str] = []
         try:
-            service.start(self.lab, probes=self.drill.probes, probe_prefixes=self._canaries(up.plan))
+            service.start(self.running, probes=self.drill.probes, probe_prefixes=self._canaries(up.plan))
             if self.drill.capture:
-                started = capture.start(self.lab, self.rd.captures, all_=True, bgp_only=True)
+                started = capture.start(self.running, self.rd.captures, all_=True, bgp_only=True)
                 self.st.captures = {}
                 for c in started:
                     self.st.captures.setdefault(c["node"], []).append(Path(c["file"]).name)
@@ -371,6 +364,7 @@ class DrillRunner:
                 self.record.error = "; ".join(filter(None, [self.record.error, *problems]))
                 if self.record.outcome == "completed":
                     self.record.outcome = "failed"
+            self.st.plans_built = PLANS_BUILT["count"] - plans_before
             self.rd.write_record(self.record)
             self.events.close()
         if problems:
@@ -378,8 +372,8 @@ class DrillRunner:
         return self.record
 
     def _stop_captures(self) -> None:
-        if self.drill.capture and LabState.load(self.lab) is not None:
-            capture.stop(self.lab)
+        if self.drill.capture and self.running is not None and LabState.load(self.lab) is not None:
+            capture.stop(self.running)
 
     def _down(self) -> None:
         if not self.keep:

@@ -15,11 +15,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from lab.daemons import templates
 from lab.errors import ConfigError, DaemonError, SpeakerError
 from lab.plan import IPNetwork, NodePlan, Session
+from lab.topology import Kind
+
+if TYPE_CHECKING:
+    from lab.runtime import Toolset
 
 # `announce attributes ... nlri P1 P2 ...` is about twice as fast as one route per
 # command; ExaBGP packs the NLRI of one line into as few UPDATEs as fit.
@@ -288,3 +292,45 @@ class SpeakerChannel:
 
 def _short(line: str, n: int = 160) -> str:
     return line if len(line) <= n else f"{line[:n]}... ({len(line)} chars)"
+
+
+# -- the daemon contract (lab.daemons.Daemon) ------------------------------------------------
+
+
+class _Exabgp:
+    name = "exabgp"
+    kind = Kind.exabgp
+    after: tuple[str, ...] = ()
+    check_timeout = 60.0
+
+    def write(self, lab: str, node: NodePlan, node_dir: Path, tools: "Toolset") -> None:
+        write(lab, node, ExabgpPaths(node_dir), tools.bridge)
+
+    def check_argv(self, node: NodePlan, node_dir: Path, tools: "Toolset") -> list[str]:
+        return check_argv(ExabgpPaths(node_dir), tools.exabgp)
+
+    def check_result(self, node: NodePlan, node_dir: Path, rc: int | None, out: str, err: str) -> None:
+        check_result(node, ExabgpPaths(node_dir), rc, out, err)
+
+    def argv(self, node: NodePlan, node_dir: Path, tools: "Toolset") -> list[str]:
+        return argv(ExabgpPaths(node_dir), tools.exabgp)
+
+    def environment(self) -> dict[str, str] | None:
+        return environment()
+
+    def ready(self, node_dir: Path) -> bool:
+        # the API bridge accepts connections: the channel can be used
+        sock = ExabgpPaths(node_dir).socket
+        if not sock.exists():
+            return False
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(str(sock))
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+
+EXABGP = _Exabgp()

@@ -14,12 +14,15 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.daemons import templates
 from lab.errors import ConfigError, DaemonError, ExecError
 from lab.plan import NodePlan
-from lab.topology import Role
+from lab.topology import Kind, Role
+
+if TYPE_CHECKING:
+    from lab.runtime import Toolset
 
 FRR_LIBEXEC = Path(os.environ.get("BGPLAB_FRR_DIR", "/usr/lib/frr"))
 # FRR's daemons drop privileges to this user (zebra has no way to stay root); the
@@ -198,3 +201,41 @@ def rib_counts(paths: FrrPaths) -> dict[str, int]:
         return int(entries[0].get("totalPrefixes", 0))
 
     return {"ipv4": total("ipv4Unicast"), "ipv6": total("ipv6Unicast")}
+
+
+# -- the daemon contract (lab.daemons.Daemon): zebra, then bgpd ----------------------------
+
+
+class _FrrDaemon:
+    kind = Kind.frr
+    check_timeout = 30.0
+
+    def __init__(self, name: str, after: tuple[str, ...]):
+        self.name, self.after = name, after
+
+    def write(self, lab: str, node: NodePlan, node_dir: Path, tools: "Toolset") -> None:
+        # zebra and bgpd share one directory handed to FRR's user; writing it twice is harmless
+        if self.name == "zebra":
+            write(lab, node, FrrPaths(node_dir), tools.frr_owner)
+
+    def check_argv(self, node: NodePlan, node_dir: Path, tools: "Toolset") -> list[str]:
+        return next(a for d, _, a in check_argvs(FrrPaths(node_dir), tools.frr_dir) if d == self.name)
+
+    def check_result(self, node: NodePlan, node_dir: Path, rc: int | None, out: str, err: str) -> None:
+        p = FrrPaths(node_dir)
+        check_result(node, self.name, p.zebra_conf if self.name == "zebra" else p.bgpd_conf, rc, out, err)
+
+    def argv(self, node: NodePlan, node_dir: Path, tools: "Toolset") -> list[str]:
+        return argv(self.name, node, FrrPaths(node_dir), tools.frr_dir)
+
+    def environment(self) -> dict[str, str] | None:
+        return None
+
+    def ready(self, node_dir: Path) -> bool:
+        # zebra's zserv socket (bgpd needs it to be there when it starts); bgpd's vty socket
+        p = FrrPaths(node_dir)
+        return (p.zserv if self.name == "zebra" else p.vty(self.name)).exists()
+
+
+ZEBRA = _FrrDaemon("zebra", after=())
+BGPD = _FrrDaemon("bgpd", after=("zebra",))

@@ -215,7 +215,7 @@ def ensure_image(client: Any, progress: Progress = lambda _: None, *, force: boo
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lab.runtime.docker import engine
+    from lab.runtime.engine import engine
 
     ap = argparse.ArgumentParser(description="Build bgplab's node image when its inputs changed.")
     ap.add_argument("--force", action="store_true", help="build even if the image is up to date")

@@ -8,9 +8,10 @@ Both runtimes expose every node's network namespace as ``/run/netns/bgplab-<lab>
 (a container's as a link to its namespace, as containerlab does), so what reads or
 changes a node's network from outside (kernel tables, links, qdiscs) and the host
 programs that run in a node's network only (tcpdump, the controller's responders and
-probes: ``spawn_net``) are the same for both. Daemons run *in* the node (``spawn``):
-on the host for namespaces, inside the container for Docker, with the ``Toolset`` the
-runtime names.
+probes) are the same for both: they are ``lab.runtime.netns``'s functions (``add_link``,
+``add_routes``, ``spawn_net``, ``net_argv``), not members of the protocol. Daemons run
+*in* the node (``spawn``): on the host for namespaces, inside the container for Docker,
+with the ``Toolset`` the runtime names. The protocol has ten members.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from lab.errors import ExecError, UsageError
-from lab.plan import Interface, NodePlan
+from lab.plan import NodePlan
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,6 @@ class Runtime(Protocol):
     def create_nodes(self, lab: str, nodes: list[NodePlan]) -> None:
         """Make the nodes exist: namespace or container, loopback addresses, forwarding."""
 
-    def add_link(self, lab: str, a: NodePlan, ifa: Interface, b: NodePlan, ifb: Interface) -> None:
-        """A veth pair between two nodes, addressed and up at both ends."""
-
-    def add_routes(self, lab: str, node: NodePlan) -> None:
-        """Static routes a node needs before its daemons run: default routes, a speaker's local pools."""
-
     def spawn(self, lab: str, node: NodePlan, argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> int:
         """Start a long-running process inside the node, marked with the lab; return its PID."""
 
@@ -75,12 +70,6 @@ class Runtime(Protocol):
 
     def exec_argv(self, lab: str, node: str, argv: list[str], *, tty: bool = False) -> list[str]:
         """The argv that runs ``argv`` inside the node (for `bgplab exec` to exec into)."""
-
-    def spawn_net(self, lab: str, node: NodePlan, argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> int:
-        """Start a host program in the node's network namespace only (tcpdump, responders, probes); its PID."""
-
-    def net_argv(self, lab: str, node: str, argv: list[str]) -> list[str]:
-        """The argv that runs a host program in the node's network namespace."""
 
     def nodes_of(self, lab: str) -> list[str]:
         """Names of what exists for this lab in the runtime (namespaces, containers)."""

@@ -27,7 +27,8 @@ from lab.errors import BgplabError
 from lab.plan import NodePlan, namespace_name
 from lab.procs import MARK
 from lab.runtime import ExecResult, Toolset
-from lab.runtime.netns import NETNS_DIR, NetnsRuntime, configure_loopback, netns_entries
+from lab.runtime.engine import engine_socket_present, engine
+from lab.runtime.netns import NETNS_DIR, configure_loopback, netns_entries
 from lab.state import lab_dir
 
 LABEL_LAB = "bgplab.lab"
@@ -55,31 +56,15 @@ SYSCTLS = {
 LOG_FILES = {"frr": ["zebra.out", "bgpd.out", "zebra.log", "bgpd.log"], "exabgp": ["exabgp.out"], "host": ["probe.out"]}
 
 
-def engine(timeout: float = 120.0) -> Any:
-    """A client of the local Docker engine, or an error that says how to get one."""
-    try:
-        import docker
-    except ImportError:
-        raise BgplabError("the Docker SDK (python package 'docker') is not installed; run `make lab-up`") from None
-    try:
-        client = docker.from_env(version="auto", timeout=timeout)
-        client.ping()
-    except Exception as e:  # the SDK raises several kinds for "no engine"
-        raise BgplabError(
-            f"no Docker engine answers ({os.environ.get('DOCKER_HOST', 'unix:///var/run/docker.sock')}): "
-            f"{str(e).splitlines()[0][:200]}; `make docker-engine` installs and starts one"
-        ) from None
-    return client
-
-
 def container_name(lab: str, node: str) -> str:
     # The same name as the node's namespace link: `docker exec` and `ip netns` agree.
     return namespace_name(lab, node)
 
 
-class DockerRuntime(NetnsRuntime):
-    """Links, routes and the host programs in a node's network are the namespace runtime's,
-    on the container's namespace; nodes, daemons and commands are Docker's."""
+class DockerRuntime:
+    """Nodes, daemons and commands are Docker's; a node's network is reached from the host
+    through its namespace link, with the same helpers as the namespace runtime
+    (lab.runtime.netns: links, routes, host programs in a node's network)."""
 
     name = "docker"
 
@@ -212,7 +197,7 @@ class DockerRuntime(NetnsRuntime):
     # -- what a lab left, and its removal ---------------------------------------------
 
     def containers(self, lab: str) -> list[Any]:
-        if self._client is None and not _engine_socket_present():
+        if self._client is None and not engine_socket_present():
             return []
         try:
             client = self.client
@@ -266,18 +251,13 @@ class DockerRuntime(NetnsRuntime):
 
 def container_labs() -> set[str]:
     """Labs that have containers on the local engine; empty when no engine answers."""
-    if not _engine_socket_present():
+    if not engine_socket_present():
         return set()
     try:
         client = engine(timeout=10)
     except BgplabError:
         return set()
     return {(c.labels or {}).get(LABEL_LAB) for c in client.containers.list(all=True, filters={"label": LABEL_LAB})} - {None}
-
-
-def _engine_socket_present() -> bool:
-    host = os.environ.get("DOCKER_HOST", "")
-    return bool(host and not host.startswith("unix://")) or Path(host[7:] if host else "/var/run/docker.sock").exists()
 
 
 def lab_containers(lab: str) -> list[dict[str, Any]]:

@@ -61,12 +61,67 @@ def configure_loopback(node: NodePlan) -> None:
             ns.addr("add", index=lo, address=str(node.loopback_v6.ip), prefixlen=128)
 
 
+# -- a node's network, from the host: the same for namespaces and containers -------------
+# (a container's namespace is linked under /run/netns as well, so both runtimes use these)
+
+
+def ns_path(lab: str, node: str) -> str:
+    return str(NETNS_DIR / namespace_name(lab, node))
+
+
+def add_link(a: NodePlan, ifa: Interface, b: NodePlan, ifb: Interface) -> None:
+    """A veth pair made inside a's namespace with its peer end placed straight into b's,
+    addressed and up at both ends: no interface ever appears on the host."""
+    with NetNS(a.namespace) as nsa:
+        nsa.link("add", ifname=ifa.name, kind="veth", peer={"ifname": ifb.name, "net_ns_fd": str(NETNS_DIR / b.namespace)})
+    for node, iface in ((a, ifa), (b, ifb)):
+        with NetNS(node.namespace) as ns:
+            idx = ns.link_lookup(ifname=iface.name)[0]
+            ns.addr("add", index=idx, address=str(iface.v4.ip), prefixlen=iface.v4.network.prefixlen)
+            ns.addr("add", index=idx, address=str(iface.v6.ip), prefixlen=iface.v6.network.prefixlen)
+            ns.link("set", index=idx, state="up")
+
+
+def add_routes(node: NodePlan) -> None:
+    """Static routes a node needs before its daemons run: default routes, a speaker's local pools."""
+    with NetNS(node.namespace) as ns:
+        if node.gateway_v4 is not None:
+            ns.route("add", dst="0.0.0.0/0", gateway=str(node.gateway_v4))
+            ns.route("add", dst="::/0", gateway=str(node.gateway_v6), family=10)
+        lo = ns.link_lookup(ifname="lo")[0]
+        for net in node.local_networks:
+            # Every address of the pool is local (AnyIP), so the edge can answer on
+            # any service address without one address per prefix.
+            ns.route(
+                "add", dst=str(net), type="local", scope=254, table=255, oif=lo, family=10 if net.version == 6 else 2
+            )
+
+
+def net_argv(lab: str, node: str, argv: list[str]) -> list[str]:
+    """The argv that runs a host program in the node's network namespace only."""
+    return [_nsenter(), f"--net={ns_path(lab, node)}", "--", *argv]
+
+
+def spawn_net(lab: str, node: NodePlan, argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> int:
+    """Start a host program in the node's network namespace (tcpdump, responders, probes),
+    marked with the lab; its PID."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            net_argv(lab, node.name, argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=mark_env(lab, env),
+            # Its own session: the lab outlives the `bgplab up` that started it,
+            # and a Ctrl-C in the user's terminal does not reach the daemons.
+            start_new_session=True,
+        )
+    # nsenter execs the program (no fork for --net), so this PID is the program's.
+    return proc.pid
+
+
 class NetnsRuntime:
     name = "netns"
-
-    def _path(self, node: NodePlan | str, lab: str | None = None) -> str:
-        ns = node.namespace if isinstance(node, NodePlan) else namespace_name(lab, node)
-        return str(NETNS_DIR / ns)
 
     def prepare(self, progress) -> None:
         for daemon in ("zebra", "bgpd"):
@@ -82,70 +137,22 @@ class NetnsRuntime:
     def create_nodes(self, lab: str, nodes: list[NodePlan]) -> None:
         # One at a time: pyroute2 makes each namespace through a helper process.
         for node in nodes:
-            self.create_node(lab, node)
-
-    def create_node(self, lab: str, node: NodePlan) -> None:
-        if (NETNS_DIR / node.namespace).exists():
-            raise BgplabError(f"namespace {node.namespace} already exists")
-        netns.create(node.namespace)
-        cmd_raises(self.exec(lab, node, ["sysctl", "-qw", *SYSCTLS]), f"node {node.name}")
-        configure_loopback(node)
-
-    def add_link(self, lab: str, a: NodePlan, ifa: Interface, b: NodePlan, ifb: Interface) -> None:
-        with NetNS(a.namespace) as nsa:
-            nsa.link(
-                "add",
-                ifname=ifa.name,
-                kind="veth",
-                peer={"ifname": ifb.name, "net_ns_fd": self._path(b)},
-            )
-        for node, iface in ((a, ifa), (b, ifb)):
-            with NetNS(node.namespace) as ns:
-                idx = ns.link_lookup(ifname=iface.name)[0]
-                ns.addr("add", index=idx, address=str(iface.v4.ip), prefixlen=iface.v4.network.prefixlen)
-                ns.addr("add", index=idx, address=str(iface.v6.ip), prefixlen=iface.v6.network.prefixlen)
-                ns.link("set", index=idx, state="up")
-
-    def add_routes(self, lab: str, node: NodePlan) -> None:
-        with NetNS(node.namespace) as ns:
-            if node.gateway_v4 is not None:
-                ns.route("add", dst="0.0.0.0/0", gateway=str(node.gateway_v4))
-                ns.route("add", dst="::/0", gateway=str(node.gateway_v6), family=10)
-            lo = ns.link_lookup(ifname="lo")[0]
-            for net in node.local_networks:
-                # Every address of the pool is local (AnyIP), so the edge can answer on
-                # any service address without one address per prefix.
-                ns.route(
-                    "add", dst=str(net), type="local", scope=254, table=255, oif=lo, family=10 if net.version == 6 else 2
-                )
+            if (NETNS_DIR / node.namespace).exists():
+                raise BgplabError(f"namespace {node.namespace} already exists")
+            netns.create(node.namespace)
+            cmd_raises(self.exec(lab, node, ["sysctl", "-qw", *SYSCTLS]), f"node {node.name}")
+            configure_loopback(node)
 
     def exec_argv(self, lab: str, node: str, argv: list[str], *, tty: bool = False) -> list[str]:
-        return self.net_argv(lab, node, argv)
-
-    def net_argv(self, lab: str, node: str, argv: list[str]) -> list[str]:
-        return [_nsenter(), f"--net={self._path(node, lab)}", "--", *argv]
+        return net_argv(lab, node, argv)
 
     def spawn(self, lab: str, node: NodePlan, argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> int:
-        return self.spawn_net(lab, node, argv, log=log, env=env)
-
-    def spawn_net(self, lab: str, node: NodePlan, argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> int:
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                self.net_argv(lab, node.name, argv),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=mark_env(lab, env),
-                # Its own session: the lab outlives the `bgplab up` that started it,
-                # and a Ctrl-C in the user's terminal does not reach the daemons.
-                start_new_session=True,
-            )
-        # nsenter execs the daemon (no fork for --net), so this PID is the daemon's.
-        return proc.pid
+        # a namespace node's daemons are host programs in its namespace
+        return spawn_net(lab, node, argv, log=log, env=env)
 
     def exec(self, lab: str, node: NodePlan, argv: list[str], *, timeout: float = 30.0,
              env: dict[str, str] | None = None) -> ExecResult:
-        full = self.net_argv(lab, node.name, argv)
+        full = net_argv(lab, node.name, argv)
         try:
             p = subprocess.run(
                 full, capture_output=True, text=True, timeout=timeout, env=mark_env(lab, env),

@@ -26,7 +26,7 @@ from controller.observe import mrt
 from lab.daemons import exabgp, frr
 from lab.daemons.frr import frr_version
 from lab.kernel import count_lab_routes_fast
-from lab.lifecycle import load_plan
+from lab.running import RunningLab
 from lab.plan import LabPlan
 from lab.state import LabState
 from lab.wait import wait_until
@@ -116,7 +116,8 @@ def one_run(topology: str, name: str) -> dict:
     if up.returncode != 0:
         raise SystemExit(f"bench: up failed:\n{up.stderr}")
     try:
-        state, plan = load_plan(name)
+        running = RunningLab.open(name)
+        state, plan = running.state, running.plan
         total = len(plan.prefixes)
         result: dict = {}
 

@@ -35,7 +35,7 @@ def test_capture_sees_what_was_sent_and_agrees_with_the_collector(lab_factory, t
     lab, plan = report.lab, report.plan
     state = LabState.load(lab)
     edge = plan.nodes["edge"]
-    started = capture.start(lab, tmp_path, all_=True, bgp_only=True)
+    started = capture.start(report.running(), tmp_path, all_=True, bgp_only=True)
     assert {(c["node"], c["iface"]) for c in started} == {(n.name, i.name) for n in plan.nodes.values() for i in n.interfaces}
     t0 = time.time()
     victims = [p.prefix for p in plan.prefixes if p.prefix.version == 4][:10] + \
@@ -51,7 +51,7 @@ def test_capture_sees_what_was_sent_and_agrees_with_the_collector(lab_factory, t
                         "missing"), timeout=10, what="the announcement to reach r1")
     time.sleep(1.0)
     t1 = time.time()
-    stopped = capture.stop(lab)
+    stopped = capture.stop(report.running())
     assert len(stopped) == len(started)
 
     # tshark decodes the edge->r1 capture and finds UPDATEs with exactly those NLRI
@@ -89,7 +89,7 @@ def test_down_with_captures_running_leaves_complete_files(lab_factory, tmp_path:
     from lab import lifecycle
 
     report = lab_factory("minimal")
-    capture.start(report.lab, tmp_path, node="r1")
+    capture.start(report.running(), tmp_path, node="r1")
     time.sleep(4)  # keepalives cross meanwhile
     lifecycle.down(report.lab)
     for f in capture.files_in(tmp_path):
@@ -103,12 +103,12 @@ def test_link_down_drops_the_session_and_up_brings_it_back(lab_factory) -> None:
     lab = report.lab
     state = LabState.load(lab)
     r2_addr = str(next(s.peer_v4 for s in report.plan.nodes["r1"].sessions if s.peer == "r2"))
-    faults.set_link(lab, "r1", "r2", up=False)
+    faults.set_link(report.running(), "r1", "r2", up=False)
     took = wait_until(lambda: (session_state(state, "r1", r2_addr).get("state") != "Established", "still up"),
                       timeout=30, what="r1 to drop its session with r2")
     # the interface went down: the session drops at once, not when the 9 s hold timer expires
     assert took < 3, f"the session took {took:.2f} s to drop: the hold timer, not the link, ended it"
-    faults.set_link(lab, "r1", "r2", up=True)
+    faults.set_link(report.running(), "r1", "r2", up=True)
     wait_until(lambda: (session_state(state, "r1", r2_addr).get("state") == "Established", "not yet"),
                timeout=30, what="the session to come back")
     kinds = [l.split('"fault": "')[1].split('"')[0] for l in (state.dir / "faults.jsonl").read_text().splitlines()]
@@ -120,7 +120,7 @@ def test_flap(lab_factory) -> None:
     state = LabState.load(report.lab)
     r2_addr = str(next(s.peer_v4 for s in report.plan.nodes["r1"].sessions if s.peer == "r2"))
     before = frr.vtysh_json(frr.FrrPaths(state.node_dir("r1")), "show bgp neighbors")[r2_addr]["connectionsEstablished"]
-    faults.flap(report.lab, "r1", "r2", down_for=0.5, times=2, up_for=3.0)
+    faults.flap(report.running(), "r1", "r2", down_for=0.5, times=2, up_for=3.0)
     wait_until(lambda: (frr.vtysh_json(frr.FrrPaths(state.node_dir("r1")), "show bgp neighbors")[r2_addr]
                         ["connectionsEstablished"] >= before + 2, "not yet"), timeout=30,
                what="the session to come back after each flap")
@@ -128,7 +128,7 @@ def test_flap(lab_factory) -> None:
 
 def test_impairments(lab_factory) -> None:
     report = lab_factory("minimal")
-    lab = report.lab
+    lab = report.running()
     faults.impair(lab, "r1", "r2", rate_kbit=10_000)
     assert faults.qdiscs(lab, "r1", "r2") == ["tbf", "tbf"]
     faults.clear_impairment(lab, "r1", "r2")
@@ -151,14 +151,14 @@ def test_impairments(lab_factory) -> None:
 
 def test_killed_speaker_is_withdrawn_downstream_and_restarts(lab_factory) -> None:
     report = lab_factory("minimal")
-    lab = report.lab
+    lab = report.running()
     r2 = report.plan.nodes["r2"]
     pool = {str(p.prefix) for p in report.plan.prefixes}
     faults.daemon(lab, "edge", "exabgp", "kill")
     wait_until(lambda: (not (pool & route_keys(r2.namespace, 2)), "still there"), timeout=15,
                what="r2 to lose the killed speaker's prefixes")
     faults.daemon(lab, "edge", "exabgp", "start")
-    state = LabState.load(lab)
+    state = lab.state
     edge_session = str(next(s.peer_v4 for s in report.plan.nodes["r1"].sessions if s.peer == "edge"))
     wait_until(lambda: (session_state(state, "r1", edge_session).get("state") == "Established", "not yet"),
                timeout=30, what="the restarted speaker's session")
@@ -169,7 +169,7 @@ def test_session_reset_re_establishes(lab_factory) -> None:
     state = LabState.load(report.lab)
     r2_addr = str(next(s.peer_v4 for s in report.plan.nodes["r1"].sessions if s.peer == "r2"))
     before = frr.vtysh_json(frr.FrrPaths(state.node_dir("r1")), "show bgp neighbors")[r2_addr]["connectionsEstablished"]
-    faults.session_reset(report.lab, "r1", "r2")
+    faults.session_reset(report.running(), "r1", "r2")
     wait_until(lambda: (frr.vtysh_json(frr.FrrPaths(state.node_dir("r1")), "show bgp neighbors")[r2_addr]
                         ["connectionsEstablished"] == before + 1
                         and session_state(state, "r1", r2_addr).get("state") == "Established", "not yet"),
@@ -184,7 +184,7 @@ def test_stopped_daemon_holds_then_continues(lab_factory) -> None:
     def proc_state() -> str:
         return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
 
-    faults.daemon(report.lab, "r2", "bgpd", "stop")
+    faults.daemon(report.running(), "r2", "bgpd", "stop")
     wait_until(lambda: (proc_state() == "T", proc_state()), timeout=5, what="bgpd to be stopped")
-    faults.daemon(report.lab, "r2", "bgpd", "cont")
+    faults.daemon(report.running(), "r2", "bgpd", "cont")
     wait_until(lambda: (proc_state() in ("S", "R"), proc_state()), timeout=5, what="bgpd to run again")

@@ -63,7 +63,7 @@ def test_capture_and_fault_commands(lab_factory, tmp_path) -> None:
     assert bgplab("fault", "link-down", "--lab", lab, "r1", "r2").returncode == 0
     assert bgplab("fault", "link-up", "--lab", lab, "r1", "r2").returncode == 0
     bad = bgplab("fault", "link-down", "--lab", lab, "r1", "edge2")
-    assert bad.returncode == 1 and "r1 has no link to 'edge2'" in bad.stderr
+    assert bad.returncode == 2 and "r1 has no link to 'edge2'" in bad.stderr
     assert bgplab("fault", "impair", "--lab", lab, "r1", "r2", "--rate", "5000").returncode == 0
     assert bgplab("fault", "clear", "--lab", lab, "r1", "r2").returncode == 0
     stop = bgplab("capture", "stop", "--lab", lab)

@@ -13,7 +13,6 @@ import pytest
 from controller import service
 from controller.client import ApiClient
 from controller.observe import mrt
-from lab import lifecycle
 from lab.daemons import exabgp, frr
 from lab.kernel import route_keys
 from lab.state import LabState
@@ -28,7 +27,7 @@ CTL = str(Path(__file__).parent / "topologies" / "ctl.yaml")
 @pytest.fixture
 def ctl(lab_factory):
     report = lab_factory(CTL)
-    info = {**service.start(report.lab, probes=30), "lab": report.lab}
+    info = {**service.start(report.running(), probes=30), "lab": report.lab}
     api = ApiClient(report.lab)
     yield report, api, info
     api.close()
@@ -143,11 +142,11 @@ def test_restarted_speaker_gets_its_desired_state_back(ctl) -> None:
     all_pool = {str(p.prefix) for p in report.plan.prefixes}
     wanted = all_pool - withdrawn
 
-    lifecycle.stop_daemon(lab, "edge", "exabgp", sig=9)
+    report.running().stop_daemon("edge", "exabgp", sig=9)
     # the session drops and t1 forgets the edge's routes
     wait_until(lambda: (not kernel_has(t1.namespace, all_pool), "still has routes"), timeout=20,
                what="t1 to drop the dead speaker's routes")
-    lifecycle.start_daemon(lab, "edge", "exabgp")
+    report.running().start_daemon("edge", "exabgp")
     took = wait_until(lambda: (kernel_has(t1.namespace, all_pool) == wanted, f"{len(kernel_has(t1.namespace, all_pool))} of {len(wanted)}"),
                       timeout=30, what="the controller to resend the speaker's desired state")
     state = api.call("GET", "/v1/lab/reconcile")["result"]
@@ -160,7 +159,7 @@ def test_a_change_a_speaker_cannot_take_is_a_503_and_the_inventory_keeps_its_sta
     lab = report.lab
     t1 = report.plan.nodes["t1"]
     target = next(p["cidr"] for p in api.prefixes(family="ipv4", limit=1))
-    lifecycle.stop_daemon(lab, "edge", "exabgp", sig=9)
+    report.running().stop_daemon("edge", "exabgp", sig=9)
     wait_until(lambda: ("edge" in _lost(info), "no speaker_lost yet"), timeout=10,
                what="the controller to notice the speaker is gone")
     r = httpx.patch(f"{info['url']}/v1/prefixes/{target.replace('/', '_')}/bgp/status", json={"advertised": False}, timeout=30)
@@ -171,7 +170,7 @@ def test_a_change_a_speaker_cannot_take_is_a_503_and_the_inventory_keeps_its_sta
     r = httpx.post(f"{info['url']}/v1/lab/sync", params={"full": "true"}, timeout=30)
     assert r.status_code == 503 and "edge" in r.json()["errors"][0]["failed"]
     # the speaker comes back: its whole state is sent again, and the same change now goes through
-    lifecycle.start_daemon(lab, "edge", "exabgp")
+    report.running().start_daemon("edge", "exabgp")
     all_pool = {str(p.prefix) for p in report.plan.prefixes}
     wait_until(lambda: (kernel_has(t1.namespace, all_pool) == all_pool, "not all back"), timeout=30,
                what="the returned speaker to announce everything again")

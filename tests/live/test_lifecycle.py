@@ -17,6 +17,7 @@ from lab.daemons import frr
 from lab.errors import LabExists, UpFailed
 from lab.kernel import count_lab_routes, count_lab_routes_fast
 from lab.lifecycle import Timeouts
+from lab.running import RunningLab
 from lab.state import LabState, lab_dir
 
 from .conftest import ROOT, bgplab, leftovers, unique_name
@@ -146,7 +147,7 @@ def test_down_works_without_the_topology_file(runtime, tmp_path: Path) -> None:
     try:
         lifecycle.up(topo, name, runtime=runtime)
         topo.unlink()
-        st = lifecycle.status(name)
+        st = RunningLab.open(name).status()
         assert {n.name for n in st} == {"edge", "r1", "r2", "collector"}
     finally:
         lifecycle.down(name)
