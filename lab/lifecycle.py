@@ -76,8 +76,8 @@ def _parallel(fn: Callable[[NodePlan], Any], nodes: list[NodePlan]) -> None:
 
 
 class _Up:
-    def __init__(self, plan: LabPlan, rt: Runtime, state: LabState, timeouts: Timeouts):
-        self.plan, self.rt, self.state, self.timeouts = plan, rt, state, timeouts
+    def __init__(self, plan: LabPlan, rt: Runtime, state: LabState, timeouts: Timeouts, net: Any = netns_ops):
+        self.plan, self.rt, self.state, self.timeouts, self.net = plan, rt, state, timeouts, net
         self.tools = rt.tools()
         self.lab = plan.lab
         self.t0 = time.monotonic()
@@ -124,9 +124,9 @@ class _Up:
             na, nb = self.plan.nodes[a], self.plan.nodes[b]
             ifa = next(x for x in na.interfaces if x.link == i)
             ifb = next(x for x in nb.interfaces if x.link == i)
-            netns_ops.add_link(na, ifa, nb, ifb)
+            self.net.add_link(na, ifa, nb, ifb)
         for node in self.plan.hosts() + self.plan.speakers():
-            netns_ops.add_routes(node)
+            self.net.add_routes(node)
         self.mark("network")
 
     def _running(self, node: str, daemon: str) -> tuple[bool, str]:
@@ -237,16 +237,19 @@ def up(
     progress: Progress = _quiet,
     timeouts: Timeouts | None = None,
     announce: bool = True,
+    rt: Runtime | None = None,
+    net: Any = netns_ops,
 ) -> UpReport:
     """Bring a lab up and wait until it has converged; all or nothing.
 
     With ``announce=False`` the speakers start with nothing announced (a controller
     then decides what they say), and `up` ends once every session is Established.
+    ``rt`` and ``net`` replace the runtime and the namespace helpers (unit tests' fakes).
     """
     topology = load_topology(topology_path)  # every validation error, before anything exists
     plan = build_plan(topology, name)
     lab = plan.lab
-    rt = get_runtime(runtime)
+    rt = rt or get_runtime(runtime)
     rt.prepare(progress)  # e.g. the image, built before anything of the lab exists
     leftovers = rt.nodes_of(lab)
     if leftovers or marked_pids(lab):
@@ -256,7 +259,7 @@ def up(
         )
     state = LabState.create(lab, runtime, str(Path(topology_path).resolve()))
     state.set(topology_doc=topology.model_dump(mode="json"))
-    u = _Up(plan, rt, state, timeouts or Timeouts())
+    u = _Up(plan, rt, state, timeouts or Timeouts(), net)
     steps = [
         ("render daemon configs", u.render),
         ("create nodes and links", u.network),
@@ -272,27 +275,33 @@ def up(
             progress(step)
             fn()
     except BaseException as e:  # Ctrl-C too: never leave half a lab
-        problems = _teardown(lab, state)
+        problems = _teardown(lab, state, rt)
         raise UpFailed(lab, step, e, problems) from e
     state.set(status="up", timings=u.timings, announced=announce)
     return UpReport(lab, plan, state.data["frr_version"], u.timings, runtime)
 
 
-def _runtimes(lab: str, state: LabState | None) -> list[Runtime]:
-    """The lab's runtime from its record; without one (or besides it), any runtime that finds the lab's things."""
-    recorded = state.runtime if state else "netns"
-    out = [get_runtime(recorded)]
+def _runtimes(lab: str, state: LabState | None, rt: Runtime | None = None) -> list[Runtime]:
+    """The lab's runtime from its record (or ``rt``); without one (or besides it), any runtime
+    that finds the lab's things."""
+    recorded = rt.name if rt else state.runtime if state else "netns"
+    out = [rt or get_runtime(recorded)]
     # Each runtime lists only its own kind (namespaces; containers and their namespace links).
     out += [rt for rt in map(get_runtime, RUNTIMES) if rt.name != recorded and rt.nodes_of(lab)]
     return out
 
 
-def _teardown(lab: str, state: LabState | None) -> list[str]:
+def _teardown(lab: str, state: LabState | None, rt: Runtime | None = None) -> list[str]:
+    """Processes first (nothing may hold a node while it goes), then the nodes, then the
+    lab's directory; every step runs, and all their problems are returned."""
     problems: list[str] = []
     problems += end_processes(lab, state.pids() if state else [])
     # What a runtime lists by the lab's mark covers the state record's namespaces too.
-    for rt in _runtimes(lab, state):
-        problems += rt.remove(lab, rt.nodes_of(lab))
+    for r in _runtimes(lab, state, rt):
+        try:
+            problems += r.remove(lab, r.nodes_of(lab))
+        except Exception as e:  # noqa: BLE001 - reported with the others; the directory still goes
+            problems.append(f"removing the nodes ({r.name} runtime): {e}")
     try:
         shutil.rmtree(lab_dir(lab))
     except FileNotFoundError:
@@ -309,13 +318,13 @@ class DownReport:
     seconds: float
 
 
-def down(lab: str) -> DownReport:
+def down(lab: str, rt: Runtime | None = None) -> DownReport:
     """Remove everything lab ``lab`` made; a no-op if nothing is left. Needs no topology file."""
     check_lab_name(lab)
     t0 = time.monotonic()
     state = LabState.load(lab)
-    existed = bool(state or marked_pids(lab) or any(rt.nodes_of(lab) for rt in _runtimes(lab, state)))
-    problems = _teardown(lab, state) if existed else []
+    existed = bool(state or marked_pids(lab) or any(r.nodes_of(lab) for r in _runtimes(lab, state, rt)))
+    problems = _teardown(lab, state, rt) if existed else []
     if problems:
         raise TeardownError(lab, problems)
     return DownReport(lab, existed, time.monotonic() - t0)
