@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,15 +162,3 @@ class RunningLab:
         self.state.add_daemon(node, daemon, pid)
         wait_until(lambda: (d.ready(nd), f"{d.name} not ready yet"), timeout=timeout, what=f"{daemon} on {node} to be ready")
         return pid
-
-
-def connectable(path: Path) -> bool:
-    """A unix socket that accepts a connection (a daemon's API or vty is there)."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
