@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from controller.inventory import SERVICES, Inventory, InventoryError, NotFound, Prefix
 
 OnChange = Callable[[list[Prefix]], dict[str, Any]]
+Service = Literal[SERVICES]  # the inventory's service names, as a type the API validates against
 
 # The most a list may ask for: more than any lab's inventory, and small enough for SQLite.
 MAX_LIMIT = 1_000_000
@@ -92,12 +93,12 @@ class BulkBgpStatus(_Body):
 
 
 class NewBinding(_Body):
-    service: Literal["cdn", "spectrum", "magic_transit", "dedicated_egress"]
+    service: Service
 
 
 class PushItem(_Body):
     id: str
-    services: list[Literal["cdn", "spectrum", "magic_transit", "dedicated_egress"]] = Field(min_length=1)
+    services: list[Service] = Field(min_length=1)
 
 
 class ConfigPush(_Body):

@@ -15,7 +15,7 @@ import click
 
 from controller import service
 from controller.client import ApiClient
-from controller.inventory import prefix_id
+from controller.inventory import SERVICES, prefix_id
 from lab import lifecycle
 from lab.errors import BgplabError, LabNotFound, UsageError
 from lab.runtime import RUNTIMES
@@ -300,7 +300,7 @@ def delete(lab, request_only, cidrs) -> None:
 
 @cli.group()
 def bindings() -> None:
-    """Service bindings of a prefix (cdn, spectrum, magic_transit, dedicated_egress)."""
+    """Service bindings of a prefix (a service: cdn, spectrum, magic_transit, dedicated_egress)."""
 
 
 @bindings.command(name="list")
@@ -318,7 +318,7 @@ def bindings_list(lab, cidr) -> None:
 @bindings.command(name="add")
 @click.option("--lab")
 @click.argument("cidr")
-@click.argument("service", type=click.Choice(["cdn", "spectrum", "magic_transit", "dedicated_egress"]))
+@click.argument("service", type=click.Choice(SERVICES))
 def bindings_add(lab, cidr, service) -> None:
     with _api(lab) as api:
         b = api.call("POST", f"/v1/prefixes/{prefix_id(cidr)}/bindings", json={"service": service})["result"]
