@@ -105,7 +105,8 @@ def test_an_interrupted_drill_removes_its_lab_and_reports_what_it_has(live, tmp_
             err.append(line)
             lines.put(line)
 
-    threading.Thread(target=read, daemon=True).start()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
         # interrupt once the task has withdrawn prefixes (a progress line says so)
         deadline = time.monotonic() + 120
@@ -115,7 +116,8 @@ def test_an_interrupted_drill_removes_its_lab_and_reports_what_it_has(live, tmp_
             if m and int(m[1]) > 0:
                 break
         proc.send_signal(sig)
-        out, _ = proc.communicate(timeout=90)
+        proc.wait(timeout=90)  # stderr stays the reader's alone: it ends at the pipe's end
+        reader.join(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
