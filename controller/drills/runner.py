@@ -223,11 +223,12 @@ def _api(p: Play, step: m.Api) -> None:
         return
     result = body.get("result", {})
     ids = result.get("ids") or ([step.path.split("/")[3]] if step.path.count("/") == 5 else [])
-    for pid in ids:
-        cidr = cidr_of(pid)
+    affected = p.st.affected()  # once, not per prefix: a bulk restore names thousands
+    for prefix_ident in ids:
+        cidr = cidr_of(prefix_ident)
         if result.get("advertised") is False:
             p.st.withdrawn_by_api[cidr] = sent
-        elif cidr in p.st.affected():
+        elif cidr in affected:
             p.st.restore_times.setdefault(cidr, sent)
             p.st.restore_requests.setdefault("api", []).append(cidr)
 
