@@ -126,3 +126,9 @@ def test_a_sampler_that_fails_keeps_its_error_for_the_runner(tmp_path: Path) -> 
     s.start()
     s.join(timeout=10)
     assert isinstance(s.error, LabNotFound)
+
+
+def test_every_expectation_names_a_figure_the_analysis_makes(analysis) -> None:
+    from controller.drills.analysis import EXPECTATIONS
+
+    assert {fig for fig, _, _ in EXPECTATIONS.values()} <= set(analysis.figures)
