@@ -120,6 +120,10 @@ class Reconciler:
         self.suspect: set[str] = set()
         self.last_sync: dict[str, Any] = {}
         self.last_verify: dict[str, Any] = {}
+        self.verify_queries = 0  # vtysh queries the verifier has made, all told
+        # settled(routers, quiet, timeout): returns once those routers' kernel tables have not
+        # changed for ``quiet`` seconds (or at timeout). Set by the service from its sampler.
+        self.settled: Callable[[list[str], float, float], None] | None = None
         # One verifier, woken by changes: changes that come while it runs are covered by
         # its next run, so a burst of API calls costs one verification, not one each.
         self.verify_wanted = threading.Event()
@@ -236,32 +240,55 @@ class Reconciler:
     def verify(self, wait: float = 0.0) -> dict[str, Any]:
         """Compare what each peer router received from each speaker with what was intended.
 
-        Counts come from the routers (``show bgp summary``); with ``wait`` the check is
-        repeated until it matches or the time is up, and the time it took is reported.
+        Counts come from the routers (``show bgp summary``), one query per router whatever
+        the number of speaker sessions on it. With ``wait`` the check is repeated until it
+        matches or the time is up. Between checks it does not poll: it waits (event-driven,
+        when ``settled`` is set) for the routers' kernel tables to go quiet, and at least a
+        pause that doubles from 50 ms to 1 s, so a check runs when the routers are done,
+        not 20 times a second while they work. The result says how many queries it took.
         """
         t0 = time.monotonic()
+        routers = sorted({s.peer for name in self.links for s in self.plan.nodes[name].sessions})
+        queries, pause = 0, 0.05
         while True:
-            diffs = []
-            for speaker, peers in self.expected().items():
-                node = self.plan.nodes[speaker]
-                for s in node.sessions:
-                    try:
-                        got = frr.sessions(frr.FrrPaths(self.state.node_dir(s.peer))).get(str(s.local_v4), {})
-                    except BgplabError as e:
-                        diffs.append({"speaker": speaker, "peer": s.peer, "error": str(e)})
-                        continue
-                    want = peers[s.peer]
-                    received = got.get("received", {})
-                    if got.get("state") != "Established" or any(received.get(f, 0) != want[f] for f in want):
-                        diffs.append({"speaker": speaker, "peer": s.peer, "state": got.get("state"),
-                                      "intended": want, "received": received})
+            diffs = self._differences(routers)
+            queries += len(routers)
             elapsed = time.monotonic() - t0
             if not diffs or elapsed >= wait:
                 break
-            time.sleep(0.05)
-        self.last_verify = {"ok": not diffs, "differences": diffs, "seconds": round(elapsed, 3), "at": time.time()}
+            left = wait - elapsed
+            if self.stopping.wait(min(pause, left)):
+                break
+            if self.settled is not None and left > pause:
+                self.settled(routers, 0.1, left - pause)
+            pause = min(pause * 2, 1.0)
+        self.verify_queries += queries
+        self.last_verify = {"ok": not diffs, "differences": diffs, "seconds": round(elapsed, 3), "at": time.time(),
+                            "queries": queries}
         self.log("verify", self.last_verify)
         return self.last_verify
+
+    def _differences(self, routers: list[str]) -> list[dict[str, Any]]:
+        got: dict[str, dict[str, Any]] = {}
+        errors: dict[str, str] = {}
+        for r in routers:
+            try:
+                got[r] = frr.sessions(frr.FrrPaths(self.state.node_dir(r)))
+            except BgplabError as e:
+                errors[r] = str(e)
+        diffs = []
+        for speaker, peers in self.expected().items():
+            for s in self.plan.nodes[speaker].sessions:
+                if s.peer in errors:
+                    diffs.append({"speaker": speaker, "peer": s.peer, "error": errors[s.peer]})
+                    continue
+                seen = got[s.peer].get(str(s.local_v4), {})
+                want = peers[s.peer]
+                received = seen.get("received", {})
+                if seen.get("state") != "Established" or any(received.get(f, 0) != want[f] for f in want):
+                    diffs.append({"speaker": speaker, "peer": s.peer, "state": seen.get("state"),
+                                  "intended": want, "received": received})
+        return diffs
 
 
 def _order(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> tuple[int, int]:

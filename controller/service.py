@@ -95,6 +95,7 @@ def serve(lab: str, seed: int, probes: int, extra: list[str]) -> None:
     }
     sampler = Sampler(routers, plan.pool_keys, observers, obs)
     sampler.start()
+    reconciler.settled = sampler.wait_quiet
     start_data_plane(state, plan, inv, seed, probes, extra)
 
     app = create_app(inv, reconciler.on_change, Behaviour(), lab=LabRoutes(reconciler, sampler, obs))
@@ -135,7 +136,8 @@ class LabRoutes:
 
     def status(self) -> dict[str, Any]:
         r = self.reconciler
-        return {"sync": r.last_sync, "verify": r.last_verify, "suspect": sorted(r.suspect),
+        return {"sync": r.last_sync, "verify": r.last_verify, "verify_queries": r.verify_queries,
+                "suspect": sorted(r.suspect),
                 "restarts": {n: link.restarts for n, link in r.links.items()}}
 
     def verify(self, wait: float = 0.0) -> dict[str, Any]:

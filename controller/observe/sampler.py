@@ -30,6 +30,7 @@ class KernelWatcher(threading.Thread):
         self.router, self.namespace, self.pool_keys, self.on_change = router, namespace, pool_keys, on_change
         self.present: set[tuple[int, str]] = set()
         self.n = {4: 0, 6: 0}  # counted as they change: counts() never walks the set
+        self.last_change = 0.0  # time.monotonic() of the last route message seen
         self.ready = threading.Event()
         self.stopping = threading.Event()
         self.error: str | None = None
@@ -54,6 +55,7 @@ class KernelWatcher(threading.Thread):
                 except TimeoutError:
                     continue
                 now = time.time()
+                self.last_change = time.monotonic()
                 for mtype, version, key, table in kernel.parse_routes(buf):
                     k = (version, key)
                     if mtype is None or table != kernel.MAIN_TABLE or k not in self.pool_keys:
@@ -106,6 +108,19 @@ class Sampler:
         self.stopping.set()
         for w in self.watchers.values():
             w.stopping.set()
+
+    def wait_quiet(self, routers: list[str], quiet: float, timeout: float) -> bool:
+        """Return once none of ``routers``' kernel tables has changed for ``quiet`` seconds
+        (True), or after ``timeout`` (False). Sleeps; polls nothing."""
+        deadline = time.monotonic() + timeout
+        watched = [self.watchers[r] for r in routers if r in self.watchers]
+        while True:
+            now = time.monotonic()
+            last = max((w.last_change for w in watched), default=0.0)
+            if now - last >= quiet:
+                return True
+            if now >= deadline or self.stopping.wait(min(quiet - (now - last), deadline - now)):
+                return False
 
     def _observer_counts(self) -> dict[str, Any]:
         out = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import select
+import shlex
 import socket
 import sys
 import time
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 # `announce attributes ... nlri P1 P2 ...` is about twice as fast as one route per
 # command; ExaBGP packs the NLRI of one line into as few UPDATEs as fit.
-BATCH = 1000
+BATCH = 16000
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,13 @@ def exabgp_binary() -> Path:
     if not path.exists():
         raise DaemonError(f"ExaBGP is not installed beside {sys.executable}; run `make lab-up`")
     return path
+
+
+def host_launcher() -> str:
+    """How the host starts ExaBGP (the netns runtime): through the launcher that paces its
+    API for packed UPDATEs (lab/daemons/exabgp_launch.py); an image has its own copy."""
+    exabgp_binary()
+    return f"{sys.executable} -m lab.daemons.exabgp_launch"
 
 
 def host_bridge() -> str:
@@ -90,7 +98,8 @@ def write(lab: str, node: NodePlan, paths: ExabgpPaths, bridge: str) -> None:
 
 
 def check_argv(paths: ExabgpPaths, exabgp: str) -> list[str]:
-    return [exabgp, "validate", "-n", str(paths.conf)]
+    """``exabgp``: the command line that starts ExaBGP (the launcher, with its interpreter)."""
+    return [*shlex.split(exabgp), "validate", "-n", str(paths.conf)]
 
 
 def check_result(node: NodePlan, paths: ExabgpPaths, rc: int | None, out: str, err: str) -> None:
@@ -100,7 +109,7 @@ def check_result(node: NodePlan, paths: ExabgpPaths, rc: int | None, out: str, e
 
 
 def argv(paths: ExabgpPaths, exabgp: str) -> list[str]:
-    return [exabgp, "server", str(paths.conf)]
+    return [*shlex.split(exabgp), "server", str(paths.conf)]
 
 
 # -- typed commands -------------------------------------------------------------------

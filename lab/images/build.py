@@ -34,6 +34,7 @@ from lab.errors import BgplabError
 HERE = Path(__file__).resolve().parent
 DOCKERFILE = HERE / "Dockerfile"
 BRIDGE = HERE.parent / "daemons" / "exabgp_bridge.py"
+LAUNCHER = HERE.parent / "daemons" / "exabgp_launch.py"
 REGISTRY_BASE = "debian:bookworm-slim"
 LOCAL_BASE = "bgplab-base:bookworm"
 DEBIAN_SUITE = "bookworm"
@@ -62,7 +63,7 @@ def image_tag() -> str:
 
 def inputs_digest(base: str) -> str:
     h = hashlib.sha256()
-    for part in (DOCKERFILE.read_bytes(), BRIDGE.read_bytes(), exabgp_version().encode(),
+    for part in (DOCKERFILE.read_bytes(), BRIDGE.read_bytes(), LAUNCHER.read_bytes(), exabgp_version().encode(),
                  project_version().encode(), base.encode()):
         h.update(hashlib.sha256(part).digest())
     return h.hexdigest()[:16]
@@ -167,6 +168,7 @@ def _context() -> io.BytesIO:
         wheel = _exabgp_wheel(Path(tmp))
         tar.add(DOCKERFILE, arcname="Dockerfile")
         tar.add(BRIDGE, arcname="exabgp_bridge.py")
+        tar.add(LAUNCHER, arcname="exabgp_launch.py")
         tar.add(wheel, arcname=f"wheels/{wheel.name}")
     buf.seek(0)
     return buf

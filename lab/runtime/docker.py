@@ -35,7 +35,7 @@ LABEL_LAB = "bgplab.lab"
 LABEL_NODE = "bgplab.node"
 # The image's FRR user has fixed IDs (lab/images/Dockerfile).
 IMAGE_FRR_OWNER = (179, 179)
-IMAGE_EXABGP = "/opt/bgplab/venv/bin/exabgp"
+IMAGE_EXABGP = "/opt/bgplab/venv/bin/python /opt/bgplab/exabgp_launch.py"  # ExaBGP through the launcher
 IMAGE_BRIDGE = "/opt/bgplab/venv/bin/python /opt/bgplab/exabgp_bridge.py"
 # Exactly what the daemons need, each one found necessary by leaving it out: FRR's
 # privilege code asks for NET_ADMIN, NET_RAW and SYS_ADMIN (zebra) and NET_BIND_SERVICE

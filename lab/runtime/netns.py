@@ -129,7 +129,7 @@ class NetnsRuntime:
         exabgp.exabgp_binary()
 
     def tools(self) -> Toolset:
-        return Toolset(frr.FRR_LIBEXEC, str(exabgp.exabgp_binary()), exabgp.host_bridge(), frr.host_owner())
+        return Toolset(frr.FRR_LIBEXEC, exabgp.host_launcher(), exabgp.host_bridge(), frr.host_owner())
 
     def frr_version(self, lab: str, node: NodePlan) -> str:
         return frr.frr_version()

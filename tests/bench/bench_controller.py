@@ -131,10 +131,13 @@ def one_run(topology: str, name: str) -> dict:
         with ApiClient(name) as api:
             before = updates_received(state, plan)
             wall0, t0 = time.time(), time.monotonic()
-            body = api.set_advertised(True, advertised=False)
+            body = api.set_advertised(True, all=True, advertised=False)
             result["api_request_s"] = round(time.monotonic() - t0, 3)
             result["api_announce_s"] = round(wait_all(state, plan, total, t0, "the API announcement"), 3)
-            time.sleep(1.0)  # let the MRT dump catch up before counting
+            time.sleep(1.0)  # let the MRT dump catch up before counting (and the verifier finish)
+            rec = api.call("GET", "/v1/lab/reconcile")["result"]
+            result["verify_queries_announce"] = rec["verify_queries"]
+            result["verify_s_announce"] = rec["verify"].get("seconds")
             result["updates_announce"] = collector_counts(state, plan, wall0, time.time())
             after = updates_received(state, plan)
             result["speaker_updates_announce"] = {k: after[k] - before[k] for k in after}
