@@ -163,12 +163,13 @@ def _print_status(running: RunningLab) -> None:
         click.echo(
             f"{n.name:<11} {n.kind:<7} {n.role:<10} {n.asn or '-':<7} {daemons:<22} {sess:<9} {_fmt(n.received):<10} {_fmt(n.installed):<10}"
         )
-    click.echo("\nSESSIONS (as the router sees them; received/sent are ipv4/ipv6 prefixes)")
+    click.echo("\nSESSIONS (as the router sees them; received/sent are ipv4/ipv6 prefixes; max UPDATE size as negotiated)")
     for n in nodes:
         for s in n.sessions:
             click.echo(
                 f"  {n.name:<10} -> {s['peer']:<10} {s.get('address', ''):<14} {s['state']:<12} "
-                f"received {_fmt(s.get('received')):<10} sent {_fmt(s.get('sent'))}"
+                f"received {_fmt(s.get('received')):<10} sent {_fmt(s.get('sent')):<10} "
+                f"max UPDATE {s.get('message_size') or '?'}"
             )
     bad = [f"{n.name}->{s['peer']}" for n in nodes for s in n.sessions if s["state"] != "Established"]
     dead = [f"{n.name}/{d}" for n in nodes for d, ok in n.daemons.items() if not ok]

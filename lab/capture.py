@@ -58,7 +58,11 @@ def targets(lab: RunningLab, *, node: str | None = None, link: str | None = None
 def tcpdump_argv(iface: str, path: Path | None, *, bgp_only: bool, ring_mb: int | None = None,
                  ring_files: int = 10) -> list[str]:
     """tcpdump on one interface, packet-buffered; into ``path``, or to stdout when it is None."""
-    argv = ["tcpdump", "-i", iface, "-n", "-s", "0", "-U"]
+    # --immediate-mode: each packet is handed over as it arrives. Without it the kernel holds
+    # packets in its ring for up to a second, and those still held when tcpdump is stopped
+    # are counted "received by filter" but never written: a capture stopped soon after a
+    # burst lost its last UPDATEs.
+    argv = ["tcpdump", "-i", iface, "-n", "-s", "0", "-U", "--immediate-mode"]
     argv += ["-w", "-"] if path is None else ["-Z", "root", "-w", str(path)]
     if ring_mb:
         argv += ["-C", str(ring_mb), "-W", str(ring_files)]

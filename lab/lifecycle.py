@@ -169,6 +169,13 @@ class _Up:
 
         wait_until(established, timeout=self.timeouts.sessions, what="every BGP session to be Established", interval=0.1)
         self.mark("sessions_established")
+        # What each session negotiated: the message size bounds how packed an UPDATE can be.
+        sizes = {}
+        for node in self.plan.routers():
+            got = frr.message_sizes(frr_paths(self.state, node.name))
+            for s in node.sessions:
+                sizes[f"{node.name}<-{s.peer}"] = got.get(str(s.peer_v4))
+        self.state.set(message_sizes=sizes)
 
     def announce(self) -> None:
         def feed(node: NodePlan) -> None:

@@ -74,6 +74,7 @@ class Session:
     peer_v4: ipaddress.IPv4Address
     peer_v6: ipaddress.IPv6Address
     timers: Timers
+    extended_message: bool = True  # offered by this end (a speaker's choice; FRR always offers)
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,7 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
                     peer_v4=other.v4.ip,
                     peer_v6=other.v6.ip,
                     timers=timers,
+                    extended_message=topology.link_extended_message(iface.link),
                 )
             )
         nodes[n] = NodePlan(

@@ -99,6 +99,7 @@ class RunningLab:
     def status(self, *, kernel: bool = True) -> list[NodeStatus]:
         state, plan = self.state, self.plan
         out = []
+        sizes = state.data.get("message_sizes", {})  # negotiated, recorded when the sessions came up
         for node in plan.nodes.values():
             daemons = state.daemons().get(node.name, {})
             up = {d: alive(pid) for d, pid in daemons.items()}
@@ -115,7 +116,8 @@ class RunningLab:
                 for s in node.sessions:
                     info = live.get(str(s.peer_v4), {})
                     sessions.append({"peer": s.peer, "address": str(s.peer_v4), "state": info.get("state", "unknown"),
-                                     "received": info.get("received", {}), "sent": info.get("sent", {})})
+                                     "received": info.get("received", {}), "sent": info.get("sent", {}),
+                                     "message_size": sizes.get(f"{node.name}<-{s.peer}")})
             if node.kind is Kind.frr and node.installs_routes and kernel:
                 installed = count_lab_routes_fast(node.namespace, plan.pool_keys)
             out.append(NodeStatus(node.name, node.kind.value, node.role.value, node.asn, up, sessions, received, installed,

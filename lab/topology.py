@@ -150,6 +150,9 @@ class Node(_Strict):
 class LongLink(_Strict):
     endpoints: Annotated[list[str], Field(min_length=2, max_length=2)]
     timers: Timers = Timers()
+    # RFC 8654: UPDATEs up to 65,535 bytes instead of 4,096. The speaker offers it or not;
+    # FRR always offers it, so the choice is the speaker's and applies to its links only.
+    extended_message: bool = True
 
 
 LinkSpec = Union[Annotated[list[str], Field(min_length=2, max_length=2)], LongLink]
@@ -177,6 +180,10 @@ class Topology(_Strict):
     def link_timers(self, i: int) -> Timers:
         spec = self.links[i]
         return spec.timers if isinstance(spec, LongLink) else Timers()
+
+    def link_extended_message(self, i: int) -> bool:
+        spec = self.links[i]
+        return spec.extended_message if isinstance(spec, LongLink) else True
 
 
 def check_lab_name(name: str) -> str:
@@ -262,6 +269,11 @@ def _semantic_problems(t: Topology) -> list[str]:
         link_count[a] += 1
         link_count[b] += 1
         ka, kb = t.nodes[a].kind, t.nodes[b].kind
+        if not t.link_extended_message(i) and Kind.exabgp not in (ka, kb):
+            problems.append(
+                f"{where}.extended_message: only a speaker's session can turn extended messages off "
+                f"(FRR offers them on every session, so '{a}' and '{b}' always negotiate them)"
+            )
         if Kind.frr not in (ka, kb):
             problems.append(
                 f"{where}: '{a}' ({ka.value}) and '{b}' ({kb.value}) cannot be linked: every link has a router (frr) on one end"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from scapy.config import conf
 from scapy.contrib import bgp as scapy_bgp
 from scapy.contrib.bgp import BGPHeader, BGPUpdate
 from scapy.layers.inet import IP, TCP
@@ -22,6 +23,11 @@ from scapy.utils import PcapReader
 
 # Every lab session negotiates 4-byte ASNs (RFC 6793): AS_PATH carries 4 bytes per AS.
 scapy_bgp.bgp_module_conf.use_2_bytes_asn = False
+# scapy stops decoding a list field at conf.max_list_count (100) elements where the field
+# sets no limit of its own, as the withdrawn routes do: an UPDATE withdrawing 1,100
+# prefixes was left undecoded and uncounted. A packed UPDATE of 65,535 bytes carries at
+# most ~21,800 IPv4 NLRI; the NLRI field's own limit is scapy's 20,000.
+conf.max_list_count = max(conf.max_list_count, 65_536)
 
 BGP_PORT = 179
 

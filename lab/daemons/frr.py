@@ -192,6 +192,21 @@ def sessions(paths: FrrPaths) -> dict[str, dict[str, Any]]:
     return out
 
 
+STANDARD_MESSAGE, EXTENDED_MESSAGE = 4096, 65535  # RFC 4271, RFC 8654
+
+
+def message_sizes(paths: FrrPaths) -> dict[str, int]:
+    """Per neighbour address: the largest UPDATE the session allows, as negotiated (RFC 8654
+    needs both ends to offer it; ``show bgp neighbors`` says who did)."""
+    out = {}
+    for addr, n in vtysh_json(paths, "show bgp neighbors").items():
+        if not isinstance(n, dict) or "bgpState" not in n:
+            continue
+        ext = n.get("neighborCapabilities", {}).get("extendedMessage", "")
+        out[addr] = EXTENDED_MESSAGE if ext == "advertisedAndReceived" else STANDARD_MESSAGE
+    return out
+
+
 def rib_counts(paths: FrrPaths) -> dict[str, int]:
     """Prefixes in the BGP table per family. (The summary's ribCount counts tree nodes, not prefixes.)"""
     stats = vtysh_json(paths, "show bgp statistics-all")

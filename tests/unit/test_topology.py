@@ -71,7 +71,23 @@ BAD = [
     ("bad node name", {**GOOD, "nodes": {**GOOD["nodes"], "R_1": {"kind": "frr", "role": "peer", "asn": 65009}}, "links": GOOD["links"] + [["R_1", "r1"]]}, ["nodes.R_1: node names are"]),
     ("host to transit", {**GOOD, "links": [["edge", "r1"], ["r1", "r2"], ["h1", "r1"]]}, ["links[2]: host 'h1' must connect to an eyeball router, not 'r1'"]),
     ("frr as edge", mutate("nodes.r1.role", "edge"), ["nodes.r1: role 'edge' is for exabgp speakers"]),
+    ("extended messages off between routers", mutate("links.1", {"endpoints": ["r1", "r2"], "extended_message": False}),
+     ["links[1].extended_message: only a speaker's session can turn extended messages off"]),
 ]
+
+
+def test_extended_messages_are_chosen_per_speaker_session() -> None:
+    from lab.daemons import exabgp
+    from lab.plan import build_plan
+
+    doc = mutate("links.0", {"endpoints": ["edge", "r1"], "extended_message": False})
+    plan = build_plan(parse_topology(doc), "unit")
+    [s] = plan.nodes["edge"].sessions
+    assert s.extended_message is False
+    text = exabgp.render("unit", plan.nodes["edge"], exabgp.ExabgpPaths(Path("/x")), "bridge")["exabgp.conf"]
+    assert "extended-message disable;" in text
+    default = build_plan(parse_topology(GOOD), "unit")
+    assert default.nodes["edge"].sessions[0].extended_message is True
 
 
 @pytest.mark.parametrize("doc,expected", [(d, e) for _, d, e in BAD], ids=[n for n, _, _ in BAD])
