@@ -53,7 +53,7 @@ class SpeakerLink:
             if self.channel is None:
                 raise SpeakerError(f"speaker {self.node.name}: its channel is down (speaker restarting?)")
             try:
-                return self.channel.send_many(commands, window=16)
+                return self.channel.send_many(commands)
             except SpeakerError:
                 if self.channel.closed():
                     self.channel = None

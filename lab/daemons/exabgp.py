@@ -26,9 +26,12 @@ from lab.topology import Kind
 if TYPE_CHECKING:
     from lab.runtime import Toolset
 
-# `announce attributes ... nlri P1 P2 ...` is about twice as fast as one route per
-# command; ExaBGP packs the NLRI of one line into as few UPDATEs as fit.
+# Prefixes per `announce attributes ... nlri P1 P2 ...` line. The launcher makes ExaBGP
+# apply a line whole within one reactor turn, so one line leaves as UPDATEs packed to the
+# message size: 16,000 IPv4 /24s fill one 65,535-byte extended message. A line of 16,000
+# IPv6 /48s is ~400 KB, under ExaBGP's limit of 1 MiB per command (MAX_LINE).
 BATCH = 16000
+MAX_LINE = 1024 * 1024  # ExaBGP 5.0's Processes.MAX_COMMAND_SIZE: a longer line kills the API process
 
 
 @dataclass(frozen=True)
@@ -256,7 +259,7 @@ class SpeakerChannel:
         line, self.buf = self.buf.split(b"\n", 1)
         return line.decode(errors="replace").strip()
 
-    def send_many(self, commands: Sequence[Command | str], *, window: int = 16) -> list[Ack]:
+    def send_many(self, commands: Sequence[Command | str], *, window: int = 64) -> list[Ack]:
         """Send commands with up to ``window`` in flight; raise on the first ``error``.
 
         Answers come back in order (the bridge serialises them), so the n-th ``done`` or
@@ -268,6 +271,9 @@ class SpeakerChannel:
                 raise SpeakerError(f"speaker {self.speaker}: refusing a command that names no neighbor: {_short(line)}")
             if "\n" in line:
                 raise SpeakerError(f"speaker {self.speaker}: a command is one line: {_short(line)}")
+            if len(line) >= MAX_LINE:
+                raise SpeakerError(f"speaker {self.speaker}: a command of {len(line):,} characters is over ExaBGP's "
+                                   f"limit of {MAX_LINE:,}; send fewer prefixes per command: {_short(line)}")
         acks: list[Ack] = []
         sent_at: list[float] = []
         nxt = 0

@@ -2,13 +2,23 @@
 
 ExaBGP writes acknowledgements (``done``/``error``) to our stdin and reads commands
 from our stdout. We accept clients on a unix socket, forward their command lines to
-ExaBGP one at a time, and hand every line ExaBGP answers back to the client whose
-command it was, up to and including its ``done`` or ``error``.
+ExaBGP, and hand every line ExaBGP answers back to the client whose command it was,
+up to and including its ``done`` or ``error``.
 
-One command in flight at a time is what makes the matching exact: ExaBGP answers a
-malformed command with ``error`` at once but a large valid one with ``done`` only
-after parsing it, so with several in flight an ``error`` can overtake earlier
-``done``s. Clients may still pipeline; their commands wait here, in order.
+What makes the matching exact is the order ExaBGP answers in. It answers a command it
+does not recognise with ``error`` at once, but a route command (``announce attributes``,
+``withdraw attributes``) only after its scheduler has applied it, and the scheduler
+runs route commands first in, first out, answering each (``done``, or ``error`` for a
+route it cannot parse or a neighbour that does not match) in turn. So:
+
+* route commands in the lab's own form (``neighbor A [, neighbor B ...] announce|withdraw
+  attributes ...``) are pipelined: up to PIPELINE of them are with ExaBGP at once, and
+  their answers come back in the order they were sent;
+* any other line goes alone: it waits until nothing is in flight, and nothing is sent
+  after it until it is answered, so its immediate ``error`` cannot overtake anything.
+
+Pipelining matters for a table of many attribute sets (a full Internet table has tens of
+thousands): one at a time, each command cost a reactor turn and a round trip.
 
 Every line ExaBGP writes is read, client or no client, so its pipe never fills.
 """
@@ -16,12 +26,15 @@ Every line ExaBGP writes is read, client or no client, so its pipe never fills.
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import socket
 import sys
 from collections import deque
 
 ACKS = (b"done", b"error")
+ROUTE_COMMAND = re.compile(rb"^neighbor \S+( , neighbor \S+)* (announce|withdraw) attributes ")
+PIPELINE = 256  # route commands with ExaBGP at once (its pipe holds 64 KiB; a command is often more)
 
 
 class Bridge:
@@ -31,7 +44,10 @@ class Bridge:
         self.clients: dict[int, socket.socket] = {}
         self.rbuf: dict[int, bytes] = {}
         self.queue: deque[tuple[int, bytes]] = deque()
-        self.inflight: int | None = None  # client fd owning the command ExaBGP is working on
+        # Owners (client fds) of the commands ExaBGP is working on, oldest first; ``alone``
+        # while the one in flight is a line that must not share the pipe.
+        self.inflight: deque[int] = deque()
+        self.alone = False
         self.stdin_buf = b""
 
     def log(self, msg: str) -> None:
@@ -54,11 +70,17 @@ class Bridge:
         self.sel.register(0, selectors.EVENT_READ, "exabgp")
 
     def pump(self) -> None:
-        while self.inflight is None and self.queue:
-            fd, line = self.queue.popleft()
+        while self.queue and not self.alone and len(self.inflight) < PIPELINE:
+            fd, line = self.queue[0]
             if fd not in self.clients:
+                self.queue.popleft()
                 continue  # its client left before its turn
-            self.inflight = fd
+            route = ROUTE_COMMAND.match(line) is not None
+            if not route and self.inflight:
+                return  # it goes alone, once everything before it is answered
+            self.queue.popleft()
+            self.inflight.append(fd)
+            self.alone = not route
             os.write(1, line + b"\n")  # blocking stdout: ExaBGP reads it
 
     def from_exabgp(self) -> bool:
@@ -68,17 +90,18 @@ class Bridge:
         self.stdin_buf += chunk
         *lines, self.stdin_buf = self.stdin_buf.split(b"\n")
         for line in lines:
-            owner = self.inflight
-            if owner is None:
+            if not self.inflight:
                 self.log(f"unsolicited line from ExaBGP: {line[:200]!r}")
                 continue
+            owner = self.inflight[0]
             if owner in self.clients:
                 try:
                     self.clients[owner].sendall(line + b"\n")
                 except OSError:
                     self.drop(owner)
             if line.strip() in ACKS:
-                self.inflight = None
+                self.inflight.popleft()
+                self.alone = False
                 self.pump()
         return True
 
