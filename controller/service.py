@@ -171,14 +171,16 @@ def start_data_plane(state: LabState, plan: LabPlan, inv: Inventory, seed: int, 
     obs = observe_dir(state)
     lengths = ",".join(sorted({f"{p.prefix.version}:{p.prefix.prefixlen}" for p in plan.prefixes}))
     running = state.daemons()
-    for node in plan.speakers():
+    # A speaker that carries only a synthetic table (no pool of the inventory's) serves nothing.
+    serving = [n for n in plan.speakers() if plan.originated_by(n.name)]
+    for node in serving:
         if alive(running.get(node.name, {}).get("responder", -1)):
             continue
         argv = [sys.executable, "-m", "controller.observe.responder", "--inventory", str(inv.path), "--lengths", lengths]
         state.add_daemon(node.name, "responder", spawn_net(state.lab, node, argv, log=state.node_dir(node.name) / "responder.out"))
     # Probes start once every responder listens: a refused probe at start is not an outage.
     def listening() -> tuple[bool, str]:
-        waiting = [n.name for n in plan.speakers() if not _listens(state.daemons()[n.name]["responder"], 80)]
+        waiting = [n.name for n in serving if not _listens(state.daemons()[n.name]["responder"], 80)]
         return not waiting, f"no listener yet on {', '.join(waiting)}"
 
     wait_until(listening, timeout=20, what="the edge responders to listen")

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from lab.daemons import DAEMONS, Daemon, exabgp, frr, start_order
 from lab.errors import BgplabError, LabExists, TeardownError, UpFailed
-from lab.kernel import count_lab_routes_fast
+from lab.kernel import count_bgp_routes, count_lab_routes_fast
 from lab.plan import LabPlan, NodePlan, build_plan
 from lab.procs import all_marked_labs, alive, end_processes, marked_pids, rss_kib
 from lab.runtime import RUNTIMES, Runtime, get_runtime
@@ -187,11 +187,17 @@ class _Up:
                 ch.send_many(commands)
 
         _parallel(feed, self.plan.speakers())
+        if self.plan.tables:
+            announce_tables(self.plan, self.state)
         self.mark("announced")
 
     def wait_converged(self) -> None:
         plan = self.plan
         observers = plan.peer_routers()
+        # A full table takes tens of seconds, and asking a router with a million routes for
+        # counts 20 times a second would take CPU from the routers it is waiting for.
+        poll = 1.0 if plan.tables else 0.05
+        converge = self.timeouts.converge + sum(c["ipv4"] + c["ipv6"] for c in plan.expected_table.values()) / 5000
 
         def observer_full() -> tuple[bool, str]:
             seen = []
@@ -200,13 +206,16 @@ class _Up:
                     if s.peer_kind is not Kind.exabgp:
                         continue
                     want = {f: sum(1 for p in plan.originated_by(s.peer) if p.family == f) for f in ("ipv4", "ipv6")}
+                    for pool in plan.tables_of(s.peer):
+                        want["ipv4"] += plan.tables[pool].ipv4
+                        want["ipv6"] += plan.tables[pool].ipv6
                     got = frr.sessions(frr_paths(self.state, node.name)).get(str(s.peer_v4), {}).get("received", {})
                     if any(got.get(f, 0) != want[f] for f in want):
                         seen.append(f"{node.name} has {got} from {s.peer}, wants {want}")
             return not seen, "; ".join(seen)
 
         if observers:
-            wait_until(observer_full, timeout=self.timeouts.converge, what="the observer to receive every prefix", interval=0.05)
+            wait_until(observer_full, timeout=converge, what="the observer to receive every prefix", interval=poll)
         self.mark("observer_full")
 
         def ribs() -> tuple[bool, str]:
@@ -218,7 +227,7 @@ class _Up:
                     short.append(f"{node.name} BGP table {got}, wants {want}")
             return not short, "; ".join(short)
 
-        wait_until(ribs, timeout=self.timeouts.converge, what="every router's BGP table to hold its prefixes", interval=0.05)
+        wait_until(ribs, timeout=converge, what="every router's BGP table to hold its prefixes", interval=poll)
         self.mark("bgp_converged")
 
         def kernels() -> tuple[bool, str]:
@@ -230,10 +239,36 @@ class _Up:
                 want = {f: len(s) for f, s in plan.expected[node.name].items()}
                 if got != want:
                     short.append(f"{node.name} kernel {got}, wants {want}")
+                table = plan.expected_table.get(node.name)
+                if table:
+                    # BGP routes in the kernel: the table's and the pools' (a router of a
+                    # table lab originates no subnets of its own)
+                    bgp = count_bgp_routes(node.namespace)
+                    want = {f: table[f] + len(plan.expected[node.name][f]) for f in table}
+                    if bgp != want:
+                        short.append(f"{node.name} kernel BGP routes {bgp}, wants {want}")
             return not short, "; ".join(short)
 
-        wait_until(kernels, timeout=self.timeouts.converge, what="every router's kernel table to hold its prefixes", interval=0.05)
+        wait_until(kernels, timeout=converge, what="every router's kernel table to hold its prefixes", interval=poll)
         self.mark("kernel_converged")
+
+
+def announce_tables(plan: LabPlan, state: LabState) -> dict[str, int]:
+    """Announce every synthetic Internet table its speakers originate (lab.table), through
+    the lab's channel; commands per speaker."""
+    sent = {}
+
+    def feed(node: NodePlan) -> None:
+        commands = []
+        for pool in plan.tables_of(node.name):
+            commands += exabgp.table_announcements(node.sessions, plan.table(pool))
+        if commands:
+            with exabgp.SpeakerChannel(node.name, exabgp_paths(state, node.name).socket, timeout=120) as ch:
+                ch.send_many(commands, window=256)
+            sent[node.name] = len(commands)
+
+    _parallel(feed, plan.speakers())
+    return sent
 
 
 def up(

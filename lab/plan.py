@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from itertools import islice
 
@@ -21,6 +21,8 @@ from lab.topology import (
     LOOPBACK_V6,
     Kind,
     Role,
+    Pool,
+    TablePool,
     Timers,
     Topology,
     check_lab_name,
@@ -99,6 +101,10 @@ class NodePlan:
     pools: tuple[str, ...] = ()
     # Networks a speaker answers on (its pools): every address in them is local to it.
     local_networks: tuple[IPNetwork, ...] = ()
+    fib: bool = True  # the topology's `fib` (see installs_routes)
+    # Prefixes of synthetic Internet tables this router will hold (its kernel settings
+    # are chosen for it when there are any: see lab/daemons/frr.py).
+    table_routes: int = 0
 
     @property
     def exports(self) -> str:
@@ -111,8 +117,9 @@ class NodePlan:
 
     @property
     def installs_routes(self) -> bool:
-        """Routers install their best paths into the kernel; the collector only records."""
-        return self.kind is Kind.frr and self.role is not Role.collector
+        """Routers install their best paths into the kernel; the collector only records, and so
+        does a router whose topology entry says ``fib: false``."""
+        return self.kind is Kind.frr and self.role is not Role.collector and self.fib
 
 
 @dataclass(frozen=True)
@@ -123,8 +130,24 @@ class LabPlan:
     prefixes: tuple[PlannedPrefix, ...]
     # Per router: the pool prefixes (by family) it should have in its RIB (and kernel).
     expected: dict[str, dict[str, frozenset[IPNetwork]]] = field(repr=False)
-    # Per router: every prefix (pools and eyeball subnets) it should have in its BGP table.
+    # Per router: every prefix (pools, tables and eyeball subnets) it should have in its BGP table.
     expected_rib: dict[str, dict[str, int]] = field(repr=False)
+    # Synthetic Internet tables (pool name -> its spec) and, per router, how many of their
+    # prefixes it should hold, by family. Their prefixes are generated, not planned one by
+    # one: a million PlannedPrefix objects would be most of a plan's cost.
+    tables: dict[str, TablePool] = field(default_factory=dict, repr=False)
+    expected_table: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
+
+    def table(self, pool: str):  # -> lab.table.Table
+        """The generated table of pool ``pool`` (the same for the same topology)."""
+        from lab.table import generate
+
+        spec = self.tables[pool]
+        avoid = tuple(str(p.network) for p in self.topology.pools.values() if isinstance(p, Pool))
+        return generate(spec.ipv4, spec.ipv6, spec.seed, avoid=avoid)
+
+    def tables_of(self, speaker: str) -> list[str]:
+        return [p for p in self.nodes[speaker].pools if p in self.tables]
 
     def routers(self) -> list[NodePlan]:
         return [n for n in self.nodes.values() if n.kind is Kind.frr]
@@ -163,6 +186,8 @@ def _pool_prefixes(topology: Topology) -> tuple[PlannedPrefix, ...]:
             origins[pool].append(node_name)
     out = []
     for name, pool in topology.pools.items():
+        if not isinstance(pool, Pool):
+            continue
         subnets = islice(pool.network.subnets(new_prefix=pool.length), pool.count)
         out.extend(PlannedPrefix(s, name, pool.byoip, tuple(origins[name])) for s in subnets)
     return tuple(out)
@@ -270,7 +295,8 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
             gateway_v4=gw4,
             gateway_v6=gw6,
             pools=tuple(spec.originates),
-            local_networks=tuple(topology.pools[p].network for p in spec.originates),
+            local_networks=tuple(topology.pools[p].network for p in spec.originates if isinstance(topology.pools[p], Pool)),
+            fib=spec.fib if spec.fib is not None else True,
         )
 
     prefixes = _pool_prefixes(topology)
@@ -288,6 +314,18 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
     for r in expected:
         for f in FAMILIES:
             rib[r][f] = len(expected[r][f])
+    tables = {name: pool for name, pool in topology.pools.items() if isinstance(pool, TablePool)}
+    table_counts: dict[str, dict[str, int]] = {r: {f: 0 for f in FAMILIES} for r in expected}
+    for name, pool in tables.items():
+        reached = set().union(*(reach[s] for s in names if name in topology.nodes[s].originates))
+        for r in reached:
+            table_counts[r]["ipv4"] += pool.ipv4
+            table_counts[r]["ipv6"] += pool.ipv6
+    for r, counts in table_counts.items():
+        for f in FAMILIES:
+            rib[r][f] += counts[f]
+        if counts["ipv4"] + counts["ipv6"]:
+            nodes[r] = replace(nodes[r], table_routes=counts["ipv4"] + counts["ipv6"])
     for eyeball in (n for n in names if nodes[n].networks):
         for net in nodes[eyeball].networks:
             for r in reach[eyeball] | {eyeball}:
@@ -300,4 +338,6 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
         prefixes=prefixes,
         expected={r: {f: frozenset(s) for f, s in fam.items()} for r, fam in expected.items()},
         expected_rib=rib,
+        tables=tables,
+        expected_table={r: c for r, c in table_counts.items() if c["ipv4"] + c["ipv6"]},
     )

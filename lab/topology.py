@@ -10,10 +10,10 @@ import ipaddress
 import re
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from lab.errors import TopologyError, UsageError
 
@@ -110,6 +110,31 @@ class Pool(_Strict):
         return ipaddress.ip_network(self.prefix)
 
 
+class TablePool(_Strict):
+    """A synthetic Internet routing table (lab/table.py): ``kind: internet``. Deterministic
+    per seed; prefix lengths, origins and AS paths shaped like today's table. Announced
+    by ``up`` and left alone by the Addressing API, which manages the block pools."""
+
+    kind: Literal["internet"]
+    ipv4: Annotated[int, Field(ge=0, le=2_000_000)] = 1_000_000
+    ipv6: Annotated[int, Field(ge=0, le=500_000)] = 200_000
+    seed: int = 1
+
+    @model_validator(mode="after")
+    def _some(self) -> "TablePool":
+        if self.ipv4 + self.ipv6 == 0:
+            raise ValueError("a table needs ipv4 or ipv6 prefixes")
+        return self
+
+
+def _pool_kind(v: Any) -> str:
+    kind = v.get("kind") if isinstance(v, dict) else getattr(v, "kind", None)
+    return "internet" if kind == "internet" else "block"
+
+
+AnyPool = Annotated[Union[Annotated[Pool, Tag("block")], Annotated[TablePool, Tag("internet")]], Discriminator(_pool_kind)]
+
+
 class Node(_Strict):
     kind: Kind
     role: Role | None = None
@@ -117,10 +142,16 @@ class Node(_Strict):
     router_id: ipaddress.IPv4Address | None = None
     timers: Timers = Timers()
     originates: list[str] = []
+    # A router installs its best paths into its kernel (default: every router but the
+    # collector). Off: bgpd keeps its RIB and installs nothing (bgpd -n), which spares a
+    # 2-core machine a second million-route FIB where only the RIB is being watched.
+    fib: bool | None = None
 
     @model_validator(mode="after")
     def _kind_rules(self) -> "Node":
         problems = []
+        if self.fib is not None and self.kind is not Kind.frr:
+            problems.append("only a router (frr) has a fib setting")
         if self.kind is Kind.host:
             if self.asn is not None:
                 problems.append("a host has no ASN")
@@ -162,7 +193,7 @@ class Topology(_Strict):
     name: str
     description: str = ""
     timers: Timers = Timers()
-    pools: dict[str, Pool] = {}
+    pools: dict[str, AnyPool] = {}
     nodes: dict[str, Node]
     links: list[LinkSpec]
 
@@ -209,7 +240,7 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
     problems = []
     for e in err.errors():
         # Union members add their own names to the location; they are noise to a user.
-        loc = tuple(p for p in e["loc"] if p not in ("list[str]", "LongLink", "function-after[_fits(), Pool]"))
+        loc = tuple(p for p in e["loc"] if p not in ("list[str]", "LongLink", "function-after[_fits(), Pool]", "block", "internet"))
         loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith(("list[", "function-"))))
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
@@ -292,7 +323,7 @@ def _semantic_problems(t: Topology) -> list[str]:
             problems.append(f"nodes.{name}: a host has exactly one link (it has {count})")
 
     # Pools must not overlap each other or the lab's own link and loopback space.
-    nets = [(n, p.network) for n, p in t.pools.items()]
+    nets = [(n, p.network) for n, p in t.pools.items() if isinstance(p, Pool)]
     for i, (n1, net1) in enumerate(nets):
         for reserved in RESERVED:
             if net1.version == reserved.version and net1.overlaps(reserved):

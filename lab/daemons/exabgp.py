@@ -139,15 +139,18 @@ class Announce:
 
     neighbors: tuple[Address, ...]
     next_hop: Address | None
-    prefixes: tuple[IPNetwork, ...]
+    prefixes: tuple[IPNetwork | str, ...]
     origin: str = "igp"
+    # ASes after the speaker's own (ExaBGP puts its own AS first on an eBGP session)
+    as_path: tuple[int, ...] = ()
 
     def render(self) -> str:
         if not self.prefixes:
             raise ValueError("an announcement needs at least one prefix")
         nh = "self" if self.next_hop is None else str(self.next_hop)
         nlri = " ".join(str(p) for p in self.prefixes)
-        return f"{_selector(self.neighbors)} announce attributes next-hop {nh} origin {self.origin} nlri {nlri}"
+        path = f" as-path [ {' '.join(map(str, self.as_path))} ]" if self.as_path else ""
+        return f"{_selector(self.neighbors)} announce attributes next-hop {nh} origin {self.origin}{path} nlri {nlri}"
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,21 @@ def announcements(sessions: Sequence[Session], prefixes: Iterable[IPNetwork], ba
     for s in sessions:
         for i in range(0, len(v6), batch):
             out.append(Announce((s.peer_v4,), s.local_v6, tuple(v6[i : i + batch])))
+    return out
+
+
+def table_announcements(sessions: Sequence[Session], table, batch: int = BATCH) -> list[Announce]:
+    """Commands announcing a synthetic Internet table (lab.table.Table): one per AS path
+    (an attribute set), IPv4 to every session at once, IPv6 per session (its next hop)."""
+    everyone = tuple(s.peer_v4 for s in sessions)
+    out = []
+    for family, route in table.routes():
+        for i in range(0, len(route.prefixes), batch):
+            chunk = route.prefixes[i : i + batch]
+            if family == "ipv4":
+                out.append(Announce(everyone, None, chunk, as_path=route.as_path))
+            else:
+                out.extend(Announce((s.peer_v4,), s.local_v6, chunk, as_path=route.as_path) for s in sessions)
     return out
 
 

@@ -142,6 +142,10 @@ def check_result(node: NodePlan, daemon: str, conf: Path, rc: int | None, out: s
         raise ConfigError(f"node {node.name}: {daemon} rejected {conf}: {detail}")
 
 
+# zebra's netlink receive buffer on a router that holds a synthetic Internet table (bytes).
+TABLE_NETLINK_BUFFER = 128 * 1024 * 1024
+
+
 def argv(daemon: str, node: NodePlan, paths: FrrPaths, frr_dir: Path) -> list[str]:
     conf = paths.zebra_conf if daemon == "zebra" else paths.bgpd_conf
     args = [
@@ -157,6 +161,11 @@ def argv(daemon: str, node: NodePlan, paths: FrrPaths, frr_dir: Path) -> list[st
     ]
     if daemon == "bgpd" and not node.installs_routes:
         args.append("-n")  # the collector records; it installs nothing
+    if daemon == "zebra" and node.table_routes and node.installs_routes:
+        # A router taking a full table: zebra reads the kernel's echo of every route it
+        # installs through its netlink socket; with the default buffer a million routes
+        # overran it and zebra fell back to re-reading the whole table.
+        args += ["-s", str(TABLE_NETLINK_BUFFER)]
     return args
 
 

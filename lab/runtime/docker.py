@@ -51,6 +51,8 @@ SYSCTLS = {
     "net.ipv6.conf.all.disable_ipv6": "0",
     "net.ipv4.conf.all.rp_filter": "0",
     "net.ipv4.conf.default.rp_filter": "0",
+    # IPv6 routes a node may hold: older kernels default to 4,096, a full table has 200,000
+    "net.ipv6.route.max_size": "2147483647",
 }
 # Logs a node's container prints (`docker logs`): daemon output and FRR's own logs.
 LOG_FILES = {"frr": ["zebra.out", "bgpd.out", "zebra.log", "bgpd.log"], "exabgp": ["exabgp.out"], "host": ["probe.out"]}

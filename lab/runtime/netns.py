@@ -31,6 +31,8 @@ SYSCTLS = [
     "net.ipv6.conf.all.accept_dad=0",
     "net.ipv4.conf.all.rp_filter=0",
     "net.ipv4.conf.default.rp_filter=0",
+    # IPv6 routes a namespace may hold: older kernels default to 4,096, a full table has 200,000
+    "net.ipv6.route.max_size=2147483647",
 ]
 
 
