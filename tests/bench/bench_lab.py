@@ -103,6 +103,10 @@ FIGURES = [
 ]
 
 
+# Issue 11's targets for the reference lab on a 2-core machine.
+TARGETS = {"up_to_converged_s": 5.0, "resident_mib": 1024.0}
+
+
 def main() -> None:
     args = common.arguments(__doc__, "bench-results/lab.json", runtimes=True)
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
@@ -148,7 +152,8 @@ def main() -> None:
     print(f"\nreference lab ({args.topology}), median of {args.runs} runs, {os.cpu_count()} CPUs, FRR {result['frr_version']}:")
     print(f"  {'':<42} " + " ".join(f"{rt:>9}" for rt in runtimes))
     for key, label, unit in FIGURES:
-        print(f"  {label:<42} " + " ".join(f"{medians[rt][key]:>9.2f}" for rt in runtimes) + f" {unit}")
+        target = f"   target <= {TARGETS[key]:g} {unit}" if key in TARGETS else ""
+        print(f"  {label:<42} " + " ".join(f"{medians[rt][key]:>9.2f}" for rt in runtimes) + f" {unit}{target}")
     if "docker_vs_netns" in result:
         c = result["docker_vs_netns"]
         print(f"  docker / netns, up to converged: {c['up_to_converged_ratio']:.2f}x (target <= 2x); "

@@ -16,8 +16,9 @@ from lab import lifecycle
 from lab.errors import TeardownError, UpFailed
 from lab.lifecycle import Timeouts
 from lab.plan import NodePlan
-from lab.procs import alive, mark_env
+from lab.procs import alive, lab_of, mark_env
 from lab.runtime import ExecResult, Toolset
+from lab.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = ROOT / "topologies" / "minimal.yaml"
@@ -142,6 +143,10 @@ def test_down_ends_processes_before_nodes_and_reports_every_problem(run_root: Pa
     # a marked process the record does not list (started by a crashed run) is found by its mark
     stray = subprocess.Popen(["sleep", "60"], env=mark_env("fk3"), start_new_session=True)
     rt.pids.append(stray.pid)
+    # Popen can return while the child is still inside execve, before its new environment
+    # (and so its mark) can be read from /proc: a real lab's processes have long been running.
+    wait_until(lambda: (all(lab_of(p) == "fk3" for p in rt.pids), "marks not readable yet"), timeout=5,
+               what="the test's processes to carry their mark")
     with pytest.raises(TeardownError) as err:
         lifecycle.down("fk3", rt=rt)
     _reap(rt)
