@@ -113,6 +113,35 @@ def collector_counts(state: LabState, plan: LabPlan, since: float, until: float)
     return {names.get(ip, ip): c for ip, c in counts.items()}
 
 
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+class Cpu:
+    """CPU seconds each kind of the lab's processes spent during one phase (zebra, bgpd,
+    exabgp, the controller, the rest): where a phase's time goes on 2 cores."""
+
+    def __init__(self, running: RunningLab):
+        self.kinds = {pid: daemon if daemon in ("zebra", "bgpd", "exabgp") else "controller" if node == "controller"
+                      else "other" for node, ds in running.state.daemons().items() for daemon, pid in ds.items()}
+
+    @staticmethod
+    def _cpu(pid: int) -> float:
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(f[11]) + int(f[12])) / CLK
+        except OSError:
+            return 0.0
+
+    def __enter__(self) -> "Cpu":
+        self.start = {p: self._cpu(p) for p in self.kinds}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.spent: dict[str, float] = {}
+        for p, kind in self.kinds.items():
+            self.spent[kind] = round(self.spent.get(kind, 0.0) + self._cpu(p) - self.start[p], 2)
+
+
 class Wire:
     """tcpdump on every speaker's links for one phase; then UPDATEs per session, counted on the
     wire (scapy), as 'speaker->router'."""
@@ -157,12 +186,13 @@ def one_run(topology: str, name: str) -> dict:
 
         with ApiClient(name) as api:
             before = updates_received(state, plan)
-            with Wire(running, "api") as w:
+            with Wire(running, "api") as w, Cpu(running) as cpu:
                 wall0, t0 = time.time(), time.monotonic()
                 body = api.set_advertised(True, all=True, advertised=False)
                 result["api_request_s"] = round(time.monotonic() - t0, 3)
                 result["api_announce_s"] = round(wait_all(state, plan, total, t0, "the API announcement"), 3)
             result["wire_updates_announce"] = w.counts()
+            result["cpu_s_announce"] = cpu.spent
             time.sleep(1.0)  # let the MRT dump catch up before counting (and the verifier finish)
             rec = api.call("GET", "/v1/lab/reconcile")["result"]
             result["verify_queries_announce"] = rec["verify_queries"]
@@ -233,6 +263,10 @@ def main() -> None:
     print(f"  controller overhead (API / direct)                    {med['ratio_api_to_direct']:>7.2f}    target <= 1.2")
     print(f"  verifier: {statistics.median(r['verify_queries_announce'] for r in runs):.0f} vtysh queries for the 6,500 "
           f"(it waits for quiet kernels; it polled 5 routers every 50 ms before)")
+    kinds = sorted(runs[0]["cpu_s_announce"])
+    spent = {k: statistics.median(r["cpu_s_announce"].get(k, 0.0) for r in runs) for k in kinds}
+    print(f"    where it goes: CPU seconds during it, all 2 cores together ({sum(spent.values()):.1f} s): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in sorted(spent.items(), key=lambda kv: -kv[1])))
     print(f"  1,100 withdrawn through the API -> gone from kernels  {med['api_withdraw_1100_s']:>7.2f} s")
     for phase, label in (("wire_updates_direct", "6,500 straight in"), ("wire_updates_announce", "6,500 via the API"),
                          ("wire_updates_withdraw", "1,100 withdrawal")):
