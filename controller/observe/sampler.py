@@ -28,6 +28,7 @@ class KernelWatcher(threading.Thread):
                  on_change: Callable[[float, str, list[tuple[str, bool]]], None]):
         super().__init__(name=f"kernel-{router}", daemon=True)
         self.router, self.namespace, self.pool_keys, self.on_change = router, namespace, pool_keys, on_change
+        self.packed = kernel.packed_keys(pool_keys)
         self.present: set[tuple[int, str]] = set()
         self.n = {4: 0, 6: 0}  # counted as they change: counts() never walks the set
         self.last_change = 0.0  # time.monotonic() of the last route message seen
@@ -57,10 +58,13 @@ class KernelWatcher(threading.Thread):
                 now = time.time()
                 self.last_change = time.monotonic()
                 changes = []
-                for mtype, version, key, table in kernel.parse_routes(buf):
-                    k = (version, key)
-                    if mtype is None or table != kernel.MAIN_TABLE or k not in self.pool_keys:
+                for mtype, family, dst_len, dst, table in kernel.parse_route_messages(buf):
+                    if mtype is None or table != kernel.MAIN_TABLE:
                         continue
+                    k = self.packed.get((family, dst_len, dst))
+                    if k is None:  # not a pool prefix (a table's, a link's)
+                        continue
+                    version, key = k
                     if mtype == kernel.RTM_NEWROUTE and k not in self.present:
                         self.present.add(k)
                         self.n[version] += 1
