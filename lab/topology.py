@@ -331,6 +331,10 @@ def _semantic_problems(t: Topology) -> list[str]:
         for n2, net2 in nets[i + 1 :]:
             if net1.version == net2.version and net1.overlaps(net2):
                 problems.append(f"pools.{n2}.prefix: {net2} overlaps pool '{n1}' ({net1})")
+    tables = [n for n, p in t.pools.items() if isinstance(p, TablePool)]
+    for n in tables[1:]:
+        problems.append(f"pools.{n}: a lab carries one Internet table ('{tables[0]}'); two generated tables would "
+                        "share prefixes (several speakers may originate the same one)")
     unused = set(t.pools) - {p for node in t.nodes.values() for p in node.originates}
     for n in sorted(unused):
         problems.append(f"pools.{n}: no speaker originates this pool")

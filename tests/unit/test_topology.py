@@ -71,6 +71,9 @@ BAD = [
     ("bad node name", {**GOOD, "nodes": {**GOOD["nodes"], "R_1": {"kind": "frr", "role": "peer", "asn": 65009}}, "links": GOOD["links"] + [["R_1", "r1"]]}, ["nodes.R_1: node names are"]),
     ("host to transit", {**GOOD, "links": [["edge", "r1"], ["r1", "r2"], ["h1", "r1"]]}, ["links[2]: host 'h1' must connect to an eyeball router, not 'r1'"]),
     ("frr as edge", mutate("nodes.r1.role", "edge"), ["nodes.r1: role 'edge' is for exabgp speakers"]),
+    ("two tables", {**GOOD, "pools": {**GOOD["pools"], "t1": {"kind": "internet"}, "t2": {"kind": "internet", "seed": 2}},
+                    "nodes": {**GOOD["nodes"], "edge": {**GOOD["nodes"]["edge"], "originates": ["p4", "t1", "t2"]}}},
+     ["pools.t2: a lab carries one Internet table ('t1')"]),
     ("extended messages off between routers", mutate("links.1", {"endpoints": ["r1", "r2"], "extended_message": False}),
      ["links[1].extended_message: only a speaker's session can turn extended messages off"]),
 ]
