@@ -120,7 +120,7 @@ class Reconciler:
         self.suspect: set[str] = set()
         self.last_sync: dict[str, Any] = {}
         self.last_verify: dict[str, Any] = {}
-        self.verify_queries = 0  # vtysh queries the verifier has made, all told
+        self.verify_queries = 0  # queries to bgpd the verifier has made, all told
         # settled(routers, quiet, timeout): returns once those routers' kernel tables have not
         # changed for ``quiet`` seconds (or at timeout). Set by the service from its sampler.
         self.settled: Callable[[list[str], float, float], None] | None = None

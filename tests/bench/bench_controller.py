@@ -261,8 +261,8 @@ def main() -> None:
           f"(request returned in {med['api_request_s']:.2f} s)")
     print(f"  6,500 straight into ExaBGP, same finish line          {med['direct_announce_s']:>7.2f} s")
     print(f"  controller overhead (API / direct)                    {med['ratio_api_to_direct']:>7.2f}    target <= 1.2")
-    print(f"  verifier: {statistics.median(r['verify_queries_announce'] for r in runs):.0f} vtysh queries for the 6,500 "
-          f"(it waits for quiet kernels; it polled 5 routers every 50 ms before)")
+    print(f"  verifier: {statistics.median(r['verify_queries_announce'] for r in runs):.0f} bgpd queries for the 6,500 "
+          f"(it waits for quiet kernels; it asked 5 routers through vtysh every 50 ms before)")
     kinds = sorted(runs[0]["cpu_s_announce"])
     spent = {k: statistics.median(r["cpu_s_announce"].get(k, 0.0) for r in runs) for k in kinds}
     print(f"    where it goes: CPU seconds during it, all 2 cores together ({sum(spent.values()):.1f} s): "
