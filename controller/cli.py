@@ -93,9 +93,11 @@ def up(topology: str, name: str | None, runtime: str, as_json: bool, show_status
         return
     counts = report.plan.counts()
     t = report.timings
+    tables = "".join(f", Internet table '{n}' ({p.ipv4:,} IPv4 + {p.ipv6:,} IPv6{', not announced yet' if withdrawn else ''})"
+                     for n, p in report.plan.tables.items())
     click.echo(
         f"lab '{report.lab}' is up: {len(report.plan.nodes)} nodes, {counts['prefixes']} prefixes "
-        f"({counts['byoip']} BYOIP), FRR {report.frr_version}"
+        f"({counts['byoip']} BYOIP){tables}, FRR {report.frr_version}"
     )
     click.echo(
         f"  network {t['network']:.2f} s, sessions {t['sessions_established']:.2f} s, "
