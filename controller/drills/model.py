@@ -68,6 +68,19 @@ class Range(_Strict):
         return f"[{'' if self.min is None else self.min}, {'' if self.max is None else self.max}]"
 
 
+class VantageRange(Range):
+    """A range checked at every vantage point, with ``at`` naming vantage points whose
+    position makes them behave otherwise (each with its own range; say why in the file)."""
+
+    at: dict[str, Range] = {}
+
+    def for_vantage(self, vp: str) -> Range:
+        return self.at.get(vp) or Range(min=self.min, max=self.max)
+
+    def __str__(self) -> str:
+        return super().__str__() + "".join(f", at {vp} {r}" for vp, r in sorted(self.at.items()))
+
+
 class CleanupTask(_Strict):
     """The cleanup sub-task: every cycle it asks `GET /v1/prefixes?pending_delete` (flag, no
     value) and deletes what comes back: the prefix is withdrawn at once, its service bindings
@@ -216,8 +229,8 @@ class Expect(_Strict):
     probe_success_end: Range | None = None  # network: share of ok probes in the drill's last seconds
     probe_failures: Range | None = None  # network: probe results that were not ok, during the drill
     convergence_p90_s: Range | None = None  # network: withdrawal convergence, lab seconds
-    path_hunting_median: Range | None = None  # network: median AS paths explored, at each vantage point
-    hunted_share: Range | None = None  # network: share of withdrawn prefixes that hunted (>= 2 paths), each vantage point
+    path_hunting_median: VantageRange | Range | None = None  # network: median AS paths explored, at each vantage point
+    hunted_share: VantageRange | Range | None = None  # network: share of withdrawn prefixes that hunted (>= 2 paths), each vantage point
 
 
 class Checkpoint(_Step):

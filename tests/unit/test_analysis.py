@@ -104,3 +104,16 @@ def test_one_prefix_is_not_a_distribution_that_passes_everywhere() -> None:
 def test_a_missing_per_vantage_point_figure_fails() -> None:
     [c] = check(Expect(hunted_share=Range(min=0.5)), {"path_hunting": figure({}, "network", "mrt")})
     assert not c["ok"] and "no vantage point" in c["note"]
+
+
+def test_a_vantage_point_can_have_its_own_range() -> None:
+    from controller.drills.model import VantageRange
+
+    per_vp = {"t1": {"n": 80, "median": 0, "hunted_share": 0.04}, "t2": {"n": 80, "median": 2, "hunted_share": 0.99}}
+    out = check(Expect(hunted_share=VantageRange(min=0.5, at={"t1": Range(max=0.5)})),
+                {"path_hunting": figure(per_vp, "network", "mrt")})
+    assert [(c["expectation"], c["range"], c["ok"]) for c in out] == [
+        ("hunted_share at t1", "[, 0.5]", True), ("hunted_share at t2", "[0.5, ]", True)]
+    out = check(Expect(hunted_share=VantageRange(min=0.5, at={"t1": Range(max=0.01)})),
+                {"path_hunting": figure(per_vp, "network", "mrt")})
+    assert [c["ok"] for c in out] == [False, True]
