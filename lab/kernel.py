@@ -80,6 +80,24 @@ def route_socket(namespace: str, groups: int = 0) -> socket.socket:
     return sock
 
 
+def _route_at(buf: bytes, off: int, length: int) -> tuple[int, int, bytes | None, int]:
+    """(family, dst_len, dst bytes or None, table) of the route message at ``off``."""
+    family, dst_len, _s, _t, table, _p, _sc, _ty, _f = _RTMSG.unpack_from(buf, off + 16)
+    dst = None
+    a = off + 16 + 12
+    end = off + length
+    while a + 4 <= end:
+        alen, atype = _RTA.unpack_from(buf, a)
+        if alen < 4:
+            break
+        if atype == RTA_DST:
+            dst = buf[a + 4 : a + alen]
+        elif atype == RTA_TABLE:
+            table = struct.unpack_from("=I", buf, a + 4)[0]
+        a += (alen + 3) & ~3
+    return family, dst_len, dst, table
+
+
 def parse_route_messages(buf: bytes):
     """(message type, family, dst_len, dst bytes or None, table) for each route message in
     ``buf``, the destination left packed; a None type marks the end of a dump."""
@@ -91,20 +109,7 @@ def parse_route_messages(buf: bytes):
         if mtype in (NLMSG_DONE, NLMSG_ERROR):
             yield None, 0, 0, None, 0
         elif mtype in (RTM_NEWROUTE, RTM_DELROUTE):
-            family, dst_len, _s, _t, table, _p, _sc, _ty, _f = _RTMSG.unpack_from(buf, off + 16)
-            dst = None
-            a = off + 16 + 12
-            end = off + length
-            while a + 4 <= end:
-                alen, atype = _RTA.unpack_from(buf, a)
-                if alen < 4:
-                    break
-                if atype == RTA_DST:
-                    dst = buf[a + 4 : a + alen]
-                elif atype == RTA_TABLE:
-                    table = struct.unpack_from("=I", buf, a + 4)[0]
-                a += (alen + 3) & ~3
-            yield mtype, family, dst_len, dst, table
+            yield (mtype, *_route_at(buf, off, length))
         off += (length + 3) & ~3
 
 
@@ -131,19 +136,37 @@ def packed_keys(keys) -> dict[tuple[int, int, bytes], tuple[int, str]]:
     return out
 
 
+DUMP_TIMEOUT = 30.0  # a kernel answers a dump at once; a silent one is an error, not a hang
+
+
+def _dump(sock: socket.socket, family: int, seq: int):
+    """(buffer, offset, length) of every route message of one family's dump over ``sock``,
+    until the dump's end; only the headers are read here."""
+    sock.settimeout(DUMP_TIMEOUT)
+    sock.send(_NLMSG.pack(16 + 12, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
+              + _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0))
+    while True:
+        buf = sock.recv(1 << 20)
+        off = 0
+        while off + 16 <= len(buf):
+            length, mtype = _NLMSG_HEAD.unpack_from(buf, off)
+            if length < 16:
+                break
+            if mtype in (NLMSG_DONE, NLMSG_ERROR):
+                return
+            if mtype == RTM_NEWROUTE and length >= 28:
+                yield buf, off, length
+            off += (length + 3) & ~3
+
+
 def dump_route_keys(sock: socket.socket) -> set[tuple[int, str]]:
     """(version, 'dst/len') of every main-table route, dumped over ``sock`` (IPv4 then IPv6)."""
     keys: set[tuple[int, str]] = set()
-    for seq, family in ((1, socket.AF_INET), (2, socket.AF_INET6)):
-        req = _NLMSG.pack(16 + 12, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
-        sock.send(req)
-        done = False
-        while not done:
-            for mtype, version, key, table in parse_routes(sock.recv(1 << 20)):
-                if mtype is None:
-                    done = True
-                elif key is not None and table == MAIN_TABLE:
-                    keys.add((version, key))
+    for seq, family, version in ((1, socket.AF_INET, 4), (2, socket.AF_INET6, 6)):
+        for buf, off, length in _dump(sock, family, seq):
+            fam, dst_len, dst, table = _route_at(buf, off, length)
+            if dst is not None and table == MAIN_TABLE:
+                keys.add((version, f"{socket.inet_ntop(fam, dst)}/{dst_len}"))
     return keys
 
 
@@ -164,32 +187,13 @@ RTPROT_BGP = 186  # what zebra marks the routes of bgpd with
 def count_bgp_routes(namespace: str) -> dict[str, int]:
     """Routes zebra installed for bgpd in the namespace's main table, per family.
 
-    For a full table: only the fixed headers are read (no attribute, no address text),
-    a few hundred ns per route, so a million routes are counted in well under a second.
+    For a full table: only the fixed headers are read (no attribute, no address text):
+    ~1.3 us a route here, 0.16 s for 120,000 routes, ~1.5 s for a full table.
     """
     sock = route_socket(namespace)
-    out = {"ipv4": 0, "ipv6": 0}
     try:
-        for seq, family, name in ((1, socket.AF_INET, "ipv4"), (2, socket.AF_INET6, "ipv6")):
-            req = _NLMSG.pack(16 + 12, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
-            sock.send(req)
-            n = 0
-            done = False
-            while not done:
-                buf = sock.recv(1 << 20)
-                off = 0
-                while off + 16 <= len(buf):
-                    length, mtype = _NLMSG_HEAD.unpack_from(buf, off)
-                    if length < 16:
-                        break
-                    if mtype in (NLMSG_DONE, NLMSG_ERROR):
-                        done = True
-                        break
-                    if (mtype == RTM_NEWROUTE and length >= 28 and buf[off + 20] == MAIN_TABLE
-                            and buf[off + 21] == RTPROT_BGP):
-                        n += 1
-                    off += (length + 3) & ~3
-            out[name] = n
+        return {name: sum(1 for buf, off, _ in _dump(sock, family, seq)
+                          if buf[off + 20] == MAIN_TABLE and buf[off + 21] == RTPROT_BGP)
+                for seq, family, name in ((1, socket.AF_INET, "ipv4"), (2, socket.AF_INET6, "ipv6"))}
     finally:
         sock.close()
-    return out
