@@ -355,7 +355,7 @@ def check(expect: Expect, figures: dict[str, dict[str, Any]], prefix: str = "") 
                 out.append({"expectation": prefix + name, "value": None, "range": str(rng), "ok": False,
                             "source": source, "note": "no vantage point saw a withdrawn prefix"})
             for vp, d in sorted((value or {}).items()):
-                r = rng.for_vantage(vp) if hasattr(rng, "for_vantage") else rng
+                r = rng.for_vantage(vp)
                 out.append({"expectation": f"{prefix}{name} at {vp}", "value": d.get(key), "range": str(r),
                             "ok": r.check(d.get(key)), "source": source, "n": d.get("n")})
             continue

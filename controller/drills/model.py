@@ -229,8 +229,8 @@ class Expect(_Strict):
     probe_success_end: Range | None = None  # network: share of ok probes in the drill's last seconds
     probe_failures: Range | None = None  # network: probe results that were not ok, during the drill
     convergence_p90_s: Range | None = None  # network: withdrawal convergence, lab seconds
-    path_hunting_median: VantageRange | Range | None = None  # network: median AS paths explored, at each vantage point
-    hunted_share: VantageRange | Range | None = None  # network: share of withdrawn prefixes that hunted (>= 2 paths), each vantage point
+    path_hunting_median: VantageRange | None = None  # network: median AS paths explored, at each vantage point
+    hunted_share: VantageRange | None = None  # network: share of withdrawn prefixes that hunted (>= 2 paths), each vantage point
 
 
 class Checkpoint(_Step):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from controller.drills.analysis import check, distribution, figure, per_prefix, percentile
-from controller.drills.model import Expect, Range
+from controller.drills.model import Expect, Range, VantageRange
 from controller.observe.mrt import PrefixEvent
 
 A, B = "198.18.0.1", "198.18.0.3"
@@ -87,7 +87,7 @@ def test_check_reads_each_expectation_with_its_source() -> None:
 def test_path_hunting_is_checked_at_every_vantage_point() -> None:
     per_vp = {"t1": {"n": 100, "median": 3, "p90": 4, "max": 5, "hunted_share": 0.9},
               "t2": {"n": 100, "median": 1, "p90": 1, "max": 2, "hunted_share": 0.2}}
-    out = check(Expect(path_hunting_median=Range(min=2), hunted_share=Range(min=0.5)),
+    out = check(Expect(path_hunting_median=VantageRange(min=2), hunted_share=VantageRange(min=0.5)),
                 {"path_hunting": figure(per_vp, "network", "mrt")})
     assert [(c["expectation"], c["value"], c["ok"], c["n"]) for c in out] == [
         ("path_hunting_median at t1", 3, True, 100), ("path_hunting_median at t2", 1, False, 100),
@@ -97,18 +97,16 @@ def test_path_hunting_is_checked_at_every_vantage_point() -> None:
 def test_one_prefix_is_not_a_distribution_that_passes_everywhere() -> None:
     # the old check (max paths >= 2) passed on one prefix at one vantage point; the median does not
     per_vp = {"t1": {"n": 50, "median": 0, "p90": 0, "max": 2, "hunted_share": 0.02}}
-    [c] = check(Expect(path_hunting_median=Range(min=1)), {"path_hunting": figure(per_vp, "network", "mrt")})
+    [c] = check(Expect(path_hunting_median=VantageRange(min=1)), {"path_hunting": figure(per_vp, "network", "mrt")})
     assert not c["ok"]
 
 
 def test_a_missing_per_vantage_point_figure_fails() -> None:
-    [c] = check(Expect(hunted_share=Range(min=0.5)), {"path_hunting": figure({}, "network", "mrt")})
+    [c] = check(Expect(hunted_share=VantageRange(min=0.5)), {"path_hunting": figure({}, "network", "mrt")})
     assert not c["ok"] and "no vantage point" in c["note"]
 
 
 def test_a_vantage_point_can_have_its_own_range() -> None:
-    from controller.drills.model import VantageRange
-
     per_vp = {"t1": {"n": 80, "median": 0, "hunted_share": 0.04}, "t2": {"n": 80, "median": 2, "hunted_share": 0.99}}
     out = check(Expect(hunted_share=VantageRange(min=0.5, at={"t1": Range(max=0.5)})),
                 {"path_hunting": figure(per_vp, "network", "mrt")})
