@@ -41,7 +41,7 @@ class Toolset:
     """Where a node finds its daemons, and whom FRR runs as: the host's for namespaces, the image's for containers."""
 
     frr_dir: Path
-    exabgp: str
+    exabgp: str  # the command line that starts ExaBGP (the launcher, lab/daemons/exabgp_launch.py)
     bridge: str  # the command that runs lab/daemons/exabgp_bridge.py (its socket path follows)
     frr_owner: tuple[int, int]  # uid, gid of FRR's user
 

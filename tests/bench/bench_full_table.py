@@ -164,8 +164,9 @@ def main() -> None:
               "all_runs": runs, "frr_version": frr_version()}
     out = common.write(args.out, result)
     r0 = runs[0]
-    print(f"\nfull table ({r0['ipv4']:,} IPv4 + {r0['ipv6']:,} IPv6, {r0['attribute_sets']:,} attribute sets, "
-          f"{r0['commands']:,} commands), median of {args.runs} runs, {os.cpu_count()} CPUs, FRR {result['frr_version']}:")
+    print(f"\nfull table (input: {r0['ipv4']:,} IPv4 + {r0['ipv6']:,} IPv6 in {r0['attribute_sets']:,} attribute sets; "
+          f"controller: {r0['commands']:,} commands), median of {args.runs} runs, {os.cpu_count()} CPUs, "
+          f"FRR {result['frr_version']}; times from the first command, measured in the network:")
     print(f"  table generated (input, the controller's work)      {med.get('generate_s', float('nan')):>7.2f} s")
     print(f"  speaker fed, last command acknowledged              {med.get('speaker_fed_s', float('nan')):>7.2f} s")
     for key, label in (("observer_rib_ipv4_s", f"{r0['ipv4']:,} IPv4 in the observer's RIB"),
@@ -179,7 +180,7 @@ def main() -> None:
     print("  per daemon: CPU seconds during the load, peak resident MiB")
     for d in daemons:
         print(f"    {d:<20} {med_cpu[d]:>7.1f} s CPU  {med_peak[d]:>8.1f} MiB")
-    print(f"  UPDATEs received per session (FRR's counters): {r0['updates_received']}")
+    print(f"  UPDATEs received per session (network: FRR's counters, run 1): {r0['updates_received']}")
     if prof_dir:
         for f in sorted(prof_dir.glob("*.prof")):
             print(f"\nExaBGP profile {f.name} (top 15 by own time):")
