@@ -39,21 +39,86 @@ FAKE = textwrap.dedent(
 )
 
 
-@pytest.fixture
-def channel(tmp_path: Path):
+# Closer to ExaBGP's reactor: route commands (`announce|withdraw attributes`) are answered
+# when its scheduler runs, after the lines that arrived together were read (here: once no
+# line came for 50 ms), in the order they came; anything else is answered at once. It
+# writes the largest number of route commands it held at once to <socket>.batch.
+FAKE_REACTOR = textwrap.dedent(
+    """
+    import os, select, subprocess, sys
+    bridge = subprocess.Popen([sys.executable, "-m", "lab.daemons.exabgp_bridge", sys.argv[1]],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    held, most, buf = 0, 0, b""
+    fd = bridge.stdout.fileno()
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if not ready:
+            if held:
+                bridge.stdin.write(b"done\\n" * held)
+                bridge.stdin.flush()
+                held = 0
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\\n")
+        for line in lines:
+            if b" attributes " in line:
+                held += 1
+                most = max(most, held)
+                open(sys.argv[1] + ".batch", "w").write(str(most))
+            else:
+                bridge.stdin.write(b"error\\n")
+                bridge.stdin.flush()
+    """
+)
+
+
+def _start(tmp_path: Path, fake: str):
     script = tmp_path / "fake_exabgp.py"
-    script.write_text(FAKE)
+    script.write_text(fake)
     sock = tmp_path / "s.sock"
     proc = subprocess.Popen([sys.executable, str(script), str(sock)], cwd=Path(__file__).resolve().parents[2])
     deadline = time.monotonic() + 10
     while not sock.exists():
         assert time.monotonic() < deadline, "bridge did not open its socket"
         time.sleep(0.01)
-    ch = SpeakerChannel("fake", sock, timeout=5)
+    return proc, SpeakerChannel("fake", sock, timeout=5)
+
+
+@pytest.fixture
+def channel(tmp_path: Path):
+    proc, ch = _start(tmp_path, FAKE)
     yield ch
     ch.close()
     proc.kill()
     proc.wait()
+
+
+@pytest.fixture
+def reactor_channel(tmp_path: Path):
+    proc, ch = _start(tmp_path, FAKE_REACTOR)
+    yield ch
+    ch.close()
+    proc.kill()
+    proc.wait()
+
+
+def test_route_commands_are_pipelined_and_answers_still_matched(reactor_channel: SpeakerChannel) -> None:
+    cmds = [f"neighbor 198.18.0.1 announce attributes next-hop self nlri 100.64.{i}.0/24" for i in range(40)]
+    acks = reactor_channel.send_many(cmds, window=64)
+    assert [a.command for a in acks] == cmds and all(a.ok for a in acks)
+    held = int(Path(str(reactor_channel.path) + ".batch").read_text())
+    assert held > 1, "the bridge sent route commands one at a time"
+
+
+def test_another_line_waits_for_the_route_commands_before_it(reactor_channel: SpeakerChannel) -> None:
+    # its immediate `error` must not overtake the `done`s still owed to the commands before it
+    route = [f"neighbor 198.18.0.1 withdraw attributes nlri 100.64.{i}.0/24" for i in range(5)]
+    with pytest.raises(SpeakerError, match="command failed: neighbor 198.18.0.1 bogus"):
+        reactor_channel.send_many(route + ["neighbor 198.18.0.1 bogus"] + route, window=16)
+    assert reactor_channel.send(route[0]).ok  # the channel is still in step
 
 
 def test_one_answer_per_command_in_order(channel: SpeakerChannel) -> None:
