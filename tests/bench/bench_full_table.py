@@ -108,14 +108,15 @@ def one_run(topology: str, name: str, profile: Path | None) -> dict:
         deadline = t1 + 600
         while time.monotonic() < deadline and not errors:
             now = time.monotonic() - t1
-            if "observer_rib_ipv4_s" not in seen and received(running, "observer")["ipv4"] >= spec.ipv4:
+            at_observer = received(running, "observer")
+            if "observer_rib_ipv4_s" not in seen and at_observer["ipv4"] >= spec.ipv4:
                 seen["observer_rib_ipv4_s"] = now
             fib = fib_counts(zebra)
             if "fib_ipv4_s" not in seen and fib["ipv4"] - base["ipv4"] >= spec.ipv4:
                 seen["fib_ipv4_s"] = now
             if "fib_ipv6_s" not in seen and fib["ipv6"] - base["ipv6"] >= spec.ipv6:
                 seen["fib_ipv6_s"] = now
-            if "observer_rib_all_s" not in seen and received(running, "observer") == {"ipv4": spec.ipv4, "ipv6": spec.ipv6}:
+            if "observer_rib_all_s" not in seen and at_observer == {"ipv4": spec.ipv4, "ipv6": spec.ipv6}:
                 seen["observer_rib_all_s"] = now
             if all(k in seen for k in ("observer_rib_ipv4_s", "fib_ipv4_s", "fib_ipv6_s", "observer_rib_all_s")):
                 break
