@@ -202,6 +202,7 @@ class _Up:
         def observer_full() -> tuple[bool, str]:
             seen = []
             for node in observers:
+                live = frr.sessions(frr_paths(self.state, node.name))  # once per router and poll
                 for s in node.sessions:
                     if s.peer_kind is not Kind.exabgp:
                         continue
@@ -209,7 +210,7 @@ class _Up:
                     for pool in plan.tables_of(s.peer):
                         want["ipv4"] += plan.tables[pool].ipv4
                         want["ipv6"] += plan.tables[pool].ipv6
-                    got = frr.sessions(frr_paths(self.state, node.name)).get(str(s.peer_v4), {}).get("received", {})
+                    got = live.get(str(s.peer_v4), {}).get("received", {})
                     if any(got.get(f, 0) != want[f] for f in want):
                         seen.append(f"{node.name} has {got} from {s.peer}, wants {want}")
             return not seen, "; ".join(seen)
