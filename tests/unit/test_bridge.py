@@ -4,6 +4,7 @@ one only after it has been parsed. (The live tests use the real ExaBGP.)"""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -75,34 +76,38 @@ FAKE_REACTOR = textwrap.dedent(
 )
 
 
-def _start(tmp_path: Path, fake: str):
+@contextlib.contextmanager
+def _running(tmp_path: Path, fake: str):
+    """The bridge under a stand-in for ExaBGP, and a channel to it."""
     script = tmp_path / "fake_exabgp.py"
     script.write_text(fake)
     sock = tmp_path / "s.sock"
     proc = subprocess.Popen([sys.executable, str(script), str(sock)], cwd=Path(__file__).resolve().parents[2])
-    deadline = time.monotonic() + 10
-    while not sock.exists():
-        assert time.monotonic() < deadline, "bridge did not open its socket"
-        time.sleep(0.01)
-    return proc, SpeakerChannel("fake", sock, timeout=5)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert time.monotonic() < deadline, "bridge did not open its socket"
+            time.sleep(0.01)
+        ch = SpeakerChannel("fake", sock, timeout=5)
+        try:
+            yield ch
+        finally:
+            ch.close()
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture
 def channel(tmp_path: Path):
-    proc, ch = _start(tmp_path, FAKE)
-    yield ch
-    ch.close()
-    proc.kill()
-    proc.wait()
+    with _running(tmp_path, FAKE) as ch:
+        yield ch
 
 
 @pytest.fixture
 def reactor_channel(tmp_path: Path):
-    proc, ch = _start(tmp_path, FAKE_REACTOR)
-    yield ch
-    ch.close()
-    proc.kill()
-    proc.wait()
+    with _running(tmp_path, FAKE_REACTOR) as ch:
+        yield ch
 
 
 def test_route_commands_are_pipelined_and_answers_still_matched(reactor_channel: SpeakerChannel) -> None:
