@@ -20,6 +20,7 @@ from lab.topology import (
     LOOPBACK_V4,
     LOOPBACK_V6,
     Kind,
+    Relation,
     Role,
     Pool,
     TablePool,
@@ -77,6 +78,8 @@ class Session:
     peer_v6: ipaddress.IPv6Address
     timers: Timers
     extended_message: bool = True  # offered by this end (a speaker's choice; FRR always offers)
+    # What the peer is to this end (Gao-Rexford): the link's relationship or the roles' shorthand.
+    relation: Relation = Relation.peer
 
 
 @dataclass(frozen=True)
@@ -105,15 +108,6 @@ class NodePlan:
     # Prefixes of synthetic Internet tables this router will hold (its kernel settings
     # are chosen for it when there are any: see lab/daemons/frr.py).
     table_routes: int = 0
-
-    @property
-    def exports(self) -> str:
-        """What this node advertises to its neighbours: everything, its own routes, or nothing."""
-        if self.role in (Role.transit, Role.edge):
-            return "all"
-        if self.role is Role.collector:
-            return "none"
-        return "local"
 
     @property
     def installs_routes(self) -> bool:
@@ -193,26 +187,40 @@ def _pool_prefixes(topology: Topology) -> tuple[PlannedPrefix, ...]:
     return tuple(out)
 
 
-def _reach(start: str, adjacency: dict[str, list[str]], nodes: dict[str, NodePlan]) -> set[str]:
-    """Routers that learn a route originated at ``start``: valley-free enough for a lab.
+# Routes learned from these are exported to every neighbour; routes learned from the
+# others only to customers and siblings (Gao-Rexford's valley-free export rule).
+EXPORT_ALL = (Relation.customer, Relation.sibling)
 
-    A route crosses every session out of its origin and out of routers that export
-    everything (transit); peers, eyeballs and the collector keep it. ASNs of routers are
-    unique (checked by the topology), so no AS-path loop cuts a path this search finds.
+
+def _reach(start: str, sessions: dict[str, tuple[Session, ...]], nodes: dict[str, NodePlan]) -> set[str]:
+    """Routers that learn a route originated at ``start``, under the rendered policies.
+
+    A router prefers customer routes, then siblings', peers', providers' (local preference),
+    and exports what it prefers: a customer's or sibling's route to everyone, a peer's or
+    provider's only to its customers and siblings. So a router's class is the best relation
+    it learned the route over, and the fixpoint below is what BGP converges to. The
+    collector exports nothing. Router ASNs are unique, so no AS-path loop cuts a path here.
     """
-    learned: set[str] = set()
+    best: dict[str, int] = {start: 0}  # 0 = the origin; then EXPORT_ALL -> 1, others -> 2
     queue = deque([start])
-    forwarded = {start}
     while queue:
         cur = queue.popleft()
-        for nb in adjacency[cur]:
+        node = nodes[cur]
+        if node.kind is Kind.frr and node.role is Role.collector:
+            continue
+        for s in sessions[cur]:
+            nb = s.peer
             if nodes[nb].kind is not Kind.frr or nb == start:
                 continue
-            learned.add(nb)
-            if nodes[nb].exports == "all" and nb not in forwarded:
-                forwarded.add(nb)
+            if best[cur] == 2 and s.relation not in EXPORT_ALL:
+                continue  # a peer's or provider's route goes to customers and siblings only
+            # What cur is to nb decides the class nb learns it in.
+            back = next(x.relation for x in sessions[nb] if x.peer == cur)
+            cls = 1 if back in EXPORT_ALL else 2
+            if cls < best.get(nb, 3):
+                best[nb] = cls
                 queue.append(nb)
-    return learned
+    return set(best) - {start}
 
 
 def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
@@ -223,7 +231,6 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
     link_v6 = LINK_V6.subnets(new_prefix=64)
 
     ifaces: dict[str, list[Interface]] = {n: [] for n in names}
-    adjacency: dict[str, list[str]] = {n: [] for n in names}
     link_timers: dict[int, Timers] = {}
     for i in range(len(topology.links)):
         a, b = topology.link_endpoints(i)
@@ -235,8 +242,6 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
         ifaces[b].append(
             Interface(ifb, i, a, ifa, ipaddress.IPv4Interface(f"{net4[1]}/31"), ipaddress.IPv6Interface(f"{net6[2]}/64"))
         )
-        adjacency[a].append(b)
-        adjacency[b].append(a)
         link_timers[i] = topology.link_timers(i)
 
     def peer_iface(iface: Interface) -> Interface:
@@ -264,6 +269,8 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
                 continue
             # Most specific wins: link, then each end's node, then the topology, then defaults.
             timers = link_timers[iface.link].over(spec.timers.over(peer.timers.over(base_timers)))
+            relations = topology.link_relations(iface.link)
+            first = topology.link_endpoints(iface.link)[0] == n
             sessions.append(
                 Session(
                     ifname=iface.name,
@@ -277,6 +284,7 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
                     peer_v6=other.v6.ip,
                     timers=timers,
                     extended_message=topology.link_extended_message(iface.link),
+                    relation=relations[0] if first else relations[1],
                 )
             )
         nodes[n] = NodePlan(
@@ -300,7 +308,8 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
         )
 
     prefixes = _pool_prefixes(topology)
-    reach = {n: _reach(n, adjacency, nodes) for n in names if nodes[n].kind is not Kind.host}
+    sessions = {n: nodes[n].sessions for n in names}
+    reach = {n: _reach(n, sessions, nodes) for n in names if nodes[n].kind is not Kind.host}
 
     expected: dict[str, dict[str, set[IPNetwork]]] = {
         r: {f: set() for f in FAMILIES} for r in names if nodes[r].kind is Kind.frr

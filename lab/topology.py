@@ -49,6 +49,33 @@ class Role(str, Enum):
     host = "host"
 
 
+class Relationship(str, Enum):
+    """A link's business relationship (Gao-Rexford), read from its first endpoint."""
+
+    c2p = "c2p"  # the first endpoint is a customer of the second
+    p2c = "p2c"  # the first endpoint is a provider of the second
+    p2p = "p2p"  # settlement-free peers: each carries the other's customers' routes only
+    s2s = "s2s"  # siblings: mutual transit, everything both ways (two transits, by role)
+
+
+class Relation(str, Enum):
+    """What the neighbour at the other end of a session is to this end."""
+
+    customer = "customer"
+    sibling = "sibling"
+    peer = "peer"
+    provider = "provider"
+
+
+# Seen from the link's first endpoint: (what the second is to the first, what the first is to the second).
+_RELATIONS = {
+    Relationship.c2p: (Relation.provider, Relation.customer),
+    Relationship.p2c: (Relation.customer, Relation.provider),
+    Relationship.p2p: (Relation.peer, Relation.peer),
+    Relationship.s2s: (Relation.sibling, Relation.sibling),
+}
+
+
 class Timers(_Strict):
     """Per-session BGP timers, in seconds. Unset fields inherit from the level above."""
 
@@ -184,6 +211,30 @@ class LongLink(_Strict):
     # RFC 8654: UPDATEs up to 65,535 bytes instead of 4,096. The speaker offers it or not;
     # FRR always offers it, so the choice is the speaker's and applies to its links only.
     extended_message: bool = True
+    # The business relationship (c2p, p2c, p2p, s2s). Unset: derived from the two roles
+    # (see role_relationship), so a topology written before relationships keeps its meaning.
+    relationship: Relationship | None = None
+
+
+def role_relationship(a: Node, b: Node) -> Relationship | None:
+    """The roles' shorthand for a link's relationship, read from ``a``; None where a link
+    carries no session (a host's) or a collector's (fed like a customer, exports nothing).
+
+    A transit carries everything to everyone: two transits are siblings. The edge, eyeballs
+    and the observer (role peer) buy transit from transits and peer with each other.
+    """
+    ra, rb = a.effective_role, b.effective_role
+    if Role.host in (ra, rb):
+        return None
+    if Role.collector in (ra, rb):
+        return Relationship.c2p if ra is Role.collector else Relationship.p2c
+    if ra is Role.transit and rb is Role.transit:
+        return Relationship.s2s
+    if rb is Role.transit:
+        return Relationship.c2p
+    if ra is Role.transit:
+        return Relationship.p2c
+    return Relationship.p2p
 
 
 LinkSpec = Union[Annotated[list[str], Field(min_length=2, max_length=2)], LongLink]
@@ -215,6 +266,19 @@ class Topology(_Strict):
     def link_extended_message(self, i: int) -> bool:
         spec = self.links[i]
         return spec.extended_message if isinstance(spec, LongLink) else True
+
+    def link_relationship(self, i: int) -> Relationship | None:
+        """The link's relationship read from its first endpoint: the file's, or the roles'."""
+        spec = self.links[i]
+        if isinstance(spec, LongLink) and spec.relationship is not None:
+            return spec.relationship
+        a, b = self.link_endpoints(i)
+        return role_relationship(self.nodes[a], self.nodes[b])
+
+    def link_relations(self, i: int) -> tuple[Relation, Relation] | None:
+        """(what the second endpoint is to the first, what the first is to the second)."""
+        rel = self.link_relationship(i)
+        return _RELATIONS[rel] if rel is not None else None
 
 
 def check_lab_name(name: str) -> str:
@@ -305,6 +369,22 @@ def _semantic_problems(t: Topology) -> list[str]:
                 f"{where}.extended_message: only a speaker's session can turn extended messages off "
                 f"(FRR offers them on every session, so '{a}' and '{b}' always negotiate them)"
             )
+        rel = t.links[i].relationship if isinstance(t.links[i], LongLink) else None
+        if rel is not None:
+            roles = {t.nodes[a].effective_role, t.nodes[b].effective_role}
+            if Role.host in roles:
+                problems.append(f"{where}.relationship: a host's link carries no BGP session, so no relationship")
+            elif Role.collector in roles:
+                problems.append(f"{where}.relationship: a collector's sessions have no relationship (it is fed "
+                                "everything, as a customer is, and exports nothing); leave it out")
+            elif rel is not Relationship.p2p and Kind.exabgp in (ka, kb):
+                # The edge's speakers are one AS: they buy transit or peer, they sell no transit
+                # here (ExaBGP re-exports nothing it hears, and is sent nothing).
+                spk, other = (a, b) if ka is Kind.exabgp else (b, a)
+                if rel is not (Relationship.c2p if spk == a else Relationship.p2c):
+                    problems.append(f"{where}.relationship: speaker '{spk}' can be a customer of '{other}' or its "
+                                    f"peer, not its {'sibling' if rel is Relationship.s2s else 'provider'} "
+                                    "(a speaker re-exports nothing)")
         if Kind.frr not in (ka, kb):
             problems.append(
                 f"{where}: '{a}' ({ka.value}) and '{b}' ({kb.value}) cannot be linked: every link has a router (frr) on one end"
@@ -314,6 +394,8 @@ def _semantic_problems(t: Topology) -> list[str]:
                 problems.append(f"{where}: host '{n}' must connect to an eyeball router, not '{other}'")
             if t.nodes[n].effective_role is Role.collector and t.nodes[other].kind is not Kind.frr:
                 problems.append(f"{where}: collector '{n}' peers with routers only, not '{other}'")
+
+    problems += _provider_cycles(t)
 
     for name, count in link_count.items():
         node = t.nodes[name]
@@ -339,6 +421,40 @@ def _semantic_problems(t: Topology) -> list[str]:
     for n in sorted(unused):
         problems.append(f"pools.{n}: no speaker originates this pool")
     return problems
+
+
+def _provider_cycles(t: Topology) -> list[str]:
+    """Gao-Rexford converges when no AS is, through its providers, its own provider."""
+    providers: dict[str, list[str]] = {n: [] for n in t.nodes}
+    for i in range(len(t.links)):
+        a, b = t.link_endpoints(i)
+        if a not in t.nodes or b not in t.nodes or a == b:
+            continue
+        rel = t.link_relationship(i)
+        if rel is Relationship.c2p and Role.collector not in (t.nodes[a].effective_role, t.nodes[b].effective_role):
+            providers[a].append(b)
+        elif rel is Relationship.p2c and Role.collector not in (t.nodes[a].effective_role, t.nodes[b].effective_role):
+            providers[b].append(a)
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for p in providers[n]:
+            if state.get(p) == 1:
+                return stack[stack.index(p):] + [p]
+            if p not in state and (cycle := visit(p)):
+                return cycle
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in t.nodes:
+        if n not in state and (cycle := visit(n)):
+            return [f"links: customer-to-provider cycle {' -> '.join(cycle)} (each is a customer of the next; "
+                    "no AS can be its own provider's provider)"]
+    return []
 
 
 def parse_topology(data: Any, source: str = "<topology>") -> Topology:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from lab.daemons import templates
 from lab.errors import ConfigError, DaemonError, ExecError
 from lab.plan import NodePlan
-from lab.topology import Kind, Role
+from lab.topology import Kind, Relation, Role
 
 if TYPE_CHECKING:
     from lab.runtime import Toolset
@@ -66,8 +66,41 @@ class FrrPaths:
         return self.dir / f"{daemon}.vty"
 
 
-def export_map(node: NodePlan) -> str | None:
-    return {"all": None, "local": "BGPLAB-LOCAL-ONLY", "none": "BGPLAB-NONE"}[node.exports]
+@dataclass(frozen=True)
+class RelationPolicy:
+    """How routes learned over one relation are tagged and preferred (Gao-Rexford)."""
+
+    name: str
+    code: int  # the N of the large community ASN:1:N
+    local_pref: int
+
+
+# Customer routes earn money, peers' cost nothing, providers' cost money: prefer in that
+# order. Siblings (the roles' transit mesh) rank between customers and peers.
+RELATION_POLICIES = {
+    Relation.customer: RelationPolicy("customer", 1, 200),
+    Relation.sibling: RelationPolicy("sibling", 2, 150),
+    Relation.peer: RelationPolicy("peer", 3, 100),
+    Relation.provider: RelationPolicy("provider", 4, 50),
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    imports: tuple[RelationPolicy, ...]  # the import maps this router uses
+    exports: tuple[str, ...]  # relations that get only customer and sibling routes
+
+
+def policy(node: NodePlan) -> Policy | None:
+    """The route-maps a router needs; None for the collector, which exports nothing."""
+    if node.role is Role.collector:
+        return None
+    used = {s.relation for s in node.sessions}
+    return Policy(
+        imports=tuple(RELATION_POLICIES[r] for r in Relation if r in used),
+        exports=tuple(r.value for r in (Relation.peer, Relation.provider)
+                      if any(s.relation is r and s.peer_kind is not Kind.exabgp for s in node.sessions)),
+    )
 
 
 def render(lab: str, node: NodePlan, paths: FrrPaths) -> dict[str, str]:
@@ -76,7 +109,7 @@ def render(lab: str, node: NodePlan, paths: FrrPaths) -> dict[str, str]:
     ctx = {
         "lab": lab,
         "node": node,
-        "export_map": export_map(node),
+        "policy": policy(node),
         "mrt_path": paths.mrt if node.role is Role.collector else None,
     }
     return {

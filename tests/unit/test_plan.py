@@ -81,7 +81,8 @@ def test_every_router_expects_every_prefix(ref) -> None:
 
 
 def test_routes_do_not_cross_non_transit_nodes() -> None:
-    # edge -> r1 (peer) -> r2: a peer keeps what it learns, so r2 gets nothing.
+    # edge -> r1 (peer) -> r2: r1 peers with the edge and buys transit from r2; a peer's
+    # route does not go to a provider (a valley), so r2 gets nothing.
     t = load_topology(ROOT / "topologies/minimal.yaml").model_copy(
         update={
             "nodes": {
@@ -95,8 +96,11 @@ def test_routes_do_not_cross_non_transit_nodes() -> None:
     plan = build_plan(t, "x")
     assert len(plan.expected["r1"]["ipv4"]) == 200
     assert len(plan.expected["r2"]["ipv4"]) == 0
-    # the collector hears r2 (transit, but it learned nothing) and r1 (a peer): nothing.
-    assert len(plan.expected["collector"]["ipv4"]) == 0
+    # the collector is fed like a customer, as route collectors' peers feed them everything:
+    # it hears r1's routes (and r2's none).
+    assert len(plan.expected["collector"]["ipv4"]) == 200
+    assert {s.peer: s.relation.value for s in plan.nodes["r1"].sessions} == {
+        "edge": "peer", "r2": "provider", "collector": "customer"}
 
 
 def test_namespace_names_carry_the_lab(ref) -> None:
@@ -104,11 +108,14 @@ def test_namespace_names_carry_the_lab(ref) -> None:
     assert p.nodes["t1"].namespace == namespace_name("lab_2", "t1") == "bgplab-lab_2-t1"
 
 
-def test_roles_decide_exports(ref) -> None:
-    assert ref.nodes["t1"].exports == "all"
-    assert ref.nodes["observer"].exports == "local"
-    assert ref.nodes["eye1"].exports == "local"
-    assert ref.nodes["collector"].exports == "none"
+def test_roles_are_a_shorthand_for_relationships(ref) -> None:
+    rel = {(n.name, s.peer): s.relation.value for n in ref.routers() for s in n.sessions}
+    assert rel[("t1", "t2")] == rel[("t2", "t1")] == "sibling"  # a transit carries everything
+    assert rel[("t1", "edge-fra")] == "customer"
+    assert rel[("observer", "edge-fra")] == "peer"
+    assert rel[("observer", "t1")] == "provider" and rel[("t1", "observer")] == "customer"
+    assert rel[("eye1", "t2")] == "provider"
+    assert rel[("collector", "t1")] == "provider" and rel[("t1", "collector")] == "customer"
     assert not ref.nodes["collector"].installs_routes
     assert ref.nodes["edge-fra"].kind is Kind.exabgp
 
