@@ -146,3 +146,51 @@ def test_not_a_mapping() -> None:
 @pytest.mark.parametrize("name", ["minimal", "byoip-incident"])
 def test_shipped_topologies_are_valid(name: str) -> None:
     load_topology(ROOT / "topologies" / f"{name}.yaml")
+
+
+def _rel_topo(links, **nodes):
+    base = {
+        "edge": {"kind": "exabgp", "role": "edge", "asn": 13335, "originates": ["p"]},
+        "a": {"kind": "frr", "role": "transit", "asn": 65001},
+        "b": {"kind": "frr", "role": "transit", "asn": 65002},
+        "c": {"kind": "frr", "role": "transit", "asn": 65003},
+        "col": {"kind": "frr", "role": "collector", "asn": 65500},
+    }
+    base.update(nodes)
+    return {"name": "rel", "pools": {"p": {"prefix": "100.64.0.0/16", "length": 24, "count": 1}},
+            "nodes": base, "links": links}
+
+
+def test_relationships_parse_and_cycles_of_providers_are_refused() -> None:
+    ok = parse_topology(_rel_topo([
+        {"endpoints": ["edge", "a"], "relationship": "c2p"},
+        {"endpoints": ["a", "b"], "relationship": "c2p"},
+        {"endpoints": ["c", "b"], "relationship": "p2p"},
+        ["col", "a"],
+    ]))
+    assert [ok.link_relationship(i).value for i in range(4)] == ["c2p", "c2p", "p2p", "c2p"]
+    with pytest.raises(TopologyError) as e:
+        parse_topology(_rel_topo([
+            ["edge", "a"],
+            {"endpoints": ["a", "b"], "relationship": "c2p"},
+            {"endpoints": ["b", "c"], "relationship": "c2p"},
+            {"endpoints": ["a", "c"], "relationship": "p2c"},
+            ["col", "a"],
+        ]))
+    assert "links: customer-to-provider cycle a -> b -> c -> a" in str(e.value)
+
+
+def test_relationships_that_cannot_hold_are_named() -> None:
+    with pytest.raises(TopologyError) as e:
+        parse_topology(_rel_topo([{"endpoints": ["a", "b"], "relationship": "sideways"}, ["edge", "a"]]))
+    assert "links[1].relationship" not in str(e.value)
+    assert "links[0].relationship: Input should be 'c2p', 'p2c', 'p2p' or 's2s'" in str(e.value)
+    with pytest.raises(TopologyError) as e:
+        parse_topology(_rel_topo([
+            {"endpoints": ["edge", "a"], "relationship": "p2c"},
+            {"endpoints": ["col", "a"], "relationship": "c2p"},
+            ["a", "b"], ["b", "c"],
+        ]))
+    text = str(e.value)
+    assert "links[0].relationship: speaker 'edge' can be a customer of 'a' or its peer, not its provider" in text
+    assert "links[1].relationship: a collector's sessions have no relationship" in text
