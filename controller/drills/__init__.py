@@ -52,13 +52,14 @@ def write_report(rd: RunDir, checks: list[dict[str, Any]] | None = None,
 
 def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float | None = None, lab: str | None = None,
               keep: bool = False, progress: Callable[[str], None] | None = None,
-              runtime: str = "netns") -> DrillResult:
+              runtime: str = "netns", realtime: bool = True) -> DrillResult:
     """Validate, run, analyse, report. A run that did not complete (interrupted, overrun,
     failed) still gets its report, marked so, and then its error is raised."""
     drill, topology = load_drill(path)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     rd = RunDir((runs_dir / f"{stamp}-{drill.name}").resolve())
-    runner = DrillRunner(drill, topology, rd.path, lab=lab, speed=speed, progress=progress, keep=keep, runtime=runtime)
+    runner = DrillRunner(drill, topology, rd.path, lab=lab, speed=speed, progress=progress, keep=keep, runtime=runtime,
+                         realtime=realtime)
     error: BaseException | None = None
     with interrupts():
         try:

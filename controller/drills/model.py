@@ -238,6 +238,21 @@ class Checkpoint(_Step):
     expect: Expect
 
 
+class RealtimeWindow(_Strict):
+    """An incident clock range played at speed 1, so that BGP's timers (MRAI, hold) act in it
+    as they would on the day; the rest of the drill is compressed by its speed."""
+
+    start: str
+    end: str
+    label: str = ""
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, v: str) -> str:
+        parse_clock(v)
+        return v
+
+
 Step = Annotated[
     Union[SetBehaviour, TaskStart, TaskStop, Detect, Dashboard, Revert, ConfigPushStep, Api, Fault, Mark, Checkpoint],
     Field(discriminator="do"),
@@ -259,6 +274,8 @@ class Drill(_Strict):
     # run's speed, plus the settle time and two minutes.
     max_duration: Duration | None = None
     tasks: dict[str, CleanupTask] = {}
+    # Real-time windows (controller.drills.clock): BGP in them runs on its own time.
+    realtime: list[RealtimeWindow] = []
     steps: list[Step]
     expect: Expect = Expect()
 
@@ -279,11 +296,18 @@ class Drill(_Strict):
         """Incident seconds from the start to the last scheduled step."""
         return max([self.offset(s) for s in self.steps] + [0.0])
 
-    def deadline(self, speed: float) -> float:
+    def clock(self, speed: float, realtime: bool = True):  # -> controller.drills.clock.DrillClock
+        """The drill's clock at ``speed``; with ``realtime`` false its windows are compressed too."""
+        from controller.drills.clock import DrillClock, Window
+
+        windows = [Window(self._clock_offset(w.start), self._clock_offset(w.end), w.label) for w in self.realtime]
+        return DrillClock(speed, windows, realtime=realtime)
+
+    def deadline(self, speed: float, realtime: bool = True) -> float:
         """Lab seconds the drill may take before it fails as overrun."""
         if self.max_duration is not None:
             return parse_duration(self.max_duration)
-        return 2 * self.end_offset() / speed + parse_duration(self.settle) + 120.0
+        return 2 * self.clock(speed, realtime).lab(self.end_offset()) + parse_duration(self.settle) + 120.0
 
     @model_validator(mode="after")
     def _refs(self) -> "Drill":
@@ -292,16 +316,31 @@ class Drill(_Strict):
             task = getattr(s, "task", None)
             if task is not None and task not in self.tasks:
                 problems.append(f"steps[{i}].task: unknown task '{task}' (tasks: {', '.join(self.tasks) or 'none'})")
+        end = self.end_offset()
+        previous = None
+        for i, w in enumerate(self.realtime):
+            a, b = self._clock_offset(w.start), self._clock_offset(w.end)
+            if b <= a:
+                problems.append(f"realtime[{i}]: ends at {w.end}, not after its start {w.start}")
+            elif b > end:
+                problems.append(f"realtime[{i}]: ends at {w.end}, after the drill's last step")
+            if previous is not None and a < previous[1]:
+                problems.append(f"realtime[{i}]: starts at {w.start}, inside realtime[{i - 1}] (windows are in "
+                                "order and do not overlap)")
+            previous = (a, b)
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _clock_offset(self, clock: str) -> float:
+        d = parse_clock(clock) - parse_clock(self.start)
+        return d if d >= 0 else d + 86400
 
     def offset(self, step: _Step) -> float:
         """Incident seconds from the drill's start to ``step``."""
         if step.at.startswith("+"):
             return parse_duration(step.at[1:])
-        d = parse_clock(step.at) - parse_clock(self.start)
-        return d if d >= 0 else d + 86400
+        return self._clock_offset(step.at)
 
 
 class DrillError(BgplabError):

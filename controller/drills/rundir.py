@@ -45,6 +45,10 @@ class DrillState:
     t0: float = 0.0
     speed: float = 1.0
     start: str = "00:00"
+    # Real-time windows as played: label, incident offsets (start, end) and lab times
+    # (t_start, t_end). Empty when the drill has none or ran with them compressed.
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    realtime: bool = True  # False: --no-realtime compressed the drill's windows too
     # prefix (CIDR) -> when the controller sent the API call that withdrew it
     withdrawn_by_task: dict[str, float] = field(default_factory=dict)
     withdrawn_by_api: dict[str, float] = field(default_factory=dict)  # the drill's own API steps

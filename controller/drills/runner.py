@@ -285,14 +285,15 @@ assert set(HANDLERS) == set(m.step_kinds()), "every step kind has exactly one ha
 class DrillRunner:
     def __init__(self, drill: m.Drill, topology: Path, run_dir: Path, *, lab: str | None = None,
                  speed: float | None = None, progress: Progress | None = None, keep: bool = False,
-                 runtime: str = "netns"):
+                 runtime: str = "netns", realtime: bool = True):
         self.drill, self.topology, self.rd = drill, topology, RunDir(run_dir)
         self.runtime = runtime
         self.speed = speed or drill.speed
         self.lab = lab or f"drill{int(time.time()) % 100000}"
         self.keep = keep
         self.progress = progress or (lambda s: None)
-        self.st = DrillState(speed=self.speed, start=drill.start)
+        self.st = DrillState(speed=self.speed, start=drill.start, realtime=realtime)
+        self.timeline = drill.clock(self.speed, realtime)  # incident <-> lab seconds, windows at speed 1
         self.record = RunRecord(None, self.st)
         self.events = None
         self.sampler: Sampler | None = None
@@ -301,7 +302,7 @@ class DrillRunner:
 
     # incident clock <-> lab time
     def incident_now(self) -> float:
-        return (time.time() - self.st.t0) * self.speed if self.st.t0 else 0.0
+        return self.timeline.incident(time.time() - self.st.t0) if self.st.t0 else 0.0
 
     def clock(self, incident_offset: float) -> str:
         return m.fmt_clock(m.parse_clock(self.drill.start) + incident_offset)
@@ -416,10 +417,15 @@ class DrillRunner:
         tasks = {n: TASKS[spec.kind](n, spec, api, self.st, self.log, time.time) for n, spec in drill.tasks.items()}
         steps = sorted(((drill.offset(s), i, s) for i, s in enumerate(drill.steps)), key=lambda x: (x[0], x[1]))
         end = drill.end_offset()
-        deadline = drill.deadline(self.speed)
+        deadline = drill.deadline(self.speed, self.st.realtime)
         play = Play(self, api, tasks, original, targets)
         self.st.t0 = time.time()
-        self.log("start", clock=drill.start, speed=self.speed, max_lab_seconds=round(deadline, 1))
+        self.st.windows = [{"label": w.label, "start": w.start, "end": w.end,
+                            "t_start": self.st.t0 + self.timeline.lab(w.start),
+                            "t_end": self.st.t0 + self.timeline.lab(w.end)} for w in self.timeline.windows]
+        self.log("start", clock=drill.start, speed=self.speed, max_lab_seconds=round(deadline, 1),
+                 realtime=[{"from": self.clock(w.start), "to": self.clock(w.end), "label": w.label}
+                           for w in self.timeline.windows], realtime_compressed=not self.st.realtime)
         self.sampler = Sampler(self.lab, self.rd, original, self.incident_now)
         self.sampler.start()
         last_progress = 0.0
@@ -493,7 +499,9 @@ class DrillRunner:
         obs = last.get("observer")
         impact = last.get("impact", {})
         running = ",".join(n for n, t in tasks.items() if t.running) or "-"
-        return (f"[{self.clock(now)}] task {running:<8} withdrawn by task {len(self.st.withdrawn_by_task):>5}  "
+        w = self.timeline.window_at(now)
+        pace = f"real time ({w.label or 'window'})" if w else f"x{self.speed:g}"
+        return (f"[{self.clock(now)} {pace}] task {running:<8} withdrawn by task {len(self.st.withdrawn_by_task):>5}  "
                 f"observer {obs if obs is not None else '?':>5}  withdrawn only {impact.get('withdrawn_only', '?'):>4}  "
                 f"some bindings gone {impact.get('some_bindings', '?'):>4}  all bindings gone {impact.get('all_bindings', '?'):>4}")
 

@@ -79,6 +79,11 @@ BAD = [
     ("extra field", mutate(colour="red"), "colour: unknown field"),
     ("bad task duration", mutate(tasks={"cleanup": {**GOOD["tasks"]["cleanup"], "every": "often"}}), "tasks.cleanup.every"),
     ("fraction above 1", mutate(steps=[{"at": "17:48", "do": "dashboard", "fraction": 2}]), "fraction"),
+    ("window backwards", mutate(realtime=[{"start": "17:55", "end": "17:50"}]), "realtime[0]: ends at 17:50, not after"),
+    ("window past the end", mutate(realtime=[{"start": "17:50", "end": "18:30"}]), "realtime[0]: ends at 18:30, after the drill's last step"),
+    ("windows overlap", mutate(realtime=[{"start": "17:50", "end": "17:55"}, {"start": "17:54", "end": "17:56"}]),
+     "realtime[1]: starts at 17:54, inside realtime[0]"),
+    ("window bad clock", mutate(realtime=[{"start": "5pm", "end": "17:56"}]), "realtime[0].start"),
     ("fault without kind", mutate(steps=[{"at": "17:48", "do": "fault", "node": "r1"}]), "steps[0].fault.fault: Field required"),
 ]
 
@@ -117,3 +122,26 @@ def test_deadline_defaults_to_twice_the_timeline_at_the_run_speed() -> None:
 
 def test_range() -> None:
     assert Range(min=1, max=3).check(2) and not Range(min=1).check(0) and not Range(max=1).check(None)
+
+
+def test_realtime_windows_play_at_speed_one_and_the_rest_compressed() -> None:
+    d = Drill.model_validate(mutate(realtime=[{"start": "17:50", "end": "17:52", "label": "w"}]))
+    c = d.clock(60)
+    # 2 incident minutes at 60 (2 s), then 2 minutes at speed 1 (120 s), then 6 minutes at 60 (6 s)
+    assert c.lab(120) == pytest.approx(2) and c.lab(240) == pytest.approx(122) and c.lab(600) == pytest.approx(128)
+    for lab in (0, 1, 2, 50, 121.9, 122, 127):
+        assert c.lab(c.incident(lab)) == pytest.approx(lab)
+    assert c.window_at(150).label == "w" and c.window_at(240) is None and c.speed_at(130) == 1 and c.speed_at(10) == 60
+    assert d.deadline(60) == pytest.approx(2 * 128 + 5 + 120)
+    flat = d.clock(60, realtime=False)
+    assert flat.lab(600) == pytest.approx(10) and flat.windows == ()
+
+
+def test_the_replay_plays_its_withdrawals_revert_and_push_in_real_time() -> None:
+    drill, _ = load_drill(ROOT / "drills/byoip-2026-02-20.yaml")
+    labels = " ".join(w.label for w in drill.realtime)
+    assert "withdrawal" in labels and "revert" in labels and "push" in labels
+    c = drill.clock(240)
+    for step in drill.steps:
+        if step.do in ("revert", "config_push"):
+            assert c.window_at(drill.offset(step)) is not None, step
