@@ -6,7 +6,13 @@ Every figure says where it comes from (``source``):
 - ``network``: measured: the collector's MRT (each vantage point's view), the captures
   (UPDATEs leaving the speakers), the observer's BGP table, the end hosts' probes.
 and ``basis`` says precisely what it was read from. Durations say which clock they are
-on: lab seconds (BGP's timers run on it) or incident seconds (lab seconds x speed).
+on: lab seconds (BGP's timers run on it) or incident seconds (the drill's clock: lab
+seconds times the speed outside real-time windows, one for one inside them).
+
+Real-time windows (controller.drills.clock) play parts of the timeline at speed 1. A
+prefix withdrawn or restored inside one saw BGP exactly as it would be on the day: the
+steps around it came at the incident's pace, not compressed. The Internet comparison
+(RIPE RIS beacons) is computed on those prefixes, and says so.
 
 Per withdrawn prefix:
 - its withdrawal in the network: the first UPDATE withdrawing it that left a speaker,
@@ -29,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from controller.drills.clock import DrillClock, Window
 from controller.drills.model import Expect
 from controller.drills.rundir import RunDir, RunRecord, read_jsonl
 from controller.observe import mrt, wire
@@ -56,6 +63,9 @@ class PrefixResult:
     restore_convergence: float | None = None  # from the restore call until back at every vantage point
     reachable_again: dict[str, float] = field(default_factory=dict)  # host -> first ok probe after the restore
     probed_by: set[str] = field(default_factory=set)  # hosts that probed it after the restore
+    announced_at: float | None = None  # the restore's announcement leaving a speaker (wire), else the call
+    window: str | None = None  # the real-time window its withdrawal call fell in
+    restore_window: str | None = None  # the real-time window its restore call fell in
 
     @property
     def hunting(self) -> int:
@@ -95,16 +105,25 @@ def distribution(values: Iterable[float | None]) -> dict[str, float | int | None
 
 def wire_withdrawals(files: list[Path], speakers: set[str], prefixes: set[str]) -> dict[str, list[float]]:
     """Per prefix: the times UPDATEs sent from a speaker's address withdrew it (sorted)."""
-    out: dict[str, list[float]] = defaultdict(list)
+    return wire_times(files, speakers, prefixes)[0]
+
+
+def wire_times(files: list[Path], speakers: set[str], prefixes: set[str]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per prefix: the times UPDATEs from a speaker withdrew it, and the times they announced it (sorted)."""
+    gone: dict[str, list[float]] = defaultdict(list)
+    back: dict[str, list[float]] = defaultdict(list)
     for u in wire.updates(files):
         if u.src not in speakers:
             continue
         for p in u.withdrawn:
             if p in prefixes:
-                out[p].append(u.t)
-    for times in out.values():
+                gone[p].append(u.t)
+        for p in u.announced:
+            if p in prefixes:
+                back[p].append(u.t)
+    for times in (*gone.values(), *back.values()):
         times.sort()
-    return out
+    return gone, back
 
 
 def per_prefix(
@@ -114,6 +133,7 @@ def per_prefix(
     vantage_points: dict[str, str],
     probes: list[dict[str, Any]] | None = None,
     on_wire: dict[str, list[float]] | None = None,
+    announced_on_wire: dict[str, list[float]] | None = None,
 ) -> list[PrefixResult]:
     """One result per withdrawn prefix (keys: CIDR). ``withdrawn`` and ``restored`` hold the
     controller's times; the network's come from ``events`` (the collector) and ``on_wire``."""
@@ -153,6 +173,9 @@ def per_prefix(
             if len(r.final_withdraw) == len(vantage_points):
                 r.convergence = max(r.final_withdraw.values()) - t_w
         if r.restored_at is not None:
+            sent = (announced_on_wire or {}).get(prefix, [])
+            j = bisect_left(sent, r.restored_at)
+            r.announced_at = sent[j] if j < len(sent) else r.restored_at
             for ip, vp in vantage_points.items():
                 gone = r.final_withdraw.get(vp)
                 first = next((e.t for e in evs if e.peer_ip == ip and e.t >= r.restored_at and e.kind == "announce"), None)
@@ -219,10 +242,19 @@ def analyse(rd: RunDir) -> Analysis:
     speaker_files = [rd.captures / f for node in (lab.speaker_addresses if lab else {}) for f in st.captures.get(node, [])]
     speaker_files = [f for f in speaker_files if f.exists() and f.stat().st_size > 24]
     speakers = {a for addrs in (lab.speaker_addresses.values() if lab else []) for a in addrs}
-    on_wire = wire_withdrawals(speaker_files, speakers, set(affected)) if speaker_files and affected else {}
+    on_wire, announced = wire_times(speaker_files, speakers, set(affected)) if speaker_files and affected else ({}, {})
     probes = [p for p in read_jsonl(rd.probes) if p["t"] >= t0]
     samples = read_jsonl(rd.samples)
-    results = per_prefix(events, affected, st.restore_times, vps, probes, on_wire)
+    results = per_prefix(events, affected, st.restore_times, vps, probes, on_wire, announced)
+    clock = DrillClock(speed, [Window(w["start"], w["end"], w["label"]) for w in st.windows])
+
+    def window_of(t: float | None) -> str | None:
+        if t is None:
+            return None
+        return next((w["label"] or "window" for w in st.windows if w["t_start"] <= t < w["t_end"]), None)
+
+    for r in results:
+        r.window, r.restore_window = window_of(r.controller_at), window_of(r.restored_at)
     by_task = [r for r in results if r.prefix in st.withdrawn_by_task]
 
     F: dict[str, dict[str, Any]] = {}
@@ -232,7 +264,12 @@ def analyse(rd: RunDir) -> Analysis:
     sampled = "observer's BGP table (vtysh, sampled every 0.5 s by the controller)"
     F["prefixes"] = figure(lab.prefixes if lab else None, "input", "the topology's pools")
     F["byoip"] = figure(lab.byoip if lab else None, "input", "the topology's pools")
-    F["speed"] = figure(speed, "input", "the drill file or --speed: incident seconds per lab second")
+    F["speed"] = figure(speed, "input", "the drill file or --speed: incident seconds per lab second, outside real-time windows")
+    F["realtime_windows"] = figure(
+        [{"label": w["label"], "from_incident_s": w["start"], "to_incident_s": w["end"],
+          "lab_s": round(w["t_end"] - w["t_start"], 1)} for w in st.windows], "input",
+        "the drill file's real-time windows (speed 1), as played" if st.realtime
+        else "none played: --no-realtime compressed the drill's windows to its speed")
 
     observer = [s["observer"] for s in samples if s.get("observer") is not None]
     F["observer_start"] = figure(observer[0] if observer else None, "network", sampled + ", first sample")
@@ -282,9 +319,11 @@ def analyse(rd: RunDir) -> Analysis:
     F["duration_s"] = figure(None if duration is None else round(duration, 3), "network",
                              f"first withdrawal ({withdrawal_basis}) to the last affected prefix back at every vantage "
                              "point and its probes ok again; None if some prefix never recovered", clock="lab")
-    F["duration_incident_s"] = figure(None if duration is None else round(duration * speed, 1), "network",
-                                      "the same, on the incident clock (lab seconds x speed)", clock="incident")
-    F["first_withdrawal_incident_s"] = figure(None if first is None else round((first - t0) * speed, 1), "network",
+    F["duration_incident_s"] = figure(
+        None if duration is None else round(clock.incident(first + duration - t0) - clock.incident(first - t0), 1),
+        "network", "the same, on the incident clock (lab seconds x speed, one for one in real-time windows)",
+        clock="incident")
+    F["first_withdrawal_incident_s"] = figure(None if first is None else round(clock.incident(first - t0), 1), "network",
                                               "incident seconds from the drill's start to the first withdrawal", clock="incident")
 
     failures = sum(1 for p in probes if p["result"] != "ok")
@@ -317,10 +356,92 @@ def analyse(rd: RunDir) -> Analysis:
                                         "from the controller's restore call until every vantage point had it again", clock="lab")
     F["reachable_again_s"] = figure(distribution(v for r in results for v in r.reachable_again.values()), "network",
                                     "from the restore call to each end host's first ok probe of it", clock="lab")
+    F.update(internet_figures(results, events, vps, bool(st.windows), mrt_basis))
     F["mrt_events"] = figure(len(events), "network", f"per-prefix UPDATE events at the collector during the drill ({mrt_basis})")
     F["mrt_truncated_tail_bytes"] = figure(mrt_stats.truncated_tail_bytes, "network",
                                            f"bytes of a last MRT record cut short and not read ({mrt_stats.records} records read)")
     return Analysis(record, F, results, events, samples)
+
+
+# RIPE RIS routing beacons, as published: the Internet the lab is set beside. Each entry:
+# (what, the published figure, its source). These are inputs from elsewhere, not results.
+RIPE_BEACONS = {
+    "announce_50_s": {"value": 10.0, "claim": "an announcement reaches 50% of RIS peers in about 10 s"},
+    "announce_100_s": {"value": 38.0, "claim": "and 100% of them in about 38 s"},
+    "withdraw_90_s": {"value": 120.0, "claim": "a withdrawal is below 10% visibility only after about 2 minutes"},
+    "update_ratio": {"value": 4.0, "claim": "withdrawals cause about 4 times the update traffic of announcements"},
+    "updates_per_withdrawal_under_10": {"value": 0.5, "claim": "most withdrawals cause fewer than 10 updates per peer"},
+}
+RIPE_SOURCE = ("RIPE NCC routing beacons (RIS): visibility and update counts after scheduled announcements "
+               "and withdrawals; Labovitz et al. 2000 for withdrawals' path exploration")
+
+
+def internet_figures(results: list[PrefixResult], events: list[mrt.PrefixEvent], vps: dict[str, str],
+                     windows: bool, mrt_basis: str) -> dict[str, dict[str, Any]]:
+    """The lab's figures beside RIPE's beacons: per prefix and per vantage point, on the
+    prefixes withdrawn (restored) inside real-time windows when the drill has them."""
+    gone = [r for r in results if r.withdrawn_at is not None and (r.window or not windows)]
+    back = [r for r in results if r.restored_at is not None and (r.restore_window or not windows)]
+    subset = ("prefixes withdrawn/restored inside real-time windows (BGP on its own time, the steps at the "
+              "incident's pace)" if windows else
+              "every withdrawn/restored prefix: this run had no real-time window, so later steps came sooner than "
+              "on the day and overlap the hunting")
+    n_vp = len(vps)
+    last = [r.final_withdraw[vp] - r.withdrawn_at for r in gone for vp in r.final_withdraw]
+    ninety = []
+    for r in gone:
+        times = sorted(t - r.withdrawn_at for t in r.final_withdraw.values())
+        k = max(0, -(-9 * n_vp // 10) - 1)  # the vantage point that brings visibility below 10%
+        if len(times) == n_vp and times:
+            ninety.append(times[k])
+    per_vp_updates = [n for r in gone for n in r.updates.values() if n]
+    paths = [n for r in gone for n in r.paths.values()]
+    a50, a100 = [], []
+    for r in back:
+        t0 = r.announced_at or r.restored_at
+        times = sorted(t - t0 for t in r.back.values())
+        if len(times) == n_vp and times:
+            a50.append(times[max(0, -(-n_vp // 2) - 1)])
+            a100.append(times[-1])
+    # UPDATEs per vantage point after an announcement: until its next withdrawal, at most 5 minutes.
+    ann_updates = []
+    by_prefix_vp: dict[tuple[str, str], list[float]] = defaultdict(list)
+    wanted = {r.prefix for r in back}
+    for e in events:
+        if e.prefix in wanted:
+            by_prefix_vp[(e.prefix, e.peer_ip)].append(e.t)
+    for r in back:
+        t0 = r.announced_at or r.restored_at
+        for ip in vps:
+            ann_updates.append(sum(1 for t in by_prefix_vp.get((r.prefix, ip), []) if t0 <= t <= t0 + 300))
+    mean_w = statistics.mean(per_vp_updates) if per_vp_updates else None
+    mean_a = statistics.mean([n for n in ann_updates if n]) if any(ann_updates) else None
+    basis = f"{subset}; {mrt_basis}; times from the UPDATE leaving the edge (captures)"
+    return {
+        "internet_withdraw_last_s": figure(distribution(last), "network",
+                                           "per prefix and vantage point: from the withdrawal leaving the edge to that "
+                                           f"vantage point's last withdrawal ({basis})", clock="lab",
+                                           n_prefixes=len(gone)),
+        "internet_withdraw_90_s": figure(distribution(ninety), "network",
+                                         "per prefix: until 90% of vantage points had withdrawn it (visibility below 10%) "
+                                         f"({basis})", clock="lab", beacon=RIPE_BEACONS["withdraw_90_s"]),
+        "internet_paths_explored": figure(distribution(paths), "network",
+                                          f"per prefix and vantage point: distinct AS paths announced while hunting ({basis})"),
+        "internet_updates_per_withdrawal": figure(
+            {**distribution(per_vp_updates),
+             "share_under_10": round(sum(1 for n in per_vp_updates if n < 10) / len(per_vp_updates), 4) if per_vp_updates else None},
+            "network", f"per prefix and vantage point: UPDATEs after the withdrawal until it converged ({basis})",
+            beacon=RIPE_BEACONS["updates_per_withdrawal_under_10"]),
+        "internet_announce_50_s": figure(distribution(a50), "network",
+                                         f"per restored prefix: until half the vantage points had it again ({basis})",
+                                         clock="lab", beacon=RIPE_BEACONS["announce_50_s"]),
+        "internet_announce_100_s": figure(distribution(a100), "network",
+                                          f"per restored prefix: until every vantage point had it again ({basis})",
+                                          clock="lab", beacon=RIPE_BEACONS["announce_100_s"]),
+        "internet_update_ratio": figure(None if not (mean_w and mean_a) else round(mean_w / mean_a, 2), "network",
+                                        "mean UPDATEs per prefix and vantage point after a withdrawal, over the same after "
+                                        f"an announcement (5 minutes at most) ({basis})", beacon=RIPE_BEACONS["update_ratio"]),
+    }
 
 
 # An expectation checks the figure of its own name, except these: (figure, key inside it,

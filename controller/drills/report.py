@@ -177,6 +177,36 @@ def lab_vs_incident(a: Analysis) -> list[tuple[str, str, str, str]]:
     ]
 
 
+def beside_the_internet(a: Analysis) -> list[tuple[str, str, str, str]]:
+    """(figure, the lab's value, where it comes from and on which clock, RIPE's beacons) rows."""
+    from controller.drills.analysis import RIPE_SOURCE
+
+    F = a.figures
+    rows = []
+    for name, what in (("internet_announce_50_s", "announcement: half the vantage points have it (s)"),
+                       ("internet_announce_100_s", "announcement: every vantage point has it (s)"),
+                       ("internet_withdraw_90_s", "withdrawal: visible at under 10% of vantage points (s)"),
+                       ("internet_withdraw_last_s", "withdrawal: the last withdrawal at each vantage point (s)"),
+                       ("internet_paths_explored", "withdrawal: AS paths explored per vantage point"),
+                       ("internet_updates_per_withdrawal", "withdrawal: UPDATEs per vantage point"),
+                       ("internet_update_ratio", "UPDATEs after a withdrawal / after an announcement")):
+        f = F.get(name)
+        if f is None:
+            continue
+        v = f["value"]
+        if isinstance(v, dict) and "median" in v:
+            lab = f"median {v['median']}, p90 {v['p90']}, max {v['max']} (n={v['n']})"
+            if "share_under_10" in v:
+                lab += f"; share under 10: {v['share_under_10']}"
+        else:
+            lab = "-" if v is None else str(v)
+        clock = "real seconds of BGP (lab clock)" if f.get("clock") == "lab" else "count"
+        beacon = f.get("beacon")
+        rows.append((what, lab, f"network, {clock}", f"{beacon['claim']}" if beacon else "(no published figure)"))
+    rows.append(("", "", "", "source: " + RIPE_SOURCE))
+    return rows
+
+
 def _value(f: dict[str, Any]) -> str:
     v = f["value"]
     if isinstance(v, dict) and {"n", "median"} <= set(v):
@@ -184,6 +214,17 @@ def _value(f: dict[str, Any]) -> str:
     if isinstance(v, dict):
         return "; ".join(f"{k}: {_value({'value': x})}" for k, x in v.items()) or "-"
     return "-" if v is None else str(v)
+
+
+def _windows(F: dict[str, Any]) -> str:
+    w = F.get("realtime_windows")
+    if w is None:
+        return ""
+    if not w["value"]:
+        return html.escape("; " + w["basis"]) if "--no-realtime" in w["basis"] else "; no real-time window"
+    parts = ", ".join(f"{x['label'] or 'window'} ({x['lab_s']:g} s)" for x in w["value"])
+    return html.escape(f"; in real time (speed 1, BGP on its own clock): {parts}. Durations marked 'lab' are real "
+                       "seconds of BGP; 'incident' ones are on the drill's clock")
 
 
 def write(rd: RunDir, a: Analysis, metrics: dict[str, Any]) -> Path:
@@ -220,12 +261,15 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}}
 <h1>{html.escape(drill['name'])}</h1>
 {outcome}
 <p>{html.escape(drill.get('description', ''))}</p>
-<p>Speed {run['speed']:g} (incident seconds per lab second; BGP's timers do not compress), FRR {html.escape(str(run['frr_version']))},
+<p>Speed {run['speed']:g} (incident seconds per lab second; BGP's timers do not compress){_windows(F)}, FRR {html.escape(str(run['frr_version']))},
 {html.escape(str(run['runtime']))} runtime. Each figure below says where it comes from: <b>input</b> (the drill file, the
 topology, the seeded inventory), <b>controller</b> (what the drill and its tasks did through the API) or <b>network</b>
 (measured: the collector's MRT, the speakers' link captures, the observer's BGP table, the end hosts' probes).</p>
 <h2>The lab beside the incident</h2>
 <table>{row('figure', 'lab', 'source', 'incident', tag='th')}{''.join(row(*r) for r in lab_vs_incident(a))}</table>
+<h2>The lab beside the Internet</h2>
+<p>{html.escape(F['internet_withdraw_last_s']['basis'] if 'internet_withdraw_last_s' in F else '')}</p>
+<table>{row('figure', 'lab', 'source and clock', 'RIPE RIS beacons', tag='th')}{''.join(row(*r) for r in beside_the_internet(a))}</table>
 <h2>Expectations</h2><table>{row('expectation', 'value', 'n', 'range', 'source', 'result', tag='th')}{checks_html}</table>
 <h2>Prefixes advertised to the observer</h2><p>network: {html.escape(F['observer_start']['basis'])}</p>{img(pngs['observer'])}
 <h2>Impact states</h2><p>controller: {html.escape(F['impact_withdrawn_only']['basis'])}</p>{img(pngs['impact'])}
