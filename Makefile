@@ -8,7 +8,7 @@ NAME ?=
 RUNTIME ?= netns
 RUNS ?= 3
 
-.PHONY: setup lab-up lab-down lab-status test unit bench bench-full-table image docker-engine docker-engine-stop golden fixture-run
+.PHONY: setup lab-up lab-down lab-status test unit bench bench-full-table bench-internet bench-clique drill-internet image docker-engine docker-engine-stop golden fixture-run
 
 setup:
 	@scripts/bootstrap
@@ -35,11 +35,24 @@ bench: setup
 	scripts/docker-engine run bash -c '$(VENV)/bin/python -m lab.images.build >/dev/null; \
 	  $(VENV)/bin/python -m tests.bench.bench_lab --runs $(RUNS) --runtimes netns,docker --out bench-results/lab.json && \
 	  $(VENV)/bin/python -m tests.bench.bench_controller --runs $(RUNS) --out bench-results/controller.json && \
-	  $(VENV)/bin/python -m tests.bench.bench_full_table --runs $(RUNS) --out bench-results/full-table.json'
+	  $(VENV)/bin/python -m tests.bench.bench_full_table --runs $(RUNS) --out bench-results/full-table.json && \
+	  $(VENV)/bin/python -m tests.bench.bench_internet --runs $(RUNS) --out bench-results/internet.json'
 
 # The full table alone (1,000,000 IPv4 + 200,000 IPv6; ~2 minutes a run): PROFILE=1 adds ExaBGP's profile.
 bench-full-table: setup
 	$(VENV)/bin/python -m tests.bench.bench_full_table --runs $(RUNS) --out bench-results/full-table.json $(if $(PROFILE),--profile)
+
+# A generated 100-AS Internet-like lab brought up with the 6,500 prefixes: time and memory.
+bench-internet: setup
+	$(VENV)/bin/python -m tests.bench.bench_internet --runs $(RUNS) --out bench-results/internet.json
+
+# Labovitz's clique on real FRR: n = 3..6, MRAI 0, 5 and 30 s, three withdrawals each (~30 minutes).
+bench-clique: setup
+	$(VENV)/bin/bgplab experiment clique --n 3,4,5,6 --mrai 0,5,30 --runs 3 --out bench-results/clique
+
+# The replay on the 47-AS Internet-like topology at full fidelity (~16 minutes), not in CI.
+drill-internet: setup
+	$(VENV)/bin/bgplab drill run drills/byoip-2026-02-20-internet.yaml --runs-dir runs
 
 # The node image of the docker runtime (bgplab:<version>), rebuilt only when its inputs change.
 image: setup

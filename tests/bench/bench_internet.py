@@ -1,0 +1,111 @@
+"""Benchmark: a generated 100-AS Internet-like lab up with the 6,500 prefixes. `make bench-internet`.
+
+Per run, on a fresh lab from `bgplab topology generate` (--tier1 5 --tier2 25 --stubs 67
+--pops 6: 100 ASes, business relationships, MRAI 30 s):
+  - up to converged: wall time of `bgplab up` until every router's BGP table and kernel
+    hold what the plan expects (measured by `up` itself: vtysh and netlink);
+  - memory once converged: resident memory of every process of the lab (VmRSS, which counts
+    shared library pages once per process) and its private part (RssAnon: what the lab
+    really costs), with the bgpd and zebra medians.
+Targets (issue 12): <= 60 s and <= 6 GiB resident on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lab.daemons.frr import frr_version
+from lab.procs import marked_pids
+from tests.bench import common
+
+ROOT = Path(__file__).resolve().parents[2]
+BGPLAB = [sys.executable, "-m", "controller.cli"]
+SIZES = ["--tier1", "5", "--tier2", "25", "--stubs", "67", "--pops", "6", "--hosts", "6", "--vantage-points", "12"]
+TARGETS = {"up_to_converged_s": 60.0, "resident_gib": 6.0}
+
+
+def _status(pid: int) -> dict[str, int]:
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "RssAnon"):
+                out[key] = int(rest.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def _cmd(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return ""
+
+
+def one_run(topology: Path, name: str) -> dict:
+    t0 = time.monotonic()
+    up = subprocess.run([*BGPLAB, "up", str(topology), "--name", name, "--json"], capture_output=True, text=True, cwd=ROOT)
+    wall = time.monotonic() - t0
+    if up.returncode != 0:
+        raise SystemExit(f"bench: up failed:\n{up.stderr[-3000:]}")
+    milestones = json.loads(up.stdout)["timings"]
+    rss = anon = 0
+    per: dict[str, list[int]] = {"bgpd": [], "zebra": []}
+    for pid in marked_pids(name):
+        s = _status(pid)
+        rss += s.get("VmRSS", 0)
+        anon += s.get("RssAnon", 0)
+        daemon = Path(_cmd(pid)).name
+        if daemon in per:
+            per[daemon].append(s.get("RssAnon", 0))
+    down = subprocess.run([*BGPLAB, "down", name], capture_output=True, text=True, cwd=ROOT)
+    if down.returncode != 0:
+        raise SystemExit(f"bench: down failed:\n{down.stderr}")
+    return {
+        "up_to_converged_s": round(wall, 3),
+        "sessions_established_s": milestones.get("sessions_established"),
+        "observer_full_s": milestones.get("observer_full"),
+        "kernel_tables_s": milestones.get("kernels"),
+        "resident_gib": round(rss / 2**20, 3),
+        "private_gib": round(anon / 2**20, 3),
+        "bgpd_private_mib_median": round(statistics.median(per["bgpd"]) / 1024, 1) if per["bgpd"] else None,
+        "zebra_private_mib_median": round(statistics.median(per["zebra"]) / 1024, 1) if per["zebra"] else None,
+        "routers": len(per["bgpd"]),
+    }
+
+
+def main() -> None:
+    args = common.arguments(__doc__, "bench-results/internet.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        topo = Path(tmp) / "internet-100.yaml"
+        gen = subprocess.run([*BGPLAB, "topology", "generate", *SIZES, "--name", "inet100", "-o", str(topo)],
+                             capture_output=True, text=True, cwd=ROOT)
+        if gen.returncode != 0:
+            raise SystemExit(f"bench: generate failed:\n{gen.stderr}")
+        print(f"topology: bgplab topology generate {' '.join(SIZES)} ({gen.stderr.strip()})", file=sys.stderr)
+        runs = common.repeat(args.runs, "inet", lambda name: one_run(topo, name),
+                             lambda r: f"up {r['up_to_converged_s']} s, resident {r['resident_gib']} GiB "
+                                       f"(private {r['private_gib']} GiB), {r['routers']} routers")
+    keys = ["up_to_converged_s", "sessions_established_s", "observer_full_s", "kernel_tables_s", "resident_gib",
+            "private_gib", "bgpd_private_mib_median", "zebra_private_mib_median"]
+    med = common.medians(runs, [k for k in keys if all(r.get(k) is not None for r in runs)])
+    print(f"\n100-AS generated lab, 6,500 prefixes, MRAI 30 s; medians of {len(runs)} runs (FRR {frr_version()}):")
+    for k, v in med.items():
+        target = TARGETS.get(k)
+        verdict = "" if target is None else f"   target <= {target:g}: {'met' if v <= target else 'MISSED'}"
+        print(f"  {k:<28} {v:>9}{verdict}")
+    print("  (resident counts each process's shared library pages; private is the memory the lab itself holds)")
+    path = common.write(args.out, {"benchmark": "internet-100", "generator": SIZES, "targets": TARGETS,
+                                   "medians": med, "runs": runs})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

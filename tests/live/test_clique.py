@@ -1,0 +1,33 @@
+"""Labovitz's clique on real FRR, the small case CI affords: n = 4 routers in a full mesh,
+MRAI 2 s, three withdrawals. T_down is measured on the wire and must sit in the target band
+[0.75 (n-3) MRAI, (n-1) MRAI + 2 s]; the routers must have hunted (announced alternatives
+after the withdrawal); repeated runs agree. The full grid is `make bench-clique`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from controller.experiments import clique
+
+from .conftest import leftovers, unique_name
+
+pytestmark = pytest.mark.live
+
+
+def test_small_clique_stays_within_its_bounds(live, tmp_path) -> None:
+    name = unique_name("clq")
+    try:
+        case = clique.run_case(4, 2, 3, tmp_path, lab_name=name, progress=print)
+    finally:
+        assert leftovers(name) == []
+    lo, hi = clique.bounds(4, 2)
+    assert (lo, hi) == (1.5, 8.0)
+    summary = case.summary()
+    print(json.dumps(summary, indent=1))
+    for r in case.runs:
+        assert lo <= r.t_down <= hi, summary
+        # the three other routers first announce alternatives through each other, then withdraw
+        assert r.paths >= 1 and r.updates >= 3, summary
+    assert case.spread <= 0.10, summary
