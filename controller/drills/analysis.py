@@ -357,6 +357,17 @@ def analyse(rd: RunDir) -> Analysis:
     F["reachable_again_s"] = figure(distribution(v for r in results for v in r.reachable_again.values()), "network",
                                     "from the restore call to each end host's first ok probe of it", clock="lab")
     F.update(internet_figures(results, events, vps, bool(st.windows), mrt_basis))
+    if st.windows:
+        inside = [r for r in results if r.window]
+        outside = [r for r in results if not r.window and r.withdrawn_at is not None]
+        cut = sum(1 for r in outside if r.restored_at is not None and r.convergence is None)
+        F["compression_effect"] = figure(
+            {"in_windows": distribution(r.convergence for r in inside),
+             "compressed": distribution(r.convergence for r in outside),
+             "restored_before_converging": cut, "compressed_withdrawals": len(outside)},
+            "network", "withdrawal convergence (lab s) of prefixes withdrawn inside real-time windows and outside them; "
+            "outside, the drill's next steps come speed times sooner than on the day, so a restore can overtake a "
+            f"withdrawal still being hunted (restored_before_converging) ({mrt_basis})", clock="lab")
     F["mrt_events"] = figure(len(events), "network", f"per-prefix UPDATE events at the collector during the drill ({mrt_basis})")
     F["mrt_truncated_tail_bytes"] = figure(mrt_stats.truncated_tail_bytes, "network",
                                            f"bytes of a last MRT record cut short and not read ({mrt_stats.records} records read)")

@@ -202,9 +202,28 @@ def beside_the_internet(a: Analysis) -> list[tuple[str, str, str, str]]:
             lab = "-" if v is None else str(v)
         clock = "real seconds of BGP (lab clock)" if f.get("clock") == "lab" else "count"
         beacon = f.get("beacon")
-        rows.append((what, lab, f"network, {clock}", f"{beacon['claim']}" if beacon else "(no published figure)"))
-    rows.append(("", "", "", "source: " + RIPE_SOURCE))
+        mine = v.get("share_under_10") if isinstance(v, dict) and "share_under_10" in v else (
+            v.get("median") if isinstance(v, dict) else v)
+        if beacon and mine:
+            ratio = mine / beacon["value"]
+            verdict = (f"lab/Internet {ratio:.2g}: " +
+                       ("same order of magnitude" if 0.1 <= ratio <= 10 else "differs by more than 10x"))
+        else:
+            verdict = "-"
+        rows.append((what, lab, f"network, {clock}", f"{beacon['claim']}" if beacon else "(no published figure)", verdict))
+    rows.append(("", "", "", "source: " + RIPE_SOURCE, ""))
     return rows
+
+
+# Why the lab's figures differ from the beacons': what the lab is not.
+INTERNET_DIFFERENCES = (
+    "Where the lab differs, and why: its AS graph has tens of ASes where the Internet has ~75,000, so a "
+    "withdrawn prefix has fewer alternative paths to hunt through and its paths are shorter (2-4 AS hops); "
+    "every session here uses one MRAI (FRR's, per peer, counted in whole seconds and not jittered), while RIS "
+    "peers run many implementations and settings, some with no MRAI at all; RIS's figures come from a few "
+    "hundred full-feed peers spread over the world, the lab's from its collector's vantage points; and "
+    "announcements here follow withdrawals by minutes, so MRAI timers still running slow them down, where a "
+    "beacon's announcement comes after two quiet hours.")
 
 
 def _value(f: dict[str, Any]) -> str:
@@ -214,6 +233,22 @@ def _value(f: dict[str, Any]) -> str:
     if isinstance(v, dict):
         return "; ".join(f"{k}: {_value({'value': x})}" for k, x in v.items()) or "-"
     return "-" if v is None else str(v)
+
+
+def _compression(F: dict[str, Any]) -> str:
+    c = F.get("compression_effect")
+    if c is None:
+        return ""
+    v = c["value"]
+
+    def d(x: dict[str, Any]) -> str:
+        return "none converged" if not x["n"] else f"median {x['median']} s, p90 {x['p90']} s (n={x['n']})"
+
+    return (f"<p><b>What the compression changes.</b> Withdrawal convergence inside real-time windows: "
+            f"{html.escape(d(v['in_windows']))}; outside them: {html.escape(d(v['compressed']))}. Of "
+            f"{v['compressed_withdrawals']} prefixes withdrawn outside the windows, {v['restored_before_converging']} "
+            "were restored before every vantage point had withdrawn them: compressed, the revert came while BGP was "
+            "still hunting, which on the day it did not.</p>")
 
 
 def _windows(F: dict[str, Any]) -> str:
@@ -269,7 +304,9 @@ topology, the seeded inventory), <b>controller</b> (what the drill and its tasks
 <table>{row('figure', 'lab', 'source', 'incident', tag='th')}{''.join(row(*r) for r in lab_vs_incident(a))}</table>
 <h2>The lab beside the Internet</h2>
 <p>{html.escape(F['internet_withdraw_last_s']['basis'] if 'internet_withdraw_last_s' in F else '')}</p>
-<table>{row('figure', 'lab', 'source and clock', 'RIPE RIS beacons', tag='th')}{''.join(row(*r) for r in beside_the_internet(a))}</table>
+<table>{row('figure', 'lab', 'source and clock', 'RIPE RIS beacons', 'comparison', tag='th')}{''.join(row(*r) for r in beside_the_internet(a))}</table>
+<p>{html.escape(INTERNET_DIFFERENCES)}</p>
+{_compression(F)}
 <h2>Expectations</h2><table>{row('expectation', 'value', 'n', 'range', 'source', 'result', tag='th')}{checks_html}</table>
 <h2>Prefixes advertised to the observer</h2><p>network: {html.escape(F['observer_start']['basis'])}</p>{img(pngs['observer'])}
 <h2>Impact states</h2><p>controller: {html.escape(F['impact_withdrawn_only']['basis'])}</p>{img(pngs['impact'])}

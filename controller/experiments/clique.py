@@ -16,7 +16,10 @@ through r1's own AS) and the others hunt through each other. Per run:
 * UPDATEs: the UPDATE messages about the prefix the routers sent each other after it.
 
 Before each withdrawal the prefix is announced and the lab left quiet for MRAI + 2 s, so
-that every MRAI timer has run out: each run starts from the same state, and repeats agree.
+that every MRAI timer has run out: each run starts from the same state, and repeats agree
+to within FRR's clock: bgpd decides whether an MRAI has passed in whole seconds
+(bgp_adjust_routeadv compares monotime(NULL), a time_t), so a run may end up to a second
+sooner or later than another; at MRAI 2 s that is half of it, at 30 s a thirtieth.
 """
 
 from __future__ import annotations

