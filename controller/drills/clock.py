@@ -41,22 +41,24 @@ class DrillClock:
             self._points.append((w.end, lab, speed))
             inc = w.end
 
+    def _segment(self, value: float, axis: int) -> tuple[float, float, float]:
+        """The breakpoint (incident, lab, slope after it) last passed at ``value`` on ``axis``
+        (0: incident seconds, 1: lab seconds); the drill's start before the first window."""
+        last = (0.0, 0.0, self.speed)
+        for point in self._points:
+            if value < point[axis]:
+                break
+            last = point
+        return last
+
     def incident(self, lab_elapsed: float) -> float:
         """Incident seconds from the start after ``lab_elapsed`` lab seconds."""
-        inc, lab, slope = 0.0, 0.0, self.speed
-        for p_inc, p_lab, p_slope in self._points:
-            if lab_elapsed < p_lab:
-                break
-            inc, lab, slope = p_inc, p_lab, p_slope
+        inc, lab, slope = self._segment(lab_elapsed, 1)
         return inc + (lab_elapsed - lab) * slope
 
     def lab(self, incident_offset: float) -> float:
         """Lab seconds from the start until incident offset ``incident_offset``."""
-        inc, lab, slope = 0.0, 0.0, self.speed
-        for p_inc, p_lab, p_slope in self._points:
-            if incident_offset < p_inc:
-                break
-            inc, lab, slope = p_inc, p_lab, p_slope
+        inc, lab, slope = self._segment(incident_offset, 0)
         return lab + (incident_offset - inc) / slope
 
     def window_at(self, incident_offset: float) -> Window | None:

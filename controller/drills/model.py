@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lab.errors import BgplabError
 from lab.topology import Timers, _pydantic_problems, load_topology
@@ -238,19 +238,21 @@ class Checkpoint(_Step):
     expect: Expect
 
 
+def _clock_text(v: str) -> str:
+    parse_clock(v)
+    return v
+
+
+ClockTime = Annotated[str, AfterValidator(_clock_text), Field(description="HH:MM or HH:MM:SS, UTC")]
+
+
 class RealtimeWindow(_Strict):
     """An incident clock range played at speed 1, so that BGP's timers (MRAI, hold) act in it
     as they would on the day; the rest of the drill is compressed by its speed."""
 
-    start: str
-    end: str
+    start: ClockTime
+    end: ClockTime
     label: str = ""
-
-    @field_validator("start", "end")
-    @classmethod
-    def _clock(cls, v: str) -> str:
-        parse_clock(v)
-        return v
 
 
 Step = Annotated[
