@@ -494,7 +494,8 @@ def drill() -> None:
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="netns", show_default=True)
 @click.option("--realtime/--no-realtime", default=True, show_default=True,
               help="play the drill's real-time windows at speed 1 (off: compress them too; the report says so)")
-def drill_run(path, speed, name, runs_dir, keep, runtime, realtime) -> None:
+@click.option("--topology", type=click.Path(dir_okay=False), help="run the drill on this topology instead of its own")
+def drill_run(path, speed, name, runs_dir, keep, runtime, realtime, topology) -> None:
     """Run the drill in PATH; write its run directory and report.
 
     Exits 1 if an expectation failed, 3 if the drill passed its maximum duration, 130 or
@@ -502,7 +503,8 @@ def drill_run(path, speed, name, runs_dir, keep, runtime, realtime) -> None:
     from controller.drills import run_drill
 
     r = run_drill(path, runs_dir=Path(runs_dir), speed=speed, lab=name, keep=keep,
-                  progress=lambda s: click.echo(s, err=True), runtime=runtime, realtime=realtime)
+                  progress=lambda s: click.echo(s, err=True), runtime=runtime, realtime=realtime,
+                  topology=Path(topology) if topology else None)
     click.echo(f"run directory: {r.run_dir}")
     click.echo(f"report: {r.run_dir / 'report.html'}")
     for key in ("withdrawn_by_task", "withdrawn_on_wire", "observer_min", "restored_by_revert", "restored_by_config_push",

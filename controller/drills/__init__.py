@@ -52,10 +52,17 @@ def write_report(rd: RunDir, checks: list[dict[str, Any]] | None = None,
 
 def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float | None = None, lab: str | None = None,
               keep: bool = False, progress: Callable[[str], None] | None = None,
-              runtime: str = "netns", realtime: bool = True) -> DrillResult:
+              runtime: str = "netns", realtime: bool = True, topology: Path | None = None) -> DrillResult:
     """Validate, run, analyse, report. A run that did not complete (interrupted, overrun,
     failed) still gets its report, marked so, and then its error is raised."""
-    drill, topology = load_drill(path)
+    drill, own_topology = load_drill(path)
+    if topology is not None:
+        # The same drill on another lab (the replay on byoip-internet.yaml): validated like any.
+        from lab.topology import load_topology
+
+        load_topology(topology)
+        topology = Path(topology).resolve()
+    topology = topology or own_topology
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     rd = RunDir((runs_dir / f"{stamp}-{drill.name}").resolve())
     runner = DrillRunner(drill, topology, rd.path, lab=lab, speed=speed, progress=progress, keep=keep, runtime=runtime,

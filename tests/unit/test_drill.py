@@ -145,3 +145,14 @@ def test_the_replay_plays_its_withdrawals_revert_and_push_in_real_time() -> None
     for step in drill.steps:
         if step.do in ("revert", "config_push"):
             assert c.window_at(drill.offset(step)) is not None, step
+
+
+def test_a_drill_on_another_topology_checks_it_before_anything(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from controller.cli import cli
+
+    r = CliRunner().invoke(cli, ["drill", "run", str(ROOT / "drills/byoip-2026-02-20.yaml"), "--topology",
+                                 str(tmp_path / "nowhere.yaml"), "--runs-dir", str(tmp_path / "runs")])
+    assert r.exit_code == 2 and "nowhere.yaml: 1 problem:" in r.output and "cannot read the file" in r.output
+    assert not (tmp_path / "runs").exists()
