@@ -15,9 +15,10 @@ through r1's own AS) and the others hunt through each other. Per run:
   sent by any router (tcpdump on every router's links: measured on the wire);
 * UPDATEs: the UPDATE messages about the prefix the routers sent each other after it.
 
-Before each withdrawal the prefix is announced and the lab left quiet for MRAI + 2 s, so
-that every MRAI timer has run out: each run starts from the same state, and repeats agree
-to within FRR's clock: bgpd decides whether an MRAI has passed in whole seconds
+Before each withdrawal the prefix is announced and the routers are left until none has
+sent an UPDATE for MRAI + 2 s (FRR's counters), so that the announcement's own path
+exploration is over and every MRAI timer has run out: each run starts from the same
+state, and repeats agree to within FRR's clock: bgpd decides whether an MRAI has passed in whole seconds
 (bgp_adjust_routeadv compares monotime(NULL), a time_t), so a run may end up to a second
 sooner or later than another; at MRAI 2 s that is half of it, at 30 s a thirtieth.
 """
@@ -108,6 +109,32 @@ def _has_prefix(lab: RunningLab, router: str) -> bool:
     return str(PREFIX) in routes
 
 
+def _updates_sent(lab: RunningLab, routers: list[str]) -> int:
+    """UPDATEs the routers have sent so far (FRR's per-neighbour counters)."""
+    total = 0
+    for r in routers:
+        for peer in frr.vtysh_json(frr.FrrPaths(lab.node_dir(r)), "show bgp neighbors").values():
+            if isinstance(peer, dict):
+                total += int(peer.get("messageStats", {}).get("updatesSent", 0))
+    return total
+
+
+def _wait_quiet(lab: RunningLab, routers: list[str], quiet: float, timeout: float) -> None:
+    """Until no router has sent an UPDATE for ``quiet`` seconds: the announcement's own path
+    exploration is over and every MRAI timer has run out, so each withdrawal starts from the
+    same state (a fixed pause after the prefix first arrived cut the announcement's hunting
+    short and made the first run of a case a second longer than the others)."""
+    deadline = time.monotonic() + timeout
+    last, since = _updates_sent(lab, routers), time.monotonic()
+    while time.monotonic() - since < quiet:
+        if time.monotonic() > deadline:
+            raise BgplabError(f"the routers did not go quiet for {quiet:g} s within {timeout:g} s")
+        time.sleep(0.5)
+        now = _updates_sent(lab, routers)
+        if now != last:
+            last, since = now, time.monotonic()
+
+
 def _sent_updates(lab: RunningLab, files: list[Path]) -> list[wire.WireUpdate]:
     """UPDATEs about the prefix, each once: from each node's own capture, what that node sent."""
     out = []
@@ -128,7 +155,7 @@ def one_run(lab: RunningLab, mrai: int, dest: Path, timeout: float) -> Run:
         ch.send_many(exabgp.announcements(origin.sessions, [PREFIX]))
     wait_until(lambda: (all(_has_prefix(lab, r) for r in routers), "not every router has the prefix"),
                timeout=timeout, what="the prefix at every router")
-    time.sleep(mrai + 2.0)  # every MRAI timer runs out: each run starts from the same state
+    _wait_quiet(lab, routers, mrai + 2.0, timeout)
     dest.mkdir(parents=True, exist_ok=True)
     capture.start(lab, dest, all_=True, bgp_only=True)
     try:

@@ -72,7 +72,10 @@ def test_capture_sees_what_was_sent_and_agrees_with_the_collector(lab_factory, t
         assert on_wire.get(key, {"updates": 0, "announced": 0, "withdrawn": 0}) == \
             in_mrt.get(str(s.peer_v4), {"updates": 0, "announced": 0, "withdrawn": 0}), (key, on_wire, in_mrt)
     assert in_mrt[str(next(s.peer_v4 for s in collector.sessions if s.peer == "r1"))]["withdrawn"] == 13
-    hunt = wire.prefix_paths(cfiles, str(victims[0]))
+    # r1's session: the collector hears r2 too (a vantage point feeds it everything, as a
+    # customer), two hops away, so its own withdraw/announce pair comes after r1's
+    from_r1 = next(f"{s.peer_v4}>{s.local_v4}" for s in collector.sessions if s.peer == "r1")
+    hunt = [h for h in wire.prefix_paths(cfiles, str(victims[0])) if h[1] == from_r1]
     assert [k for _, _, k, _ in hunt] == ["withdraw", "announce"]
     assert hunt[1][3] == (65101, 13335)
 
