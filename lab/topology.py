@@ -218,7 +218,8 @@ class LongLink(_Strict):
 
 def role_relationship(a: Node, b: Node) -> Relationship | None:
     """The roles' shorthand for a link's relationship, read from ``a``; None where a link
-    carries no session (a host's) or a collector's (fed like a customer, exports nothing).
+    carries no session (a host's). A collector is its neighbour's customer: fed everything,
+    as route collectors' peers feed them (it exports nothing by its role).
 
     A transit carries everything to everyone: two transits are siblings. The edge, eyeballs
     and the observer (role peer) buy transit from transits and peer with each other.
@@ -430,10 +431,12 @@ def _provider_cycles(t: Topology) -> list[str]:
         a, b = t.link_endpoints(i)
         if a not in t.nodes or b not in t.nodes or a == b:
             continue
+        if Role.collector in (t.nodes[a].effective_role, t.nodes[b].effective_role):
+            continue  # a collector exports nothing: it closes no cycle
         rel = t.link_relationship(i)
-        if rel is Relationship.c2p and Role.collector not in (t.nodes[a].effective_role, t.nodes[b].effective_role):
+        if rel is Relationship.c2p:
             providers[a].append(b)
-        elif rel is Relationship.p2c and Role.collector not in (t.nodes[a].effective_role, t.nodes[b].effective_role):
+        elif rel is Relationship.p2c:
             providers[b].append(a)
     state: dict[str, int] = {}
     stack: list[str] = []
