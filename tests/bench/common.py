@@ -14,8 +14,11 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def arguments(doc: str, out: str, *, runtimes: bool = False) -> argparse.Namespace:
+def arguments(doc: str, out: str, *, runtimes: bool = False,
+              extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=doc)
+    if extra:
+        extra(ap)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--topology", default="topologies/byoip-incident.yaml")
     ap.add_argument("--out", default=out)
