@@ -311,18 +311,19 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
     sessions = {n: nodes[n].sessions for n in names}
     reach = {n: _reach(n, sessions, nodes) for n in names if nodes[n].kind is not Kind.host}
 
-    expected: dict[str, dict[str, set[IPNetwork]]] = {
-        r: {f: set() for f in FAMILIES} for r in names if nodes[r].kind is Kind.frr
-    }
-    rib: dict[str, dict[str, int]] = {r: {f: 0 for f in FAMILIES} for r in expected}
+    # A router holds a pool's prefixes when a speaker originating that pool reaches it. Routers
+    # that hear the same pools share one set per family (several anycast speakers reach most
+    # routers: adding each prefix once per speaker and router was most of a plan's time).
+    block_pools = {name for name, pool in topology.pools.items() if isinstance(pool, Pool)}
+    pools_at: dict[str, set[str]] = {r: set() for r in names if nodes[r].kind is Kind.frr}
     for speaker in (n for n in names if nodes[n].kind is Kind.exabgp):
-        own = [p for p in prefixes if speaker in p.origins]
         for r in reach[speaker]:
-            for p in own:
-                expected[r][p.family].add(p.prefix)
-    for r in expected:
-        for f in FAMILIES:
-            rib[r][f] = len(expected[r][f])
+            pools_at[r] |= block_pools & set(nodes[speaker].pools)
+    by_pools: dict[frozenset[str], dict[str, frozenset[IPNetwork]]] = {}
+    for held in {frozenset(p) for p in pools_at.values()}:
+        by_pools[held] = {f: frozenset(p.prefix for p in prefixes if p.pool in held and p.family == f) for f in FAMILIES}
+    expected = {r: by_pools[frozenset(held)] for r, held in pools_at.items()}
+    rib: dict[str, dict[str, int]] = {r: {f: len(expected[r][f]) for f in FAMILIES} for r in expected}
     tables = {name: pool for name, pool in topology.pools.items() if isinstance(pool, TablePool)}
     table_counts: dict[str, dict[str, int]] = {r: {f: 0 for f in FAMILIES} for r in expected}
     for name, pool in tables.items():
@@ -345,7 +346,7 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
         topology=topology,
         nodes=nodes,
         prefixes=prefixes,
-        expected={r: {f: frozenset(s) for f, s in fam.items()} for r, fam in expected.items()},
+        expected=expected,
         expected_rib=rib,
         tables=tables,
         expected_table={r: c for r, c in table_counts.items() if c["ipv4"] + c["ipv6"]},

@@ -103,11 +103,6 @@ def distribution(values: Iterable[float | None]) -> dict[str, float | int | None
     }
 
 
-def wire_withdrawals(files: list[Path], speakers: set[str], prefixes: set[str]) -> dict[str, list[float]]:
-    """Per prefix: the times UPDATEs sent from a speaker's address withdrew it (sorted)."""
-    return wire_times(files, speakers, prefixes)[0]
-
-
 def wire_times(files: list[Path], speakers: set[str], prefixes: set[str]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Per prefix: the times UPDATEs from a speaker withdrew it, and the times they announced it (sorted)."""
     gone: dict[str, list[float]] = defaultdict(list)
@@ -152,10 +147,10 @@ def per_prefix(
     for prefix, t_ctl in sorted(withdrawn.items(), key=lambda x: x[1]):
         r = PrefixResult(prefix, t_ctl, None, None, restored_at=restored.get(prefix))
         evs = sorted(by_prefix.get(prefix, []), key=lambda e: e.t)
-        wire_times = (on_wire or {}).get(prefix, [])
-        i = bisect_left(wire_times, t_ctl)
-        if i < len(wire_times) and (r.restored_at is None or wire_times[i] < r.restored_at):
-            r.withdrawn_at, r.withdrawal_basis = wire_times[i], "wire"
+        gone_at = (on_wire or {}).get(prefix, [])
+        i = bisect_left(gone_at, t_ctl)
+        if i < len(gone_at) and (r.restored_at is None or gone_at[i] < r.restored_at):
+            r.withdrawn_at, r.withdrawal_basis = gone_at[i], "wire"
         else:
             first = next((e.t for e in evs if e.t >= t_ctl), None)
             if first is not None and (r.restored_at is None or first < r.restored_at):
@@ -249,9 +244,8 @@ def analyse(rd: RunDir) -> Analysis:
     clock = DrillClock(speed, [Window(w["start"], w["end"], w["label"]) for w in st.windows])
 
     def window_of(t: float | None) -> str | None:
-        if t is None:
-            return None
-        return next((w["label"] or "window" for w in st.windows if w["t_start"] <= t < w["t_end"]), None)
+        w = None if t is None else clock.window_at(clock.incident(t - t0))
+        return None if w is None else (w.label or "window")
 
     for r in results:
         r.window, r.restore_window = window_of(r.controller_at), window_of(r.restored_at)
@@ -266,10 +260,10 @@ def analyse(rd: RunDir) -> Analysis:
     F["byoip"] = figure(lab.byoip if lab else None, "input", "the topology's pools")
     F["speed"] = figure(speed, "input", "the drill file or --speed: incident seconds per lab second, outside real-time windows")
     F["realtime_windows"] = figure(
-        [{"label": w["label"], "from_incident_s": w["start"], "to_incident_s": w["end"],
-          "lab_s": round(w["t_end"] - w["t_start"], 1)} for w in st.windows], "input",
+        [{"label": w.label, "from_incident_s": w.start, "to_incident_s": w.end,
+          "lab_s": round(clock.lab(w.end) - clock.lab(w.start), 1)} for w in clock.windows], "input",
         "the drill file's real-time windows (speed 1), as played" if st.realtime
-        else "none played: --no-realtime compressed the drill's windows to its speed")
+        else "none played: --no-realtime compressed the drill's windows to its speed", compressed=not st.realtime)
 
     observer = [s["observer"] for s in samples if s.get("observer") is not None]
     F["observer_start"] = figure(observer[0] if observer else None, "network", sampled + ", first sample")

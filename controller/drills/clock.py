@@ -66,6 +66,3 @@ class DrillClock:
 
     def speed_at(self, incident_offset: float) -> float:
         return 1.0 if self.window_at(incident_offset) else self.speed
-
-    def realtime_seconds(self) -> float:
-        return sum(w.end - w.start for w in self.windows)

@@ -256,7 +256,7 @@ def _windows(F: dict[str, Any]) -> str:
     if w is None:
         return ""
     if not w["value"]:
-        return html.escape("; " + w["basis"]) if "--no-realtime" in w["basis"] else "; no real-time window"
+        return html.escape("; " + w["basis"]) if w.get("compressed") else "; no real-time window"
     parts = ", ".join(f"{x['label'] or 'window'} ({x['lab_s']:g} s)" for x in w["value"])
     return html.escape(f"; in real time (speed 1, BGP on its own clock): {parts}. Durations marked 'lab' are real "
                        "seconds of BGP; 'incident' ones are on the drill's clock")

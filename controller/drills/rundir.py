@@ -45,8 +45,9 @@ class DrillState:
     t0: float = 0.0
     speed: float = 1.0
     start: str = "00:00"
-    # Real-time windows as played: label, incident offsets (start, end) and lab times
-    # (t_start, t_end). Empty when the drill has none or ran with them compressed.
+    # Real-time windows as played: label and incident offsets (start, end); their lab times
+    # follow from t0, the speed and the windows (controller.drills.clock). Empty when the
+    # drill has none or ran with them compressed.
     windows: list[dict[str, Any]] = field(default_factory=list)
     realtime: bool = True  # False: --no-realtime compressed the drill's windows too
     # prefix (CIDR) -> when the controller sent the API call that withdrew it

@@ -420,9 +420,7 @@ class DrillRunner:
         deadline = drill.deadline(self.speed, self.st.realtime)
         play = Play(self, api, tasks, original, targets)
         self.st.t0 = time.time()
-        self.st.windows = [{"label": w.label, "start": w.start, "end": w.end,
-                            "t_start": self.st.t0 + self.timeline.lab(w.start),
-                            "t_end": self.st.t0 + self.timeline.lab(w.end)} for w in self.timeline.windows]
+        self.st.windows = [{"label": w.label, "start": w.start, "end": w.end} for w in self.timeline.windows]
         self.log("start", clock=drill.start, speed=self.speed, max_lab_seconds=round(deadline, 1),
                  realtime=[{"from": self.clock(w.start), "to": self.clock(w.end), "label": w.label}
                            for w in self.timeline.windows], realtime_compressed=not self.st.realtime)

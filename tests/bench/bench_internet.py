@@ -32,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BGPLAB = [sys.executable, "-m", "controller.cli"]
 SIZES = ["--tier1", "5", "--tier2", "25", "--stubs", "67", "--pops", "6", "--hosts", "6", "--vantage-points", "12"]
 TARGETS = {"up_to_converged_s": 60.0, "resident_gib": 6.0}
+# `up` bounds its own waits; this bounds each call in case one does not return (the bench
+# then removes the lab and fails, saying so).
+CALL_TIMEOUT = 1200
 
 
 def _status(pid: int) -> dict[str, int]:
@@ -55,7 +58,12 @@ def _cmd(pid: int) -> str:
 
 def one_run(topology: Path, name: str) -> dict:
     t0 = time.monotonic()
-    up = subprocess.run([*BGPLAB, "up", str(topology), "--name", name, "--json"], capture_output=True, text=True, cwd=ROOT)
+    try:
+        up = subprocess.run([*BGPLAB, "up", str(topology), "--name", name, "--json"], capture_output=True, text=True,
+                            cwd=ROOT, timeout=CALL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        subprocess.run([*BGPLAB, "down", name], capture_output=True, text=True, cwd=ROOT, timeout=CALL_TIMEOUT)
+        raise SystemExit(f"bench: `bgplab up` did not return within {CALL_TIMEOUT} s; lab '{name}' removed")
     wall = time.monotonic() - t0
     if up.returncode != 0:
         raise SystemExit(f"bench: up failed:\n{up.stderr[-3000:]}")
@@ -69,7 +77,7 @@ def one_run(topology: Path, name: str) -> dict:
         daemon = Path(_cmd(pid)).name
         if daemon in per:
             per[daemon].append(s.get("RssAnon", 0))
-    down = subprocess.run([*BGPLAB, "down", name], capture_output=True, text=True, cwd=ROOT)
+    down = subprocess.run([*BGPLAB, "down", name], capture_output=True, text=True, cwd=ROOT, timeout=CALL_TIMEOUT)
     if down.returncode != 0:
         raise SystemExit(f"bench: down failed:\n{down.stderr}")
     return {
@@ -94,7 +102,7 @@ def main() -> None:
         topo = Path(tmp) / "internet-100.yaml"
         gen = subprocess.run([*BGPLAB, "topology", "generate", *SIZES, "--mrai", str(args.mrai), "--name", "inet100",
                               "-o", str(topo)],
-                             capture_output=True, text=True, cwd=ROOT)
+                             capture_output=True, text=True, cwd=ROOT, timeout=CALL_TIMEOUT)
         if gen.returncode != 0:
             raise SystemExit(f"bench: generate failed:\n{gen.stderr}")
         print(f"topology: bgplab topology generate {' '.join(SIZES)} ({gen.stderr.strip()})", file=sys.stderr)

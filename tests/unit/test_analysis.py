@@ -115,3 +115,30 @@ def test_a_vantage_point_can_have_its_own_range() -> None:
     out = check(Expect(hunted_share=VantageRange(min=0.5, at={"t1": Range(max=0.01)})),
                 {"path_hunting": figure(per_vp, "network", "mrt")})
     assert [c["ok"] for c in out] == [False, True]
+
+
+def test_internet_figures_use_window_prefixes_only_and_say_so() -> None:
+    from controller.drills.analysis import PrefixResult, internet_figures
+
+    vps = {"10.0.0.1": "a", "10.0.0.2": "b"}
+    inside = PrefixResult("100.64.0.0/24", 99.0, 100.0, "wire", paths={"a": 2, "b": 1}, updates={"a": 3, "b": 2},
+                          final_withdraw={"a": 110.0, "b": 130.0}, restored_at=200.0, back={"a": 205.0, "b": 211.0},
+                          announced_at=201.0, window="first", restore_window="revert")
+    # withdrawn outside the windows: hunted far longer, and must not count
+    outside = PrefixResult("100.64.1.0/24", 99.0, 100.0, "wire", paths={"a": 9, "b": 9}, updates={"a": 30, "b": 30},
+                           final_withdraw={"a": 400.0, "b": 500.0})
+    ev = [PrefixEvent(t, ip, 1, "announce", "100.64.0.0/24", (1,), None) for t, ip in
+          ((205.0, "10.0.0.1"), (211.0, "10.0.0.2"))]
+    F = internet_figures([inside, outside], ev, vps, True, "mrt")
+    assert F["internet_withdraw_last_s"]["value"] == {"n": 2, "median": 20.0, "p90": 28.0, "max": 30.0}
+    assert F["internet_withdraw_90_s"]["value"]["max"] == 30.0  # 2 vantage points: below 10% is both gone
+    assert F["internet_announce_50_s"]["value"]["median"] == 4.0  # from the wire's announcement at 201
+    assert F["internet_announce_100_s"]["value"]["median"] == 10.0
+    assert F["internet_paths_explored"]["value"]["max"] == 2
+    assert F["internet_updates_per_withdrawal"]["value"]["share_under_10"] == 1.0
+    assert F["internet_update_ratio"]["value"] == 2.5  # 2.5 UPDATEs per vantage point after the withdrawal, 1 after
+    assert "inside real-time windows" in F["internet_withdraw_last_s"]["basis"]
+    assert F["internet_announce_50_s"]["beacon"]["value"] == 10.0
+    # without windows every prefix counts, and the basis says why that is not the day's pace
+    F = internet_figures([inside, outside], ev, vps, False, "mrt")
+    assert F["internet_withdraw_last_s"]["value"]["n"] == 4 and "no real-time window" in F["internet_withdraw_last_s"]["basis"]
