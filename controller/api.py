@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from controller.inventory import SERVICES, Inventory, InventoryError, NotFound, Prefix
+from controller.inventory import OPERATOR, SERVICES, Inventory, InventoryError, NotFound, Pinned, Prefix
 
 OnChange = Callable[[list[Prefix]], dict[str, Any]]
 Service = Literal[SERVICES]  # the inventory's service names, as a type the API validates against
@@ -101,8 +101,35 @@ class PushItem(_Body):
     services: list[Service] = Field(min_length=1)
 
 
+class RolloutStep(_Body):
+    machine: str  # "<pop>/<n>", as GET /v1/lab/edge names them
+    at: float  # when this machine applies the push (lab clock, time.time())
+
+
 class ConfigPush(_Body):
     prefixes: list[PushItem] = Field(min_length=1)
+    rollout: list[RolloutStep] = []  # empty: every machine at once, after the edge's delay
+
+
+class EdgeTiming(_Body):
+    delay: float = Field(ge=0, le=3600)
+
+
+class Unauthorized(InventoryError):
+    status = 401
+
+
+class Forbidden(InventoryError):
+    status = 403
+
+
+class EdgeLike(Protocol):
+    delay: float
+
+    def changed(self, bindings: dict[str, list[str]]) -> dict[str, Any]: ...
+    def push(self, bindings: dict[str, list[str]], rollout: list[dict[str, Any]]) -> dict[str, Any]: ...
+    def check_rollout(self, rollout: list[dict[str, Any]]) -> str | None: ...
+    def status(self) -> dict[str, Any]: ...
 
 
 class BehaviourBody(_Body):
@@ -144,7 +171,7 @@ def _family(raw: str | None) -> int | None:
     raise InventoryError(f"query parameter 'family' is ipv4 or ipv6 (got {raw!r})")
 
 
-def select(inv: Inventory, sel: Selector) -> list[Prefix]:
+def select(inv: Inventory, sel: Selector, withdraw: bool = False) -> list[Prefix]:
     """The prefixes a selector names, and never any other: ids must all exist; filters AND together."""
     if sel.ids is not None:
         if not sel.ids:
@@ -172,7 +199,12 @@ def select(inv: Inventory, sel: Selector) -> list[Prefix]:
             family=_family(sel.family),
             byoip=sel.byoip,
             advertised=sel.advertised,
+            onboarding_order=True,
         )
+        if withdraw:
+            # Filters select what a withdrawal can act on: pinned prefixes (the operator holds
+            # them) are left out, and the answer counts them. Named by id, they are refused.
+            chosen = [p for p in chosen if not p.pinned]
     return chosen[: sel.count] if sel.count is not None else chosen
 
 
@@ -201,6 +233,24 @@ def _declared_query(dependant: Any) -> set[str]:
     return names
 
 
+MAX_PER_PAGE = 1000
+
+
+def _paging(q: Any) -> tuple[int, int | None]:
+    """page (from 1) and per_page (1..MAX_PER_PAGE); per_page None when the client asked no paging."""
+    def whole(name: str, lo: int, hi: int) -> int:
+        raw = q[name]
+        if not raw.isdigit() or not lo <= int(raw) <= hi:
+            raise InventoryError(f"query parameter '{name}' is an integer from {lo} to {hi} (got {raw[:40]!r})")
+        return int(raw)
+
+    if "page" in q and "per_page" not in q:
+        raise InventoryError("query parameter 'page' needs 'per_page'")
+    per_page = whole("per_page", 1, MAX_PER_PAGE) if "per_page" in q else None
+    page = whole("page", 1, MAX_LIMIT) if "page" in q else 1
+    return page, per_page
+
+
 def _verify_wait(raw: str | None) -> float:
     if raw is None:
         return 5.0
@@ -214,7 +264,7 @@ def _verify_wait(raw: str | None) -> float:
 
 
 def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Behaviour | None = None,
-               lab: LabControl | None = None) -> FastAPI:
+               lab: LabControl | None = None, edge: "EdgeLike | None" = None) -> FastAPI:
     app = FastAPI(
         title="bgplab Addressing API",
         version="1",
@@ -232,6 +282,10 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
             raise PropagationFailed(result, prefixes)
         box["reconcile"] = result
 
+    def edge_changed(ids: list[str]) -> dict[str, Any]:
+        """Binding changes start toward the edge's PoPs (controller.edge)."""
+        return edge.changed({i: [b.service for b in inv.bindings(i)] for i in ids}) if edge is not None else {}
+
     def apply(change: Callable[[Callable[[list[Prefix]], None]], Any]) -> tuple[Any, dict[str, Any]]:
         box: dict[str, Any] = {}
         out = change(lambda prefixes: propagate(prefixes, box))
@@ -247,7 +301,28 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
 
     @app.exception_handler(InventoryError)
     async def inventory_error(_: Request, e: InventoryError) -> JSONResponse:
+        if isinstance(e, Pinned):
+            return _error(e.status, str(e), pinned=e.ids)
         return _error(e.status, str(e))
+
+    def caller(request: Request) -> str | None:
+        """The account a request acts for: a customer's token scopes it to that account's
+        prefixes; no token is the lab's operator (issue 14 makes tokens required)."""
+        auth = request.headers.get("authorization")
+        if auth is None:
+            return None
+        kind, _, token = auth.partition(" ")
+        account = inv.account_of_token(token.strip()) if kind.lower() == "bearer" else None
+        if account is None:
+            raise Unauthorized("the Authorization header holds no token of this lab's (Bearer <token>)")
+        return None if account == OPERATOR else account
+
+    def own(account: str | None, prefixes: list[Prefix]) -> None:
+        if account is None:
+            return
+        foreign = [p.id for p in prefixes if p.account_id != account]
+        if foreign:
+            raise Forbidden(f"account '{account}' does not own {', '.join(repr(f) for f in foreign[:5])}")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -271,7 +346,7 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         return _ok(inv.accounts())
 
     @app.get("/v1/prefixes")
-    def list_prefixes(request: Request) -> dict[str, Any]:
+    def list_prefixes(request: Request) -> JSONResponse:
         q = request.query_params  # unknown and repeated parameters were refused by strict_query
         if "cidr" in q:
             net = q["cidr"]
@@ -291,20 +366,34 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
                     raise ValueError
             except ValueError:
                 raise InventoryError(f"query parameter 'limit' is an integer from 1 to {MAX_LIMIT} (got {q['limit'][:40]!r})") from None
+        page, per_page = _paging(q)
+        if limit is not None and per_page is not None:
+            raise InventoryError("give either limit or page/per_page, not both")
         account = q.get("account_id")
         if account is not None and not inv.account_exists(account):
             raise NotFound(f"no account '{account}'")
-        rows = inv.prefixes(
+        filters = dict(
             account=account,
             advertised=_flag(q.get("advertised"), "advertised"),
             pending_delete=_flag(q.get("pending_delete"), "pending_delete", behaviour),
             family=_family(q.get("family")),
             byoip=_flag(q.get("byoip"), "byoip"),
-            limit=limit,
         )
-        return _ok([p.as_dict() for p in rows], count=len(rows))
+        # The API's own order: oldest onboarded first, then by id, as a paging API over a
+        # created-at index lists (documented in the README); pages are numbered from 1.
+        # Plain JSON values already: rendered directly, not walked by FastAPI's encoder (which
+        # took most of a 500-prefix page's time).
+        if per_page is None:
+            rows = inv.prefixes(**filters, limit=limit, onboarding_order=True)
+            return JSONResponse(_ok([p.as_dict() for p in rows], count=len(rows)))
+        rows = inv.prefixes(**filters, limit=per_page + 1, offset=(page - 1) * per_page, onboarding_order=True)
+        more = len(rows) > per_page
+        rows = rows[:per_page]
+        return JSONResponse(_ok([p.as_dict() for p in rows], count=len(rows),
+                                result_info={"page": page, "per_page": per_page, "count": len(rows), "more": more}))
 
-    list_prefixes.query_params = {"account_id", "advertised", "pending_delete", "family", "byoip", "cidr", "limit"}
+    list_prefixes.query_params = {"account_id", "advertised", "pending_delete", "family", "byoip", "cidr", "limit",
+                                  "page", "per_page"}
 
     @app.get("/v1/prefixes/{prefix_id}")
     def get_prefix(prefix_id: str) -> dict[str, Any]:
@@ -316,18 +405,24 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         return _ok({"prefix": p.cidr, "advertised": p.advertised, "modified": p.modified})
 
     @app.patch("/v1/prefixes/{prefix_id}/bgp/status")
-    def set_status(prefix_id: str, body: BgpStatus) -> dict[str, Any]:
+    def set_status(prefix_id: str, body: BgpStatus, request: Request) -> dict[str, Any]:
+        own(caller(request), [inv.get(prefix_id)])
         [p], rec = apply(lambda then: inv.set_advertised([prefix_id], body.advertised, then=then))
         return _ok({"prefix": p.cidr, "advertised": p.advertised, "modified": p.modified}, reconcile=rec)
 
     @app.patch("/v1/prefixes/bgp/status")
-    def bulk_status(body: BulkBgpStatus) -> dict[str, Any]:
-        chosen = select(inv, body.selector)
+    def bulk_status(body: BulkBgpStatus, request: Request) -> dict[str, Any]:
+        account = caller(request)
+        chosen = select(inv, body.selector, withdraw=not body.advertised)
+        own(account, chosen)
+        skipped = 0
+        if not body.advertised and body.selector.ids is None:
+            skipped = len([p for p in select(inv, body.selector) if p.pinned])
         if not chosen:
-            return _ok({"prefixes": 0, "advertised": body.advertised}, reconcile={})
+            return _ok({"prefixes": 0, "advertised": body.advertised, "pinned_skipped": skipped}, reconcile={})
         updated, rec = apply(lambda then: inv.set_advertised([p.id for p in chosen], body.advertised, then=then))
-        return _ok({"prefixes": len(updated), "advertised": body.advertised, "ids": [p.id for p in updated]},
-                   reconcile=rec)
+        return _ok({"prefixes": len(updated), "advertised": body.advertised, "ids": [p.id for p in updated],
+                    "pinned_skipped": skipped}, reconcile=rec)
 
     @app.get("/v1/bindings")
     def all_bindings() -> dict[str, Any]:
@@ -340,12 +435,17 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         return _ok([b.as_dict() for b in inv.bindings(prefix_id)])
 
     @app.post("/v1/prefixes/{prefix_id}/bindings", status_code=201)
-    def add_binding(prefix_id: str, body: NewBinding) -> dict[str, Any]:
-        return _ok(inv.add_binding(prefix_id, body.service).as_dict())
+    def add_binding(prefix_id: str, body: NewBinding, request: Request) -> dict[str, Any]:
+        own(caller(request), [inv.get(prefix_id)])
+        b = inv.add_binding(prefix_id, body.service)
+        edge_changed([prefix_id])
+        return _ok(b.as_dict())
 
     @app.delete("/v1/prefixes/{prefix_id}/bindings/{bid}")
-    def delete_binding(prefix_id: str, bid: str) -> dict[str, Any]:
+    def delete_binding(prefix_id: str, bid: str, request: Request) -> dict[str, Any]:
+        own(caller(request), [inv.get(prefix_id)])
         inv.delete_binding(prefix_id, bid)
+        edge_changed([prefix_id])
         return _ok({"id": bid, "deleted": True})
 
     @app.post("/v1/prefixes/{prefix_id}/deletion_request")
@@ -353,8 +453,10 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         return _ok(inv.request_deletion(prefix_id).as_dict())
 
     @app.delete("/v1/prefixes/{prefix_id}")
-    def delete_prefix(prefix_id: str) -> dict[str, Any]:
+    def delete_prefix(prefix_id: str, request: Request) -> dict[str, Any]:
+        own(caller(request), [inv.get(prefix_id)])
         p, rec = apply(lambda then: inv.delete(prefix_id, then=then))
+        edge_changed([prefix_id])
         return _ok(p.as_dict(), reconcile=rec)
 
     @app.get("/v1/lab/behaviour")
@@ -367,10 +469,43 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         return _ok(vars(behaviour))
 
     @app.post("/v1/lab/config_push")
-    def config_push(body: ConfigPush) -> dict[str, Any]:
-        """The operator's global config push: re-create bindings and re-advertise, deleted or not."""
+    def config_push(body: ConfigPush, request: Request) -> dict[str, Any]:
+        """The operator's global config push: re-create bindings and re-advertise, deleted or not.
+        The bindings reach the edge machine by machine (``rollout``), the advertisement at once."""
+        if caller(request) is not None:
+            raise Forbidden("the config push is the operator's; a customer's token cannot run it")
+        steps = [r.model_dump() for r in body.rollout]
+        if steps:
+            if edge is None:
+                raise InventoryError("this API has no edge to roll a push out to; leave rollout out")
+            problem = edge.check_rollout(steps)
+            if problem:
+                raise InventoryError(f"rollout: {problem}")
         restored, rec = apply(lambda then: inv.restore([(i.id, list(i.services)) for i in body.prefixes], then=then))
-        return _ok({"prefixes": len(restored)}, reconcile=rec)
+        pushed = {i.id: list(dict.fromkeys(i.services)) for i in body.prefixes}
+        rollout = edge.push(pushed, steps) if steps else edge_changed(list(pushed))
+        return _ok({"prefixes": len(restored), "rollout": rollout}, reconcile=rec)
+
+    @app.get("/v1/lab/resolver")
+    def resolver() -> dict[str, Any]:
+        """The resolver's two prefixes: its website's (pinned BYOIP) and its DNS service's."""
+        return _ok({"web": inv.meta("resolver_web"), "dns": inv.meta("resolver_dns")})
+
+    @app.get("/v1/lab/credentials")
+    def credentials() -> dict[str, Any]:
+        """Every account's token, for drills that act as customers (a lab's secrets are the lab's)."""
+        return _ok(inv.tokens())
+
+    if edge is not None:
+        @app.get("/v1/lab/edge")
+        def edge_status() -> dict[str, Any]:
+            return _ok(edge.status())
+
+        @app.put("/v1/lab/edge")
+        def edge_timing(body: EdgeTiming) -> dict[str, Any]:
+            """How long a binding change takes to reach each PoP (lab seconds)."""
+            edge.delay = body.delay
+            return _ok(edge.status())
 
     @app.get("/v1/lab/services")
     def services() -> dict[str, Any]:

@@ -13,8 +13,9 @@ from lab.state import LabState
 
 
 class ApiError(BgplabError):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, detail: dict[str, Any] | None = None):
         self.status = status
+        self.detail = detail or {}  # the first error's other fields (e.g. ``pinned``)
         super().__init__(f"API answered {status}: {message}")
 
 
@@ -54,7 +55,7 @@ class ApiClient:
         except httpx.HTTPError as e:
             raise BgplabError(f"the lab's API at {self.url} did not answer: {e}") from None
         if r.status_code >= 400:
-            raise ApiError(r.status_code, _error_text(r))
+            raise ApiError(r.status_code, _error_text(r), _error_detail(r))
         try:
             return r.json()
         except ValueError:
@@ -69,6 +70,14 @@ class ApiClient:
         advertised= as a filter, count=) to ``to``."""
         sel = {k: v for k, v in selector.items() if v is not None}
         return self.call("PATCH", "/v1/prefixes/bgp/status", json={"advertised": to, "selector": sel})
+
+
+def _error_detail(r: httpx.Response) -> dict[str, Any]:
+    try:
+        first = (r.json().get("errors") or [{}])[0]
+        return {k: v for k, v in first.items() if k != "message"} if isinstance(first, dict) else {}
+    except (ValueError, AttributeError):
+        return {}
 
 
 def _error_text(r: httpx.Response) -> str:

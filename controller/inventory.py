@@ -23,12 +23,25 @@ from lab.plan import LabPlan
 
 SERVICES = ("cdn", "spectrum", "magic_transit", "dedicated_egress")
 OPERATOR = "acct-operator"
+# The resolver (the 1.1.1.1 analogue), an account of the operator's own. Its website is served
+# from a prefix onboarded through BYOIP before any customer's (1.1.1.1 opened on 2018-04-01) and
+# pinned: the operator holds its advertisement, the Addressing API never withdraws it. Its DNS
+# answers on the first of the operator's own prefixes, which no BYOIP change touches. So when
+# the website's binding goes its address still answers, with 403 "Edge IP Restricted", and
+# DNS keeps answering: what the resolver showed on 2026-02-20.
+RESOLVER = "acct-resolver"
+RESOLVER_ONBOARDED = 1522540800.0  # 2018-04-01 UTC
+# Customers onboarded their BYOIP prefixes between these dates (input: the seeded inventory's
+# shape), in sessions of a few prefixes each; the API lists prefixes in onboarding order.
+ONBOARDING = (1546300800.0, 1769904000.0)  # 2019-01-01 .. 2026-02-01 UTC
+ONBOARDING_SESSION = 6  # mean prefixes a customer onboards at once
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('byoip', 'operator'))
+    kind TEXT NOT NULL CHECK (kind IN ('byoip', 'operator')),
+    token TEXT NOT NULL UNIQUE
 );
 CREATE TABLE IF NOT EXISTS prefixes (
     id TEXT PRIMARY KEY,
@@ -41,9 +54,12 @@ CREATE TABLE IF NOT EXISTS prefixes (
     advertised INTEGER NOT NULL DEFAULT 1,
     pending_delete INTEGER NOT NULL DEFAULT 0,
     deleted INTEGER NOT NULL DEFAULT 0,
+    pinned INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
     modified REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS prefixes_account ON prefixes(account_id);
+CREATE INDEX IF NOT EXISTS prefixes_created ON prefixes(created, id);
 CREATE TABLE IF NOT EXISTS bindings (
     id TEXT PRIMARY KEY,
     prefix_id TEXT NOT NULL REFERENCES prefixes(id),
@@ -77,6 +93,15 @@ class Conflict(InventoryError):
     status = 409
 
 
+class Pinned(Conflict):
+    """A withdrawal named pinned prefixes (the operator holds their advertisement)."""
+
+    def __init__(self, ids: list[str]):
+        self.ids = ids
+        super().__init__(f"prefix {', '.join(repr(i) for i in ids[:5])} is pinned: the operator holds its "
+                         "advertisement and the Addressing API does not withdraw it")
+
+
 @dataclass(frozen=True)
 class Prefix:
     id: str
@@ -91,6 +116,8 @@ class Prefix:
     deleted: bool
     modified: float
     bindings: int = 0
+    pinned: bool = False
+    created: float = 0.0
 
     @property
     def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -109,6 +136,8 @@ class Prefix:
             "pending_delete": self.pending_delete,
             "deleted": self.deleted,
             "modified": self.modified,
+            "created": self.created,
+            "pinned": self.pinned,
             "bindings": self.bindings,
         }
 
@@ -145,6 +174,29 @@ def customer_sizes(total: int, customers: int, rng: random.Random, alpha: float 
     for k in range(total - sum(sizes)):
         sizes[order[k % customers]] += 1
     return sizes
+
+
+def onboarding_times(sizes: list[int], rng: random.Random) -> list[float]:
+    """When each BYOIP prefix was onboarded: each customer's run of prefixes in sessions of
+    about ``ONBOARDING_SESSION`` prefixes, each session on a day drawn from ``ONBOARDING``.
+    Customers' sessions interleave, so the API's onboarding order mixes customers."""
+    out: list[float] = []
+    lo, hi = ONBOARDING
+    for size in sizes:
+        left = size
+        while left:
+            n = min(left, 1 + int(rng.expovariate(1 / ONBOARDING_SESSION)))
+            day = lo + rng.random() * (hi - lo)
+            out += [day + k for k in range(n)]  # a second apart, in the session's own order
+            left -= n
+    return out
+
+
+def account_token(seed: int, account: str) -> str:
+    """An account's API token: derived from the inventory's seed, so a lab's tokens are stable."""
+    import hashlib
+
+    return "tok-" + hashlib.sha256(f"bgplab:{seed}:{account}".encode()).hexdigest()[:32]
 
 
 def _bindings_for(byoip: bool, rng: random.Random) -> list[str]:
@@ -187,40 +239,76 @@ class Inventory:
     # -- seeding -----------------------------------------------------------------
 
     def seed(self, plan: LabPlan, seed: int = 20260220, customers: int = 300) -> dict[str, int]:
-        """Fill an empty inventory from the lab's plan. Every prefix starts advertised."""
+        """Fill an empty inventory from the lab's plan. Every prefix starts advertised.
+
+        Inputs, deterministic for the seed: the customers (heavy-tailed sizes, each owning a
+        contiguous run of the BYOIP pools), their onboarding sessions (the order the API lists
+        prefixes in), their bindings, the resolver's two prefixes, each account's token."""
         rng = random.Random(seed)
         now = time.time()
         byoip = [p for p in plan.prefixes if p.byoip]
         owned = [p for p in plan.prefixes if not p.byoip]
+        resolver_web = byoip.pop(0) if byoip else None
+        resolver_dns = next((p for p in owned if p.prefix.version == 4), None) if resolver_web else None
         n_customers = min(customers, len(byoip)) if byoip else 0
         sizes = customer_sizes(len(byoip), n_customers, rng) if n_customers else []
+        onboarded = onboarding_times(sizes, random.Random(f"{seed}:onboarding"))
         with self.tx() as db:
             if db.execute("SELECT COUNT(*) FROM prefixes").fetchone()[0]:
                 raise Conflict(f"inventory {self.path} is already seeded")
-            db.execute("INSERT INTO accounts VALUES (?, ?, 'operator')", (OPERATOR, "edge operator"))
+            accounts = [(OPERATOR, "edge operator", "operator")]
+            if resolver_web is not None:
+                accounts.append((RESOLVER, "resolver (1.1.1.1 analogue)", "operator"))
             owners: list[str] = []
             for i, size in enumerate(sizes):
                 acct = f"acct-{i + 1:04d}"
-                db.execute("INSERT INTO accounts VALUES (?, ?, 'byoip')", (acct, f"customer {i + 1}"))
+                accounts.append((acct, f"customer {i + 1}", "byoip"))
                 owners += [acct] * size
-            rows = [(p, owners[i]) for i, p in enumerate(byoip)] + [(p, OPERATOR) for p in owned]
+            for acct, name, kind in accounts:
+                db.execute("INSERT INTO accounts VALUES (?, ?, ?, ?)", (acct, name, kind, account_token(seed, acct)))
+            # (plan prefix, owner, created, pinned, services or None for the seeded draw)
+            rows = []
+            if resolver_web is not None:
+                rows.append((resolver_web, RESOLVER, RESOLVER_ONBOARDED, True, ["cdn"]))
+            rows += [(p, owners[i], onboarded[i], False, None) for i, p in enumerate(byoip)]
+            rows += [(p, RESOLVER if p is resolver_dns else OPERATOR, ONBOARDING[0] - 86400 * 365 * 3, False, None)
+                     for p in owned]
             bindings = 0
-            for p, acct in rows:
+            for p, acct, created, pinned, services in rows:
                 cidr = str(p.prefix)
                 pfx_id = prefix_id(cidr)
                 db.execute(
-                    "INSERT INTO prefixes (id, cidr, family, account_id, byoip, pool, origins, advertised, modified)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                    (pfx_id, cidr, p.prefix.version, acct, int(p.byoip), p.pool, ",".join(p.origins), now),
+                    "INSERT INTO prefixes (id, cidr, family, account_id, byoip, pool, origins, advertised, pinned,"
+                    " created, modified) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+                    (pfx_id, cidr, p.prefix.version, acct, int(p.byoip), p.pool, ",".join(p.origins), int(pinned),
+                     created, now),
                 )
-                for service in _bindings_for(p.byoip, rng):
+                for service in services or _bindings_for(p.byoip, rng):
                     bindings += 1
                     db.execute(
                         "INSERT INTO bindings VALUES (?, ?, ?, ?)", (f"bnd-{bindings:06d}", pfx_id, service, now)
                     )
             db.execute("INSERT OR REPLACE INTO meta VALUES ('seed', ?)", (str(seed),))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('next_binding', ?)", (str(bindings + 1),))
-        return {"accounts": n_customers + 1, "prefixes": len(rows), "bindings": bindings}
+            if resolver_web is not None:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('resolver_web', ?)", (str(resolver_web.prefix),))
+                if resolver_dns is not None:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('resolver_dns', ?)", (str(resolver_dns.prefix),))
+        return {"accounts": len(accounts), "prefixes": len(rows), "bindings": bindings}
+
+    def meta(self, key: str) -> str | None:
+        with self.lock:
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def account_of_token(self, token: str) -> str | None:
+        with self.lock:
+            row = self.db.execute("SELECT id FROM accounts WHERE token = ?", (token,)).fetchone()
+        return row[0] if row else None
+
+    def tokens(self) -> dict[str, str]:
+        with self.lock:
+            return {r[0]: r[1] for r in self.db.execute("SELECT id, token FROM accounts ORDER BY id")}
 
     # -- reads -------------------------------------------------------------------
 
@@ -230,6 +318,7 @@ class Inventory:
             row["id"], row["cidr"], row["family"], row["account_id"], bool(row["byoip"]), row["pool"],
             tuple(row["origins"].split(",")) if row["origins"] else (), bool(row["advertised"]),
             bool(row["pending_delete"]), bool(row["deleted"]), row["modified"], row["nbind"],
+            bool(row["pinned"]), row["created"],
         )
 
     def prefixes(
@@ -243,7 +332,11 @@ class Inventory:
         include_deleted: bool = False,
         ids: Iterable[str] | None = None,
         limit: int | None = None,
+        offset: int = 0,
+        onboarding_order: bool = False,
     ) -> list[Prefix]:
+        """Prefixes in the plan's order, or with ``onboarding_order`` in the API's: oldest
+        onboarded first, then by id (what a paging API over a created-at index returns)."""
         where, args = [], []
         for column, value in (
             ("account_id", account),
@@ -262,10 +355,10 @@ class Inventory:
             where.append(f"id IN ({','.join('?' * len(ids))})")
             args += ids
         sql = (f"SELECT *, {NBIND} FROM prefixes" + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY rowid")
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
+               + (" ORDER BY created, id" if onboarding_order else " ORDER BY rowid"))
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            args += [-1 if limit is None else limit, offset]
         with self.lock:
             return [self._prefix(r) for r in self.db.execute(sql, args)]
 
@@ -320,13 +413,14 @@ class Inventory:
 
     def set_advertised(self, pfx_ids: list[str], advertised: bool, then: Then | None = None) -> list[Prefix]:
         """Set the BGP status of several prefixes at once; all exist and none is deleted, or nothing changes.
+        A pinned prefix is never withdrawn: naming one in a withdrawal is a conflict.
 
         ``then`` is called with the changed prefixes inside the transaction: if it raises
         (the change could not reach the network), the change is rolled back."""
         now = time.time()
         with self.tx() as db:
             found = {r["id"]: r for r in db.execute(
-                f"SELECT id, deleted FROM prefixes WHERE id IN ({','.join('?' * len(pfx_ids))})", pfx_ids
+                f"SELECT id, deleted, pinned FROM prefixes WHERE id IN ({','.join('?' * len(pfx_ids))})", pfx_ids
             )} if pfx_ids else {}
             missing = [p for p in pfx_ids if p not in found]
             if missing:
@@ -334,6 +428,9 @@ class Inventory:
             gone = [p for p in pfx_ids if found[p]["deleted"]]
             if gone:
                 raise Conflict(f"prefix {', '.join(repr(g) for g in gone[:5])} has been deleted; it cannot be advertised or withdrawn")
+            pinned = [p for p in pfx_ids if found[p]["pinned"]]
+            if pinned and not advertised:
+                raise Pinned(pinned)
             if advertised:
                 # The edge serves a prefix through its bindings: with none left there is
                 # nothing to advertise it for (the incident's ~300 "could not be toggled").
@@ -366,6 +463,8 @@ class Inventory:
             p = self.get(pfx_id)
             if p.deleted:
                 raise Conflict(f"prefix '{pfx_id}' is already deleted")
+            if p.pinned:
+                raise Pinned([pfx_id])
             removed = db.execute("DELETE FROM bindings WHERE prefix_id = ?", (pfx_id,)).rowcount
             db.execute(
                 "UPDATE prefixes SET deleted = 1, advertised = 0, pending_delete = 0, modified = ? WHERE id = ?",

@@ -8,6 +8,7 @@ like every other process of it, so `bgplab down` ends it. It writes
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import random
@@ -24,7 +25,8 @@ import httpx
 import uvicorn
 
 from controller.api import Behaviour, create_app
-from controller.inventory import Inventory
+from controller.edge import Edge, EdgeFiles, EdgeTicker
+from controller.inventory import Inventory, cidr_of
 from controller.observe.sampler import Sampler
 from controller.reconcile import Reconciler
 from lab.daemons import frr
@@ -65,7 +67,7 @@ class EventLog:
             self.f.write(line + "\n")
 
 
-def serve(lab: str, seed: int, probes: int, extra: list[str]) -> None:
+def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4, edge_seed: int = 1) -> None:
     running = RunningLab.open(lab)
     state, plan = running.state, running.plan
     log = EventLog(observe_dir(state) / "controller.jsonl")
@@ -96,9 +98,22 @@ def serve(lab: str, seed: int, probes: int, extra: list[str]) -> None:
     sampler = Sampler(routers, plan.pool_keys, observers, obs)
     sampler.start()
     reconciler.settled = sampler.wait_quiet
-    start_data_plane(state, plan, inv, seed, probes, extra)
+    # The edge: every PoP's machines start with the inventory's bindings; changes reach them
+    # through the ticker (controller.edge), and each PoP's responder reads its own file.
+    initial: dict[str, list[str]] = {}
+    for b in inv.bindings():
+        initial.setdefault(cidr_of(b.prefix_id), []).append(b.service)
+    serving = {n.name: [str(p.prefix) for p in plan.originated_by(n.name)] for n in plan.speakers() if plan.originated_by(n.name)}
+    edge = None
+    if serving:
+        files = EdgeFiles(state.dir / "edge", serving)
+        edge = Edge({pop: machines for pop in serving}, initial, seed=edge_seed, store=files)
+        ticker = EdgeTicker(edge)
+        ticker.start()
+    start_data_plane(state, plan, inv, seed, probes, extra, machines)
 
-    app = create_app(inv, reconciler.on_change, Behaviour(), lab=LabRoutes(reconciler, sampler, obs))
+    app = create_app(inv, reconciler.on_change, Behaviour(), lab=LabRoutes(reconciler, sampler, obs,
+                                                                             ticker if edge else None), edge=edge)
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -120,6 +135,8 @@ def serve(lab: str, seed: int, probes: int, extra: list[str]) -> None:
     try:
         server.run(sockets=[sock])
     finally:
+        if edge is not None:
+            ticker.stop()
         sampler.stop()
         reconciler.stop()
         inv.close()
@@ -128,10 +145,12 @@ def serve(lab: str, seed: int, probes: int, extra: list[str]) -> None:
 class LabRoutes:
     """The lab's own API routes (observe, verify, sync) over the reconciler and the sampler."""
 
-    def __init__(self, reconciler: Reconciler, sampler: Sampler, observe_dir: Path):
-        self.reconciler, self.sampler, self.observe_dir = reconciler, sampler, observe_dir
+    def __init__(self, reconciler: Reconciler, sampler: Sampler, observe_dir: Path, ticker: EdgeTicker | None = None):
+        self.reconciler, self.sampler, self.observe_dir, self.ticker = reconciler, sampler, observe_dir, ticker
 
     def observe(self) -> dict[str, Any]:
+        if self.ticker is not None and self.ticker.error is not None:
+            raise BgplabError(f"the edge's propagation stopped: {self.ticker.error!r}")
         return {"sample": self.sampler.latest, "probes": probe_summary(self.observe_dir / "probes.jsonl")}
 
     def status(self) -> dict[str, Any]:
@@ -150,50 +169,137 @@ class LabRoutes:
         return self.reconciler.resend_all()
 
 
-def probe_targets(plan: LabPlan, seed: int, count: int, extra: list[str] = ()) -> list[dict[str, str]]:
-    """A deterministic sample of BYOIP prefixes (plus ``extra`` ones, a drill's canary), each
-    with a service address inside it (its first host address)."""
-    byoip = [p for p in plan.prefixes if p.byoip] or list(plan.prefixes)
-    chosen = [p.prefix for p in random.Random(seed).sample(byoip, min(count, len(byoip)))]
+# Each product's probe: its port on the edge and how many of its prefixes are probed (the
+# CDN's count is the lab's --probes; the others a fifth of it, at least two).
+PRODUCT_PORTS = {"cdn": 80, "resolver_web": 80, "spectrum": 8443, "magic_transit": 7000, "dns": 53}
+
+
+def probe_targets(plan: LabPlan, inv: Inventory, seed: int, count: int, extra: list[str] = ()) -> list[dict[str, Any]]:
+    """What the end hosts probe, per product: a deterministic sample of the BYOIP prefixes bound
+    to it before anything happened (an address inside each: its first host address), the
+    resolver's website and DNS, and ``extra`` prefixes (a drill's canary) over HTTP."""
+    rng = random.Random(seed)
+    byoip = [p for p in inv.prefixes(byoip=True) if not p.pinned]
+    bound: dict[str, list[str]] = {}
+    for b in inv.bindings():
+        bound.setdefault(b.service, []).append(b.prefix_id)
+    out: list[dict[str, Any]] = []
+
+    def add(product: str, cidr: str) -> None:
+        net = ipaddress.ip_network(cidr)
+        out.append({"product": product, "prefix": cidr, "address": str(net.network_address + 1),
+                    "port": PRODUCT_PORTS[product]})
+
+    for product, n in (("cdn", count), ("spectrum", max(2, count // 5)), ("magic_transit", max(2, count // 5))):
+        ids = set(bound.get(product, []))
+        pool = [p.cidr for p in byoip if p.id in ids]
+        for cidr in rng.sample(pool, min(n, len(pool))) if n else []:
+            add(product, cidr)
     known = {str(p.prefix) for p in plan.prefixes}
     for cidr in extra:
         if cidr not in known:
             raise BgplabError(f"probe target {cidr} is not one of the lab's prefixes")
-        net = next(p.prefix for p in plan.prefixes if str(p.prefix) == cidr)
-        if net not in chosen:
-            chosen.append(net)
-    return [{"prefix": str(n), "address": str(n.network_address + 1)} for n in chosen]
+        if not any(t["prefix"] == cidr and t["product"] == "cdn" for t in out):
+            add("cdn", cidr)
+    if inv.meta("resolver_web"):
+        add("resolver_web", inv.meta("resolver_web"))
+    if inv.meta("resolver_dns"):
+        add("dns", inv.meta("resolver_dns"))
+    return out
+
+
+def egress_targets(inv: Inventory, seed: int, count: int) -> list[dict[str, str]]:
+    """BYOIP prefixes with Dedicated Egress bound, and the source address egress uses in each."""
+    ids = {b.prefix_id for b in inv.bindings() if b.service == "dedicated_egress"}
+    pool = [p.cidr for p in inv.prefixes(byoip=True) if p.id in ids and not p.pinned]
+    chosen = random.Random(f"{seed}:egress").sample(pool, min(max(2, count // 5), len(pool))) if count else []
+    return [{"prefix": c, "source": str(ipaddress.ip_network(c).network_address + 2)} for c in chosen]
+
+
+def pop_sources(plan: LabPlan) -> dict[str, str]:
+    """Each PoP's own unicast address: the first address of a non-BYOIP pool only it originates
+    (the proxies connect to origins from it, so replies come back to that PoP)."""
+    out = {}
+    for node in plan.speakers():
+        for name in node.pools:
+            pool = plan.topology.pools[name]
+            only = [p for p in plan.prefixes if p.pool == name]
+            if only and not pool.byoip and all(p.origins == (node.name,) for p in only):
+                out[node.name] = str(only[0].prefix.network_address + 1)
+                break
+    return out
 
 
 def start_data_plane(state: LabState, plan: LabPlan, inv: Inventory, seed: int, probes: int,
-                     extra: list[str] = ()) -> None:
-    """The edge's responders (one per speaker) and the end hosts' probes, each in its node's namespace."""
+                     extra: list[str] = (), machines: int = 4) -> None:
+    """Each PoP's front ends (controller.observe.responder) and egress gateway, and the end
+    hosts' servers and probes, each in its node's namespace."""
     obs = observe_dir(state)
     lengths = ",".join(sorted({f"{p.prefix.version}:{p.prefix.prefixlen}" for p in plan.prefixes}))
     running = state.daemons()
+    hosts = plan.hosts()
+    host_addr = {h.name: str(h.interfaces[0].v4.ip) for h in hosts}
+    origin = f"{host_addr[hosts[0].name]}:9000" if hosts else None
+    site = f"{host_addr[hosts[-1].name]}:9001" if hosts else None
+    sources = pop_sources(plan)
+    dns = inv.meta("resolver_dns")
+    web = inv.meta("resolver_web")
     # A speaker that carries only a synthetic table (no pool of the inventory's) serves nothing.
     serving = [n for n in plan.speakers() if plan.originated_by(n.name)]
+    for host in hosts:
+        if not alive(running.get(host.name, {}).get("origin", -1)):
+            argv = [sys.executable, "-m", "controller.observe.origin", "--host", host.name]
+            state.add_daemon(host.name, "origin", spawn_net(state.lab, host, argv, log=state.node_dir(host.name) / "origin.out"))
     for node in serving:
         if alive(running.get(node.name, {}).get("responder", -1)):
             continue
-        argv = [sys.executable, "-m", "controller.observe.responder", "--inventory", str(inv.path), "--lengths", lengths]
+        argv = [sys.executable, "-m", "controller.observe.responder", "--edge-db", str(edge_db(state, node.name)),
+                "--pop", node.name, "--machines", str(machines), "--lengths", lengths]
+        if node.name in sources:
+            argv += ["--source", sources[node.name]]
+            argv += ["--origin", origin] if origin else []
+            argv += ["--site", site] if site else []
+        if dns:
+            argv += ["--dns-prefix", dns, "--dns-answer", str(ipaddress.ip_network(web).network_address + 1)]
         state.add_daemon(node.name, "responder", spawn_net(state.lab, node, argv, log=state.node_dir(node.name) / "responder.out"))
-    # Probes start once every responder listens: a refused probe at start is not an outage.
+
+    # Probes start once every front end and server listens: a refused probe at start is not an outage.
     def listening() -> tuple[bool, str]:
-        waiting = [n.name for n in serving if not _listens(state.daemons()[n.name]["responder"], 80)]
+        d = state.daemons()
+        waiting = [n.name for n in serving if not _listens(d[n.name]["responder"], 80)]
+        waiting += [h.name for h in hosts if not _listens(d[h.name]["origin"], 9000)]
         return not waiting, f"no listener yet on {', '.join(waiting)}"
 
-    wait_until(listening, timeout=20, what="the edge responders to listen")
-    if (probes <= 0 and not extra) or not plan.hosts():
+    wait_until(listening, timeout=20, what="the edge's front ends and the hosts' servers to listen")
+    if (probes <= 0 and not extra) or not hosts:
         return
-    targets = obs / "probe-targets.json"
-    targets.write_text(json.dumps(probe_targets(plan, seed, probes, extra), indent=1))
-    for host in plan.hosts():
+    targets = probe_targets(plan, inv, seed, probes, extra)
+    if not sources:
+        # Without a PoP's own address the proxies cannot reach an origin: those products are not probed.
+        targets = [t for t in targets if t["product"] not in ("spectrum", "magic_transit")]
+    (obs / "probe-targets.json").write_text(json.dumps(targets, indent=1))
+    for host in hosts:
         if alive(running.get(host.name, {}).get("probe", -1)):
             continue
-        argv = [sys.executable, "-m", "controller.observe.probe", "--host", host.name, "--targets", str(targets),
-                "--out", str(obs / "probes.jsonl")]
+        argv = [sys.executable, "-m", "controller.observe.probe", "--host", host.name, "--targets",
+                str(obs / "probe-targets.json"), "--out", str(obs / "probes.jsonl")]
         state.add_daemon(host.name, "probe", spawn_net(state.lab, host, argv, log=state.node_dir(host.name) / "probe.out"))
+    egress = egress_targets(inv, seed, probes)
+    if not egress:
+        return
+    (obs / "egress-targets.json").write_text(json.dumps(egress, indent=1))
+    for node in serving:
+        if alive(running.get(node.name, {}).get("egress", -1)):
+            continue
+        argv = [sys.executable, "-m", "controller.observe.egress", "--pop", node.name, "--edge-db",
+                str(edge_db(state, node.name)), "--machines", str(machines), "--lengths", lengths,
+                "--targets", str(obs / "egress-targets.json"), "--destination", f"{host_addr[hosts[0].name]}:9100",
+                "--out", str(obs / "probes.jsonl")]
+        state.add_daemon(node.name, "egress", spawn_net(state.lab, node, argv, log=state.node_dir(node.name) / "egress.out"))
+
+
+def edge_db(state: LabState, pop: str) -> Path:
+    return EdgeFiles.path(state.dir / "edge", pop)
 
 
 def _listens(pid: int, port: int) -> bool:
@@ -240,13 +346,14 @@ def probe_summary(path: Path, window: float = 1.5) -> dict[str, dict[str, int]]:
         per[e["result"]] = per.get(e["result"], 0) + 1
     return out
 def start(running: RunningLab, *, seed: int = 20260220, probes: int = 20, probe_prefixes: list[str] = (),
-          timeout: float = 60.0) -> dict[str, Any]:
+          machines: int = 4, edge_seed: int = 1, timeout: float = 60.0) -> dict[str, Any]:
     """Start the controller of a running lab and wait until its API answers."""
     lab, state = running.name, running.state
     log = state.dir / "controller.out"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "controller.service", "--lab", lab, "--seed", str(seed), "--probes", str(probes),
+             "--edge-machines", str(machines), "--edge-seed", str(edge_seed),
              *[a for p in probe_prefixes for a in ("--probe-prefix", p)]],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             env=mark_env(lab), start_new_session=True,
@@ -273,8 +380,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20260220)
     ap.add_argument("--probes", type=int, default=20, help="BYOIP service addresses each end host probes")
     ap.add_argument("--probe-prefix", action="append", default=[], help="a prefix to probe as well (repeatable)")
+    ap.add_argument("--edge-machines", type=int, default=4, help="machines per PoP")
+    ap.add_argument("--edge-seed", type=int, default=1, help="the order binding changes reach the machines in")
     args = ap.parse_args()
-    serve(args.lab, args.seed, args.probes, args.probe_prefix)
+    serve(args.lab, args.seed, args.probes, args.probe_prefix, args.edge_machines, args.edge_seed)
 
 
 if __name__ == "__main__":

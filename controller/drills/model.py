@@ -2,7 +2,7 @@
 expectations. Pure: parsing and validation only, every error at once with its path.
 
 The step kinds are the ``Step`` union below, each a class whose ``do`` literal names it;
-the runner has one handler per kind (``controller.drills.runner.HANDLERS``).
+the mechanism has one handler per kind (``Mechanism._do_<kind>`` in controller.drills.mechanism).
 """
 
 from __future__ import annotations
@@ -48,7 +48,12 @@ def fmt_clock(seconds: float) -> str:
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-Duration = Annotated[str, Field(description="90s, 8m, 1h 7m")]
+def _duration_text(v: str) -> str:
+    parse_duration(v)
+    return v
+
+
+Duration = Annotated[str, AfterValidator(_duration_text), Field(description="90s, 8m, 1h 7m")]
 
 
 class _Strict(BaseModel):
@@ -82,16 +87,17 @@ class VantageRange(Range):
 
 
 class CleanupTask(_Strict):
-    """The cleanup sub-task: every cycle it asks `GET /v1/prefixes?pending_delete` (flag, no
-    value) and deletes what comes back: the prefix is withdrawn at once, its service bindings
-    are then removed a few calls per cycle (round robin over the oldest prefixes)."""
+    """The cleanup sub-task (controller.drills.tasks.CleanupRunner): every cycle it pages
+    through `GET /v1/prefixes?pending_delete` (flag, no value) in the API's order, withdraws
+    the next ``batch`` of what came back and removes service bindings of what it withdrew,
+    ``bindings_per_cycle`` calls a cycle, prefix after prefix."""
 
     kind: Literal["pending_delete_cleanup"]
     query: dict[str, str] = {"byoip": "true"}
     batch: int = Field(ge=1, description="prefixes deleted per cycle")
     every: Duration
     bindings_per_cycle: int = Field(ge=0)
-    window: int = Field(default=40, ge=1, description="prefixes whose bindings are being removed at once")
+    per_page: int = Field(default=100, ge=1, le=1000, description="the page size the task asks the API for")
     first_cycle_after: Duration = "0s"
 
     @field_validator("every", "first_cycle_after")
@@ -133,13 +139,14 @@ class TaskStop(_Step):
 
 
 class Detect(_Step):
-    """Arm detection: when the canary's probes fail, stop the task after the response time."""
+    """Arm detection: when the canary's probes fail (three rounds in a row), the operators
+    stop the task ``response`` after the first of those failed probes."""
 
     do: Literal["detect"]
     task: str
-    # first: the first prefix the task will meet (probed for the purpose); auto: the first
-    # of the sampled probe targets the task will meet; or a prefix, probed for the purpose.
-    canary: str = "first"
+    # resolver: the resolver's website (as on 2026-02-20); first: the first prefix the task
+    # will meet; auto: the first of the sampled probe targets the task will meet; or a prefix.
+    canary: str = "resolver"
     response: Duration = "0s"
 
 
@@ -147,21 +154,25 @@ class Dashboard(_Step):
     """Affected customers re-advertise their prefixes from the dashboard (the API), spread over a window."""
 
     do: Literal["dashboard"]
-    fraction: float = Field(gt=0, le=1)
-    window: Duration = "0s"
+    fraction: float = Field(gt=0, le=1, description="share of the affected customers who use the dashboard")
+    window: Duration = "0s"  # when each of them starts: spread over this window
+    click: Duration = "1m"  # a customer toggles one prefix per click, in the dashboard's (the API's) order
     seed: int = 1
 
 
 class Revert(_Step):
-    """The change is reverted: prefixes that kept a binding get their bindings back and are re-advertised."""
+    """The change is reverted: the withdrawn prefixes that kept a binding are re-advertised."""
 
     do: Literal["revert"]
 
 
 class ConfigPushStep(_Step):
-    """A global config push: every prefix the drill affected gets its bindings back and is re-advertised."""
+    """A global config push: every prefix the drill affected gets its bindings back and is
+    re-advertised at once; the bindings reach the edge machine by machine, ``per_machine``
+    apart (incident time), in the edge's order."""
 
     do: Literal["config_push"]
+    per_machine: Duration = "0s"
 
 
 class Api(_Step):
@@ -246,6 +257,15 @@ def _clock_text(v: str) -> str:
 ClockTime = Annotated[str, AfterValidator(_clock_text), Field(description="HH:MM or HH:MM:SS, UTC")]
 
 
+class EdgeSpec(_Strict):
+    """The edge's machines and how fast a binding change reaches them (controller.edge)."""
+
+    machines_per_pop: int = Field(default=4, ge=1, le=64)
+    delay: Duration = "30s"  # incident time for a binding change to reach every machine
+    seed: int = 1  # the order changes reach the machines in
+    inventory_seed: int = 20260220  # the seeded inventory (customers, onboarding, bindings)
+
+
 class RealtimeWindow(_Strict):
     """An incident clock range played at speed 1, so that BGP's timers (MRAI, hold) act in it
     as they would on the day; the rest of the drill is compressed by its speed."""
@@ -276,6 +296,7 @@ class Drill(_Strict):
     # run's speed, plus the settle time and two minutes.
     max_duration: Duration | None = None
     tasks: dict[str, CleanupTask] = {}
+    edge: EdgeSpec = EdgeSpec()
     # Real-time windows (controller.drills.clock): BGP in them runs on its own time.
     realtime: list[RealtimeWindow] = []
     steps: list[Step]

@@ -1,39 +1,38 @@
 """The drill runner: plays a drill on a live lab into a run directory.
 
-The drill is a mechanism, not a script of results: the cleanup task asks the API what
-to delete and deletes what comes back; detection reacts to a probe failing; customers
-re-advertise where the API lets them. What the run directory holds is what that
-mechanism did (the controller's record) and what the network showed (MRT, captures,
-samples, probes); the analysis keeps the two apart.
+The drill is a mechanism, not a script of results (controller.drills.mechanism: the
+cleanup task asks the API what to delete and deletes what comes back; detection reacts to
+the canary's probes failing; customers re-advertise where the API lets them). The runner
+brings the lab up, feeds the mechanism the lab clock and the probes, and keeps what the
+network showed (MRT, captures, samples, probes) beside what the controller did; the
+analysis keeps the two apart.
 
-Each step kind is one entry in ``HANDLERS`` and one function. A run ends in one of
-``rundir.OUTCOMES``: completed; interrupted (SIGINT or SIGTERM: the task stops, the
-lab goes, what there is gets reported); overrun (the drill passed its maximum
-duration); failed (an error, reported with what was recorded until then).
+A run ends in one of ``rundir.OUTCOMES``: completed; interrupted (SIGINT or SIGTERM: the
+task stops, the lab goes, what there is gets reported); overrun (the drill passed its
+maximum duration); failed (an error, reported with what was recorded until then).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import yaml
 
 from controller import service
-from controller.client import ApiClient, ApiError
+from controller.client import ApiClient
 from controller.drills import model as m
 from controller.drills.rundir import DrillState, LabFacts, RunDir, RunRecord
-from controller.drills.tasks import TASKS, CleanupRunner
-from controller.inventory import cidr_of
+from controller.drills.mechanism import Mechanism, impact_states
+from controller.drills.tasks import CleanupRunner
 from lab import capture, faults, lifecycle
 from lab.errors import BgplabError
 from lab.plan import LabPlan, Role
@@ -111,15 +110,7 @@ class Sampler(threading.Thread):
 
     def _sample(self, api: ApiClient) -> dict[str, Any]:
         obs = api.call("GET", "/v1/lab/observe")["result"]
-        impact = {"withdrawn_only": 0, "some_bindings": 0, "all_bindings": 0}
-        for p in api.prefixes(byoip=True, advertised=False):
-            had = len(self.original.get(p["cidr"], []))
-            if p["bindings"] == 0 and had:
-                impact["all_bindings"] += 1
-            elif p["bindings"] < had:
-                impact["some_bindings"] += 1
-            else:
-                impact["withdrawn_only"] += 1
+        impact = impact_states(api.prefixes(byoip=True, advertised=False), self.original)
         sample = obs.get("sample") or {}
         received = sample.get("observer_received") or {}
         observer = sum(v for c in received.values() for v in c.values() if isinstance(v, int)) if received else None
@@ -131,155 +122,43 @@ class Sampler(threading.Thread):
         self.join(timeout=10)
 
 
-@dataclass
-class Play:
-    """One drill being played: what the step handlers share."""
+class LiveHooks:
+    """What the mechanism asks of a live lab: its faults, and the sampler's latest figures."""
 
-    runner: "DrillRunner"
-    api: ApiClient
-    tasks: dict[str, CleanupRunner]
-    original: dict[str, list[str]]  # prefix -> services bound before the drill
-    targets: list[dict[str, str]]  # the probes' targets
-    now: float = 0.0  # incident seconds
-    offset: float = 0.0  # the step's scheduled incident offset
-    detect: m.Detect | None = None
-    canary: str | None = None
-    stop_at: float | None = None
-    dashboard_plan: list[tuple[float, dict[str, str]]] = field(default_factory=list)
-    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    def __init__(self, runner: "DrillRunner"):
+        self.runner = runner
 
-    @property
-    def st(self) -> DrillState:
-        return self.runner.st
+    def fault(self, step: m.Fault) -> None:
+        """A fault primitive (lab.faults.FAULTS). Its times are lab seconds: faults act on real timers."""
+        r = self.runner
+        try:
+            faults.FAULTS[step.fault](r.running, step)
+        except BgplabError as e:
+            r.log("fault_error", fault=step.fault, node=step.node, error=str(e))
+            raise
+        r.log("fault", fault=step.fault, node=step.node, peer=step.peer)
+
+    def network_now(self) -> dict[str, Any]:
+        return self.runner.sampler.latest if self.runner.sampler else {}
 
 
-def _behaviour(p: Play, step: m.SetBehaviour) -> None:
-    p.api.call("PUT", "/v1/lab/behaviour", json={"pending_delete_bug": step.pending_delete_bug})
+class ProbeTail:
+    """New lines of the probes' file since the last read (the file only grows)."""
 
+    def __init__(self, path: Path):
+        self.path, self.pos, self.rest = path, 0, b""
 
-def _task_start(p: Play, step: m.TaskStart) -> None:
-    p.tasks[step.task].start(p.now)
-
-
-def _task_stop(p: Play, step: m.TaskStop) -> None:
-    p.tasks[step.task].stop()
-
-
-def _detect(p: Play, step: m.Detect) -> None:
-    p.detect = step
-    p.canary = p.runner.canary(step, p.targets, p.api)
-    p.st.detection = {"canary": p.canary, "armed": p.offset}
-
-
-def _dashboard(p: Play, step: m.Dashboard) -> None:
-    """Affected customers re-advertise their prefixes from the dashboard, spread over a window."""
-    affected = [x for x in p.api.prefixes(byoip=True, advertised=False) if x["cidr"] in p.st.withdrawn_by_task]
-    accounts = sorted({x["account_id"] for x in affected})
-    rng = random.Random(step.seed)
-    chosen = set(rng.sample(accounts, round(len(accounts) * step.fraction))) if accounts else set()
-    todo = [{"id": x["id"], "cidr": x["cidr"]} for x in affected if x["account_id"] in chosen]
-    window = m.parse_duration(step.window)
-    p.dashboard_plan = sorted(((p.now + rng.random() * window, x) for x in todo), key=lambda e: e[0])
-    p.runner.log("dashboard", customers=len(chosen), of_customers=len(accounts), prefixes=len(todo))
-
-
-def _restore(p: Play, how: str, only_with_bindings: bool) -> None:
-    current = {x["cidr"]: x for x in p.api.prefixes()}
-    items, cidrs = [], []
-    for cidr in p.st.affected():
-        x = current.get(cidr)
-        if x is None or x["advertised"]:
-            continue
-        if only_with_bindings and x["bindings"] == 0:
-            continue
-        items.append({"id": x["id"], "services": p.original.get(cidr) or ["cdn"]})
-        cidrs.append(cidr)
-    if items:
-        sent = time.time()
-        p.api.call("POST", "/v1/lab/config_push", json={"prefixes": items})
-        for c in cidrs:
-            p.st.restore_times.setdefault(c, sent)
-    p.st.restore_requests.setdefault(how, []).extend(cidrs)
-    p.runner.log("restore", how=how, prefixes=len(items))
-
-
-def _revert(p: Play, step: m.Revert) -> None:
-    _restore(p, "revert", only_with_bindings=True)
-
-
-def _config_push(p: Play, step: m.ConfigPushStep) -> None:
-    _restore(p, "config_push", only_with_bindings=False)
-
-
-def _api(p: Play, step: m.Api) -> None:
-    sent = time.time()  # the change starts reaching the network before the call returns
-    try:
-        body = p.api.call(step.method, step.path, json=step.json_body)
-    except ApiError as e:
-        p.runner.log("api_error", path=step.path, status=e.status, error=str(e))
-        return
-    # Prefixes an API step withdrew or advertised count as the drill's own changes.
-    if step.method != "PATCH" or not step.path.rstrip("/").endswith("bgp/status"):
-        return
-    result = body.get("result", {})
-    ids = result.get("ids") or ([step.path.split("/")[3]] if step.path.count("/") == 5 else [])
-    affected = p.st.affected()  # once, not per prefix: a bulk restore names thousands
-    for prefix_ident in ids:
-        cidr = cidr_of(prefix_ident)
-        if result.get("advertised") is False:
-            p.st.withdrawn_by_api[cidr] = sent
-        elif cidr in affected:
-            p.st.restore_times.setdefault(cidr, sent)
-            p.st.restore_requests.setdefault("api", []).append(cidr)
-
-
-def _fault(p: Play, step: m.Fault) -> None:
-    """A fault primitive (lab.faults.FAULTS). Its times are lab seconds: faults act on real timers."""
-    try:
-        faults.FAULTS[step.fault](p.runner.running, step)
-    except BgplabError as e:
-        p.runner.log("fault_error", fault=step.fault, node=step.node, error=str(e))
-        raise
-    p.runner.log("fault", fault=step.fault, node=step.node, peer=step.peer)
-
-
-def _mark(p: Play, step: m.Mark) -> None:
-    """A label on the timeline; it measures nothing and ends nothing."""
-
-
-def _checkpoint(p: Play, step: m.Checkpoint) -> None:
-    from controller.drills.analysis import check
-
-    s = p.runner.sampler.latest if p.runner.sampler else {}
-    impact = s.get("impact", {})
-    now = {
-        "observer_end": s.get("observer"),
-        "withdrawn_by_task": len(p.st.withdrawn_by_task),
-        "impact_withdrawn_only": impact.get("withdrawn_only"),
-        "impact_some_bindings": impact.get("some_bindings"),
-        "impact_all_bindings": impact.get("all_bindings"),
-        "restored_by_revert": len(p.st.restore_requests.get("revert", [])),
-        "restored_by_config_push": len(p.st.restore_requests.get("config_push", [])),
-    }
-    figures = {k: {"value": v, "source": "network" if k == "observer_end" else "controller"} for k, v in now.items()}
-    p.checkpoints += check(step.expect, figures, prefix=f"{step.label or step.at}: ")
-
-
-# A step kind (its `do`) -> its handler: one entry and one function per kind.
-HANDLERS: dict[str, Callable[[Play, Any], None]] = {
-    "behaviour": _behaviour,
-    "task_start": _task_start,
-    "task_stop": _task_stop,
-    "detect": _detect,
-    "dashboard": _dashboard,
-    "revert": _revert,
-    "config_push": _config_push,
-    "api": _api,
-    "fault": _fault,
-    "mark": _mark,
-    "checkpoint": _checkpoint,
-}
-assert set(HANDLERS) == set(m.step_kinds()), "every step kind has exactly one handler"
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self.pos += len(data)
+        lines = (self.rest + data).split(b"\n")
+        self.rest = lines.pop()
+        return [json.loads(line) for line in lines if line.strip()]
 
 
 class DrillRunner:
@@ -338,7 +217,9 @@ class DrillRunner:
         self.record.lab = lab_facts(self.lab, self.runtime, up.frr_version, state, up.plan)
         problems: list[str] = []
         try:
-            service.start(self.running, probes=self.drill.probes, probe_prefixes=self._canaries(up.plan))
+            edge = self.drill.edge
+            service.start(self.running, seed=edge.inventory_seed, probes=self.drill.probes,
+                          probe_prefixes=self._canaries(up.plan), machines=edge.machines_per_pop, edge_seed=edge.seed)
             if self.drill.capture:
                 started = capture.start(self.running, self.rd.captures, all_=True, bgp_only=True)
                 self.st.captures = {}
@@ -386,111 +267,59 @@ class DrillRunner:
             merge_run_captures(self.rd)
 
     def _canaries(self, plan: LabPlan) -> list[str]:
+        """Prefixes the probes must cover for the drill's detection (the resolver is always probed)."""
         out = []
         for s in self.drill.steps:
             if isinstance(s, m.Detect) and s.canary == "first":
                 out.append(str(next(p.prefix for p in plan.prefixes if p.byoip)))
-            elif isinstance(s, m.Detect) and s.canary != "auto":
+            elif isinstance(s, m.Detect) and s.canary not in ("auto", "resolver", "first"):
                 out.append(s.canary)
         return out
 
-    def canary(self, step: m.Detect, targets: list[dict[str, str]], api: ApiClient) -> str:
-        if step.canary == "first":
-            return api.prefixes(byoip=True, limit=1)[0]["cidr"]
-        if step.canary != "auto":
-            return step.canary
-        probed = {t["prefix"] for t in targets}
-        return next(x["cidr"] for x in api.prefixes(byoip=True) if x["cidr"] in probed)
-
-    def _bindings_before(self, api: ApiClient) -> dict[str, list[str]]:
-        services: dict[str, list[str]] = {}
-        for b in api.call("GET", "/v1/bindings")["result"]:
-            services.setdefault(cidr_of(b["prefix_id"]), []).append(b["service"])
-        return services
-
     def _play(self, api: ApiClient, state: LabState) -> None:
         drill = self.drill
-        original = self._bindings_before(api)
-        self.rd.bindings_before.write_text(json.dumps(original))
         observe = service.observe_dir(state)
-        targets = json.loads((observe / "probe-targets.json").read_text())
-        tasks = {n: TASKS[spec.kind](n, spec, api, self.st, self.log, time.time) for n, spec in drill.tasks.items()}
-        steps = sorted(((drill.offset(s), i, s) for i, s in enumerate(drill.steps)), key=lambda x: (x[0], x[1]))
-        end = drill.end_offset()
+        targets_file = observe / "probe-targets.json"
+        targets = json.loads(targets_file.read_text()) if targets_file.exists() else []
+        mech = Mechanism(drill, api, self.st, self.log, self.timeline, time.time, hooks=LiveHooks(self))
+        mech.targets = targets
+        mech.begin()
+        self.rd.bindings_before.write_text(json.dumps(mech.original))
         deadline = drill.deadline(self.speed, self.st.realtime)
-        play = Play(self, api, tasks, original, targets)
+        probes = ProbeTail(observe / "probes.jsonl")
         self.st.t0 = time.time()
         self.st.windows = [{"label": w.label, "start": w.start, "end": w.end} for w in self.timeline.windows]
         self.log("start", clock=drill.start, speed=self.speed, max_lab_seconds=round(deadline, 1),
                  realtime=[{"from": self.clock(w.start), "to": self.clock(w.end), "label": w.label}
                            for w in self.timeline.windows], realtime_compressed=not self.st.realtime)
-        self.sampler = Sampler(self.lab, self.rd, original, self.incident_now)
+        self.sampler = Sampler(self.lab, self.rd, mech.original, self.incident_now)
         self.sampler.start()
         last_progress = 0.0
         while True:
-            play.now = now = self.incident_now()
+            now = self.incident_now()
             if self.sampler.error is not None:
                 raise BgplabError(f"the drill's sampler failed: {self.sampler.error!r}") from self.sampler.error
             if time.time() - self.st.t0 > deadline:
-                running = [n for n, t in tasks.items() if t.running]
+                running = [n for n, t in mech.tasks.items() if t.running]
                 raise DrillOverrun(
                     f"drill '{drill.name}' passed its maximum duration of {deadline:.0f} lab seconds at "
-                    f"{self.clock(now)} (tasks still running: {', '.join(running) or 'none'}; steps left: {len(steps)}); "
+                    f"{self.clock(now)} (tasks still running: {', '.join(running) or 'none'}; steps left: {len(mech.steps)}); "
                     "set max_duration in the drill file if it needs longer")
-            while steps and steps[0][0] <= now:
-                play.offset, _, step = steps.pop(0)
-                self.log("step", do=step.do, at=step.at, clock=self.clock(play.offset), label=step.label)
-                self.st.marks.append({"t": time.time(), "incident": play.offset, "label": step.label or step.do})
-                HANDLERS[step.do](play, step)
-            for t in tasks.values():
-                while t.due(now):
-                    t.cycle()
-            self._detection(play, observe)
-            while play.dashboard_plan and play.dashboard_plan[0][0] <= now:
-                _, prefix = play.dashboard_plan.pop(0)
-                self._dashboard_toggle(api, prefix)
-            self.st.tasks = {n: t.counts() for n, t in tasks.items()}
+            for e in probes.read():  # the canary's probes, on the incident clock
+                if mech.canary and e["prefix"] == mech.canary and e.get("product", "cdn") in ("cdn", "resolver_web"):
+                    mech.canary_result(self.timeline.incident(e["t"] - self.st.t0), e["result"] == "ok")
+            mech.advance(now)
             if time.time() - last_progress >= 1.0:
                 last_progress = time.time()
-                self.progress(self._progress_line(now, tasks))
-            if not steps and not play.dashboard_plan and not any(t.running for t in tasks.values()) and now >= end:
+                self.progress(self._progress_line(now, mech.tasks))
+            if mech.done:
                 break
             time.sleep(0.02)
         settle = m.parse_duration(drill.settle)
         self.progress(f"steps done at {self.clock(self.incident_now())}; settling {settle:g} s")
         time.sleep(settle)
         self.log("end", clock=self.clock(self.incident_now()))
-        self.checkpoints = play.checkpoints
-
-    def _detection(self, p: Play, observe: Path) -> None:
-        if p.detect and p.canary and "failed" not in self.st.detection and self._canary_failed(observe, p.canary):
-            self.st.detection["failed"] = p.now
-            p.stop_at = p.now + m.parse_duration(p.detect.response)
-            self.log("canary_failed", canary=p.canary, clock=self.clock(p.now))
-        if p.stop_at is not None and p.now >= p.stop_at and p.tasks[p.detect.task].running:
-            p.tasks[p.detect.task].stop()
-            self.st.detection["stopped"] = p.now
-            self.log("task_stopped", task=p.detect.task, clock=self.clock(p.now), withdrawn=len(self.st.withdrawn_by_task))
-
-    @staticmethod
-    def _canary_failed(observe: Path, canary: str) -> bool:
-        # Three rounds in a row (1.5 s of probes) failed: one slow answer is not an outage.
-        recent = service.recent_probes(observe / "probes.jsonl", window=1.6)
-        results = [e["result"] for e in recent if e["prefix"] == canary]
-        return len(results) >= 3 and all(r != "ok" for r in results)
-
-    def _dashboard_toggle(self, api: ApiClient, prefix: dict[str, str]) -> None:
-        sent = time.time()
-        try:
-            api.call("PATCH", f"/v1/prefixes/{prefix['id']}/bgp/status", json={"advertised": True})
-        except ApiError as e:
-            if e.status >= 500:
-                raise
-            self.st.dashboard_refused += 1
-            self.log("dashboard_refused", prefix=prefix["cidr"], status=e.status, error=str(e)[:200])
-            return
-        self.st.restore_requests.setdefault("dashboard", []).append(prefix["cidr"])
-        self.st.restore_times.setdefault(prefix["cidr"], sent)
+        self.checkpoints = mech.checkpoints
 
     def _progress_line(self, now: float, tasks: dict[str, CleanupRunner]) -> str:
         last = self.sampler.latest if self.sampler else {}

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import httpx
 
-from controller.client import ApiClient
+from controller.client import ApiClient, ApiError
 from controller.drills.model import CleanupTask, parse_duration
 from controller.drills.rundir import DrillState
 
@@ -22,20 +22,28 @@ Clock = Callable[[], float]  # lab time, time.time()
 class CleanupRunner:
     """The cleanup sub-task, driven one cycle at a time by the drill's incident clock.
 
-    Every cycle it asks ``GET /v1/prefixes?pending_delete`` (the flag present, its value
-    empty) and withdraws up to ``batch`` of what came back; then it removes service
-    bindings, ``bindings_per_cycle`` calls a cycle, round robin over the oldest
-    ``window`` withdrawn prefixes (bindings lag the withdrawals, as in the incident).
+    Every cycle it pages through ``GET /v1/prefixes?pending_delete`` (the flag present, its
+    value empty), ``per_page`` at a time, in the API's own order (oldest onboarded first),
+    and takes everything that came back as queued for deletion. It deletes prefixes with
+    their dependent objects, as the incident's task did, in two steps that run at their own
+    pace:
+    - the prefix: the next ``batch`` prefixes it has not yet tried are withdrawn in one call;
+      a pinned prefix (the resolver's) is refused by the API, logged and left advertised;
+    - its dependent objects: the service bindings of every prefix it tried, in the same
+      order, one call each, ``bindings_per_cycle`` calls a cycle: a prefix's bindings one
+      after another, then the next prefix's. Slower than the withdrawals, so the impact
+      states of the postmortem follow: withdrawn only, some bindings gone, all gone.
     """
 
     def __init__(self, name: str, spec: CleanupTask, api: ApiClient, st: DrillState, log: Log, clock: Clock):
         self.name, self.spec, self.api, self.st, self.log, self.clock = name, spec, api, st, log, clock
         self.running = False
         self.next_cycle = 0.0
-        self.queue: list[dict[str, Any]] = []  # withdrawn, bindings still to remove: {"id", "cidr"}
-        self.rr = 0
+        self.tried: set[str] = set()  # prefix ids it has tried to withdraw
+        self.dependents: list[dict[str, Any]] = []  # tried, bindings still to remove: {"id", "cidr"}
         self.cycles = 0
         self.errors = 0
+        self.refused = 0  # prefixes the API would not withdraw (pinned)
 
     def start(self, now_incident: float) -> None:
         self.running = True
@@ -48,54 +56,86 @@ class CleanupRunner:
         return self.running and now_incident >= self.next_cycle
 
     def counts(self) -> dict[str, int]:
-        return {"cycles": self.cycles, "errors": self.errors}
+        return {"cycles": self.cycles, "errors": self.errors, "refused": self.refused}
+
+    def _listing(self) -> list[dict[str, Any]] | None:
+        """Every page of the task's query, or None when the API refused it (the strict handler)."""
+        # The sub-task's own request: the flag present, its value empty (httpx would write
+        # `pending_delete=`; the real request had the bare flag).
+        base = "&".join(["pending_delete"] + [f"{k}={v}" for k, v in self.spec.query.items()])
+        out: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            try:
+                r = self.api.http.get(f"/v1/prefixes?{base}&per_page={self.spec.per_page}&page={page}")
+            except httpx.HTTPError as e:
+                self.errors += 1
+                self.log("task_error", task=self.name, error=str(e))
+                return None
+            if r.status_code != 200:
+                # The strict API refuses the empty flag: the task finds nothing to do (the fix at work).
+                self.errors += 1
+                self.log("task_error", task=self.name, status=r.status_code, error=r.text[:300])
+                return None
+            body = r.json()
+            out += body["result"]
+            if not body.get("result_info", {}).get("more"):
+                return out
+            page += 1
 
     def cycle(self) -> None:
         self.next_cycle += parse_duration(self.spec.every)
         self.cycles += 1
-        # The sub-task's own request: the flag present, its value empty (httpx would
-        # write `pending_delete=`; the real request had the bare flag).
-        query = "&".join(["pending_delete"] + [f"{k}={v}" for k, v in self.spec.query.items()])
-        try:
-            r = self.api.http.get(f"/v1/prefixes?{query}")
-        except httpx.HTTPError as e:
-            self.errors += 1
-            self.log("task_error", task=self.name, error=str(e))
+        listing = self._listing()
+        if listing is None:
             return
-        if r.status_code != 200:
-            # The strict API refuses the empty flag: the task finds nothing to do (the fix at work).
-            self.errors += 1
-            self.log("task_error", task=self.name, status=r.status_code, error=r.text[:300])
-            return
-        todo = [p for p in r.json()["result"] if p["advertised"] and p["cidr"] not in self.st.withdrawn_by_task]
-        batch = todo[: self.spec.batch]
-        if batch:
-            sent = self.clock()
-            self.api.set_advertised(False, ids=[p["id"] for p in batch])
-            for p in batch:
-                self.st.withdrawn_by_task[p["cidr"]] = sent
-                self.queue.append({"id": p["id"], "cidr": p["cidr"]})
-            self.log("task_withdrew", task=self.name, prefixes=len(batch), total=len(self.st.withdrawn_by_task))
-        self._remove_bindings()
+        todo = [p for p in listing if p["advertised"] and p["id"] not in self.tried][: self.spec.batch]
+        if todo:
+            self._withdraw(todo)
+        self._remove_dependents()
 
-    def _remove_bindings(self) -> None:
-        removed = 0
-        while removed < self.spec.bindings_per_cycle and self.queue:
-            window = self.queue[: self.spec.window]
-            self.rr %= len(window)
-            p = window[self.rr]
+    def _withdraw(self, batch: list[dict[str, Any]]) -> None:
+        sent = self.clock()
+        ids = [p["id"] for p in batch]
+        try:
+            self.api.set_advertised(False, ids=ids)
+        except ApiError as e:
+            pinned = set(e.detail.get("pinned", [])) if e.status == 409 else set()
+            if not pinned:
+                raise
+            # The API holds pinned prefixes: the task logs it and withdraws the rest, as a
+            # task that treats one refusal as a per-item error would.
+            self.refused += len(pinned)
+            self.log("task_refused", task=self.name, prefixes=sorted(pinned), status=e.status, error=str(e)[:200])
+            rest = [i for i in ids if i not in pinned]
+            if rest:
+                self.api.set_advertised(False, ids=rest)
+            sent = self.clock()
+        else:
+            pinned = set()
+        for p in batch:
+            self.tried.add(p["id"])
+            self.st.owners[p["cidr"]] = p["account_id"]
+            self.dependents.append({"id": p["id"], "cidr": p["cidr"]})
+            if p["id"] not in pinned:
+                self.st.withdrawn_by_task[p["cidr"]] = sent
+        self.log("task_withdrew", task=self.name, prefixes=len(batch) - len(pinned), total=len(self.st.withdrawn_by_task))
+
+    def _remove_dependents(self) -> None:
+        calls = 0
+        while calls < self.spec.bindings_per_cycle and self.dependents:
+            p = self.dependents[0]
             bindings = self.api.call("GET", f"/v1/prefixes/{p['id']}/bindings")["result"]
             if not bindings:
-                self.queue.remove(p)
+                self.dependents.pop(0)
                 continue
             b = bindings[0]
             self.api.call("DELETE", f"/v1/prefixes/{p['id']}/bindings/{b['id']}")
             self.st.bindings_removed.setdefault(p["cidr"], []).append(b["service"])
-            removed += 1
+            self.st.bindings_removed_at.setdefault(p["cidr"], self.clock())
+            calls += 1
             if len(bindings) == 1:
-                self.queue.remove(p)
-            else:
-                self.rr += 1
+                self.dependents.pop(0)
 
 
 # A task kind (the `kind` of a drill's task) -> its runner.

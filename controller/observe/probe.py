@@ -1,10 +1,12 @@
-"""Data-plane probes, run inside an end host's namespace: can this host reach the service
-addresses, and what does the edge answer?
+"""Data-plane probes, run inside an end host's namespace: can this host reach each product
+on its service addresses, and what does the edge answer?
 
-Each round opens one TCP connection per target, in parallel, sends an HTTP GET and
-records the outcome: ok (200), http_403 (the edge answers but the prefix lost its
-binding), another http_<code>, refused, timeout (no route: path hunting or withdrawn),
-unreachable. One JSON line per probe. Rounds are bounded: it stops by itself after
+Each round probes every target once, in parallel, the way its product is used: CDN and
+the resolver's website by HTTP (ok, or http_403 where the machine has no ``cdn`` binding),
+Spectrum and Magic Transit by a TCP connection through the edge to the customer's side
+(ok, unbound, upstream_failed), DNS by a UDP query. A connection that never completes is
+a timeout (no route: path hunting, or withdrawn). One JSON line per probe, with the
+machine that answered where the edge names it. Rounds are bounded: it stops by itself after
 ``--max-rounds`` (and when its lab is torn down).
 """
 
@@ -12,30 +14,80 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import socket
+import struct
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 
-def probe(target: str, port: int, timeout: float) -> tuple[str, float]:
-    t0 = time.monotonic()
+def _connect(target: str, port: int, timeout: float) -> socket.socket:
     family = socket.AF_INET6 if ":" in target else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(timeout)
     try:
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect((target, port))
-            s.sendall(f"GET / HTTP/1.0\r\nHost: {target}\r\n\r\n".encode())
-            head = s.recv(64).decode(errors="replace")
-        code = head.split()[1] if head.startswith("HTTP/") else "?"
-        result = "ok" if code == "200" else f"http_{code}"
+        s.connect((target, port))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def _http(target: str, port: int, timeout: float) -> tuple[str, str | None]:
+    with _connect(target, port, timeout) as s:
+        s.sendall(f"GET / HTTP/1.0\r\nHost: {target}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 2048:
+            chunk = s.recv(1024)
+            if not chunk:
+                break
+            head += chunk
+    text = head.decode(errors="replace")
+    code = text.split()[1] if text.startswith("HTTP/") else "?"
+    machine = next((line.split(":", 1)[1].strip() for line in text.split("\r\n")
+                    if line.lower().startswith("x-bgplab-machine:")), None)
+    return ("ok" if code == "200" else f"http_{code}"), machine
+
+
+def _relay(target: str, port: int, timeout: float) -> tuple[str, str | None]:
+    """Spectrum's proxy or Magic Transit's relay: its first line says what happened."""
+    with _connect(target, port, timeout) as s:
+        line = s.recv(512).decode(errors="replace").strip()
+    machine = next((w.split("=", 1)[1] for w in line.split() if w.startswith("machine=")), None)
+    word = line.split()[0] if line else "closed"
+    return {"OK": "ok", "REFUSED": "unbound", "UPSTREAM_FAILED": "upstream_failed"}.get(word, word.lower()), machine
+
+
+def _dns(target: str, port: int, timeout: float) -> tuple[str, str | None]:
+    qid = random.randrange(65536)
+    name = b"".join(bytes([len(p)]) + p for p in (b"one", b"one", b"one", b"one")) + b"\0"
+    query = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + name + struct.pack("!HH", 1, 1)
+    family = socket.AF_INET6 if ":" in target else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(query, (target, port))
+        reply, _ = s.recvfrom(512)
+    ok = len(reply) >= 12 and struct.unpack("!H", reply[:2])[0] == qid and struct.unpack("!H", reply[6:8])[0] >= 1
+    return ("ok" if ok else "dns_bad_answer"), None
+
+
+KINDS = {"cdn": _http, "resolver_web": _http, "spectrum": _relay, "magic_transit": _relay, "dns": _dns}
+
+
+def probe(target: dict, timeout: float) -> tuple[str, float, str | None]:
+    """One probe of one target, by its product: (result, milliseconds, the machine that answered)."""
+    t0 = time.monotonic()
+    machine = None
+    try:
+        result, machine = KINDS[target.get("product", "cdn")](target["address"], int(target.get("port", 80)), timeout)
     except TimeoutError:
         result = "timeout"
     except ConnectionRefusedError:
         result = "refused"
     except OSError as e:
         result = "unreachable" if e.errno in (101, 113) else f"error_{e.errno}"
-    return result, (time.monotonic() - t0) * 1000
+    return result, (time.monotonic() - t0) * 1000, machine
 
 
 def main() -> None:
@@ -45,7 +97,6 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--interval", type=float, default=0.5)
     ap.add_argument("--timeout", type=float, default=1.0)
-    ap.add_argument("--port", type=int, default=80)
     ap.add_argument("--max-rounds", type=int, default=1_000_000)
     args = ap.parse_args()
     targets = json.load(open(args.targets))
@@ -54,10 +105,13 @@ def main() -> None:
         for _ in range(args.max_rounds):
             start = time.monotonic()
             t = time.time()
-            results = list(pool.map(lambda x: probe(x["address"], args.port, args.timeout), targets))
-            for target, (result, ms) in zip(targets, results):
-                out.write(json.dumps({"t": t, "host": args.host, "prefix": target["prefix"],
-                                      "address": target["address"], "result": result, "ms": round(ms, 2)}) + "\n")
+            results = list(pool.map(lambda x: probe(x, args.timeout), targets))
+            for target, (result, ms, machine) in zip(targets, results):
+                rec = {"t": t, "host": args.host, "product": target.get("product", "cdn"), "prefix": target["prefix"],
+                       "address": target["address"], "result": result, "ms": round(ms, 2)}
+                if machine:
+                    rec["machine"] = machine
+                out.write(json.dumps(rec) + "\n")
             time.sleep(max(0.0, args.interval - (time.monotonic() - start)))
     sys.exit(0)
 

@@ -45,7 +45,11 @@ def test_seed_counts_and_determinism(tmp_path: Path, inv: Inventory) -> None:
     assert len(inv.prefixes(byoip=True)) == 4306
     accounts = inv.accounts()
     customers = [a for a in accounts if a["kind"] == "byoip"]
-    assert len(customers) == 300 and sum(a["prefixes"] for a in customers) == 4306
+    # the resolver's website prefix is the first of the BYOIP pools; the customers own the rest
+    assert len(customers) == 300 and sum(a["prefixes"] for a in customers) == 4305
+    web = inv.by_cidr(inv.meta("resolver_web"))
+    assert web.byoip and web.pinned and web.account_id == "acct-resolver"
+    assert inv.by_cidr(inv.meta("resolver_dns")).account_id == "acct-resolver"
     sizes = sorted((a["prefixes"] for a in customers), reverse=True)
     assert sizes[0] > 20 * sizes[len(sizes) // 2], "per-customer counts should be heavy-tailed"
     assert all(len(inv.bindings(p.id)) >= 1 for p in inv.prefixes(limit=200))
@@ -74,7 +78,7 @@ def test_list_filters(client: TestClient) -> None:
     v6 = client.get("/v1/prefixes", params={"family": "ipv6", "byoip": "true"}).json()
     assert v6["count"] == 306
     assert client.get("/v1/prefixes", params={"limit": 5}).json()["count"] == 5
-    assert client.get("/v1/prefixes", params={"cidr": "100.64.0.0/24"}).json()["result"][0]["id"] == "100.64.0.0_24"
+    assert client.get("/v1/prefixes", params={"cidr": "100.64.1.0/24"}).json()["result"][0]["id"] == "100.64.1.0_24"
 
 
 @pytest.mark.parametrize(
@@ -97,15 +101,15 @@ def test_list_errors(client: TestClient, params: dict, status: int, fragment: st
 
 
 def test_pending_delete_flag_default_rejects_empty_value(client: TestClient, inv: Inventory) -> None:
-    inv.request_deletion("100.64.0.0_24")
+    inv.request_deletion("100.64.1.0_24")
     r = client.get("/v1/prefixes?pending_delete")
     assert r.status_code == 400 and "'pending_delete' needs a value" in r.json()["errors"][0]["message"]
     r = client.get("/v1/prefixes?pending_delete=true").json()
-    assert [p["id"] for p in r["result"]] == ["100.64.0.0_24"]
+    assert [p["id"] for p in r["result"]] == ["100.64.1.0_24"]
 
 
 def test_pending_delete_flag_with_the_2026_02_20_behaviour_returns_everything(client: TestClient, inv: Inventory) -> None:
-    inv.request_deletion("100.64.0.0_24")
+    inv.request_deletion("100.64.1.0_24")
     assert client.put("/v1/lab/behaviour", json={"pending_delete_bug": True}).json()["result"] == {"pending_delete_bug": True}
     r = client.get("/v1/prefixes?pending_delete").json()
     assert r["count"] == 6500  # the bug: every prefix, not the one pending deletion
@@ -116,19 +120,19 @@ def test_pending_delete_flag_with_the_2026_02_20_behaviour_returns_everything(cl
 
 
 def test_get_and_patch_bgp_status(client: TestClient, changes: list) -> None:
-    assert client.get("/v1/prefixes/100.64.0.0_24/bgp/status").json()["result"]["advertised"] is True
-    r = client.patch("/v1/prefixes/100.64.0.0_24/bgp/status", json={"advertised": False})
+    assert client.get("/v1/prefixes/100.64.1.0_24/bgp/status").json()["result"]["advertised"] is True
+    r = client.patch("/v1/prefixes/100.64.1.0_24/bgp/status", json={"advertised": False})
     assert r.status_code == 200 and r.json()["result"]["advertised"] is False
-    assert changes == [["100.64.0.0_24"]]
-    assert client.get("/v1/prefixes/100.64.0.0_24").json()["result"]["advertised"] is False
+    assert changes == [["100.64.1.0_24"]]
+    assert client.get("/v1/prefixes/100.64.1.0_24").json()["result"]["advertised"] is False
 
 
 @pytest.mark.parametrize(
     "path,body,status,fragment",
     [
-        ("/v1/prefixes/100.64.0.0_24/bgp/status", {"advertised": "no"}, 400, "body.advertised: Input should be a valid boolean"),
-        ("/v1/prefixes/100.64.0.0_24/bgp/status", {}, 400, "body.advertised: Field required"),
-        ("/v1/prefixes/100.64.0.0_24/bgp/status", {"advertised": True, "x": 1}, 400, "body.x: Extra inputs are not permitted"),
+        ("/v1/prefixes/100.64.1.0_24/bgp/status", {"advertised": "no"}, 400, "body.advertised: Input should be a valid boolean"),
+        ("/v1/prefixes/100.64.1.0_24/bgp/status", {}, 400, "body.advertised: Field required"),
+        ("/v1/prefixes/100.64.1.0_24/bgp/status", {"advertised": True, "x": 1}, 400, "body.x: Extra inputs are not permitted"),
         ("/v1/prefixes/8.8.8.0_24/bgp/status", {"advertised": False}, 404, "no prefix '8.8.8.0_24'"),
     ],
 )
@@ -153,8 +157,8 @@ def test_bulk_by_account_and_count(client: TestClient, inv: Inventory, changes: 
     [
         ({}, 400, "selector names no prefixes"),
         ({"ids": []}, 400, "selector.ids is empty"),
-        ({"ids": ["100.64.0.0_24", "nope"]}, 404, "no prefix 'nope'"),
-        ({"ids": ["100.64.0.0_24"], "account_id": "acct-0001"}, 400, "either ids or filters"),
+        ({"ids": ["100.64.1.0_24", "nope"]}, 404, "no prefix 'nope'"),
+        ({"ids": ["100.64.1.0_24"], "account_id": "acct-0001"}, 400, "either ids or filters"),
         ({"account_id": "acct-9999"}, 404, "no account 'acct-9999'"),
         ({"family": "ipx"}, 400, "body.selector.family"),
         ({"count": 0}, 400, "body.selector.count"),
@@ -167,7 +171,7 @@ def test_bulk_errors_change_nothing(client: TestClient, inv: Inventory, changes:
 
 
 def test_bindings_lifecycle(client: TestClient) -> None:
-    pid = "100.64.0.0_24"
+    pid = "100.64.1.0_24"
     before = client.get(f"/v1/prefixes/{pid}/bindings").json()["result"]
     r = client.post(f"/v1/prefixes/{pid}/bindings", json={"service": "spectrum"})
     assert r.status_code == 201
@@ -181,13 +185,13 @@ def test_bindings_lifecycle(client: TestClient) -> None:
 
 
 def test_deletion_request_then_delete(client: TestClient, inv: Inventory, changes: list) -> None:
-    pid = "100.64.0.0_24"
+    pid = "100.64.1.0_24"
     assert client.post(f"/v1/prefixes/{pid}/deletion_request").json()["result"]["pending_delete"] is True
     r = client.delete(f"/v1/prefixes/{pid}").json()["result"]
     assert r["deleted"] is True and r["advertised"] is False
     assert inv.bindings(pid) == [] and changes == [[pid]]
     # deleted prefixes are gone from lists, and cannot be toggled or deleted again
-    assert client.get("/v1/prefixes", params={"cidr": "100.64.0.0/24"}).json()["result"][0]["deleted"] is True
+    assert client.get("/v1/prefixes", params={"cidr": "100.64.1.0/24"}).json()["result"][0]["deleted"] is True
     r = client.patch(f"/v1/prefixes/{pid}/bgp/status", json={"advertised": True})
     assert r.status_code == 409 and "has been deleted" in r.json()["errors"][0]["message"]
     assert client.delete(f"/v1/prefixes/{pid}").status_code == 409
@@ -235,7 +239,8 @@ def test_a_selector_never_reaches_outside_what_it_names(shared_client, account, 
     assert r.status_code == 200, r.json()
     ids = set(r.json()["result"].get("ids", []))
     # exactly what the selector names, worked out from the inventory independently
-    named = [p.id for p in inv.prefixes() if (account is None or p.account_id == account)
+    # (in the API's onboarding order; a withdrawal's filters leave the pinned resolver prefix out)
+    named = [p.id for p in inv.prefixes(onboarding_order=True) if not p.pinned and (account is None or p.account_id == account)
              and (family is None or p.family == int(family[-1])) and (byoip is None or p.byoip == byoip)]
     assert ids == set(named[:count] if count is not None else named)
     after = {p.id: p.advertised for p in inv.prefixes()}
@@ -259,7 +264,7 @@ def test_prefix_id_is_url_safe() -> None:
 
 
 def test_a_prefix_without_bindings_cannot_be_advertised(client: TestClient, inv: Inventory) -> None:
-    pid = "100.64.0.0_24"
+    pid = "100.64.1.0_24"
     client.patch(f"/v1/prefixes/{pid}/bgp/status", json={"advertised": False})
     for b in inv.bindings(pid):
         client.delete(f"/v1/prefixes/{pid}/bindings/{b.id}")
@@ -270,7 +275,7 @@ def test_a_prefix_without_bindings_cannot_be_advertised(client: TestClient, inv:
 
 
 def test_config_push_restores_deleted_prefixes(client: TestClient, inv: Inventory, changes: list) -> None:
-    pid = "100.64.0.0_24"
+    pid = "100.64.1.0_24"
     client.delete(f"/v1/prefixes/{pid}")
     r = client.post("/v1/lab/config_push", json={"prefixes": [{"id": pid, "services": ["cdn", "spectrum"]}]})
     assert r.status_code == 200 and r.json()["result"]["prefixes"] == 1
@@ -283,9 +288,9 @@ def test_config_push_restores_deleted_prefixes(client: TestClient, inv: Inventor
     "body,status,fragment",
     [
         ({"prefixes": []}, 400, "body.prefixes"),
-        ({"prefixes": [{"id": "100.64.0.0_24", "services": []}]}, 400, "services"),
+        ({"prefixes": [{"id": "100.64.1.0_24", "services": []}]}, 400, "services"),
         ({"prefixes": [{"id": "9.9.9.0_24", "services": ["cdn"]}]}, 404, "no prefix '9.9.9.0_24'"),
-        ({"prefixes": [{"id": "100.64.0.0_24", "services": ["dns"]}]}, 400, "services"),
+        ({"prefixes": [{"id": "100.64.1.0_24", "services": ["dns"]}]}, 400, "services"),
     ],
 )
 def test_config_push_errors(client: TestClient, body, status, fragment) -> None:
@@ -349,8 +354,10 @@ def test_bad_requests_get_a_4xx_that_names_the_problem(lab_client: TestClient, i
 
 def test_all_true_acts_on_everything_and_says_so(lab_client: TestClient, inv: Inventory) -> None:
     r = lab_client.patch("/v1/prefixes/bgp/status", json={"advertised": False, "selector": {"all": True}})
-    assert r.status_code == 200 and r.json()["result"]["prefixes"] == 6500
-    assert not any(p.advertised for p in inv.prefixes())
+    # every prefix but the pinned one (the resolver's website), which the answer counts
+    assert r.status_code == 200 and r.json()["result"]["prefixes"] == 6499
+    assert r.json()["result"]["pinned_skipped"] == 1
+    assert [p.cidr for p in inv.prefixes() if p.advertised] == [inv.meta("resolver_web")]
 
 
 def test_verify_takes_a_bounded_wait(lab_client: TestClient) -> None:
@@ -365,16 +372,16 @@ def test_a_change_that_does_not_reach_a_speaker_is_rolled_back_with_a_503(inv: I
         calls.append(len(prefixes))
         if len(calls) == 1:  # the change itself: one speaker fails
             return {"ok": False, "errors": ["edge-fra: broken pipe"],
-                    "failed": {"edge-fra": {"error": "broken pipe", "announce": 0, "withdraw": 1, "prefixes": ["100.64.0.0/24"]}}}
+                    "failed": {"edge-fra": {"error": "broken pipe", "announce": 0, "withdraw": 1, "prefixes": ["100.64.1.0/24"]}}}
         return {"ok": True, "errors": []}  # then the others are brought back to the rolled-back inventory
 
     client = TestClient(create_app(inv, on_change, Behaviour()))
-    r = client.patch("/v1/prefixes/100.64.0.0_24/bgp/status", json={"advertised": False})
+    r = client.patch("/v1/prefixes/100.64.1.0_24/bgp/status", json={"advertised": False})
     assert r.status_code == 503
     err = r.json()["errors"][0]
     assert "did not reach edge-fra and was rolled back" in err["message"] and err["failed"]["edge-fra"]["withdraw"] == 1
     assert err["rolled_back"] and err["speakers_restored"]
-    assert inv.get("100.64.0.0_24").advertised is True  # the inventory claims nothing the network lacks
+    assert inv.get("100.64.1.0_24").advertised is True  # the inventory claims nothing the network lacks
     assert calls == [1, 1]
 
 
@@ -383,13 +390,13 @@ def _digest(inv: Inventory) -> tuple:
             tuple((b.id, b.prefix_id, b.service) for b in inv.bindings()))
 
 
-PATHS = ["/v1/health", "/v1/accounts", "/v1/prefixes", "/v1/prefixes/100.64.0.0_24", "/v1/prefixes/100.64.0.0_24/bgp/status",
-         "/v1/prefixes/bgp/status", "/v1/prefixes/100.64.0.0_24/bindings", "/v1/prefixes/100.64.0.0_24/deletion_request",
+PATHS = ["/v1/health", "/v1/accounts", "/v1/prefixes", "/v1/prefixes/100.64.1.0_24", "/v1/prefixes/100.64.1.0_24/bgp/status",
+         "/v1/prefixes/bgp/status", "/v1/prefixes/100.64.1.0_24/bindings", "/v1/prefixes/100.64.1.0_24/deletion_request",
          "/v1/prefixes/nope_99", "/v1/bindings", "/v1/lab/behaviour", "/v1/lab/config_push", "/v1/lab/verify",
          "/v1/lab/sync", "/v1/lab/observe", "/v1/lab/reconcile"]
 KEYS = ["account_id", "advertised", "pending_delete", "family", "byoip", "cidr", "limit", "wait", "full", "x", ""]
 VALUES = st.one_of(st.sampled_from(["", "true", "false", "1", "0", "nan", "inf", "-1", "1e308", "99999999999999999999",
-                                    "ipv4", "ipv6", "acct-0001", "100.64.0.0/24", "::/0", "%00", "\u2603"]),
+                                    "ipv4", "ipv6", "acct-0001", "100.64.1.0/24", "::/0", "%00", "\u2603"]),
                    st.text(max_size=12))
 QUERY = st.lists(st.tuples(st.sampled_from(KEYS), VALUES), max_size=4)
 JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8)),
@@ -436,3 +443,61 @@ def hostile(tmp_path_factory):
     d = tmp_path_factory.mktemp("hostile")
     inv = _fresh_inventory(d)
     return [TestClient(create_app(inv, lambda p: {"ok": True}, Behaviour(), lab=FakeLab()), raise_server_exceptions=False), inv, d]
+
+
+def test_prefixes_page_in_onboarding_order(client: TestClient, inv: Inventory) -> None:
+    everything = client.get("/v1/prefixes", params={"byoip": "true"}).json()["result"]
+    created = [p["created"] for p in everything]
+    assert created == sorted(created) and everything[0]["cidr"] == inv.meta("resolver_web")
+    # onboarding sessions interleave customers: the first hundred come from many of them
+    assert len({p["account_id"] for p in everything[:100]}) >= 10  # sessions of ~6 prefixes
+    pages, page = [], 1
+    while True:
+        r = client.get("/v1/prefixes", params={"byoip": "true", "per_page": 1000, "page": page}).json()
+        pages += r["result"]
+        assert r["result_info"]["page"] == page and r["result_info"]["count"] == len(r["result"])
+        if not r["result_info"]["more"]:
+            break
+        page += 1
+    assert [p["id"] for p in pages] == [p["id"] for p in everything] and page == 5
+    for params, fragment in (({"page": 2}, "'page' needs 'per_page'"), ({"per_page": 0}, "'per_page' is an integer"),
+                             ({"per_page": 1001}, "from 1 to 1000"), ({"per_page": 5, "page": "x"}, "'page' is an integer"),
+                             ({"per_page": 5, "limit": 5}, "either limit or page/per_page")):
+        r = client.get("/v1/prefixes", params=params)
+        assert r.status_code == 400 and fragment in r.json()["errors"][0]["message"], r.text
+
+
+def test_a_pinned_prefix_is_never_withdrawn(client: TestClient, inv: Inventory) -> None:
+    web = inv.by_cidr(inv.meta("resolver_web"))
+    other = inv.prefixes(byoip=True)[5]
+    r = client.patch(f"/v1/prefixes/{web.id}/bgp/status", json={"advertised": False})
+    assert r.status_code == 409 and r.json()["errors"][0]["pinned"] == [web.id]
+    # named by id in a bulk change: the whole change is refused, nothing changes
+    r = client.patch("/v1/prefixes/bgp/status", json={"advertised": False, "selector": {"ids": [other.id, web.id]}})
+    assert r.status_code == 409 and inv.get(other.id).advertised and inv.get(web.id).advertised
+    # selected by a filter: left out, and the answer counts it
+    r = client.patch("/v1/prefixes/bgp/status", json={"advertised": False, "selector": {"account_id": "acct-resolver"}})
+    assert r.json()["result"]["pinned_skipped"] == 1 and inv.get(web.id).advertised
+    assert client.delete(f"/v1/prefixes/{web.id}").status_code == 409 and not inv.get(web.id).deleted
+    # its bindings can go (its website then answers 403 while it stays advertised)
+    for b in inv.bindings(web.id):
+        assert client.delete(f"/v1/prefixes/{web.id}/bindings/{b.id}").status_code == 200
+    assert inv.get(web.id).advertised and inv.get(web.id).bindings == 0
+
+
+def test_a_bad_rollout_changes_nothing(inv: Inventory) -> None:
+    from controller.edge import Edge
+
+    edge = Edge({"a": 2}, {})
+    client = TestClient(create_app(inv, lambda p: {}, Behaviour(), edge=edge))
+    pid = inv.prefixes(byoip=True)[3].id
+    inv.set_advertised([pid], False)
+    body = {"prefixes": [{"id": pid, "services": ["cdn"]}], "rollout": [{"machine": "a/0", "at": 0}]}
+    r = client.post("/v1/lab/config_push", json=body)
+    assert r.status_code == 400 and "leaves out a/1" in r.json()["errors"][0]["message"]
+    assert not inv.get(pid).advertised and edge.pending == []
+    body["rollout"].append({"machine": "a/1", "at": 5})
+    r = client.post("/v1/lab/config_push", json=body)
+    assert r.status_code == 200 and inv.get(pid).advertised and len(edge.pending) == 2
+    no_edge = TestClient(create_app(inv, lambda p: {}, Behaviour()))
+    assert no_edge.post("/v1/lab/config_push", json=body).status_code == 400

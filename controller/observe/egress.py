@@ -1,0 +1,80 @@
+"""Dedicated Egress, run inside a PoP's namespace: the PoP's egress gateway opens
+connections from customers' BYOIP addresses to a server in an eyeball network.
+
+A gateway machine (one of the PoP's, drawn per connection) egresses from a source only
+where ``dedicated_egress`` is bound on it (``unbound`` otherwise). The connection's
+replies are routed to the source's prefix by BGP: while the prefix is withdrawn they have
+no route back and the connection times out, as the incident's egress customers saw. The
+prefix is anycast and the lab's PoPs do not forward between each other, so replies reach
+whichever PoP the server's network prefers: a round counts as working when some PoP's
+gateway got through (the analysis does that), and each PoP's attempts are recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import socket
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from controller.observe.responder import EdgeView
+
+
+def attempt(view: EdgeView, target: dict, destination: tuple[str, int], timeout: float,
+            rng: random.Random) -> tuple[str, int]:
+    machine = rng.randrange(view.machines)
+    if "dedicated_egress" not in view.bound(target["prefix"], machine):
+        return "unbound", machine
+    try:
+        with socket.create_connection(destination, timeout=timeout, source_address=(target["source"], 0)) as s:
+            line = s.recv(256)
+        return ("ok" if line else "closed"), machine
+    except TimeoutError:
+        return "timeout", machine
+    except ConnectionRefusedError:
+        return "refused", machine
+    except OSError as e:
+        return ("unreachable" if e.errno in (101, 113) else f"error_{e.errno}"), machine
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pop", required=True)
+    ap.add_argument("--edge-db", required=True)
+    ap.add_argument("--machines", type=int, required=True)
+    ap.add_argument("--lengths", required=True)
+    ap.add_argument("--targets", required=True, help="JSON file: [{prefix, source}]")
+    ap.add_argument("--destination", required=True, help="host:port of the server to reach")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--interval", type=float, default=0.5)
+    ap.add_argument("--timeout", type=float, default=1.0)
+    ap.add_argument("--max-rounds", type=int, default=1_000_000)
+    args = ap.parse_args()
+    lengths: dict[int, list[int]] = {}
+    for item in args.lengths.split(","):
+        fam, length = item.split(":")
+        lengths.setdefault(int(fam), []).append(int(length))
+    view = EdgeView(args.edge_db, lengths, args.pop, args.machines)
+    targets = json.load(open(args.targets))
+    host, _, port = args.destination.rpartition(":")
+    destination = (host, int(port))
+    rng = random.Random()
+    out = open(args.out, "a", buffering=1)
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(targets)))) as pool:
+        for _ in range(args.max_rounds):
+            start = time.monotonic()
+            t = time.time()
+            results = list(pool.map(lambda x: attempt(view, x, destination, args.timeout, rng), targets))
+            for target, (result, machine) in zip(targets, results):
+                out.write(json.dumps({"t": t, "host": args.pop, "product": "dedicated_egress", "prefix": target["prefix"],
+                                      "address": target["source"], "result": result,
+                                      "machine": view.name(machine)}) + "\n")
+            time.sleep(max(0.0, args.interval - (time.monotonic() - start)))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
