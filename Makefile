@@ -8,7 +8,7 @@ NAME ?=
 RUNTIME ?= netns
 RUNS ?= 3
 
-.PHONY: setup lab-up lab-down lab-status test unit bench bench-full-table bench-internet bench-clique drill-internet image docker-engine docker-engine-stop golden fixture-run
+.PHONY: setup lab-up lab-down lab-status test unit bench bench-full-table bench-internet bench-clique bench-mechanism drill-internet image docker-engine docker-engine-stop golden fixture-run
 
 setup:
 	@scripts/bootstrap
@@ -36,7 +36,8 @@ bench: setup
 	  $(VENV)/bin/python -m tests.bench.bench_lab --runs $(RUNS) --runtimes netns,docker --out bench-results/lab.json && \
 	  $(VENV)/bin/python -m tests.bench.bench_controller --runs $(RUNS) --out bench-results/controller.json && \
 	  $(VENV)/bin/python -m tests.bench.bench_full_table --runs $(RUNS) --out bench-results/full-table.json && \
-	  $(VENV)/bin/python -m tests.bench.bench_internet --runs $(RUNS) --out bench-results/internet.json'
+	  $(VENV)/bin/python -m tests.bench.bench_internet --runs $(RUNS) --out bench-results/internet.json && \
+	  $(VENV)/bin/python -m tests.bench.bench_mechanism --out bench-results/mechanism.json'
 
 # The full table alone (1,000,000 IPv4 + 200,000 IPv6; ~2 minutes a run): PROFILE=1 adds ExaBGP's profile.
 bench-full-table: setup
@@ -45,6 +46,10 @@ bench-full-table: setup
 # A generated 100-AS Internet-like lab brought up with the 6,500 prefixes: time and memory.
 bench-internet: setup
 	$(VENV)/bin/python -m tests.bench.bench_internet --runs $(RUNS) --out bench-results/internet.json
+
+# The replay's mechanism alone (no BGP): seeds 1-5 x speeds 30-240 and the sensitivity table (~3 minutes).
+bench-mechanism: setup
+	$(VENV)/bin/python -m tests.bench.bench_mechanism --out bench-results/mechanism.json
 
 # Labovitz's clique on real FRR: n = 3..6, MRAI 0, 5 and 30 s, three withdrawals each (~30 minutes).
 bench-clique: setup

@@ -495,7 +495,9 @@ def drill() -> None:
 @click.option("--realtime/--no-realtime", default=True, show_default=True,
               help="play the drill's real-time windows at speed 1 (off: compress them too; the report says so)")
 @click.option("--topology", type=click.Path(dir_okay=False), help="run the drill on this topology instead of its own")
-def drill_run(path, speed, name, runs_dir, keep, runtime, realtime, topology) -> None:
+@click.option("--sensitivity/--no-sensitivity", default=True, show_default=True,
+              help="after the lab is down, the mechanism's sensitivity table into the report (replays only, ~1-2 min)")
+def drill_run(path, speed, name, runs_dir, keep, runtime, realtime, topology, sensitivity) -> None:
     """Run the drill in PATH; write its run directory and report.
 
     Exits 1 if an expectation failed, 3 if the drill passed its maximum duration, 130 or
@@ -504,7 +506,7 @@ def drill_run(path, speed, name, runs_dir, keep, runtime, realtime, topology) ->
 
     r = run_drill(path, runs_dir=Path(runs_dir), speed=speed, lab=name, keep=keep,
                   progress=lambda s: click.echo(s, err=True), runtime=runtime, realtime=realtime,
-                  topology=Path(topology) if topology else None)
+                  topology=Path(topology) if topology else None, sensitivity=sensitivity)
     click.echo(f"run directory: {r.run_dir}")
     click.echo(f"report: {r.run_dir / 'report.html'}")
     for key in ("withdrawn_by_task", "withdrawn_on_wire", "observer_min", "restored_by_revert", "restored_by_config_push",
@@ -517,6 +519,45 @@ def drill_run(path, speed, name, runs_dir, keep, runtime, realtime, topology) ->
         click.echo(f"  {'ok    ' if c['ok'] else 'FAILED'} {c['expectation']} = {c['value']} (expected {c['range']}{n})")
     if any(not c["ok"] for c in r.checks):
         sys.exit(1)
+
+
+@drill.command(name="mechanism")
+@click.argument("path")
+@click.option("--speed", type=float, multiple=True, help="incident seconds per lab second (repeatable; default: the drill's)")
+@click.option("--seed", "seeds", type=int, multiple=True, help="inventory seed (repeatable; default: the drill's)")
+@click.option("--sensitivity", is_flag=True, help="and each knob moved by 10%%, alone")
+@click.option("--out", type=click.Path(dir_okay=False), help="write the results as JSON here")
+def drill_mechanism(path, speed, seeds, sensitivity, out) -> None:
+    """The drill's mechanism alone: the real API over a fresh inventory, no BGP, in seconds.
+
+    Prints what the controller did (withdrawn, restored by the revert and the push, customers,
+    dashboard) for each seed and speed; no lab is brought up."""
+    from controller.drills.mechanism import sensitivity as table, simulate_many
+    from controller.drills.model import load_drill
+
+    drill, topology = load_drill(path)
+    seeds = seeds or (drill.edge.inventory_seed,)
+    speeds = speed or (drill.speed,)
+    jobs = [(drill.model_copy(update={"edge": drill.edge.model_copy(update={"inventory_seed": s})}), topology, v)
+            for s in seeds for v in speeds]
+    results = simulate_many(jobs)
+    click.echo(f"{'seed':>9} {'speed':>6} {'withdrawn':>9} {'revert':>7} {'push':>5} {'dashboard':>9} {'refused':>7} "
+               f"{'customers':>9} {'detected':>9} {'stopped':>9}")
+    for r in results:
+        click.echo(f"{r['inventory_seed']:>9} {r['speed']:>6g} {r['withdrawn']:>9} {r['restored_by_revert']:>7} "
+                   f"{r['restored_by_config_push']:>5} {r['dashboard_toggles_ok']:>9} {r['dashboard_refused']:>7} "
+                   f"{r['affected_customers']:>9} {r['canary_failed'] or '-':>9} {r['task_stopped'] or '-':>9}")
+    doc = {"results": results}
+    if sensitivity:
+        doc["sensitivity"] = t = table(drill, topology, speed=speeds[0])
+        click.echo(f"\n{'knob':<20} {'value':>10} {'withdrawn':>16} {'revert':>16} {'push':>16}")
+        for row in t["rows"]:
+            click.echo(f"{row['knob']:<20} {str(row['value']):>10} " + " ".join(
+                f"{row[h]:>7} ({row['change'][h]:+6.1%})" for h in ("withdrawn", "restored_by_revert", "restored_by_config_push")))
+        click.echo(f"largest change of a headline figure: {t['largest_change']:.1%}")
+    if out:
+        Path(out).write_text(json.dumps(doc, indent=1))
+        click.echo(f"wrote {out}")
 
 
 def _figure(v: object) -> str:

@@ -150,10 +150,14 @@ class EdgeFiles:
         return directory / f"{pop}.sqlite"
 
     def apply(self, changes: list[tuple[str, str, frozenset[str]]]) -> None:
-        by_pop: dict[str, list[tuple[int, str, frozenset[str]]]] = {}
+        # A batch may change one prefix on one machine more than once: the last change is the state.
+        last: dict[tuple[str, int, str], frozenset[str]] = {}
         for machine, cidr, services in changes:
             pop, _, n = machine.rpartition("/")
-            by_pop.setdefault(pop, []).append((int(n), cidr, services))
+            last[(pop, int(n), cidr)] = services
+        by_pop: dict[str, list[tuple[int, str, frozenset[str]]]] = {}
+        for (pop, n, cidr), services in last.items():
+            by_pop.setdefault(pop, []).append((n, cidr, services))
         for pop, items in by_pop.items():
             db = self.dbs[pop]
             db.execute("BEGIN IMMEDIATE")
@@ -184,7 +188,10 @@ class EdgeTicker(threading.Thread):
         try:
             while not self.stopping.wait(self.interval):
                 self.edge.tick()
-        except BaseException as e:  # noqa: BLE001 - kept, reported by the service's status and edge route
+        except BaseException as e:  # noqa: BLE001 - kept, reported by the service's observe route
+            import traceback
+
+            traceback.print_exc()  # into the controller's log, with where it failed
             self.error = e
 
     def stop(self) -> None:

@@ -26,7 +26,8 @@ import uvicorn
 
 from controller.api import Behaviour, create_app
 from controller.edge import Edge, EdgeFiles, EdgeTicker
-from controller.inventory import Inventory, cidr_of
+from controller.inventory import Inventory, InventoryError, cidr_of
+from controller.observe.probe import CANARY_INTERVAL
 from controller.observe.sampler import Sampler
 from controller.reconcile import Reconciler
 from lab.daemons import frr
@@ -142,6 +143,12 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
         inv.close()
 
 
+class EdgeStopped(InventoryError):
+    """The edge's propagation thread failed: not the client's mistake, 503, with the reason."""
+
+    status = 503
+
+
 class LabRoutes:
     """The lab's own API routes (observe, verify, sync) over the reconciler and the sampler."""
 
@@ -150,7 +157,7 @@ class LabRoutes:
 
     def observe(self) -> dict[str, Any]:
         if self.ticker is not None and self.ticker.error is not None:
-            raise BgplabError(f"the edge's propagation stopped: {self.ticker.error!r}")
+            raise EdgeStopped(f"the edge's propagation stopped: {self.ticker.error!r}")
         return {"sample": self.sampler.latest, "probes": probe_summary(self.observe_dir / "probes.jsonl")}
 
     def status(self) -> dict[str, Any]:
@@ -175,11 +182,12 @@ PRODUCT_PORTS = {"cdn": 80, "resolver_web": 80, "spectrum": 8443, "magic_transit
 
 
 def probe_targets(plan: LabPlan, inv: Inventory, seed: int, count: int, extra: list[str] = ()) -> list[dict[str, Any]]:
-    """What the end hosts probe, per product: a deterministic sample of the BYOIP prefixes bound
-    to it before anything happened (an address inside each: its first host address), the
+    """What the end hosts probe, per product: a deterministic, stratified sample (``stratified``)
+    of the BYOIP prefixes bound to it before anything happened (an address inside each: its
+    first host address), the
     resolver's website and DNS, and ``extra`` prefixes (a drill's canary) over HTTP."""
     rng = random.Random(seed)
-    byoip = [p for p in inv.prefixes(byoip=True) if not p.pinned]
+    byoip = [p for p in inv.prefixes(byoip=True, onboarding_order=True) if not p.pinned]
     bound: dict[str, list[str]] = {}
     for b in inv.bindings():
         bound.setdefault(b.service, []).append(b.prefix_id)
@@ -192,8 +200,7 @@ def probe_targets(plan: LabPlan, inv: Inventory, seed: int, count: int, extra: l
 
     for product, n in (("cdn", count), ("spectrum", max(2, count // 5)), ("magic_transit", max(2, count // 5))):
         ids = set(bound.get(product, []))
-        pool = [p.cidr for p in byoip if p.id in ids]
-        for cidr in rng.sample(pool, min(n, len(pool))) if n else []:
+        for cidr in stratified([p.cidr for p in byoip if p.id in ids], n, rng):
             add(product, cidr)
     known = {str(p.prefix) for p in plan.prefixes}
     for cidr in extra:
@@ -203,16 +210,29 @@ def probe_targets(plan: LabPlan, inv: Inventory, seed: int, count: int, extra: l
             add("cdn", cidr)
     if inv.meta("resolver_web"):
         add("resolver_web", inv.meta("resolver_web"))
+        out[-1]["interval"] = CANARY_INTERVAL  # the replay's canary: probed on a finer clock
     if inv.meta("resolver_dns"):
         add("dns", inv.meta("resolver_dns"))
     return out
 
 
+def stratified(pool: list[str], n: int, rng: random.Random) -> list[str]:
+    """``n`` of ``pool`` (in the API's onboarding order): half from its oldest fifth, half from
+    the rest. A cleanup that walks the API's order strikes the oldest first, so a drill watches
+    prefixes it strikes and prefixes it spares, whatever the sample. Which ones is the seed's."""
+    if n <= 0 or not pool:
+        return []
+    old, rest = pool[: max(1, len(pool) // 5)], pool[max(1, len(pool) // 5):]
+    k = min(len(old), (n + 1) // 2)
+    return rng.sample(old, k) + rng.sample(rest, min(len(rest), n - k))
+
+
 def egress_targets(inv: Inventory, seed: int, count: int) -> list[dict[str, str]]:
-    """BYOIP prefixes with Dedicated Egress bound, and the source address egress uses in each."""
+    """BYOIP prefixes with Dedicated Egress bound (stratified like the probes' targets), and the
+    source address egress uses in each."""
     ids = {b.prefix_id for b in inv.bindings() if b.service == "dedicated_egress"}
-    pool = [p.cidr for p in inv.prefixes(byoip=True) if p.id in ids and not p.pinned]
-    chosen = random.Random(f"{seed}:egress").sample(pool, min(max(2, count // 5), len(pool))) if count else []
+    pool = [p.cidr for p in inv.prefixes(byoip=True, onboarding_order=True) if p.id in ids and not p.pinned]
+    chosen = stratified(pool, max(2, count // 5), random.Random(f"{seed}:egress")) if count else []
     return [{"prefix": c, "source": str(ipaddress.ip_network(c).network_address + 2)} for c in chosen]
 
 
@@ -294,6 +314,7 @@ def start_data_plane(state: LabState, plan: LabPlan, inv: Inventory, seed: int, 
         argv = [sys.executable, "-m", "controller.observe.egress", "--pop", node.name, "--edge-db",
                 str(edge_db(state, node.name)), "--machines", str(machines), "--lengths", lengths,
                 "--targets", str(obs / "egress-targets.json"), "--destination", f"{host_addr[hosts[0].name]}:9100",
+                "--destination6", f"[{hosts[0].interfaces[0].v6.ip}]:9100",
                 "--out", str(obs / "probes.jsonl")]
         state.add_daemon(node.name, "egress", spawn_net(state.lab, node, argv, log=state.node_dir(node.name) / "egress.out"))
 
@@ -339,9 +360,11 @@ def recent_probes(path: Path, window: float = 1.5) -> list[dict[str, Any]]:
 
 
 def probe_summary(path: Path, window: float = 1.5) -> dict[str, dict[str, int]]:
-    """Results of the probes of the last ``window`` seconds, per host."""
+    """Results of the end hosts' probes of the last ``window`` seconds, per host."""
     out: dict[str, dict[str, int]] = {}
     for e in recent_probes(path, window):
+        if e.get("product") == "dedicated_egress":
+            continue  # the PoPs' own egress attempts, not an end host's view
         per = out.setdefault(e["host"], {})
         per[e["result"]] = per.get(e["result"], 0) + 1
     return out

@@ -50,9 +50,18 @@ def write_report(rd: RunDir, checks: list[dict[str, Any]] | None = None,
     return metrics, report.write(rd, a, metrics)
 
 
+def mechanism_applies(drill) -> bool:
+    """A drill the sensitivity table is about: a cleanup task, detection and a dashboard."""
+    from controller.drills import model as m
+
+    return bool(drill.tasks) and any(isinstance(s, m.Detect) for s in drill.steps) and any(
+        isinstance(s, m.Dashboard) for s in drill.steps)
+
+
 def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float | None = None, lab: str | None = None,
               keep: bool = False, progress: Callable[[str], None] | None = None,
-              runtime: str = "netns", realtime: bool = True, topology: Path | None = None) -> DrillResult:
+              runtime: str = "netns", realtime: bool = True, topology: Path | None = None,
+              sensitivity: bool = False) -> DrillResult:
     """Validate, run, analyse, report. A run that did not complete (interrupted, overrun,
     failed) still gets its report, marked so, and then its error is raised."""
     drill, own_topology = load_drill(path)
@@ -79,6 +88,13 @@ def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float |
     if not rd.record_file.exists():
         # `up` itself failed (it removes what it made): there is nothing to report.
         raise error if error else RuntimeError("the drill wrote no record")
+    if sensitivity and error is None and mechanism_applies(drill):
+        # After the lab is gone: the mechanism alone, 13 times, must not compete with the routers.
+        from controller.drills.mechanism import sensitivity as table
+
+        if progress:
+            progress("the sensitivity table: the mechanism alone, each knob moved by 10%")
+        (rd.path / "sensitivity.json").write_text(json.dumps(table(drill, topology, speed=runner.speed), indent=1))
     try:
         a = analyse(rd)
         checks = list(runner.checkpoints)

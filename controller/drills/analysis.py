@@ -28,6 +28,7 @@ Per withdrawn prefix:
 
 from __future__ import annotations
 
+import json
 import statistics
 from bisect import bisect_left
 from collections import defaultdict
@@ -240,7 +241,10 @@ def analyse(rd: RunDir) -> Analysis:
     on_wire, announced = wire_times(speaker_files, speakers, set(affected)) if speaker_files and affected else ({}, {})
     probes = [p for p in read_jsonl(rd.probes) if p["t"] >= t0]
     samples = read_jsonl(rd.samples)
-    results = per_prefix(events, affected, st.restore_times, vps, probes, on_wire, announced)
+    # Recovery by the end hosts' probes; the PoPs' egress attempts only work at the PoP the
+    # replies return to, so they count in the products' figures, not in each prefix's recovery.
+    host_probes = [p for p in probes if p.get("product", "cdn") != "dedicated_egress"]
+    results = per_prefix(events, affected, st.restore_times, vps, host_probes, on_wire, announced)
     clock = DrillClock(speed, [Window(w["start"], w["end"], w["label"]) for w in st.windows])
 
     def window_of(t: float | None) -> str | None:
@@ -297,7 +301,8 @@ def analyse(rd: RunDir) -> Analysis:
             back = sum(1 for r in results if r.prefix in set(asked) and len(r.back) == n_vp)
             F[f"restored_by_{how}"] = figure(len(asked), "controller", f"prefixes the {how.replace('_', ' ')} asked the API to restore")
             F[f"restored_by_{how}_in_network"] = figure(back, "network", f"of those, back at every vantage point ({mrt_basis})")
-    F["dashboard_refused"] = figure(st.dashboard_refused, "controller", "dashboard re-advertisements the API refused")
+    F["dashboard_refused"] = figure(st.dashboard_refused, "controller", "dashboard toggles the API refused (no service "
+                                    "bound), each with the customer's own token")
     F["restored_in_network"] = figure(sum(1 for r in results if r.restored_at is not None and len(r.back) == n_vp), "network",
                                       f"affected prefixes back at every vantage point after a restore ({mrt_basis})")
     F["not_recovered"] = figure(sum(1 for r in results if r.recovered_at(n_vp) is None), "network",
@@ -320,9 +325,11 @@ def analyse(rd: RunDir) -> Analysis:
     F["first_withdrawal_incident_s"] = figure(None if first is None else round(clock.incident(first - t0), 1), "network",
                                               "incident seconds from the drill's start to the first withdrawal", clock="incident")
 
-    failures = sum(1 for p in probes if p["result"] != "ok")
-    F["probe_failures"] = figure(failures, "network", "probe results that were not ok during the drill (end hosts' TCP)")
-    F["probes_total"] = figure(len(probes), "network", "probe results during the drill")
+    failures = sum(1 for p in host_probes if p["result"] != "ok")
+    F["probe_failures"] = figure(failures, "network", "end hosts' probe results that were not ok during the drill")
+    F["probes_total"] = figure(len(host_probes), "network", "end hosts' probe results during the drill")
+    F.update(product_figures(probes, t0, clock, st.start))
+    F.update(customer_figures(st, rd.bindings_before))
     end_counts: dict[str, int] = defaultdict(int)
     for s in samples[-12:]:
         for res in s.get("probes", {}).values():
@@ -366,6 +373,99 @@ def analyse(rd: RunDir) -> Analysis:
     F["mrt_truncated_tail_bytes"] = figure(mrt_stats.truncated_tail_bytes, "network",
                                            f"bytes of a last MRT record cut short and not read ({mrt_stats.records} records read)")
     return Analysis(record, F, results, events, samples)
+
+
+PRODUCTS = ("cdn", "spectrum", "magic_transit", "dedicated_egress", "resolver_web", "dns")
+PRODUCT_PROBES = {
+    "cdn": "HTTP to a bound address, from the end hosts",
+    "spectrum": "TCP through the edge's proxy to the origin on an end host",
+    "magic_transit": "TCP through the edge's relay to the customer's network on an end host",
+    "dedicated_egress": "TCP from a BYOIP source at each PoP's gateway to a server behind an eyeball; a second "
+                        "counts as working when some PoP got through (the lab's PoPs do not forward to each other)",
+    "resolver_web": "HTTP to the resolver's website (the canary)",
+    "dns": "a DNS query to the resolver's address",
+}
+
+
+def product_rounds(probes: list[dict[str, Any]], t0: float) -> dict[str, list[tuple[float, bool]]]:
+    """Per product, (lab second since t0, worked) per target and second: a product works in a
+    second when a probe of that target succeeded in it (for egress: at any PoP)."""
+    per: dict[tuple[str, str, int], bool] = {}
+    for p in probes:
+        key = (p.get("product", "cdn"), p["prefix"], int(p["t"] - t0))
+        per[key] = per.get(key, False) or p["result"] == "ok"
+    out: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+    for (product, _, sec), ok in sorted(per.items(), key=lambda kv: kv[0][2]):
+        out[product].append((float(sec), ok))
+    return out
+
+
+def product_figures(probes: list[dict[str, Any]], t0: float, clock: DrillClock, start: str) -> dict[str, dict[str, Any]]:
+    """Each product's own probe: when it failed, how, and whether it works at the end; and the
+    403s each PoP answered (the edge names the machine in every answer)."""
+    from controller.drills.model import fmt_clock, parse_clock
+
+    def at(sec: float) -> str:
+        return fmt_clock(parse_clock(start) + clock.incident(sec))
+
+    rounds = product_rounds(probes, t0)
+    results: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for p in probes:
+        results[p.get("product", "cdn")][p["result"]] += 1
+    value = {}
+    for product in PRODUCTS:
+        r = rounds.get(product, [])
+        if not r:
+            continue
+        failed = [sec for sec, ok in r if not ok]
+        end = [ok for sec, ok in r if sec >= r[-1][0] - 6]
+        value[product] = {"target_seconds": len(r), "failed_target_seconds": len(failed),
+                          "first_failure": at(failed[0]) if failed else None,
+                          "last_failure": at(failed[-1]) if failed else None,
+                          "ok_share_end": round(sum(end) / len(end), 4) if end else None,
+                          "results": dict(results[product])}
+    F = {"products": figure(value, "network", "per product, its own probe (" + "; ".join(
+        f"{k}: {v}" for k, v in PRODUCT_PROBES.items()) + "); target_seconds: targets x seconds probed; ok_share_end: "
+        "the last 6 s", clock="incident")}
+    edge403: dict[str, dict[str, Any]] = {}
+    for p in probes:
+        if p["result"] == "http_403" and p.get("machine"):
+            pop = p["machine"].rpartition("/")[0]
+            d = edge403.setdefault(pop, {"n": 0, "first": None, "last": None, "machines": set()})
+            d["n"] += 1
+            d["machines"].add(p["machine"])
+            d["first"] = d["first"] or at(p["t"] - t0)
+            d["last"] = at(p["t"] - t0)
+    F["edge_403"] = figure({k: {**v, "machines": len(v["machines"])} for k, v in edge403.items()}, "network",
+                           "HTTP 403 'Edge IP Restricted' answers the end hosts got, per PoP (the answering machine "
+                           "names itself)", clock="incident")
+    return F
+
+
+def customer_figures(st: Any, bindings_before: Path) -> dict[str, dict[str, Any]]:
+    """Who the task hit: customers, their share of all BYOIP customers, and the postmortem's
+    three states per customer (withdrawn only; some prefixes stripped of every binding, so
+    they could toggle some and not others; all of them stripped)."""
+    original = json.loads(bindings_before.read_text()) if bindings_before.exists() else {}
+    per: dict[str, list[bool]] = defaultdict(list)  # account -> per withdrawn prefix: stripped of every binding
+    for cidr in st.withdrawn_by_task:
+        acct = st.owners.get(cidr)
+        if acct is not None:
+            had = original.get(cidr, [])
+            per[acct].append(bool(had) and sorted(st.bindings_removed.get(cidr, [])) == sorted(had))
+    states = {"withdrawn_only": 0, "partial": 0, "all_bindings": 0}
+    for stripped in per.values():
+        states["all_bindings" if all(stripped) else "partial" if any(stripped) else "withdrawn_only"] += 1
+    n = st.byoip_customers or None
+    return {
+        "affected_customers": figure(len(per), "controller", "customers owning a prefix the task withdrew (the API's answer)",
+                                     share=round(len(per) / n, 4) if n else None, of=n),
+        "byoip_customers": figure(st.byoip_customers, "input", "BYOIP customers in the seeded inventory"),
+        "impact_customers": figure(states, "controller", "affected customers by the postmortem's states, from the task's "
+                                   "own record (bindings removed against those before the drill)"),
+        "dashboard_customers": figure(st.dashboard_customers, "controller", "customers who opened the dashboard (the "
+                                      "drill's fraction of the affected ones, seeded)"),
+    }
 
 
 # RIPE RIS routing beacons, as published: the Internet the lab is set beside. Each entry:
@@ -457,6 +557,9 @@ EXPECTATIONS: dict[str, tuple[str, str | None, bool]] = {
     "convergence_p90_s": ("convergence_s", "p90", False),
     "path_hunting_median": ("path_hunting", "median", True),
     "hunted_share": ("path_hunting", "hunted_share", True),
+    "products_failed": ("products", "failed_target_seconds", True),
+    "products_ok_end": ("products", "ok_share_end", True),
+    "edge_403": ("edge_403", "n", True),
 }
 assert set(EXPECTATIONS) == set(Expect.model_fields), "an exception names an expectation that exists"
 
@@ -479,7 +582,7 @@ def check(expect: Expect, figures: dict[str, dict[str, Any]], prefix: str = "") 
         if per_vp:
             if not value:
                 out.append({"expectation": prefix + name, "value": None, "range": str(rng), "ok": False,
-                            "source": source, "note": "no vantage point saw a withdrawn prefix"})
+                            "source": source, "note": "nothing to check it at (no vantage point, product or PoP has it)"})
             for vp, d in sorted((value or {}).items()):
                 r = rng.for_vantage(vp)
                 out.append({"expectation": f"{prefix}{name} at {vp}", "value": d.get(key), "range": str(r),

@@ -33,13 +33,13 @@ from controller.drills.clock import DrillClock
 from controller.drills.rundir import DrillState
 from controller.drills.tasks import TASKS, CleanupRunner
 from controller.inventory import cidr_of, prefix_id
+from controller.observe.probe import CANARY_INTERVAL
 from lab.errors import BgplabError
 
 Log = Callable[..., None]
 
-# A probe round of the end hosts every PROBE_INTERVAL lab seconds (controller.observe.probe);
-# the canary counts as failed after CONFIRM failed rounds in a row.
-PROBE_INTERVAL = 0.5
+# The canary is probed every CANARY_INTERVAL lab seconds from each end host; it counts as
+# failed after CONFIRM failed probes in a row.
 CONFIRM = 3
 
 
@@ -473,7 +473,10 @@ def simulate(drill: m.Drill, topology: Path, *, speed: float | None = None, real
                 break
             if incident > deadline:
                 raise BgplabError(f"the mechanism of '{drill.name}' did not end within a day of its last step")
-            incident += PROBE_INTERVAL * timeline.speed_at(incident)
+            # The probes' clock until detection; after it nothing depends on the step (advance
+            # runs every event at its own time), so the simulation strides a minute at a time.
+            watching = mech.canary is not None and "failed" not in st.detection
+            incident += CANARY_INTERVAL * timeline.speed_at(incident) if watching else 60.0
         # run the edge to the end of any rollout still going
         edge.tick(float("inf"))
         client.__exit__(None, None, None)

@@ -242,6 +242,13 @@ class Expect(_Strict):
     convergence_p90_s: Range | None = None  # network: withdrawal convergence, lab seconds
     path_hunting_median: VantageRange | None = None  # network: median AS paths explored, at each vantage point
     hunted_share: VantageRange | None = None  # network: share of withdrawn prefixes that hunted (>= 2 paths), each vantage point
+    affected_customers: Range | None = None  # controller: customers owning a prefix the task withdrew
+    restored_by_dashboard: Range | None = None  # controller: prefixes customers re-advertised from the dashboard
+    dashboard_refused: Range | None = None  # controller: dashboard toggles the API refused (no service bound)
+    # network, per product (``at`` names one): target-seconds its probe failed, and its ok share at the end
+    products_failed: VantageRange | None = None
+    products_ok_end: VantageRange | None = None
+    edge_403: VantageRange | None = None  # network: 403 answers the end hosts got, per PoP
 
 
 class Checkpoint(_Step):

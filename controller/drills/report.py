@@ -89,6 +89,46 @@ def plots(rd: RunDir, a: Analysis) -> dict[str, Path]:
     over_time("probes", "End hosts reaching BYOIP service addresses (probes)", "% probes ok",
               [(None, "tab:green", rates)], ylim=(-5, 105))
 
+    # Each product's own probe, and the 403s per PoP, on the incident clock.
+    from controller.drills.analysis import PRODUCTS, product_rounds
+    from controller.drills.clock import DrillClock, Window
+    from controller.drills.rundir import read_jsonl
+
+    clock = DrillClock(st.speed, [Window(w["start"], w["end"], w["label"]) for w in st.windows])
+    probes = [p for p in read_jsonl(rd.probes) if p["t"] >= st.t0]
+    fig, axes = plt.subplots(2, 1, figsize=(10, 6.4), sharex=True)
+    for product, rounds in sorted(product_rounds(probes, st.t0).items(), key=lambda kv: PRODUCTS.index(kv[0])
+                                  if kv[0] in PRODUCTS else 99):
+        per_min: dict[int, list[bool]] = {}
+        for sec, ok in rounds:
+            per_min.setdefault(int(clock.incident(sec) // 60), []).append(ok)
+        xs = sorted(per_min)
+        axes[0].plot(xs, [100 * sum(per_min[m]) / len(per_min[m]) for m in xs], label=product.replace("_", " "), lw=1.2)
+    axes[0].set_ylim(-5, 105)
+    axes[0].set_ylabel("% of targets working")
+    axes[0].set_title("Each product's own probe (per incident minute)")
+    axes[0].legend(fontsize=7, ncol=3)
+    per_pop: dict[str, dict[int, int]] = {}
+    for p in probes:
+        if p["result"] == "http_403" and p.get("machine"):
+            pop = p["machine"].rpartition("/")[0]
+            m = int(clock.incident(p["t"] - st.t0) // 60)
+            per_pop.setdefault(pop, {})[m] = per_pop.setdefault(pop, {}).get(m, 0) + 1
+    for pop, counts in sorted(per_pop.items()):
+        xs = sorted(counts)
+        axes[1].plot(xs, [counts[m] for m in xs], "o-", ms=2, lw=1, label=pop)
+    axes[1].set_ylabel("403 answers")
+    axes[1].set_title('HTTP 403 "Edge IP Restricted" per PoP (the end hosts\' probes, per incident minute)')
+    if per_pop:
+        axes[1].legend(fontsize=7)
+    axes[1].set_xlabel(f"incident minutes after {start} UTC")
+    for ax in axes:
+        _marks(ax, marks, start, scale=1 / 60)
+    out["products"] = rd.png("products")
+    fig.tight_layout()
+    fig.savefig(out["products"], dpi=110)
+    plt.close(fig)
+
     results = a.results
     mrt_events = a.events
 
@@ -262,6 +302,61 @@ def _windows(F: dict[str, Any]) -> str:
                        "seconds of BGP; 'incident' ones are on the drill's clock")
 
 
+def _products(F: dict[str, Any]) -> str:
+    from controller.drills.analysis import PRODUCT_PROBES
+
+    f = F.get("products")
+    if not f or not f["value"]:
+        return ""
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
+            name.replace("_", " "), PRODUCT_PROBES.get(name, ""), v["failed_target_seconds"], v["target_seconds"],
+            v["first_failure"] or "-", v["last_failure"] or "-",
+            ", ".join(f"{k}: {n}" for k, n in sorted(v["results"].items())), v["ok_share_end"])) + "</tr>"
+        for name, v in f["value"].items())
+    e = F.get("edge_403", {}).get("value") or {}
+    pops = "; ".join(f"{pop}: {v['n']} from {v['machines']} machines, {v['first']}-{v['last']}" for pop, v in e.items())
+    return (f"<h3>Each product's own failure</h3><p>network: {html.escape(f['basis'])}</p><table><tr><th>product</th>"
+            "<th>probe</th><th>failed (target-seconds)</th><th>probed (target-seconds)</th><th>first failure</th>"
+            "<th>last failure</th><th>results</th><th>ok at the end</th></tr>" + rows + "</table>"
+            f"<p>network: 403 'Edge IP Restricted' per PoP: {html.escape(pops or 'none')}.</p>")
+
+
+def _customers(F: dict[str, Any]) -> str:
+    if "affected_customers" not in F:
+        return ""
+    a = F["affected_customers"]
+    states = F["impact_customers"]["value"]
+    return (f"<h2>Who was hit</h2><p>controller: {a['value']} customers ({a.get('share')} of the {a.get('of')} BYOIP "
+            f"customers; input: the seeded inventory) owned a prefix the task withdrew. By the postmortem's states: "
+            f"{states['withdrawn_only']} had prefixes withdrawn only, {states['partial']} lost every binding on some of "
+            f"them (they could toggle some and not others), {states['all_bindings']} on all of them. "
+            f"{F['dashboard_customers']['value']} opened the dashboard: {F.get('restored_by_dashboard', {}).get('value')} "
+            f"toggles went through, {F['dashboard_refused']['value']} were refused (no service bound).</p>")
+
+
+def _sensitivity(rd: RunDir) -> str:
+    """The sensitivity table, when the run has one (``bgplab drill run`` computes it after the lab is down)."""
+    path = rd.path / "sensitivity.json"
+    if not path.exists():
+        return ("<h2>Sensitivity</h2><p>Not computed for this run (it runs the mechanism 13 times: "
+                "<code>bgplab drill sensitivity DRILL</code>).</p>")
+    t = json.loads(path.read_text())
+    base = t["base"]
+    head = "".join(f"<th>{h}</th>" for h in ("knob", "what", "moved to", "withdrawn", "restored by the revert",
+                                              "restored by the config push"))
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
+            r["knob"], r["what"], r["value"],
+            *(f"{r[h]} ({r['change'][h]:+.1%})" for h in ("withdrawn", "restored_by_revert", "restored_by_config_push"))))
+        + "</tr>" for r in t["rows"])
+    return (f"<h2>Sensitivity</h2><p>controller (the mechanism alone: the real API over a fresh inventory, no BGP; "
+            f"controller.drills.mechanism): each knob moved by {t['step']:.0%} alone. With the shipped knobs: "
+            f"{base['withdrawn']} withdrawn, {base['restored_by_revert']} restored by the revert, "
+            f"{base['restored_by_config_push']} by the config push. The largest change of a headline figure: "
+            f"{t['largest_change']:.1%}.</p><table><tr>{head}</tr>{rows}</table>")
+
+
 def write(rd: RunDir, a: Analysis, metrics: dict[str, Any]) -> Path:
     """The PNGs and report.html into the run directory; returns the HTML's path."""
     pngs = plots(rd, a)
@@ -318,6 +413,10 @@ topology, the seeded inventory), <b>controller</b> (what the drill and its tasks
 {img(pngs['worst'])}
 <h2>Data plane</h2><p>network: {F['probe_failures']['value']} of {F['probes_total']['value']} probes failed during the drill;
 share ok at the end: {F['probe_success_end']['value']}.</p>{img(pngs['probes'])}
+{_products(F)}
+{img(pngs['products'])}
+{_customers(F)}
+{_sensitivity(rd)}
 <h2>Every figure</h2>
 <table>{row('figure', 'value', 'source', 'clock', 'from', tag='th')}{figures_html}</table>
 </body></html>

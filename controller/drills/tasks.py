@@ -108,9 +108,9 @@ class CleanupRunner:
             self.refused += len(pinned)
             self.log("task_refused", task=self.name, prefixes=sorted(pinned), status=e.status, error=str(e)[:200])
             rest = [i for i in ids if i not in pinned]
+            sent = self.clock()  # before the call: the withdrawal reaches the wire inside it
             if rest:
                 self.api.set_advertised(False, ids=rest)
-            sent = self.clock()
         else:
             pinned = set()
         for p in batch:

@@ -23,9 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from controller.observe.responder import EdgeView
 
 
-def attempt(view: EdgeView, target: dict, destination: tuple[str, int], timeout: float,
+def attempt(view: EdgeView, target: dict, destination: tuple[str, int] | None, timeout: float,
             rng: random.Random) -> tuple[str, int]:
     machine = rng.randrange(view.machines)
+    if destination is None:
+        return "no_destination", machine
     if "dedicated_egress" not in view.bound(target["prefix"], machine):
         return "unbound", machine
     try:
@@ -47,7 +49,8 @@ def main() -> None:
     ap.add_argument("--machines", type=int, required=True)
     ap.add_argument("--lengths", required=True)
     ap.add_argument("--targets", required=True, help="JSON file: [{prefix, source}]")
-    ap.add_argument("--destination", required=True, help="host:port of the server to reach")
+    ap.add_argument("--destination", required=True, help="host:port of the server to reach (IPv4)")
+    ap.add_argument("--destination6", help="[host]:port of the same server over IPv6, for IPv6 sources")
     ap.add_argument("--out", required=True)
     ap.add_argument("--interval", type=float, default=0.5)
     ap.add_argument("--timeout", type=float, default=1.0)
@@ -59,15 +62,19 @@ def main() -> None:
         lengths.setdefault(int(fam), []).append(int(length))
     view = EdgeView(args.edge_db, lengths, args.pop, args.machines)
     targets = json.load(open(args.targets))
-    host, _, port = args.destination.rpartition(":")
-    destination = (host, int(port))
+    def parse(text: str) -> tuple[str, int]:
+        host, _, port = text.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    destinations = {4: parse(args.destination), 6: parse(args.destination6) if args.destination6 else None}
     rng = random.Random()
     out = open(args.out, "a", buffering=1)
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(targets)))) as pool:
         for _ in range(args.max_rounds):
             start = time.monotonic()
             t = time.time()
-            results = list(pool.map(lambda x: attempt(view, x, destination, args.timeout, rng), targets))
+            results = list(pool.map(lambda x: attempt(view, x, destinations[6 if ":" in x["source"] else 4],
+                                                       args.timeout, rng), targets))
             for target, (result, machine) in zip(targets, results):
                 out.write(json.dumps({"t": t, "host": args.pop, "product": "dedicated_egress", "prefix": target["prefix"],
                                       "address": target["source"], "result": result,

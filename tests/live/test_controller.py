@@ -39,10 +39,12 @@ def kernel_has(namespace: str, cidrs: set[str]) -> set[str]:
 
 
 def probe_results(path: Path, prefixes: set[str], since: float) -> list[str]:
+    """The end hosts' probe results (not the PoPs' egress attempts, which only work at the PoP
+    the replies come back to)."""
     out = []
     for line in path.read_text().splitlines():
         e = json.loads(line)
-        if e["t"] >= since and e["prefix"] in prefixes:
+        if e["t"] >= since and e["prefix"] in prefixes and e.get("product") != "dedicated_egress":
             out.append(e["result"])
     return out
 

@@ -61,8 +61,8 @@ def test_drill(runtime: str, tmp_path: Path, name: str, speed: float) -> None:
     # every figure says where it comes from
     assert F and all(f["source"] in ("input", "controller", "network") and f["basis"] for f in F.values())
     html = (run_dir / "report.html").read_text()
-    assert html.count("<img src=\"data:image/png;base64,") == 5
-    for png in ("observer", "impact", "hunting", "probes"):
+    assert html.count("<img src=\"data:image/png;base64,") == 6
+    for png in ("observer", "impact", "hunting", "probes", "products"):
         assert (run_dir / f"{png}.png").stat().st_size > 10_000
     # the worst-prefix timelines exist even when a drill withdrew nothing (then they are empty)
     assert (run_dir / "worst-prefixes.png").stat().st_size > 1_000
@@ -88,8 +88,20 @@ def test_drill(runtime: str, tmp_path: Path, name: str, speed: float) -> None:
     if name.startswith("byoip-2026-02-20"):
         # every restored probed prefix answered again, from the eyeballs
         assert F["reachable_again_s"]["value"]["n"] > 0
-        assert F["impact_withdrawn_only"]["value"] > 0 and F["impact_some_bindings"]["value"] > 0
-        assert F["impact_all_bindings"]["value"] > 0
+        assert F["impact_withdrawn_only"]["value"] > 0 and F["impact_all_bindings"]["value"] > 0
+        # the postmortem's three states, per customer: some could toggle some prefixes and not others
+        assert all(n > 0 for n in F["impact_customers"]["value"].values()), F["impact_customers"]
+    if name == "byoip-2026-02-20":
+        # each product failed in its own way, from the eyeballs and end hosts, and came back
+        P = F["products"]["value"]
+        assert set(P) == {"cdn", "spectrum", "magic_transit", "dedicated_egress", "resolver_web", "dns"}
+        assert P["resolver_web"]["results"].get("http_403", 0) > 0  # its binding gone, its prefix up
+        assert P["spectrum"]["results"].get("timeout", 0) > 0 and P["dedicated_egress"]["results"].get("timeout", 0) > 0
+        assert P["dns"]["failed_target_seconds"] == 0  # the resolver's own prefix was never touched
+        assert all(p["ok_share_end"] >= 0.95 for p in P.values()), P
+        # 403s from both PoPs while bindings were missing there (the canary's, and the push's rollout)
+        assert set(F["edge_403"]["value"]) == {"edge-fra", "edge-ams"}
+        assert "Who was hit" in html and "Each product's own failure" in html
 
 
 MINI = ROOT / "tests" / "live" / "drills" / "mini-replay.yaml"

@@ -41,7 +41,7 @@ def client(inv: Inventory, changes: list) -> TestClient:
 
 
 def test_seed_counts_and_determinism(tmp_path: Path, inv: Inventory) -> None:
-    assert len(inv.prefixes()) == 6500
+    assert len(inv.prefixes()) == 6501
     assert len(inv.prefixes(byoip=True)) == 4306
     accounts = inv.accounts()
     customers = [a for a in accounts if a["kind"] == "byoip"]
@@ -112,7 +112,7 @@ def test_pending_delete_flag_with_the_2026_02_20_behaviour_returns_everything(cl
     inv.request_deletion("100.64.1.0_24")
     assert client.put("/v1/lab/behaviour", json={"pending_delete_bug": True}).json()["result"] == {"pending_delete_bug": True}
     r = client.get("/v1/prefixes?pending_delete").json()
-    assert r["count"] == 6500  # the bug: every prefix, not the one pending deletion
+    assert r["count"] == 6501  # the bug: every prefix, not the one pending deletion
     # an explicit value still filters
     assert client.get("/v1/prefixes?pending_delete=true").json()["count"] == 1
     client.put("/v1/lab/behaviour", json={"pending_delete_bug": False})
@@ -196,7 +196,7 @@ def test_deletion_request_then_delete(client: TestClient, inv: Inventory, change
     assert r.status_code == 409 and "has been deleted" in r.json()["errors"][0]["message"]
     assert client.delete(f"/v1/prefixes/{pid}").status_code == 409
     assert client.post(f"/v1/prefixes/{pid}/bindings", json={"service": "cdn"}).status_code == 409
-    assert client.get("/v1/prefixes").json()["count"] == 6499
+    assert client.get("/v1/prefixes").json()["count"] == 6500
 
 
 def test_unknown_prefix_everywhere(client: TestClient) -> None:
@@ -355,7 +355,7 @@ def test_bad_requests_get_a_4xx_that_names_the_problem(lab_client: TestClient, i
 def test_all_true_acts_on_everything_and_says_so(lab_client: TestClient, inv: Inventory) -> None:
     r = lab_client.patch("/v1/prefixes/bgp/status", json={"advertised": False, "selector": {"all": True}})
     # every prefix but the pinned one (the resolver's website), which the answer counts
-    assert r.status_code == 200 and r.json()["result"]["prefixes"] == 6499
+    assert r.status_code == 200 and r.json()["result"]["prefixes"] == 6500
     assert r.json()["result"]["pinned_skipped"] == 1
     assert [p.cidr for p in inv.prefixes() if p.advertised] == [inv.meta("resolver_web")]
 

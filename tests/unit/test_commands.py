@@ -43,8 +43,8 @@ def test_announcements_batch_and_split_families() -> None:
     v4 = [c for c in cmds if c.next_hop is None]
     v6 = [c for c in cmds if c.next_hop is not None]
     assert len(v4) == 6 and all(len(c.neighbors) == 3 for c in v4)
-    # the 6,000 IPv4 prefixes less the other PoP's own /24 (each PoP has one of its own)
-    assert sum(len(c.prefixes) for c in v4) == 5999
+    # 6,000 IPv4: the anycast ones and the PoP's own /24 (not the other PoP's)
+    assert sum(len(c.prefixes) for c in v4) == 6000
     # IPv6 per session, each with that session's own IPv6 next hop
     assert len(v6) == 3
     assert {c.next_hop for c in v6} == {s.local_v6 for s in speaker.sessions}

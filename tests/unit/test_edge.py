@@ -57,9 +57,16 @@ def test_the_files_a_pop_answers_from(tmp_path: Path) -> None:
     assert view.prefix_of("10.0.0.7") == "10.0.0.0/24" and view.prefix_of("10.9.0.1") is None
     assert view.prefix_of("::ffff:10.0.1.9") == "10.0.1.0/24"
     assert view.bound("10.0.0.0/24", 1) == {"cdn", "spectrum"} and view.bound("10.0.1.0/24", 0) == set()
-    edge.push({"10.0.0.0_24": ["spectrum"]}, [{"machine": "a/0", "at": 0}, {"machine": "a/1", "at": 10**9}])
+    edge.push({"10.0.0.0_24": ["spectrum"]}, [{"machine": "a/0", "at": 0}, {"machine": "a/1", "at": 50}])
     edge.tick(1)
     assert view.bound("10.0.0.0/24", 0) == {"spectrum"} and view.bound("10.0.0.0/24", 1) == {"cdn", "spectrum"}
+    edge.tick(50)
+    assert view.bound("10.0.0.0/24", 1) == {"spectrum"}
+    # two changes of one prefix due in the same tick: the later one is what the machine serves
+    edge.changed({"10.0.0.0_24": ["cdn"]})
+    edge.changed({"10.0.0.0_24": ["magic_transit"]})
+    edge.tick(10**10)
+    assert view.bound("10.0.0.0/24", 0) == view.bound("10.0.0.0/24", 1) == {"magic_transit"}
     files.close()
 
 

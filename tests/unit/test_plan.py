@@ -19,9 +19,9 @@ def ref():
 
 
 def test_reference_counts(ref) -> None:
-    assert ref.counts() == {"prefixes": 6500, "byoip": 4306, "ipv4": 6000, "ipv6": 500}
+    assert ref.counts() == {"prefixes": 6501, "byoip": 4306, "ipv4": 6001, "ipv6": 500}
     assert len(ref.nodes) == 12
-    assert len({p.prefix for p in ref.prefixes}) == 6500
+    assert len({p.prefix for p in ref.prefixes}) == 6501
 
 
 def test_plan_is_deterministic() -> None:
@@ -75,9 +75,9 @@ def test_hosts_get_their_eyeball_as_gateway(ref) -> None:
 
 def test_every_router_expects_every_prefix(ref) -> None:
     for r in ref.routers():
-        assert {f: len(s) for f, s in ref.expected[r.name].items()} == {"ipv4": 6000, "ipv6": 500}
+        assert {f: len(s) for f, s in ref.expected[r.name].items()} == {"ipv4": 6001, "ipv6": 500}
         # plus the two eyeball networks' host subnets
-        assert ref.expected_rib[r.name] == {"ipv4": 6002, "ipv6": 502}
+        assert ref.expected_rib[r.name] == {"ipv4": 6003, "ipv6": 502}
 
 
 def test_routes_do_not_cross_non_transit_nodes() -> None:

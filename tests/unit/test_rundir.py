@@ -87,7 +87,7 @@ def test_report_shows_sources_and_no_blanket_claim(rd: RunDir) -> None:
     metrics, page = write_report(rd, [])
     html = page.read_text()
     assert "All figures below were measured" not in html
-    assert html.count('<img src="data:image/png;base64,') == 5
+    assert html.count('<img src="data:image/png;base64,') == 6  # the products' plot too
     assert "<th>source</th>" in html and "network: " in html and "input: " in html
     assert "did not complete" not in html
     for raw in ("{'", '{"', "[{"):  # no Python or JSON structures printed into the page's tables
