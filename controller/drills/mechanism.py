@@ -99,6 +99,8 @@ class Mechanism:
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     tokens: dict[str, str] = field(default_factory=dict)
     edge_speed: float | None = None
+    targets: list[dict[str, Any]] = field(default_factory=list)  # the probes' targets (canary "auto" picks from them)
+    resolver: dict[str, str | None] = field(default_factory=dict)  # the resolver's prefixes (GET /v1/lab/resolver)
 
     def __post_init__(self) -> None:
         self.tasks = {n: TASKS[spec.kind](n, spec, self.api, self.st, self.log, self.lab_now)
@@ -193,6 +195,9 @@ class Mechanism:
 
     def pick_canary(self, step: m.Detect, targets: list[dict[str, str]]) -> str:
         if step.canary == "resolver":
+            if not self.resolver.get("web"):
+                raise BgplabError(f"step {step.at}: the canary 'resolver' needs a lab with BYOIP pools (the resolver's "
+                                  "website is the first BYOIP prefix); name a prefix as the canary instead")
             return self.resolver["web"]
         if step.canary == "first":
             return self.api.prefixes(byoip=True, limit=1)[0]["cidr"]
@@ -214,7 +219,7 @@ class Mechanism:
 
     def _do_detect(self, step: m.Detect) -> None:
         self.detect = step
-        self.canary = self.pick_canary(step, getattr(self, "targets", []))
+        self.canary = self.pick_canary(step, self.targets)
         self.st.detection = {"canary": self.canary, "armed": self.offset}
 
     def _do_dashboard(self, step: m.Dashboard) -> None:
@@ -477,8 +482,6 @@ def simulate(drill: m.Drill, topology: Path, *, speed: float | None = None, real
             # runs every event at its own time), so the simulation strides a minute at a time.
             watching = mech.canary is not None and "failed" not in st.detection
             incident += CANARY_INTERVAL * timeline.speed_at(incident) if watching else 60.0
-        # run the edge to the end of any rollout still going
-        edge.tick(float("inf"))
         client.__exit__(None, None, None)
         inv.close()
     withdrawn = st.withdrawn_by_task

@@ -281,8 +281,7 @@ class DrillRunner:
         observe = service.observe_dir(state)
         targets_file = observe / "probe-targets.json"
         targets = json.loads(targets_file.read_text()) if targets_file.exists() else []
-        mech = Mechanism(drill, api, self.st, self.log, self.timeline, time.time, hooks=LiveHooks(self))
-        mech.targets = targets
+        mech = Mechanism(drill, api, self.st, self.log, self.timeline, time.time, hooks=LiveHooks(self), targets=targets)
         mech.begin()
         self.rd.bindings_before.write_text(json.dumps(mech.original))
         deadline = drill.deadline(self.speed, self.st.realtime)

@@ -20,7 +20,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from controller.observe.responder import EdgeView
+from controller.observe.responder import EdgeView, parse_lengths
 
 
 def attempt(view: EdgeView, target: dict, destination: tuple[str, int] | None, timeout: float,
@@ -56,11 +56,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=1.0)
     ap.add_argument("--max-rounds", type=int, default=1_000_000)
     args = ap.parse_args()
-    lengths: dict[int, list[int]] = {}
-    for item in args.lengths.split(","):
-        fam, length = item.split(":")
-        lengths.setdefault(int(fam), []).append(int(length))
-    view = EdgeView(args.edge_db, lengths, args.pop, args.machines)
+    view = EdgeView(args.edge_db, parse_lengths(args.lengths), args.pop, args.machines)
     targets = json.load(open(args.targets))
     def parse(text: str) -> tuple[str, int]:
         host, _, port = text.rpartition(":")

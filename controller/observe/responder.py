@@ -178,6 +178,15 @@ def serve_dns(dns_prefix: str, address: str) -> None:
             sock.sendto(reply, client)
 
 
+def parse_lengths(text: str) -> dict[int, list[int]]:
+    """'4:24,6:48' -> {4: [24], 6: [48]}: the prefix lengths per family the PoP's pools use."""
+    lengths: dict[int, list[int]] = {}
+    for item in text.split(","):
+        fam, length = item.split(":")
+        lengths.setdefault(int(fam), []).append(int(length))
+    return lengths
+
+
 def _addr(text: str | None) -> tuple[str, int] | None:
     if not text:
         return None
@@ -197,23 +206,23 @@ def main() -> None:
     ap.add_argument("--dns-prefix", help="the resolver's DNS prefix")
     ap.add_argument("--dns-answer", default="192.0.2.1", help="the address DNS answers with")
     args = ap.parse_args()
-    lengths: dict[int, list[int]] = {}
-    for item in args.lengths.split(","):
-        fam, length = item.split(":")
-        lengths.setdefault(int(fam), []).append(int(length))
-    view = EdgeView(args.edge_db, lengths, args.pop, args.machines)
+    view = EdgeView(args.edge_db, parse_lengths(args.lengths), args.pop, args.machines)
     servers = [HttpServer(("::", HTTP_PORT), http_handler(view)),
                DualStack(("::", SPECTRUM_PORT), relay_handler(view, "spectrum", _addr(args.origin), args.source)),
                DualStack(("::", MAGIC_TRANSIT_PORT), relay_handler(view, "magic_transit", _addr(args.site), args.source))]
-    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
-    if args.dns_prefix:
-        threads.append(threading.Thread(target=serve_dns, args=(args.dns_prefix, args.dns_answer), daemon=True))
+    extra = [threading.Thread(target=serve_dns, args=(args.dns_prefix, args.dns_answer), daemon=True)] if args.dns_prefix else []
+    serve_all(servers, extra, f"responder {args.pop}: a front end stopped")
+
+
+def serve_all(servers: list[socketserver.BaseServer], extra: list[threading.Thread], why: str) -> None:
+    """Serve every server (and run ``extra``), each in a thread, until one of them ends; then exit
+    with ``why``, so that a front end that is gone shows in the lab's status."""
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers] + extra
     for t in threads:
         t.start()
-    # A thread that ends means a front end is gone: end the process, so the lab's status shows it.
     while all(t.is_alive() for t in threads):
         threads[0].join(timeout=1.0)
-    sys.exit(f"responder {args.pop}: a front end stopped")
+    sys.exit(why)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,19 @@ def test_a_drill_on_another_topology_checks_it_before_anything(tmp_path: Path) -
                                  str(tmp_path / "nowhere.yaml"), "--runs-dir", str(tmp_path / "runs")])
     assert r.exit_code == 2 and "nowhere.yaml: 1 problem:" in r.output and "cannot read the file" in r.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_mechanism_from_the_command_line(tmp_path: Path) -> None:
+    """`bgplab drill mechanism`: the mini replay's mechanism alone, two seeds, as a table and JSON."""
+    from click.testing import CliRunner
+
+    from controller.cli import cli
+
+    out = tmp_path / "m.json"
+    r = CliRunner().invoke(cli, ["drill", "mechanism", str(ROOT / "tests/live/drills/mini-replay.yaml"),
+                                 "--seed", "1", "--seed", "2", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    results = json.loads(out.read_text())["results"]
+    assert [x["inventory_seed"] for x in results] == [1, 2]
+    assert all(x["withdrawn"] > 0 and x["canary_failed"] and x["task_stopped"] for x in results)
+    assert r.output.count("\n") >= 3 and "withdrawn" in r.output
