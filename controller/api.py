@@ -317,6 +317,11 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
             raise Unauthorized("the Authorization header holds no token of this lab's (Bearer <token>)")
         return None if account == OPERATOR else account
 
+    def operator_only(request: Request, what: str) -> None:
+        account = caller(request)
+        if account is not None:
+            raise Forbidden(f"{what} is the operator's; account '{account}' cannot")
+
     def own(account: str | None, prefixes: list[Prefix]) -> None:
         if account is None:
             return
@@ -464,7 +469,8 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         return _ok(vars(behaviour))
 
     @app.put("/v1/lab/behaviour")
-    def set_behaviour(body: BehaviourBody) -> dict[str, Any]:
+    def set_behaviour(body: BehaviourBody, request: Request) -> dict[str, Any]:
+        operator_only(request, "switching the API's behaviour")
         behaviour.pending_delete_bug = body.pending_delete_bug
         return _ok(vars(behaviour))
 
@@ -472,8 +478,7 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
     def config_push(body: ConfigPush, request: Request) -> dict[str, Any]:
         """The operator's global config push: re-create bindings and re-advertise, deleted or not.
         The bindings reach the edge machine by machine (``rollout``), the advertisement at once."""
-        if caller(request) is not None:
-            raise Forbidden("the config push is the operator's; a customer's token cannot run it")
+        operator_only(request, "the config push")
         steps = [r.model_dump() for r in body.rollout]
         if steps:
             if edge is None:
@@ -492,8 +497,9 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         return _ok({"web": inv.meta("resolver_web"), "dns": inv.meta("resolver_dns")})
 
     @app.get("/v1/lab/credentials")
-    def credentials() -> dict[str, Any]:
+    def credentials(request: Request) -> dict[str, Any]:
         """Every account's token, for drills that act as customers (a lab's secrets are the lab's)."""
+        operator_only(request, "reading the lab's credentials")
         return _ok(inv.tokens())
 
     if edge is not None:
@@ -502,8 +508,9 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
             return _ok(edge.status())
 
         @app.put("/v1/lab/edge")
-        def edge_timing(body: EdgeTiming) -> dict[str, Any]:
+        def edge_timing(body: EdgeTiming, request: Request) -> dict[str, Any]:
             """How long a binding change takes to reach each PoP (lab seconds)."""
+            operator_only(request, "setting the edge's timing")
             edge.delay = body.delay
             return _ok(edge.status())
 

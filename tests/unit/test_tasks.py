@@ -141,3 +141,9 @@ def test_a_customer_cannot_toggle_anothers_prefix(setup) -> None:
     assert r.status_code == 401 and not inv.get(mine.id).advertised
     r = http.post("/v1/lab/config_push", json={"prefixes": [{"id": mine.id, "services": ["cdn"]}]}, headers=h)
     assert r.status_code == 403 and not inv.get(mine.id).advertised
+    # the lab's own routes are the operator's
+    for method, path, body in (("GET", "/v1/lab/credentials", None), ("PUT", "/v1/lab/behaviour", {"pending_delete_bug": True}),
+                               ("PUT", "/v1/lab/edge", {"delay": 1})):
+        r = http.request(method, path, json=body, headers=h)
+        assert r.status_code == 403 and "operator's" in r.json()["errors"][0]["message"], (path, r.text)
+    assert behaviour.pending_delete_bug is False and edge.delay == 0
