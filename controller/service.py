@@ -198,7 +198,8 @@ def probe_targets(plan: LabPlan, inv: Inventory, seed: int, count: int, extra: l
         out.append({"product": product, "prefix": cidr, "address": str(net.network_address + 1),
                     "port": PRODUCT_PORTS[product]})
 
-    for product, n in (("cdn", count), ("spectrum", max(2, count // 5)), ("magic_transit", max(2, count // 5))):
+    others = max(2, count // 5) if count > 0 else 0
+    for product, n in (("cdn", count), ("spectrum", others), ("magic_transit", others)):
         ids = set(bound.get(product, []))
         for cidr in stratified([p.cidr for p in byoip if p.id in ids], n, rng):
             add(product, cidr)
