@@ -238,8 +238,9 @@ class Inventory:
 
     # -- seeding -----------------------------------------------------------------
 
-    def seed(self, plan: LabPlan, seed: int = 20260220, customers: int = 300) -> dict[str, int]:
-        """Fill an empty inventory from the lab's plan. Every prefix starts advertised.
+    def seed(self, plan: LabPlan, seed: int = 20260220, customers: int = 300, advertised: bool = True) -> dict[str, int]:
+        """Fill an empty inventory from the lab's plan. Every prefix starts advertised, or with
+        ``advertised`` false withdrawn (a lab brought up with nothing announced).
 
         Inputs, deterministic for the seed: the customers (heavy-tailed sizes, each owning a
         contiguous run of the BYOIP pools), their onboarding sessions (the order the API lists
@@ -279,9 +280,9 @@ class Inventory:
                 pfx_id = prefix_id(cidr)
                 db.execute(
                     "INSERT INTO prefixes (id, cidr, family, account_id, byoip, pool, origins, advertised, pinned,"
-                    " created, modified) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
-                    (pfx_id, cidr, p.prefix.version, acct, int(p.byoip), p.pool, ",".join(p.origins), int(pinned),
-                     created, now),
+                    " created, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (pfx_id, cidr, p.prefix.version, acct, int(p.byoip), p.pool, ",".join(p.origins), int(advertised),
+                     int(pinned), created, now),
                 )
                 for service in services or _bindings_for(p.byoip, rng):
                     bindings += 1

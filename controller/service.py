@@ -77,9 +77,9 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
     inv = Inventory(path)
     lab_announced = bool(state.data.get("announced", True))
     if fresh:
-        counts = inv.seed(plan, seed=seed)
-        if not lab_announced:
-            inv.set_advertised([p.id for p in inv.prefixes()], False)
+        # A lab brought up withdrawn starts with every prefix withdrawn, the pinned one too: that is
+        # its initial state, not a withdrawal through the API.
+        counts = inv.seed(plan, seed=seed, advertised=lab_announced)
         log("seeded", {**counts, "advertised": lab_announced})
         # `up` announced exactly the plan (or nothing): that is what the speakers hold now.
         announced = {s.name: inv.desired(s.name) for s in plan.speakers()}

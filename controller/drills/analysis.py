@@ -328,7 +328,7 @@ def analyse(rd: RunDir) -> Analysis:
     failures = sum(1 for p in host_probes if p["result"] != "ok")
     F["probe_failures"] = figure(failures, "network", "end hosts' probe results that were not ok during the drill")
     F["probes_total"] = figure(len(host_probes), "network", "end hosts' probe results during the drill")
-    F.update(product_figures(probes, t0, clock, st.start))
+    F.update(product_figures(probes, t0, clock, st.start, st.marks))
     F.update(customer_figures(st, rd.bindings_before))
     end_counts: dict[str, int] = defaultdict(int)
     for s in samples[-12:]:
@@ -400,7 +400,8 @@ def product_rounds(probes: list[dict[str, Any]], t0: float) -> dict[str, list[tu
     return out
 
 
-def product_figures(probes: list[dict[str, Any]], t0: float, clock: DrillClock, start: str) -> dict[str, dict[str, Any]]:
+def product_figures(probes: list[dict[str, Any]], t0: float, clock: DrillClock, start: str,
+                    marks: list[dict[str, Any]] = ()) -> dict[str, dict[str, Any]]:
     """Each product's own probe: when it failed, how, and whether it works at the end; and the
     403s each PoP answered (the edge names the machine in every answer)."""
     from controller.drills.model import fmt_clock, parse_clock
@@ -409,6 +410,8 @@ def product_figures(probes: list[dict[str, Any]], t0: float, clock: DrillClock, 
         return fmt_clock(parse_clock(start) + clock.incident(sec))
 
     rounds = product_rounds(probes, t0)
+    # "At the end": after the drill's last step (the settle time), when one was recorded; else the last 6 s.
+    last_step = max((mk["t"] for mk in marks), default=None)
     results: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for p in probes:
         results[p.get("product", "cdn")][p["result"]] += 1
@@ -418,7 +421,8 @@ def product_figures(probes: list[dict[str, Any]], t0: float, clock: DrillClock, 
         if not r:
             continue
         failed = [sec for sec, ok in r if not ok]
-        end = [ok for sec, ok in r if sec >= r[-1][0] - 6]
+        after = last_step - t0 if last_step is not None and r[-1][0] >= last_step - t0 else r[-1][0] - 6
+        end = [ok for sec, ok in r if sec >= after]
         value[product] = {"target_seconds": len(r), "failed_target_seconds": len(failed),
                           "first_failure": at(failed[0]) if failed else None,
                           "last_failure": at(failed[-1]) if failed else None,
@@ -426,7 +430,7 @@ def product_figures(probes: list[dict[str, Any]], t0: float, clock: DrillClock, 
                           "results": dict(results[product])}
     F = {"products": figure(value, "network", "per product, its own probe (" + "; ".join(
         f"{k}: {v}" for k, v in PRODUCT_PROBES.items()) + "); target_seconds: targets x seconds probed; ok_share_end: "
-        "the last 6 s", clock="incident")}
+        "after the drill's last step (its settle time)", clock="incident")}
     edge403: dict[str, dict[str, Any]] = {}
     for p in probes:
         if p["result"] == "http_403" and p.get("machine"):

@@ -28,7 +28,9 @@ def test_small_clique_stays_within_its_bounds(live, tmp_path) -> None:
     summary = case.summary()
     print(json.dumps(summary, indent=1))
     for r in case.runs:
-        assert lo <= r.t_down <= hi, summary
+        # FRR keeps its MRAI clock in whole seconds (see below), so a 2 s timer can fire after 1 s:
+        # a run may end up to a second under the band's floor (seen in CI: 1.20 s, then 2.20, 2.20)
+        assert lo - 1.0 <= r.t_down <= hi, summary
         # the three other routers first announce alternatives through each other, then withdraw
         assert r.paths >= 1 and r.updates >= 3, summary
     # Repeats agree to 10% or one second, whichever is more: FRR keeps its MRAI clock in whole

@@ -41,6 +41,9 @@ DRILLS = [
     ("transit-session-reset", 60),
     ("transit-link-down", 60),
 ]
+# The replay compressed at 240 runs with its own ranges (the file says why); the shipped
+# ranges are checked at speed 60 by `bgplab drill run` and by the mechanism's unit tests.
+CI_VARIANTS = {"byoip-2026-02-20": ROOT / "tests" / "live" / "drills" / "replay-240.yaml"}
 # Every drill on namespaces; the replay on containers as well (the drill layer is the same
 # code on both runtimes, and CI's time goes further on more kinds of test than on repeats).
 CASES = [(d, s, "netns") for d, s in DRILLS] + [("byoip-2026-02-20", 240, "docker")]
@@ -50,7 +53,7 @@ CASES = [(d, s, "netns") for d, s in DRILLS] + [("byoip-2026-02-20", 240, "docke
 def test_drill(runtime: str, tmp_path: Path, name: str, speed: float) -> None:
     lab = unique_name("d")
     try:
-        r = run_drill(ROOT / "drills" / f"{name}.yaml", runs_dir=tmp_path, speed=speed, lab=lab,
+        r = run_drill(CI_VARIANTS.get(name, ROOT / "drills" / f"{name}.yaml"), runs_dir=tmp_path, speed=speed, lab=lab,
                       progress=print, runtime=runtime, realtime=False)
     finally:
         assert leftovers(lab) == []
@@ -123,8 +126,9 @@ def test_the_replay_on_a_generated_internet(live, tmp_path: Path) -> None:
     windows = F["realtime_windows"]["value"]
     assert [w["label"] for w in windows] == ["first withdrawal batches", "revert", "global config push"]
     assert [w["lab_s"] for w in windows] == [120.0, 60.0, 60.0]
-    # two batches of 22 were withdrawn inside the first window, and every vantage point lost them
-    assert F["internet_withdraw_90_s"]["value"]["n"] == 44
+    # two batches were withdrawn inside the first window, and every vantage point lost them:
+    # 21 (the API refused the pinned resolver prefix of the first 22) and 22
+    assert F["internet_withdraw_90_s"]["value"]["n"] == 43
     assert F["internet_withdraw_last_s"]["value"]["median"] >= 10  # MRAI 30 s: tens of seconds, not 0.3
     assert F["internet_announce_100_s"]["value"]["n"] > 0
     assert F["internet_update_ratio"]["value"] is not None

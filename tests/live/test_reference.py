@@ -28,5 +28,6 @@ def test_reference_lab_converges(lab_factory) -> None:
         sessions = frr.sessions(frr.FrrPaths(state.node_dir(r.name)))
         assert {s["state"] for s in sessions.values()} == {"Established"}, r.name
         if r.installs_routes:
-            assert count_lab_routes(r.namespace, plan.pool_keys) == {"ipv4": 6000, "ipv6": 500}, r.name
+            # the 6,500 and the other PoP's own /24 (each PoP announces one of its own)
+            assert count_lab_routes(r.namespace, plan.pool_keys) == {"ipv4": 6001, "ipv6": 500}, r.name
     assert set(report.timings) >= {"network", "sessions_established", "observer_full", "kernel_converged"}

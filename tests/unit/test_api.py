@@ -501,3 +501,10 @@ def test_a_bad_rollout_changes_nothing(inv: Inventory) -> None:
     assert r.status_code == 200 and inv.get(pid).advertised and len(edge.pending) == 2
     no_edge = TestClient(create_app(inv, lambda p: {}, Behaviour()))
     assert no_edge.post("/v1/lab/config_push", json=body).status_code == 400
+
+
+def test_a_lab_seeded_withdrawn_has_every_prefix_withdrawn(tmp_path: Path) -> None:
+    inv = Inventory(tmp_path / "withdrawn.sqlite")
+    inv.seed(PLAN, seed=7, advertised=False)
+    # the pinned prefix too: an initial state, not a withdrawal through the API
+    assert not any(p.advertised for p in inv.prefixes()) and inv.by_cidr(inv.meta("resolver_web")).pinned
