@@ -48,6 +48,7 @@ class Edge:
         self.pending: list[tuple[float, int, str, str, frozenset[str]]] = []
         self.seq = 0
         self.applied = 0
+        self.last_due = None  # when the last change applied was due (its scheduled time)
         self.lock = threading.Lock()
         if store is not None:
             store.apply([(m, c, s) for m in self.machines for c, s in self.desired.items()])
@@ -102,8 +103,9 @@ class Edge:
         due: list[tuple[str, str, frozenset[str]]] = []
         with self.lock:
             while self.pending and self.pending[0][0] <= now:
-                _, _, machine, cidr, services = heapq.heappop(self.pending)
+                due_at, _, machine, cidr, services = heapq.heappop(self.pending)
                 self.state[machine][cidr] = services
+                self.last_due = due_at
                 due.append((machine, cidr, services))
             self.applied += len(due)
         if due and self.store is not None:

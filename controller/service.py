@@ -27,7 +27,7 @@ import uvicorn
 from controller.api import Behaviour, create_app
 from controller.edge import Edge, EdgeFiles, EdgeTicker
 from controller.inventory import Inventory, InventoryError, cidr_of
-from controller.observe.probe import CANARY_INTERVAL
+from controller.observe.probe import CANARY_INTERVAL, by_end_host
 from controller.observe.sampler import Sampler
 from controller.reconcile import Reconciler
 from lab.daemons import frr
@@ -163,6 +163,7 @@ class LabRoutes:
     def status(self) -> dict[str, Any]:
         r = self.reconciler
         return {"sync": r.last_sync, "verify": r.last_verify, "verify_queries": r.verify_queries,
+                "edge_error": repr(self.ticker.error) if self.ticker is not None and self.ticker.error else None,
                 "suspect": sorted(r.suspect),
                 "restarts": {n: link.restarts for n, link in r.links.items()}}
 
@@ -364,7 +365,7 @@ def probe_summary(path: Path, window: float = 1.5) -> dict[str, dict[str, int]]:
     """Results of the end hosts' probes of the last ``window`` seconds, per host."""
     out: dict[str, dict[str, int]] = {}
     for e in recent_probes(path, window):
-        if e.get("product") == "dedicated_egress":
+        if not by_end_host(e):
             continue  # the PoPs' own egress attempts, not an end host's view
         per = out.setdefault(e["host"], {})
         per[e["result"]] = per.get(e["result"], 0) + 1

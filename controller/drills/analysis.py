@@ -39,6 +39,7 @@ from typing import Any, Iterable
 from controller.drills.clock import DrillClock, Window
 from controller.drills.model import Expect
 from controller.drills.rundir import RunDir, RunRecord, read_jsonl
+from controller.observe.probe import by_end_host
 from controller.observe import mrt, wire
 
 SOURCES = ("input", "controller", "network")
@@ -243,7 +244,7 @@ def analyse(rd: RunDir) -> Analysis:
     samples = read_jsonl(rd.samples)
     # Recovery by the end hosts' probes; the PoPs' egress attempts only work at the PoP the
     # replies return to, so they count in the products' figures, not in each prefix's recovery.
-    host_probes = [p for p in probes if p.get("product", "cdn") != "dedicated_egress"]
+    host_probes = [p for p in probes if by_end_host(p)]
     results = per_prefix(events, affected, st.restore_times, vps, host_probes, on_wire, announced)
     clock = DrillClock(speed, [Window(w["start"], w["end"], w["label"]) for w in st.windows])
 

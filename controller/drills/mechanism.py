@@ -295,8 +295,6 @@ class Mechanism:
             self.api.call("POST", "/v1/lab/config_push", json={"prefixes": items, "rollout": rollout})
             for c in readvertised:
                 self.st.restore_times.setdefault(c, sent)
-            self.st.push_rollout = {"machines": len(order), "per_machine": per,
-                                    "last_machine": self.offset + len(order) * per}
         self.st.restore_requests.setdefault("config_push", []).extend(readvertised)
         self.log("restore", how="config_push", prefixes=len(readvertised), bindings_for=len(items))
 
@@ -460,7 +458,7 @@ def simulate(drill: m.Drill, topology: Path, *, speed: float | None = None, real
         mech.begin()
         hosts = max(1, len(plan.hosts()))
         rng = random.Random(f"probes:{drill.edge.seed}")
-        impact_peak = {"withdrawn_only": 0, "some_bindings": 0, "all_bindings": 0}
+        impact_at_stop: dict[str, int] = {}
         incident = 0.0
         deadline = drill.end_offset() + 86400
         while True:
@@ -471,9 +469,8 @@ def simulate(drill: m.Drill, topology: Path, *, speed: float | None = None, real
                 for _ in range(hosts):  # each end host probes the canary once a round
                     mech.canary_result(incident, reachable and edge.serves(rng.choice(edge.machines), mech.canary, "cdn"))
             mech.advance(incident)
-            if mech.detect and not any(t.running for t in mech.tasks.values()) and "impact" not in st.detection:
-                st.detection["impact"] = impact_states(mech.api.prefixes(byoip=True, advertised=False), mech.original)
-                impact_peak = st.detection["impact"]
+            if mech.detect and not impact_at_stop and not any(t.running for t in mech.tasks.values()):
+                impact_at_stop = impact_states(mech.api.prefixes(byoip=True, advertised=False), mech.original)
             if mech.done:
                 break
             if incident > deadline:
@@ -482,6 +479,10 @@ def simulate(drill: m.Drill, topology: Path, *, speed: float | None = None, real
             # runs every event at its own time), so the simulation strides a minute at a time.
             watching = mech.canary is not None and "failed" not in st.detection
             incident += CANARY_INTERVAL * timeline.speed_at(incident) if watching else 60.0
+        # Measured on the edge: did every machine end with the API's bindings, and when did the
+        # last of them arrive (after the push, its rollout's last machine)?
+        lagging = sum(edge.lagging().values())
+        edge_done = edge.last_due
         client.__exit__(None, None, None)
         inv.close()
     withdrawn = st.withdrawn_by_task
@@ -494,7 +495,7 @@ def simulate(drill: m.Drill, topology: Path, *, speed: float | None = None, real
         "affected_customers": len(customers),
         "byoip_customers": st.byoip_customers,
         "affected_customer_share": round(len(customers) / st.byoip_customers, 4) if st.byoip_customers else None,
-        "impact_at_stop": impact_peak,
+        "impact_at_stop": impact_at_stop,
         "dashboard_customers": st.dashboard_customers,
         "dashboard_toggles_ok": len(st.restore_requests.get("dashboard", [])),
         "dashboard_refused": st.dashboard_refused,
@@ -502,7 +503,8 @@ def simulate(drill: m.Drill, topology: Path, *, speed: float | None = None, real
         "restored_by_config_push": len(st.restore_requests.get("config_push", [])),
         "canary_failed": mech.clock(st.detection["failed"]) if "failed" in st.detection else None,
         "task_stopped": mech.clock(st.detection["stopped"]) if "stopped" in st.detection else None,
-        "push_last_machine": mech.clock(st.push_rollout["last_machine"]) if st.push_rollout else None,
+        "edge_lagging_at_end": lagging,
+        "edge_last_change": mech.clock(timeline.incident(edge_done - st.t0)) if edge_done is not None else None,
     }
 
 

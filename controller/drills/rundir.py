@@ -54,7 +54,6 @@ class DrillState:
     withdrawn_by_task: dict[str, float] = field(default_factory=dict)
     withdrawn_by_api: dict[str, float] = field(default_factory=dict)  # the drill's own API steps
     bindings_removed: dict[str, list[str]] = field(default_factory=dict)  # prefix -> services removed
-    bindings_removed_at: dict[str, float] = field(default_factory=dict)  # prefix -> its first binding's removal
     # how -> prefixes the controller asked the API to restore that way (dashboard, revert, config_push)
     restore_requests: dict[str, list[str]] = field(default_factory=dict)
     restore_times: dict[str, float] = field(default_factory=dict)  # prefix -> when the controller restored it
@@ -62,7 +61,6 @@ class DrillState:
     dashboard_customers: int = 0  # customers who opened the dashboard (the drill's choice, seeded)
     byoip_customers: int = 0  # input: BYOIP customers in the seeded inventory
     owners: dict[str, str] = field(default_factory=dict)  # affected prefix -> its account (from the API)
-    push_rollout: dict[str, Any] = field(default_factory=dict)  # the config push's machines and pace (input)
     marks: list[dict[str, Any]] = field(default_factory=list)  # steps as they ran: t, incident, label
     detection: dict[str, Any] = field(default_factory=dict)
     tasks: dict[str, dict[str, int]] = field(default_factory=dict)  # per task: cycles, errors

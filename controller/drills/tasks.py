@@ -132,7 +132,6 @@ class CleanupRunner:
             b = bindings[0]
             self.api.call("DELETE", f"/v1/prefixes/{p['id']}/bindings/{b['id']}")
             self.st.bindings_removed.setdefault(p["cidr"], []).append(b["service"])
-            self.st.bindings_removed_at.setdefault(p["cidr"], self.clock())
             calls += 1
             if len(bindings) == 1:
                 self.dependents.pop(0)

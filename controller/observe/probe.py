@@ -29,6 +29,12 @@ from concurrent.futures import ThreadPoolExecutor
 CANARY_INTERVAL = 0.1
 
 
+def by_end_host(rec: dict) -> bool:
+    """A probe record an end host wrote (every product but Dedicated Egress, which each PoP's
+    gateway probes, and which works only at the PoP the replies come back to)."""
+    return rec.get("product", "cdn") != "dedicated_egress"
+
+
 def _connect(target: str, port: int, timeout: float) -> socket.socket:
     family = socket.AF_INET6 if ":" in target else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)

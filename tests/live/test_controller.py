@@ -13,6 +13,7 @@ import pytest
 from controller import service
 from controller.client import ApiClient
 from controller.observe import mrt
+from controller.observe.probe import by_end_host
 from lab.daemons import exabgp, frr
 from lab.kernel import route_keys
 from lab.state import LabState
@@ -44,7 +45,7 @@ def probe_results(path: Path, prefixes: set[str], since: float) -> list[str]:
     out = []
     for line in path.read_text().splitlines():
         e = json.loads(line)
-        if e["t"] >= since and e["prefix"] in prefixes and e.get("product") != "dedicated_egress":
+        if e["t"] >= since and e["prefix"] in prefixes and by_end_host(e):
             out.append(e["result"])
     return out
 

@@ -124,7 +124,7 @@ def test_dashboard_revert_and_config_push(setup) -> None:
     assert edge.serves(order[0], resolver, "cdn") and not edge.serves(order[1], resolver, "cdn")
     edge.tick(first_due + 3.01)
     assert all(edge.serves(mach, resolver, "cdn") for mach in order)
-    assert st.push_rollout == {"machines": 4, "per_machine": 60.0, "last_machine": 3600.0 + 240}
+    assert sum(edge.lagging().values()) == 0 and edge.last_due == pytest.approx(st.t0 + mech.timeline.lab(3600.0 + 240))
 
 
 def test_a_customer_cannot_toggle_anothers_prefix(setup) -> None:
