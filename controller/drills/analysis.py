@@ -200,6 +200,7 @@ class Analysis:
     results: list[PrefixResult]
     events: list[mrt.PrefixEvent]
     samples: list[dict[str, Any]]
+    probes: list[dict[str, Any]] = field(default_factory=list)  # the run's probe records, from t0 (read once)
 
     def metrics(self) -> dict[str, Any]:
         """What metrics.json holds (without the expectations, which the caller adds)."""
@@ -373,7 +374,7 @@ def analyse(rd: RunDir) -> Analysis:
     F["mrt_events"] = figure(len(events), "network", f"per-prefix UPDATE events at the collector during the drill ({mrt_basis})")
     F["mrt_truncated_tail_bytes"] = figure(mrt_stats.truncated_tail_bytes, "network",
                                            f"bytes of a last MRT record cut short and not read ({mrt_stats.records} records read)")
-    return Analysis(record, F, results, events, samples)
+    return Analysis(record, F, results, events, samples, probes)
 
 
 PRODUCTS = ("cdn", "spectrum", "magic_transit", "dedicated_egress", "resolver_web", "dns")

@@ -92,10 +92,8 @@ def plots(rd: RunDir, a: Analysis) -> dict[str, Path]:
     # Each product's own probe, and the 403s per PoP, on the incident clock.
     from controller.drills.analysis import PRODUCTS, product_rounds
     from controller.drills.clock import DrillClock, Window
-    from controller.drills.rundir import read_jsonl
-
     clock = DrillClock(st.speed, [Window(w["start"], w["end"], w["label"]) for w in st.windows])
-    probes = [p for p in read_jsonl(rd.probes) if p["t"] >= st.t0]
+    probes = a.probes
     fig, axes = plt.subplots(2, 1, figsize=(10, 6.4), sharex=True)
     for product, rounds in sorted(product_rounds(probes, st.t0).items(), key=lambda kv: PRODUCTS.index(kv[0])
                                   if kv[0] in PRODUCTS else 99):
