@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Protocol
@@ -26,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from controller.inventory import OPERATOR, SERVICES, Inventory, InventoryError, NotFound, Pinned, Prefix
+from controller.changes import Changes, Guardrails, Held, PropagationFailed
+from controller.inventory import OPERATOR, SERVICES, Conflict, Inventory, InventoryError, NotFound, Pinned, Prefix
 
 OnChange = Callable[[list[Prefix]], dict[str, Any]]
 Service = Literal[SERVICES]  # the inventory's service names, as a type the API validates against
@@ -34,20 +36,6 @@ Service = Literal[SERVICES]  # the inventory's service names, as a type the API 
 # The most a list may ask for: more than any lab's inventory, and small enough for SQLite.
 MAX_LIMIT = 1_000_000
 MAX_VERIFY_WAIT = 60.0
-
-
-class PropagationFailed(InventoryError):
-    """A change could not reach every speaker: it was rolled back, and the answer says which
-    speaker failed and what it was to change. Not the client's mistake: 503."""
-
-    status = 503
-
-    def __init__(self, result: dict[str, Any], prefixes: list[Prefix]):
-        self.result, self.prefixes = result, prefixes
-        failed = result.get("failed", {})
-        names = ", ".join(sorted(failed)) or "a speaker"
-        super().__init__(f"the change did not reach {names} and was rolled back: "
-                         + "; ".join(f"{n}: {f['error']}" for n, f in sorted(failed.items())))
 
 
 class LabControl(Protocol):
@@ -130,6 +118,10 @@ class EdgeLike(Protocol):
     def push(self, bindings: dict[str, list[str]], rollout: list[dict[str, Any]]) -> dict[str, Any]: ...
     def check_rollout(self, rollout: list[dict[str, Any]]) -> str | None: ...
     def status(self) -> dict[str, Any]: ...
+
+
+class SnapshotBody(_Body):
+    label: str = Field(min_length=1, max_length=200)
 
 
 class BehaviourBody(_Body):
@@ -264,7 +256,8 @@ def _verify_wait(raw: str | None) -> float:
 
 
 def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Behaviour | None = None,
-               lab: LabControl | None = None, edge: "EdgeLike | None" = None) -> FastAPI:
+               lab: LabControl | None = None, edge: "EdgeLike | None" = None,
+               clock: Callable[[], float] = time.time) -> FastAPI:
     app = FastAPI(
         title="bgplab Addressing API",
         version="1",
@@ -273,23 +266,13 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
     )
     behaviour = behaviour or Behaviour()
     app.state.behaviour = behaviour
-
-    def propagate(prefixes: list[Prefix], box: dict[str, Any]) -> None:
-        """Inside the inventory's transaction: the change reaches the speakers, or raises and
-        is rolled back."""
-        result = on_change(prefixes) if on_change else {}
-        if result.get("errors"):
-            raise PropagationFailed(result, prefixes)
-        box["reconcile"] = result
-
-    def edge_changed(ids: list[str]) -> dict[str, Any]:
-        """Binding changes start toward the edge's PoPs (controller.edge)."""
-        return edge.changed({i: [b.service for b in inv.bindings(i)] for i in ids}) if edge is not None else {}
-
-    def apply(change: Callable[[Callable[[list[Prefix]], None]], Any]) -> tuple[Any, dict[str, Any]]:
-        box: dict[str, Any] = {}
-        out = change(lambda prefixes: propagate(prefixes, box))
-        return out, box.get("reconcile", {})
+    # Every write goes through the change pipeline: configured state, the guardrails' decision
+    # on its diff against operational state, then the speakers (on_change) and the edge.
+    pops = sorted({m.rpartition("/")[0] for m in edge.machines}) if edge is not None else None
+    changes = Changes(inv, on_change, edge, pops, clock=clock)
+    app.state.changes = changes
+    if changes.guardrails.strict_api:
+        behaviour.pending_delete_bug = False
 
     @app.exception_handler(PropagationFailed)
     async def propagation_failed(_: Request, e: PropagationFailed) -> JSONResponse:
@@ -301,6 +284,10 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
 
     @app.exception_handler(InventoryError)
     async def inventory_error(_: Request, e: InventoryError) -> JSONResponse:
+        if isinstance(e, Held):
+            r = e.record
+            return _error(e.status, str(e), change=r["id"], guardrail=r["guardrail"], reason=r["reason"],
+                          diff=r["diff_summary"], figures=r["figures"])
         if isinstance(e, Pinned):
             return _error(e.status, str(e), pinned=e.ids)
         return _error(e.status, str(e))
@@ -317,10 +304,14 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
             raise Unauthorized("the Authorization header holds no token of this lab's (Bearer <token>)")
         return None if account == OPERATOR else account
 
-    def operator_only(request: Request, what: str) -> None:
+    def operator_only(request: Request, what: str) -> str:
         account = caller(request)
         if account is not None:
             raise Forbidden(f"{what} is the operator's; account '{account}' cannot")
+        return "operator"
+
+    def actor(account: str | None) -> str:
+        return "operator" if account is None else f"account:{account}"
 
     def own(account: str | None, prefixes: list[Prefix]) -> None:
         if account is None:
@@ -411,9 +402,12 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
 
     @app.patch("/v1/prefixes/{prefix_id}/bgp/status")
     def set_status(prefix_id: str, body: BgpStatus, request: Request) -> dict[str, Any]:
-        own(caller(request), [inv.get(prefix_id)])
-        [p], rec = apply(lambda then: inv.set_advertised([prefix_id], body.advertised, then=then))
-        return _ok({"prefix": p.cidr, "advertised": p.advertised, "modified": p.modified}, reconcile=rec)
+        account = caller(request)
+        own(account, [inv.get(prefix_id)])
+        out = changes.run(actor(account), "bgp_status", {"ids": [prefix_id], "advertised": body.advertised})
+        [p] = out.result
+        return _ok({"prefix": p.cidr, "advertised": p.advertised, "modified": p.modified}, reconcile=out.reconcile,
+                   change=out.change)
 
     @app.patch("/v1/prefixes/bgp/status")
     def bulk_status(body: BulkBgpStatus, request: Request) -> dict[str, Any]:
@@ -425,9 +419,9 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
             skipped = len([p for p in select(inv, body.selector) if p.pinned])
         if not chosen:
             return _ok({"prefixes": 0, "advertised": body.advertised, "pinned_skipped": skipped}, reconcile={})
-        updated, rec = apply(lambda then: inv.set_advertised([p.id for p in chosen], body.advertised, then=then))
-        return _ok({"prefixes": len(updated), "advertised": body.advertised, "ids": [p.id for p in updated],
-                    "pinned_skipped": skipped}, reconcile=rec)
+        out = changes.run(actor(account), "bgp_status", {"ids": [p.id for p in chosen], "advertised": body.advertised})
+        return _ok({"prefixes": len(out.result), "advertised": body.advertised, "ids": [p.id for p in out.result],
+                    "pinned_skipped": skipped}, reconcile=out.reconcile, change=out.change)
 
     @app.get("/v1/bindings")
     def all_bindings() -> dict[str, Any]:
@@ -441,17 +435,17 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
 
     @app.post("/v1/prefixes/{prefix_id}/bindings", status_code=201)
     def add_binding(prefix_id: str, body: NewBinding, request: Request) -> dict[str, Any]:
-        own(caller(request), [inv.get(prefix_id)])
-        b = inv.add_binding(prefix_id, body.service)
-        edge_changed([prefix_id])
-        return _ok(b.as_dict())
+        account = caller(request)
+        own(account, [inv.get(prefix_id)])
+        out = changes.run(actor(account), "add_binding", {"id": prefix_id, "service": body.service})
+        return _ok(out.result.as_dict(), change=out.change)
 
     @app.delete("/v1/prefixes/{prefix_id}/bindings/{bid}")
     def delete_binding(prefix_id: str, bid: str, request: Request) -> dict[str, Any]:
-        own(caller(request), [inv.get(prefix_id)])
-        inv.delete_binding(prefix_id, bid)
-        edge_changed([prefix_id])
-        return _ok({"id": bid, "deleted": True})
+        account = caller(request)
+        own(account, [inv.get(prefix_id)])
+        out = changes.run(actor(account), "delete_binding", {"id": prefix_id, "binding": bid})
+        return _ok({"id": bid, "deleted": True}, change=out.change)
 
     @app.post("/v1/prefixes/{prefix_id}/deletion_request")
     def request_deletion(prefix_id: str) -> dict[str, Any]:
@@ -459,10 +453,10 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
 
     @app.delete("/v1/prefixes/{prefix_id}")
     def delete_prefix(prefix_id: str, request: Request) -> dict[str, Any]:
-        own(caller(request), [inv.get(prefix_id)])
-        p, rec = apply(lambda then: inv.delete(prefix_id, then=then))
-        edge_changed([prefix_id])
-        return _ok(p.as_dict(), reconcile=rec)
+        account = caller(request)
+        own(account, [inv.get(prefix_id)])
+        out = changes.run(actor(account), "delete_prefix", {"id": prefix_id})
+        return _ok(out.result.as_dict(), reconcile=out.reconcile, change=out.change)
 
     @app.get("/v1/lab/behaviour")
     def get_behaviour() -> dict[str, Any]:
@@ -471,6 +465,9 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
     @app.put("/v1/lab/behaviour")
     def set_behaviour(body: BehaviourBody, request: Request) -> dict[str, Any]:
         operator_only(request, "switching the API's behaviour")
+        if body.pending_delete_bug and changes.guardrails.strict_api:
+            raise Conflict("the strict_api guardrail holds the API's strict schema: the 2026-02-20 handler "
+                           "cannot be switched on (PUT /v1/lab/guardrails to lift it)")
         behaviour.pending_delete_bug = body.pending_delete_bug
         return _ok(vars(behaviour))
 
@@ -486,10 +483,9 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
             problem = edge.check_rollout(steps)
             if problem:
                 raise InventoryError(f"rollout: {problem}")
-        restored, rec = apply(lambda then: inv.restore([(i.id, list(i.services)) for i in body.prefixes], then=then))
-        pushed = {i.id: list(dict.fromkeys(i.services)) for i in body.prefixes}
-        rollout = edge.push(pushed, steps) if steps else edge_changed(list(pushed))
-        return _ok({"prefixes": len(restored), "rollout": rollout}, reconcile=rec)
+        items = [(i.id, list(dict.fromkeys(i.services))) for i in body.prefixes]
+        out = changes.run("operator", "config_push", {"items": items, "rollout": steps})
+        return _ok({"prefixes": len(out.result), "rollout": out.edge}, reconcile=out.reconcile, change=out.change)
 
     @app.get("/v1/lab/resolver")
     def resolver() -> dict[str, Any]:
@@ -513,6 +509,102 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
             operator_only(request, "setting the edge's timing")
             edge.delay = body.delay
             return _ok(edge.status())
+
+    # -- the change pipeline: held changes, guardrails, snapshots, audit (controller.changes) --
+
+    def _limit(request: Request, default: int = 200) -> int:
+        raw = request.query_params.get("limit")
+        if raw is None:
+            return default
+        if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+            raise InventoryError(f"query parameter 'limit' is an integer from 1 to 10000 (got {raw[:40]!r})")
+        return int(raw)
+
+    @app.get("/v1/changes")
+    def list_changes(request: Request) -> dict[str, Any]:
+        """Changes newest first; ``status`` (applied, held, approved, rejected) narrows them."""
+        status = request.query_params.get("status")
+        if status is not None and status not in ("applied", "held", "approved", "rejected"):
+            raise InventoryError(f"query parameter 'status' is applied, held, approved or rejected (got {status[:40]!r})")
+        rows = changes.list(status, _limit(request))
+        return _ok(rows, count=len(rows), totals=changes.counts())
+
+    list_changes.query_params = {"status", "limit"}
+
+    @app.get("/v1/changes/{change_id}")
+    def show_change(change_id: str) -> dict[str, Any]:
+        return _ok(changes.get(change_id))
+
+    @app.post("/v1/changes/{change_id}/approve")
+    def approve_change(change_id: str, request: Request) -> dict[str, Any]:
+        """Apply a held change past the guardrails (the operator's decision, in the audit log)."""
+        who = operator_only(request, "approving a change")
+        out = changes.approve(change_id, who)
+        return _ok({"approved": change_id, "applied_as": out.change["id"], "diff": out.change["diff"]},
+                   reconcile=out.reconcile)
+
+    @app.post("/v1/changes/{change_id}/reject")
+    def reject_change(change_id: str, request: Request) -> dict[str, Any]:
+        who = operator_only(request, "rejecting a change")
+        return _ok(changes.reject(change_id, who))
+
+    @app.get("/v1/lab/guardrails")
+    def get_guardrails() -> dict[str, Any]:
+        return _ok(changes.status())
+
+    @app.put("/v1/lab/guardrails")
+    def set_guardrails(body: Guardrails, request: Request) -> dict[str, Any]:
+        """Which guardrails act and their limits (windows in lab seconds)."""
+        who = operator_only(request, "setting the guardrails")
+        changes.set_guardrails(body, who)
+        if body.strict_api:
+            behaviour.pending_delete_bug = False
+        return _ok(changes.status())
+
+    @app.post("/v1/lab/breaker/reset")
+    def reset_breaker(request: Request) -> dict[str, Any]:
+        who = operator_only(request, "resetting the withdrawal breaker")
+        return _ok(changes.reset_breaker(who))
+
+    @app.get("/v1/snapshots")
+    def list_snapshots(request: Request) -> dict[str, Any]:
+        rows = changes.snapshots(_limit(request))
+        return _ok(rows, count=len(rows))
+
+    list_snapshots.query_params = {"limit"}
+
+    @app.post("/v1/snapshots", status_code=201)
+    def take_snapshot(body: SnapshotBody, request: Request) -> dict[str, Any]:
+        who = operator_only(request, "taking a snapshot")
+        return _ok(changes.snapshot(body.label, who))
+
+    @app.get("/v1/snapshots/{snapshot_id}")
+    def show_snapshot(snapshot_id: str) -> dict[str, Any]:
+        return _ok({"id": snapshot_id, **changes.state_at(snapshot_id).counts()})
+
+    @app.get("/v1/snapshots/{snapshot_id}/diff")
+    def diff_snapshot(snapshot_id: str) -> dict[str, Any]:
+        """What restoring the snapshot would change in operational state now."""
+        return _ok(changes.snapshot_diff(snapshot_id))
+
+    @app.post("/v1/snapshots/{snapshot_id}/restore")
+    def restore_snapshot(snapshot_id: str, request: Request) -> dict[str, Any]:
+        """Operational state back as the snapshot had it: one change through the pipeline."""
+        who = operator_only(request, "restoring a snapshot")
+        out = changes.restore(snapshot_id, who)
+        return _ok({"snapshot": snapshot_id, "prefixes": len(out.result), "diff": out.change["diff"],
+                    "change": out.change["id"]}, reconcile=out.reconcile)
+
+    @app.get("/v1/audit")
+    def audit(request: Request) -> dict[str, Any]:
+        """The audit log, oldest first after ``after`` (a sequence number)."""
+        raw = request.query_params.get("after", "0")
+        if not raw.isdigit():
+            raise InventoryError(f"query parameter 'after' is a sequence number (got {raw[:40]!r})")
+        rows = changes.audit_log(_limit(request), int(raw))
+        return _ok(rows, count=len(rows))
+
+    audit.query_params = {"limit", "after"}
 
     @app.get("/v1/lab/services")
     def services() -> dict[str, Any]:

@@ -506,7 +506,7 @@ class Inventory:
             then(changed)
         return changed
 
-    def add_binding(self, pfx_id: str, service: str) -> Binding:
+    def add_binding(self, pfx_id: str, service: str, then: Then | None = None) -> Binding:
         if service not in SERVICES:
             raise InventoryError(f"unknown service '{service}' (services: {', '.join(SERVICES)})")
         with self.tx() as db:
@@ -519,11 +519,57 @@ class Inventory:
             db.execute("INSERT INTO bindings VALUES (?, ?, ?, ?)", (bid, pfx_id, service, now))
             db.execute("UPDATE meta SET value = ? WHERE key = 'next_binding'", (str(n + 1),))
             self._log(db, "add_binding", pfx_id, {"binding": bid, "service": service})
+            self._then([pfx_id], then)
         return Binding(bid, pfx_id, service, now)
 
-    def delete_binding(self, pfx_id: str, bid: str) -> None:
+    def delete_binding(self, pfx_id: str, bid: str, then: Then | None = None) -> None:
         with self.tx() as db:
             self.get(pfx_id)
             if db.execute("DELETE FROM bindings WHERE id = ? AND prefix_id = ?", (bid, pfx_id)).rowcount == 0:
                 raise NotFound(f"prefix '{pfx_id}' has no binding '{bid}'")
             self._log(db, "delete_binding", pfx_id, {"binding": bid})
+            self._then([pfx_id], then)
+
+    def services(self, pfx_ids: Iterable[str] | None = None) -> dict[str, list[str]]:
+        """Prefix id -> the services bound to it (in binding order); every prefix when ``pfx_ids`` is None.
+        Inside a transaction it sees the transaction's own writes."""
+        with self.lock:
+            if pfx_ids is None:
+                rows = self.db.execute("SELECT prefix_id, service FROM bindings ORDER BY id").fetchall()
+            else:
+                ids = list(pfx_ids)
+                rows = []
+                for i in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+                    chunk = ids[i:i + 900]
+                    rows += self.db.execute(f"SELECT prefix_id, service FROM bindings WHERE prefix_id IN "
+                                            f"({','.join('?' * len(chunk))}) ORDER BY id", chunk).fetchall()
+        out: dict[str, list[str]] = {}
+        for pid, service in rows:
+            out.setdefault(pid, []).append(service)
+        return out
+
+    def set_state(self, items: list[tuple[str, bool, list[str]]], then: Then | None = None) -> list[Prefix]:
+        """Put prefixes back as a snapshot had them: each advertised or not, with exactly these
+        services bound (a prefix with none and not advertised stays as it is otherwise). A
+        prefix that comes back advertised or bound is no longer deleted."""
+        now = time.time()
+        with self.tx() as db:
+            for pfx_id, advertised, services in items:
+                p = self.get(pfx_id)
+                if p.pinned and not advertised:
+                    raise Pinned([pfx_id])
+                bad = [s for s in services if s not in SERVICES]
+                if bad:
+                    raise InventoryError(f"unknown service {bad[0]!r} for '{pfx_id}' (services: {', '.join(SERVICES)})")
+            n = int(db.execute("SELECT value FROM meta WHERE key = 'next_binding'").fetchone()[0])
+            for pfx_id, advertised, services in items:
+                db.execute("DELETE FROM bindings WHERE prefix_id = ?", (pfx_id,))
+                for service in services:
+                    db.execute("INSERT INTO bindings VALUES (?, ?, ?, ?)", (f"bnd-{n:06d}", pfx_id, service, now))
+                    n += 1
+                back = advertised or bool(services)
+                db.execute("UPDATE prefixes SET advertised = ?, deleted = CASE WHEN ? THEN 0 ELSE deleted END, "
+                           "modified = ? WHERE id = ?", (int(advertised), int(back), now, pfx_id))
+            db.execute("UPDATE meta SET value = ? WHERE key = 'next_binding'", (str(n),))
+            self._log(db, "restore_snapshot", None, {"prefixes": len(items)})
+            return self._then([pfx_id for pfx_id, _, _ in items], then)

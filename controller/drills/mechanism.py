@@ -448,7 +448,8 @@ def simulate(drill: m.Drill, topology: Path, *, speed: float | None = None, real
         lab = [0.0]
         edge = Edge({p: drill.edge.machines_per_pop for p in pops}, initial, seed=drill.edge.seed, clock=lambda: lab[0])
         # Entered once: one event loop for every request (a request outside it starts its own).
-        client = TestClient(create_app(inv, lambda changed: {}, Behaviour(), edge=edge)).__enter__()
+        client = TestClient(create_app(inv, lambda changed: {}, Behaviour(), edge=edge,
+                                       clock=lambda: lab[0])).__enter__()
         st = DrillState(speed=speed, start=drill.start, realtime=realtime)
         st.t0 = 1_000_000.0  # any epoch: the lab clock here is simulated
         events: list[dict[str, Any]] = []

@@ -1,0 +1,268 @@
+"""The change pipeline: each guardrail's decision on diffs, held changes and what operators do
+with them, the breaker, snapshots and their restore, the audit log, the strict API lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from controller.api import Behaviour, create_app
+from controller.changes import GUARDRAILS, Diff, Guardrails, Recent
+from controller.edge import Edge
+from controller.inventory import Inventory, cidr_of
+from lab.plan import build_plan
+from lab.topology import load_topology
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAN = build_plan(load_topology(ROOT / "topologies/byoip-incident.yaml"), "changes")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def inv(tmp_path: Path) -> Inventory:
+    inv = Inventory(tmp_path / "inventory.sqlite")
+    inv.seed(PLAN, seed=7)
+    return inv
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def sent() -> list:
+    return []
+
+
+@pytest.fixture
+def edge(inv: Inventory, clock: Clock) -> Edge:
+    initial: dict[str, list[str]] = {}
+    for b in inv.bindings():
+        initial.setdefault(cidr_of(b.prefix_id), []).append(b.service)
+    return Edge({"edge-ams": 2, "edge-fra": 2}, initial, clock=clock)
+
+
+@pytest.fixture
+def client(inv: Inventory, sent: list, edge: Edge, clock: Clock) -> TestClient:
+    def on_change(prefixes):
+        sent.append(sorted(p.cidr for p in prefixes))
+        return {"ok": True}
+
+    return TestClient(create_app(inv, on_change, Behaviour(), edge=edge, clock=clock))
+
+
+def byoip_ids(inv: Inventory, n: int, skip: int = 0) -> list[str]:
+    return [p.id for p in inv.prefixes(byoip=True, onboarding_order=True) if not p.pinned][skip:skip + n]
+
+
+def withdraw(client: TestClient, ids: list[str]):
+    return client.patch("/v1/prefixes/bgp/status", json={"advertised": False, "selector": {"ids": ids}})
+
+
+def guard(client: TestClient, **g) -> None:
+    r = client.put("/v1/lab/guardrails", json=g)
+    assert r.status_code == 200, r.text
+
+
+# -- each guardrail's decision, table-driven ------------------------------------------------
+
+def _diff(withdraw: int = 0, bindings: int = 0, accounts: int = 1, byoip_total: int = 1000) -> Diff:
+    return Diff(withdraw=[f"10.{i // 256}.{i % 256}.0/24" for i in range(withdraw)],
+                bindings_removed={f"11.0.{i}.0/24": ["cdn"] for i in range(bindings)},
+                accounts=[f"a{i}" for i in range(accounts)], byoip_withdrawn=withdraw, byoip_total=byoip_total)
+
+
+class _P:
+    def __init__(self, now: float = 100.0, breaker_open=None):
+        self.clock = lambda: now
+        self.breaker_open = breaker_open
+
+
+R = Recent  # (at, withdraw, byoip_withdrawn, withdrawals, accounts)
+DECISIONS = [
+    # guardrail, settings, diff, recent changes, held?
+    ("blast_radius", {}, _diff(500), [], False),  # not configured: nothing held
+    ("blast_radius", {"blast_radius": {"max_prefixes": 50}}, _diff(50), [], False),  # at the limit
+    ("blast_radius", {"blast_radius": {"max_prefixes": 50}}, _diff(51), [], True),
+    ("blast_radius", {"blast_radius": {"max_prefixes": 50}}, _diff(0, bindings=80), [], False),  # no withdrawal
+    # a window adds the recent changes inside it, and only those
+    ("blast_radius", {"blast_radius": {"max_prefixes": 50, "window": 60}}, _diff(20),
+     [R(90, 31, 31, 31, frozenset())], True),
+    ("blast_radius", {"blast_radius": {"max_prefixes": 50, "window": 60}}, _diff(20),
+     [R(30, 31, 31, 31, frozenset())], False),
+    ("blast_radius", {"blast_radius": {"max_prefixes": 50}}, _diff(20), [R(90, 31, 31, 31, frozenset())], False),
+    ("blast_radius", {"blast_radius": {"max_share": 0.02}}, _diff(21, byoip_total=1000), [], True),
+    ("blast_radius", {"blast_radius": {"max_share": 0.02}}, _diff(20, byoip_total=1000), [], False),
+    ("blast_radius", {"blast_radius": {"max_accounts": 3}}, _diff(1, accounts=4), [], True),
+    ("blast_radius", {"blast_radius": {"max_accounts": 3, "window": 60}}, _diff(1, accounts=2),
+     [R(99, 1, 1, 1, frozenset({"x", "y"}))], True),
+    ("blast_radius", {"blast_radius": {"max_accounts": 3, "window": 60}}, _diff(0, bindings=1, accounts=1),
+     [R(99, 1, 1, 1, frozenset({"a0", "y"}))], False),  # the same account counts once
+    ("breaker", {}, _diff(500), [], False),
+    ("breaker", {"breaker": {"max_withdrawals": 25, "window": 600}}, _diff(22), [], False),
+    ("breaker", {"breaker": {"max_withdrawals": 25, "window": 600}}, _diff(0, bindings=4),
+     [R(90, 22, 22, 22, frozenset())], True),  # 22 + 4 binding removals > 25
+    ("breaker", {"breaker": {"max_withdrawals": 25, "window": 5}}, _diff(0, bindings=4),
+     [R(90, 22, 22, 22, frozenset())], False),  # outside the window
+    ("breaker", {"breaker": {"max_withdrawals": 25, "window": 600}}, _diff(0), [R(99, 60, 60, 60, frozenset())], False),
+]
+
+
+@pytest.mark.parametrize("name,settings,diff,recent,held", DECISIONS)
+def test_each_guardrail_decides_on_the_diff_and_its_window(name, settings, diff, recent, held) -> None:
+    hold = GUARDRAILS[name](Guardrails.model_validate(settings), diff, recent, _P())
+    assert (hold is not None) == held
+    if hold:
+        assert hold.guardrail == name and hold.reason and hold.figures
+
+
+def test_an_open_breaker_holds_every_withdrawal_and_no_announcement() -> None:
+    g = Guardrails.model_validate({"breaker": {"max_withdrawals": 1000, "window": 1}})
+    p = _P(breaker_open={"change": "chg-000001"})
+    assert GUARDRAILS["breaker"](g, _diff(1), [], p) is not None
+    assert GUARDRAILS["breaker"](g, Diff(announce=["10.0.0.0/24"]), [], p) is None
+
+
+# -- through the API ----------------------------------------------------------------------
+
+def test_a_held_change_is_a_409_with_its_id_and_diff_and_changes_nothing(client, inv, sent, edge) -> None:
+    guard(client, blast_radius={"max_prefixes": 10})
+    ids = byoip_ids(inv, 11)
+    r = withdraw(client, ids)
+    assert r.status_code == 409
+    err = r.json()["errors"][0]
+    assert err["guardrail"] == "blast_radius" and err["change"].startswith("chg-")
+    assert err["diff"]["withdraw"] == 11 and err["diff"]["byoip_share"] == round(11 / 4306, 4)
+    assert "above the limit of 10" in err["message"]
+    assert all(inv.get(i).advertised for i in ids) and sent == []
+    listed = client.get("/v1/changes?status=held").json()
+    assert [c["id"] for c in listed["result"]] == [err["change"]] and listed["totals"] == {"held": 1}
+    shown = client.get(f"/v1/changes/{err['change']}").json()["result"]
+    assert shown["args"] == {"ids": ids, "advertised": False} and shown["diff"]["figures"]["withdraw"] == 11
+    # ten pass
+    assert withdraw(client, ids[:10]).status_code == 200
+
+
+def test_approving_a_held_change_applies_it_and_rejecting_ends_it(client, inv, sent) -> None:
+    guard(client, blast_radius={"max_prefixes": 5})
+    a, b = byoip_ids(inv, 6), byoip_ids(inv, 6, skip=6)
+    held_a = withdraw(client, a).json()["errors"][0]["change"]
+    held_b = withdraw(client, b).json()["errors"][0]["change"]
+    r = client.post(f"/v1/changes/{held_a}/approve")
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["diff"]["withdraw"] == 6
+    assert not any(inv.get(i).advertised for i in a) and len(sent) == 1
+    assert client.post(f"/v1/changes/{held_a}/approve").status_code == 409  # once
+    assert client.post(f"/v1/changes/{held_b}/reject").json()["result"]["status"] == "rejected"
+    assert client.post(f"/v1/changes/{held_b}/approve").status_code == 409
+    assert all(inv.get(i).advertised for i in b)
+    assert client.get("/v1/changes/chg-999999").status_code == 404
+    assert client.get("/v1/changes/nonsense").status_code == 400
+    # customers cannot decide for the operator
+    token = inv.tokens()[inv.get(a[0]).account_id]
+    assert client.post(f"/v1/changes/{held_b}/reject", headers={"Authorization": f"Bearer {token}"}).status_code == 403
+
+
+def test_the_breaker_trips_holds_withdrawals_lets_restores_through_and_is_reset(client, inv, clock) -> None:
+    guard(client, breaker={"max_withdrawals": 25, "window": 600})
+    first = byoip_ids(inv, 22)
+    assert withdraw(client, first).status_code == 200
+    removed = 0
+    for pid in first:
+        for b in client.get(f"/v1/prefixes/{pid}/bindings").json()["result"]:
+            r = client.delete(f"/v1/prefixes/{pid}/bindings/{b['id']}")
+            if r.status_code == 409:
+                break
+            removed += 1
+        if r.status_code == 409:
+            break
+    assert removed == 3 and r.json()["errors"][0]["guardrail"] == "breaker"
+    status = client.get("/v1/lab/guardrails").json()["result"]
+    assert status["breaker_open"]["withdrawals"] == 26
+    # open: any withdrawal is held, even one prefix long after; an announcement passes
+    clock.t += 3600
+    assert withdraw(client, byoip_ids(inv, 1, skip=100)).json()["errors"][0]["guardrail"] == "breaker"
+    restore = client.patch(f"/v1/prefixes/{first[-1]}/bgp/status", json={"advertised": True})
+    assert restore.status_code == 200, restore.text
+    assert client.post("/v1/lab/breaker/reset").status_code == 200
+    assert client.post("/v1/lab/breaker/reset").status_code == 409  # not open
+    assert withdraw(client, byoip_ids(inv, 1, skip=100)).status_code == 200
+    actions = [e["action"] for e in client.get("/v1/audit?limit=1000").json()["result"]]
+    assert actions.count("breaker_tripped") == 1 and "breaker_reset" in actions
+
+
+def test_snapshot_diff_and_restore_bring_back_every_prefix_and_binding(client, inv, sent, edge, clock) -> None:
+    before = {p.cidr: (p.advertised, sorted(s)) for p in inv.prefixes()
+              for s in [[b.service for b in inv.bindings(p.id)]]}
+    snap = client.post("/v1/snapshots", json={"label": "known good"}).json()["result"]
+    assert snap["announced"]["edge-ams"] == 6500 and snap["label"] == "known good"
+    hit = byoip_ids(inv, 40)
+    assert withdraw(client, hit).status_code == 200
+    for pid in hit[:15]:
+        for b in inv.bindings(pid):
+            assert client.delete(f"/v1/prefixes/{pid}/bindings/{b.id}").status_code == 200
+    diff = client.get(f"/v1/snapshots/{snap['id']}/diff").json()["result"]
+    assert diff["prefixes"] == 40 and diff["announce"] == 40 and diff["withdraw"] == 0
+    assert diff["bindings_back"] == sum(len(before[cidr_of(p)][1]) for p in hit[:15])
+    # every change also left a snapshot before it; the labelled one is listed
+    listed = client.get("/v1/snapshots").json()["result"]
+    assert snap["id"] in [s["id"] for s in listed] and listed[-1]["label"] == "base"
+    sent.clear()
+    r = client.post(f"/v1/snapshots/{snap['id']}/restore")
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["prefixes"] == 40
+    assert len(sent) == 1 and len(sent[0]) == 40  # one sync: packed, not prefix by prefix
+    after = {p.cidr: (p.advertised, sorted(s)) for p in inv.prefixes()
+             for s in [[b.service for b in inv.bindings(p.id)]]}
+    assert after == before
+    clock.t += 10
+    edge.tick(clock.t)
+    assert sum(edge.lagging().values()) == 0  # the edge has every binding back
+    assert client.post(f"/v1/snapshots/{snap['id']}/restore").status_code == 409  # nothing left to restore
+    assert client.get("/v1/snapshots/snap-999999").status_code == 404
+    # the base snapshot restores too (the state the lab came up with)
+    assert client.get("/v1/snapshots/snap-000000/diff").json()["result"]["prefixes"] == 0
+
+
+def test_the_strict_api_guardrail_locks_the_2026_02_20_handler_out(client) -> None:
+    assert client.put("/v1/lab/behaviour", json={"pending_delete_bug": True}).status_code == 200
+    guard(client, strict_api=True)
+    assert client.get("/v1/lab/behaviour").json()["result"] == {"pending_delete_bug": False}
+    r = client.put("/v1/lab/behaviour", json={"pending_delete_bug": True})
+    assert r.status_code == 409 and "strict_api" in r.json()["errors"][0]["message"]
+    assert client.get("/v1/prefixes?pending_delete&byoip=true").status_code == 400
+
+
+def test_guardrail_settings_are_validated_and_kept_across_a_restart(client, inv, edge, clock) -> None:
+    bad = client.put("/v1/lab/guardrails", json={"breaker": {"max_withdrawals": 0, "window": 10}, "nope": 1})
+    assert bad.status_code == 400
+    problems = " ".join(bad.json()["errors"][0]["problems"])
+    assert "breaker.max_withdrawals" in problems and "nope" in problems
+    guard(client, blast_radius={"max_accounts": 3, "window": 60})
+    again = TestClient(create_app(inv, None, Behaviour(), edge=edge, clock=clock))
+    assert again.get("/v1/lab/guardrails").json()["result"]["guardrails"] == {
+        "strict_api": False, "blast_radius": {"max_accounts": 3, "window": 60.0}}
+
+
+def test_the_audit_log_says_who_what_how_many_and_which_accounts(client, inv) -> None:
+    ids = byoip_ids(inv, 3)
+    withdraw(client, ids)
+    p = inv.get(ids[0])
+    token = inv.tokens()[p.account_id]
+    client.patch(f"/v1/prefixes/{ids[0]}/bgp/status", json={"advertised": True}, headers={"Authorization": f"Bearer {token}"})
+    log = client.get("/v1/audit").json()["result"]
+    w, a = log[-2], log[-1]
+    assert w["actor"] == "operator" and w["action"] == "bgp_status" and w["prefixes"] == 3
+    assert set(w["accounts"]) == {inv.get(i).account_id for i in ids} and w["change_id"].startswith("chg-")
+    assert a["actor"] == f"account:{p.account_id}" and a["prefixes"] == 1 and a["detail"]["announce"] == 1
+    assert client.get("/v1/audit?after=x").status_code == 400
