@@ -8,7 +8,7 @@ NAME ?=
 RUNTIME ?= netns
 RUNS ?= 3
 
-.PHONY: setup lab-up lab-down lab-status test unit bench bench-full-table bench-internet bench-clique bench-mechanism drill-internet image docker-engine docker-engine-stop golden fixture-run
+.PHONY: setup lab-up lab-down lab-status test unit bench bench-full-table bench-internet bench-clique bench-mechanism drill-internet drill-guarded image docker-engine docker-engine-stop golden fixture-run
 
 setup:
 	@scripts/bootstrap
@@ -58,6 +58,18 @@ bench-clique: setup
 # The replay on the 47-AS Internet-like topology at full fidelity (~16 minutes), not in CI.
 drill-internet: setup
 	$(VENV)/bin/bgplab drill run drills/byoip-2026-02-20-internet.yaml --runs-dir runs
+
+# The replay and its guarded variants on real BGP, then one table of what each defence would
+# have changed (runs/guarded/compare.html). SPEED 240 with the windows compressed: ~20 minutes;
+# SPEED=60 REALTIME=--realtime plays them as the shipped replay is checked (~45 minutes).
+SPEED ?= 240
+REALTIME ?= --no-realtime
+drill-guarded: setup
+	rm -rf runs/guarded && mkdir -p runs/guarded
+	fail=0; for d in drills/byoip-2026-02-20.yaml drills/byoip-2026-02-20-guarded-*.yaml; do \
+	  $(BGPLAB) drill run $$d --runs-dir runs/guarded --speed $(SPEED) $(REALTIME) || fail=1; \
+	done; \
+	$(BGPLAB) drill compare runs/guarded/*/ --out runs/guarded/compare.html; exit $$fail
 
 # The node image of the docker runtime (bgplab:<version>), rebuilt only when its inputs change.
 image: setup

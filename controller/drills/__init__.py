@@ -58,6 +58,16 @@ def mechanism_applies(drill) -> bool:
         isinstance(s, m.Dashboard) for s in drill.steps)
 
 
+def guarded_base(path: str | Path, drill) -> tuple[Any, Path] | None:
+    """The drill a guarded variant extends (with its topology), when ``drill`` is one: it has
+    guardrails or restores a snapshot, and its file ``extends:`` another."""
+    from controller.drills import model as m
+
+    guarded = drill.guardrails.active() or any(isinstance(s, m.RestoreSnapshot) for s in drill.steps)
+    base = m.extends_of(Path(path))
+    return load_drill(base) if guarded and base is not None else None
+
+
 def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float | None = None, lab: str | None = None,
               keep: bool = False, progress: Callable[[str], None] | None = None,
               runtime: str = "netns", realtime: bool = True, topology: Path | None = None,
@@ -95,6 +105,17 @@ def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float |
         if progress:
             progress("the sensitivity table: the mechanism alone, each knob moved by 10%")
         (rd.path / "sensitivity.json").write_text(json.dumps(table(drill, topology, speed=runner.speed), indent=1))
+    base = guarded_base(path, drill)
+    if sensitivity and error is None and base is not None:
+        # The unguarded replay beside this one, both as the mechanism alone (controller figures,
+        # no BGP), after the lab is gone; the live run's network figures sit beside them.
+        from controller.drills.mechanism import simulate_many
+
+        if progress:
+            progress(f"the unguarded replay beside this run: the mechanism alone of {base[0].name} and of this drill")
+        unguarded, guarded = simulate_many([(base[0], base[1], runner.speed), (drill, topology, runner.speed)])
+        (rd.path / "baseline.json").write_text(json.dumps(
+            {"base": base[0].name, "unguarded": unguarded, "guarded": guarded}, indent=1))
     try:
         a = analyse(rd)
         checks = list(runner.checkpoints)

@@ -297,7 +297,7 @@ def analyse(rd: RunDir) -> Analysis:
     F["impact_at_stop"] = figure(at_stop, "controller", impact_basis + ", 2 s after the task was stopped")
 
     n_vp = len(vps)
-    for how in ("dashboard", "revert", "config_push", "api"):
+    for how in ("dashboard", "revert", "config_push", "api", "snapshot"):
         asked = st.restore_requests.get(how, [])
         if how != "api" or asked:
             back = sum(1 for r in results if r.prefix in set(asked) and len(r.back) == n_vp)
@@ -309,6 +309,8 @@ def analyse(rd: RunDir) -> Analysis:
                                       f"affected prefixes back at every vantage point after a restore ({mrt_basis})")
     F["not_recovered"] = figure(sum(1 for r in results if r.recovered_at(n_vp) is None), "network",
                                 "affected prefixes not back at every vantage point with probes ok by the end")
+
+    F.update(guard_figures(st, results, samples, n_vp, mrt_basis))
 
     # The duration: from the first withdrawal the task caused in the network, to the moment
     # the last affected prefix was back at every vantage point and its probes succeeded again.
@@ -375,6 +377,46 @@ def analyse(rd: RunDir) -> Analysis:
     F["mrt_truncated_tail_bytes"] = figure(mrt_stats.truncated_tail_bytes, "network",
                                            f"bytes of a last MRT record cut short and not read ({mrt_stats.records} records read)")
     return Analysis(record, F, results, events, samples, probes)
+
+
+def guard_figures(st: Any, results: list[PrefixResult], samples: list[dict[str, Any]], n_vp: int,
+                  mrt_basis: str) -> dict[str, dict[str, Any]]:
+    """What the guardrails did (controller), and how long a snapshot restore took to bring every
+    affected prefix back in every table and every probe (network)."""
+    F: dict[str, dict[str, Any]] = {}
+    F["guardrails"] = figure(st.guardrails or {}, "input", "the drill's guardrails as put to the API (windows in lab "
+                             "seconds at the drill's pace)")
+    F["bindings_removed"] = figure(sum(len(v) for v in st.bindings_removed.values()), "controller",
+                                   "service bindings the task removed through the API")
+    F["held_changes"] = figure(len(st.held), "controller", "the task's requests a guardrail held (409 with a change id)")
+    held = st.pipeline.get("held", {})
+    F["held_by_guardrail"] = figure(held, "controller", "held changes per guardrail by the drill's end, with the prefixes "
+                                    "they would have withdrawn and the bindings they would have removed (the pipeline's records)")
+    trips = st.pipeline.get("breaker_trips", [])
+    F["breaker_tripped_incident_s"] = figure(round(trips[0]["incident"], 1) if trips else None, "controller",
+                                             "when the withdrawal breaker tripped (the audit log), incident seconds from "
+                                             "the drill's start", clock="incident",
+                                             withdrawals=trips[0]["withdrawals"] if trips else None)
+    F["snapshot_recovery_s"] = figure(None, "network", "no snapshot was restored in this drill", clock="lab")
+    if st.snapshot_restores:
+        r0 = st.snapshot_restores[0]
+        mine = [r for r in results if r.prefix in set(st.restore_requests.get("snapshot", []))]
+        back = [r.recovered_at(n_vp) for r in mine]
+        done = max(back) if back and all(t is not None for t in back) else None
+        kernel_at = None
+        first = next((s.get("kernel") for s in samples if s.get("kernel")), None)
+        if first:
+            full = [s["t"] for s in samples if s["t"] >= r0["t"] and s.get("kernel") == first]
+            kernel_at = full[0] if full else None
+        ends = [done, kernel_at]
+        F["snapshot_recovery_s"] = figure(
+            None if any(t is None for t in ends) else round(max(ends) - r0["t"], 3), "network",
+            f"from the restore call until every prefix it brought back was at every vantage point ({mrt_basis}) with "
+            "every end host's probes of it ok, and every router's kernel table as at the drill's start (sampled every "
+            "0.5 s); None if one never was", clock="lab",
+            prefixes=len(mine), kernel_full_s=None if kernel_at is None else round(kernel_at - r0["t"], 3),
+            prefixes_back_s=None if done is None else round(done - r0["t"], 3))
+    return F
 
 
 PRODUCTS = ("cdn", "spectrum", "magic_transit", "dedicated_egress", "resolver_web", "dns")

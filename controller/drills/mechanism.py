@@ -101,6 +101,7 @@ class Mechanism:
     edge_speed: float | None = None
     targets: list[dict[str, Any]] = field(default_factory=list)  # the probes' targets (canary "auto" picks from them)
     resolver: dict[str, str | None] = field(default_factory=dict)  # the resolver's prefixes (GET /v1/lab/resolver)
+    snapshots: dict[str, str] = field(default_factory=dict)  # a snapshot step's name -> the snapshot's id
 
     def __post_init__(self) -> None:
         self.tasks = {n: TASKS[spec.kind](n, spec, self.api, self.st, self.log, self.lab_now)
@@ -172,11 +173,35 @@ class Mechanism:
         return self.st.t0 + self.timeline.lab(incident_offset)
 
     def _edge_pace(self, now: float) -> None:
-        """The edge's delay is incident time: in lab seconds it changes with the drill's pace."""
+        """The edge's delay and the guardrails' windows are incident time: in lab seconds they
+        change with the drill's pace. The drill's guardrails replace the lab's (none: unguarded)."""
         speed = self.timeline.speed_at(now)
         if speed != self.edge_speed:
             self.edge_speed = speed
             self.api.call("PUT", "/v1/lab/edge", json={"delay": m.parse_duration(self.drill.edge.delay) / speed})
+            settings = self.drill.guardrails.for_api(speed)
+            self.api.call("PUT", "/v1/lab/guardrails", json=settings)
+            if not self.st.guardrails:
+                self.st.guardrails = settings
+
+    def finish(self) -> None:
+        """After the last step: what the change pipeline held and when the breaker tripped
+        (controller), from the API's own records."""
+        held = self.api.call("GET", "/v1/changes", params={"status": "held", "limit": 10000})["result"]
+        trips = [e for e in self.api.call("GET", "/v1/audit", params={"limit": 10000})["result"]
+                 if e["action"] == "breaker_tripped"]
+        by: dict[str, dict[str, int]] = {}
+        for c in held:
+            g = by.setdefault(c["guardrail"], {"changes": 0, "withdraw": 0, "bindings_removed": 0})
+            g["changes"] += 1
+            g["withdraw"] += c["diff"].get("withdraw", 0)
+            g["bindings_removed"] += c["diff"].get("bindings_removed", 0)
+        self.st.pipeline = {
+            "held": by,
+            "breaker_trips": [{"incident": self.timeline.incident(e["at"] - self.st.t0), "change": e["change_id"],
+                               "withdrawals": (e["detail"] or {}).get("withdrawals")} for e in trips],
+            "totals": self.api.call("GET", "/v1/changes", params={"limit": 1})["totals"],
+        }
 
     # -- detection ---------------------------------------------------------------
 
@@ -209,7 +234,38 @@ class Mechanism:
     # -- step handlers: one per step kind (model.step_kinds) ---------------------
 
     def _do_behaviour(self, step: m.SetBehaviour) -> None:
-        self.api.call("PUT", "/v1/lab/behaviour", json={"pending_delete_bug": step.pending_delete_bug})
+        try:
+            self.api.call("PUT", "/v1/lab/behaviour", json={"pending_delete_bug": step.pending_delete_bug})
+        except ApiError as e:
+            if e.status != 409:
+                raise
+            # the strict_api guardrail keeps the 2026-02-20 handler out
+            self.log("behaviour_refused", status=e.status, error=str(e)[:200])
+
+    def _do_snapshot(self, step: m.TakeSnapshot) -> None:
+        snap = self.api.call("POST", "/v1/snapshots", json={"label": step.name})["result"]
+        self.snapshots[step.name] = snap["id"]
+        self.log("snapshot", name=step.name, snapshot=snap["id"], announced=snap["announced"])
+
+    def _do_restore(self, step: m.RestoreSnapshot) -> None:
+        """Operational state back as the snapshot had it: one change, packed on the wire."""
+        sid = self.snapshots[step.snapshot]
+        current = {x["cidr"]: x for x in self.api.prefixes()}
+        back = [c for c in self.st.affected() if c in current and not current[c]["advertised"]]
+        sent = self.lab_now()
+        try:
+            r = self.api.call("POST", f"/v1/snapshots/{sid}/restore")["result"]
+        except ApiError as e:
+            if e.status != 409:
+                raise
+            self.log("restore_refused", snapshot=sid, status=e.status, error=str(e)[:200])
+            return
+        for c in back:
+            self.st.restore_times.setdefault(c, sent)
+        self.st.restore_requests.setdefault("snapshot", []).extend(back)
+        self.st.snapshot_restores.append({"t": sent, "snapshot": sid, "change": r["change"], "prefixes": r["prefixes"],
+                                          "diff": r["diff"]})
+        self.log("restore", how="snapshot", snapshot=sid, prefixes=len(back), changed=r["prefixes"])
 
     def _do_task_start(self, step: m.TaskStart) -> None:
         self.tasks[step.task].start(self.now)
@@ -480,6 +536,7 @@ def simulate(drill: m.Drill, topology: Path, *, speed: float | None = None, real
             # runs every event at its own time), so the simulation strides a minute at a time.
             watching = mech.canary is not None and "failed" not in st.detection
             incident += CANARY_INTERVAL * timeline.speed_at(incident) if watching else 60.0
+        mech.finish()
         # Measured on the edge: did every machine end with the API's bindings, and when did the
         # last of them arrive (after the push, its rollout's last machine)?
         lagging = sum(edge.lagging().values())
@@ -505,6 +562,9 @@ def simulate(drill: m.Drill, topology: Path, *, speed: float | None = None, real
         "canary_failed": mech.clock(st.detection["failed"]) if "failed" in st.detection else None,
         "task_stopped": mech.clock(st.detection["stopped"]) if "stopped" in st.detection else None,
         "edge_lagging_at_end": lagging,
+        "held": st.pipeline["held"],
+        "breaker_tripped": mech.clock(st.pipeline["breaker_trips"][0]["incident"]) if st.pipeline["breaker_trips"] else None,
+        "restored_by_snapshot": len(st.restore_requests.get("snapshot", [])),
         "edge_last_change": mech.clock(timeline.incident(edge_done - st.t0)) if edge_done is not None else None,
     }
 

@@ -221,6 +221,20 @@ class Mark(_Step):
     do: Literal["mark"]
 
 
+class TakeSnapshot(_Step):
+    """A labelled snapshot of operational state (controller.changes), named for a later restore."""
+
+    do: Literal["snapshot"]
+    name: str = Field(min_length=1)
+
+
+class RestoreSnapshot(_Step):
+    """Operational state back as a named snapshot had it, in one change through the pipeline."""
+
+    do: Literal["restore"]
+    snapshot: str
+
+
 class Expect(_Strict):
     """Ranges for figures of the run; each names its figure in ``metrics.json``.
 
@@ -249,6 +263,9 @@ class Expect(_Strict):
     products_failed: VantageRange | None = None
     products_ok_end: VantageRange | None = None
     edge_403: VantageRange | None = None  # network: 403 answers the end hosts got, per PoP
+    restored_by_snapshot: Range | None = None  # controller: prefixes a snapshot restore brought back
+    snapshot_recovery_s: Range | None = None  # network: restore call to every table and probe back, lab seconds
+    held_changes: Range | None = None  # controller: the task's requests a guardrail held
 
 
 class Checkpoint(_Step):
@@ -273,6 +290,45 @@ class EdgeSpec(_Strict):
     inventory_seed: int = 20260220  # the seeded inventory (customers, onboarding, bindings)
 
 
+class BlastRadiusSpec(_Strict):
+    """controller.changes.BlastRadius, its window on the incident clock."""
+
+    max_prefixes: int | None = Field(default=None, ge=1)
+    max_share: float | None = Field(default=None, gt=0, le=1)
+    max_accounts: int | None = Field(default=None, ge=1)
+    window: Duration = "0s"
+
+
+class BreakerSpec(_Strict):
+    """controller.changes.Breaker, its window on the incident clock."""
+
+    max_withdrawals: int = Field(ge=1)
+    window: Duration
+
+
+class GuardrailSpec(_Strict):
+    """The guardrails a drill runs with (none: the replay as it happened). Windows are incident
+    time; the runner gives the API lab seconds at the pace the drill runs."""
+
+    strict_api: bool = False
+    blast_radius: BlastRadiusSpec | None = None
+    breaker: BreakerSpec | None = None
+
+    def for_api(self, speed: float) -> dict[str, Any]:
+        """The settings PUT /v1/lab/guardrails takes, windows in lab seconds at ``speed``."""
+        out: dict[str, Any] = {"strict_api": self.strict_api}
+        for name in ("blast_radius", "breaker"):
+            spec = getattr(self, name)
+            if spec is not None:
+                d = spec.model_dump(exclude_none=True)
+                d["window"] = parse_duration(spec.window) / speed
+                out[name] = d
+        return out
+
+    def active(self) -> list[str]:
+        return [n for n in ("strict_api", "blast_radius", "breaker") if getattr(self, n)]
+
+
 class RealtimeWindow(_Strict):
     """An incident clock range played at speed 1, so that BGP's timers (MRAI, hold) act in it
     as they would on the day; the rest of the drill is compressed by its speed."""
@@ -283,7 +339,8 @@ class RealtimeWindow(_Strict):
 
 
 Step = Annotated[
-    Union[SetBehaviour, TaskStart, TaskStop, Detect, Dashboard, Revert, ConfigPushStep, Api, Fault, Mark, Checkpoint],
+    Union[SetBehaviour, TaskStart, TaskStop, Detect, Dashboard, Revert, ConfigPushStep, Api, Fault, Mark, Checkpoint,
+          TakeSnapshot, RestoreSnapshot],
     Field(discriminator="do"),
 ]
 
@@ -304,6 +361,7 @@ class Drill(_Strict):
     max_duration: Duration | None = None
     tasks: dict[str, CleanupTask] = {}
     edge: EdgeSpec = EdgeSpec()
+    guardrails: GuardrailSpec = GuardrailSpec()
     # Real-time windows (controller.drills.clock): BGP in them runs on its own time.
     realtime: list[RealtimeWindow] = []
     steps: list[Step]
@@ -346,6 +404,13 @@ class Drill(_Strict):
             task = getattr(s, "task", None)
             if task is not None and task not in self.tasks:
                 problems.append(f"steps[{i}].task: unknown task '{task}' (tasks: {', '.join(self.tasks) or 'none'})")
+        named: list[str] = []
+        for i, s in sorted(enumerate(self.steps), key=lambda x: (self.offset(x[1]), x[0])):
+            if isinstance(s, TakeSnapshot):
+                named.append(s.name)
+            elif isinstance(s, RestoreSnapshot) and s.snapshot not in named:
+                problems.append(f"steps[{i}].snapshot: no snapshot step named '{s.snapshot}' comes before it "
+                                f"(named before it: {', '.join(named) or 'none'})")
         end = self.end_offset()
         previous = None
         for i, w in enumerate(self.realtime):
@@ -389,6 +454,15 @@ def step_kinds() -> list[str]:
     """Every step kind a drill file may use (the ``do`` values), from the ``Step`` union."""
     union = get_args(get_args(Step)[0])
     return [get_args(cls.model_fields["do"].annotation)[0] for cls in union]
+
+
+def extends_of(path: Path) -> Path | None:
+    """The drill file ``path`` extends, or None."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return (path.parent / str(data["extends"])).resolve() if isinstance(data, dict) and "extends" in data else None
 
 
 def load_drill(path: str | Path) -> tuple[Drill, Path]:

@@ -333,6 +333,43 @@ def _customers(F: dict[str, Any]) -> str:
             f"toggles went through, {F['dashboard_refused']['value']} were refused (no service bound).</p>")
 
 
+def _guardrails(rd: RunDir, F: dict[str, Any]) -> str:
+    """What the guardrails did, and this run beside the unguarded replay (when it is a guarded variant)."""
+    g = F.get("guardrails", {}).get("value") or {}
+    active = {k: v for k, v in g.items() if v}
+    restores = F["snapshot_recovery_s"] if F.get("snapshot_recovery_s", {}).get("prefixes") is not None else None
+    path = rd.path / "baseline.json"
+    if not active and restores is None and not path.exists():
+        return ""
+    out = ["<h2>Guardrails</h2>"]
+    out.append(f"<p>input: {html.escape(json.dumps(active) if active else 'none')}. controller: "
+               f"{F['held_changes']['value']} of the task's requests held; by guardrail: "
+               f"{html.escape(json.dumps(F['held_by_guardrail']['value']))}; breaker tripped at incident second "
+               f"{F['breaker_tripped_incident_s']['value']}.</p>")
+    if restores is not None:
+        r = restores
+        out.append(f"<p>network: a snapshot restore brought {r.get('prefixes')} prefixes back in {r['value']} lab s "
+                   f"(every vantage point and every probe: {r.get('prefixes_back_s')} s; every kernel table: "
+                   f"{r.get('kernel_full_s')} s). {html.escape(r['basis'])}.</p>")
+    if path.exists():
+        b = json.loads(path.read_text())
+        keys = [("withdrawn", "prefixes withdrawn by the task"), ("affected_customers", "customers affected"),
+                ("restored_by_revert", "restored by the revert"), ("restored_by_config_push", "restored by the config push"),
+                ("restored_by_snapshot", "restored by a snapshot"), ("task_stopped", "task stopped")]
+        live = {"withdrawn": F["withdrawn_by_task"]["value"], "affected_customers": F.get("affected_customers", {}).get("value"),
+                "restored_by_revert": F.get("restored_by_revert", {}).get("value"),
+                "restored_by_config_push": F.get("restored_by_config_push", {}).get("value"),
+                "restored_by_snapshot": F.get("restored_by_snapshot", {}).get("value"), "task_stopped": None}
+        rows = "".join(f"<tr><td>{label}</td><td>{b['unguarded'].get(k)}</td><td>{b['guarded'].get(k)}</td>"
+                       f"<td>{live.get(k) if live.get(k) is not None else '-'}</td></tr>" for k, label in keys)
+        out.append(f"<p>Beside the unguarded replay ({html.escape(b['base'])}): controller figures of the mechanism "
+                   "alone (the real API over a fresh inventory, no BGP) for both drills, and this live run's. "
+                   "<code>bgplab drill compare RUN_DIR...</code> sets live runs side by side with their network "
+                   "figures.</p><table><tr><th>figure</th><th>unguarded (mechanism)</th><th>this drill (mechanism)</th>"
+                   f"<th>this run (live)</th></tr>{rows}</table>")
+    return "".join(out)
+
+
 def _sensitivity(rd: RunDir) -> str:
     """The sensitivity table, when the run has one (``bgplab drill run`` computes it after the lab is down)."""
     path = rd.path / "sensitivity.json"
@@ -414,6 +451,7 @@ share ok at the end: {F['probe_success_end']['value']}.</p>{img(pngs['probes'])}
 {_products(F)}
 {img(pngs['products'])}
 {_customers(F)}
+{_guardrails(rd, F)}
 {_sensitivity(rd)}
 <h2>Every figure</h2>
 <table>{row('figure', 'value', 'source', 'clock', 'from', tag='th')}{figures_html}</table>

@@ -66,6 +66,12 @@ class DrillState:
     tasks: dict[str, dict[str, int]] = field(default_factory=dict)  # per task: cycles, errors
     captures: dict[str, list[str]] = field(default_factory=dict)  # node -> its capture files in captures/
     plans_built: int = 0  # lab plans built from the record during the run, in the drill's process
+    guardrails: dict[str, Any] = field(default_factory=dict)  # input: as the drill put them (lab-second windows)
+    # controller: the task's requests the change pipeline held (t, change, guardrail, prefixes)
+    held: list[dict[str, Any]] = field(default_factory=list)
+    # controller: what the pipeline recorded by the drill's end (held changes per guardrail, breaker trips)
+    pipeline: dict[str, Any] = field(default_factory=dict)
+    snapshot_restores: list[dict[str, Any]] = field(default_factory=list)  # t, snapshot, change, prefixes
 
     def affected(self) -> dict[str, float]:
         """Every prefix the drill withdrew (task or API step), with the controller's time."""

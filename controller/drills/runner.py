@@ -317,6 +317,7 @@ class DrillRunner:
         settle = m.parse_duration(drill.settle)
         self.progress(f"steps done at {self.clock(self.incident_now())}; settling {settle:g} s")
         time.sleep(settle)
+        mech.finish()
         self.log("end", clock=self.clock(self.incident_now()))
         self.checkpoints = mech.checkpoints
 

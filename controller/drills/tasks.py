@@ -44,6 +44,7 @@ class CleanupRunner:
         self.cycles = 0
         self.errors = 0
         self.refused = 0  # prefixes the API would not withdraw (pinned)
+        self.held = 0  # requests a guardrail held (controller.changes)
 
     def start(self, now_incident: float) -> None:
         self.running = True
@@ -56,7 +57,7 @@ class CleanupRunner:
         return self.running and now_incident >= self.next_cycle
 
     def counts(self) -> dict[str, int]:
-        return {"cycles": self.cycles, "errors": self.errors, "refused": self.refused}
+        return {"cycles": self.cycles, "errors": self.errors, "refused": self.refused, "held": self.held}
 
     def _listing(self) -> list[dict[str, Any]] | None:
         """Every page of the task's query, or None when the API refused it (the strict handler)."""
@@ -97,29 +98,48 @@ class CleanupRunner:
     def _withdraw(self, batch: list[dict[str, Any]]) -> None:
         sent = self.clock()
         ids = [p["id"] for p in batch]
-        try:
-            self.api.set_advertised(False, ids=ids)
-        except ApiError as e:
-            pinned = set(e.detail.get("pinned", [])) if e.status == 409 else set()
-            if not pinned:
-                raise
-            # The API holds pinned prefixes: the task logs it and withdraws the rest, as a
-            # task that treats one refusal as a per-item error would.
-            self.refused += len(pinned)
-            self.log("task_refused", task=self.name, prefixes=sorted(pinned), status=e.status, error=str(e)[:200])
-            rest = [i for i in ids if i not in pinned]
-            sent = self.clock()  # before the call: the withdrawal reaches the wire inside it
-            if rest:
-                self.api.set_advertised(False, ids=rest)
-        else:
-            pinned = set()
+        pinned: set[str] = set()
+        held: set[str] = set()
+        while ids:
+            try:
+                self.api.set_advertised(False, ids=ids)
+                break
+            except ApiError as e:
+                if self._was_held(e, len(ids)):
+                    held = set(ids)  # the change pipeline holds it: nothing withdrawn
+                    break
+                refused = set(e.detail.get("pinned", [])) if e.status == 409 and not pinned else set()
+                if not refused:
+                    raise
+                # The API holds pinned prefixes: the task logs it and withdraws the rest, as a
+                # task that treats one refusal as a per-item error would.
+                pinned = refused
+                self.refused += len(pinned)
+                self.log("task_refused", task=self.name, prefixes=sorted(pinned), status=e.status, error=str(e)[:200])
+                ids = [i for i in ids if i not in pinned]
+                sent = self.clock()  # before the call: the withdrawal reaches the wire inside it
         for p in batch:
             self.tried.add(p["id"])
             self.st.owners[p["cidr"]] = p["account_id"]
+            # Its dependents are removed whatever became of the prefix: the task deletes the
+            # objects it listed, one per call, each refusal a per-item error.
             self.dependents.append({"id": p["id"], "cidr": p["cidr"]})
-            if p["id"] not in pinned:
+            if p["id"] not in pinned and p["id"] not in held:
                 self.st.withdrawn_by_task[p["cidr"]] = sent
-        self.log("task_withdrew", task=self.name, prefixes=len(batch) - len(pinned), total=len(self.st.withdrawn_by_task))
+        self.log("task_withdrew", task=self.name, prefixes=len(batch) - len(pinned) - len(held),
+                 total=len(self.st.withdrawn_by_task))
+
+    def _was_held(self, e: ApiError, prefixes: int) -> bool:
+        """A 409 naming a change: a guardrail held the request (controller.changes). Logged and
+        counted; the task goes on to its next item, as with any per-item error."""
+        if e.status != 409 or not e.detail.get("change"):
+            return False
+        self.held += 1
+        self.st.held.append({"t": self.clock(), "change": e.detail["change"], "guardrail": e.detail.get("guardrail"),
+                             "prefixes": prefixes, "reason": e.detail.get("reason")})
+        self.log("task_held", task=self.name, change=e.detail["change"], guardrail=e.detail.get("guardrail"),
+                 prefixes=prefixes, reason=e.detail.get("reason"))
+        return True
 
     def _remove_dependents(self) -> None:
         calls = 0
@@ -130,9 +150,15 @@ class CleanupRunner:
                 self.dependents.pop(0)
                 continue
             b = bindings[0]
-            self.api.call("DELETE", f"/v1/prefixes/{p['id']}/bindings/{b['id']}")
-            self.st.bindings_removed.setdefault(p["cidr"], []).append(b["service"])
             calls += 1
+            try:
+                self.api.call("DELETE", f"/v1/prefixes/{p['id']}/bindings/{b['id']}")
+            except ApiError as e:
+                if not self._was_held(e, 1):
+                    raise
+                self.dependents.pop(0)  # this prefix's dependents stay; on to the next
+                continue
+            self.st.bindings_removed.setdefault(p["cidr"], []).append(b["service"])
             if len(bindings) == 1:
                 self.dependents.pop(0)
 

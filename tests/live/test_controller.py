@@ -227,3 +227,66 @@ def test_channel_survives_20000_commands(lab_factory) -> None:
     r1 = report.plan.nodes["r1"]
     wait_until(lambda: (len(route_keys(r1.namespace, 2) & {str(n) for n in nets}) == 100, "missing"),
                timeout=10, what="r1 to hold the prefixes again")
+
+
+def test_a_snapshot_restore_after_a_mass_withdrawal_brings_every_prefix_and_binding_back(ctl) -> None:
+    """Through the CLI, as an operator would: snapshot, the damage (every BYOIP prefix withdrawn,
+    bindings removed), then one restore; every kernel table, the collector and the edge have it all back."""
+    report, api, _ = ctl
+    lab, plan = report.lab, report.plan
+    routers = [r for r in plan.routers() if r.installs_routes]
+    every = {str(p.prefix) for p in plan.prefixes}
+    bindings_before = sorted((b["prefix_id"], b["service"]) for b in api.call("GET", "/v1/bindings")["result"])
+    out = bgplab("snapshots", "take", "--lab", lab, "known good")
+    assert out.returncode == 0, out.stderr
+    snap = out.stdout.split()[0]
+    assert snap.startswith("snap-")
+
+    byoip = {p["cidr"] for p in api.prefixes(byoip=True)}
+    pinned = {p["cidr"] for p in api.prefixes(byoip=True) if p["pinned"]}
+    assert bgplab("prefixes", "withdraw", "--lab", lab, "--byoip").returncode == 0
+    stripped = sorted(byoip - pinned)[:50]
+    for cidr in stripped:
+        pid = cidr.replace("/", "_")
+        for b in api.call("GET", f"/v1/prefixes/{pid}/bindings")["result"]:
+            api.call("DELETE", f"/v1/prefixes/{pid}/bindings/{b['id']}")
+    gone = byoip - pinned
+    wait_until(lambda: (all(not kernel_has(r.namespace, gone) for r in routers), "still in a kernel table"),
+               timeout=15, what="the BYOIP prefixes to leave every kernel table")
+
+    out = bgplab("snapshots", "diff", "--lab", lab, snap)
+    assert out.returncode == 0 and f"{len(gone)} prefixes differ: announce {len(gone)}" in out.stdout, out.stdout
+    t0 = time.time()
+    out = bgplab("snapshots", "restore", "--lab", lab, snap)
+    assert out.returncode == 0, out.stderr
+    assert f"announce {len(gone)}, bindings -0" in out.stdout and f"speakers: {len(gone)} announced" in out.stdout, out.stdout
+    took = wait_until(lambda: (all(kernel_has(r.namespace, every) == every for r in routers), "missing"),
+                      timeout=60, what="every prefix back in every kernel table")
+    assert api.call("POST", "/v1/lab/verify", params={"wait": 10})["result"]["ok"]
+    assert sorted((b["prefix_id"], b["service"]) for b in api.call("GET", "/v1/bindings")["result"]) == bindings_before
+    wait_until(lambda: (sum(api.call("GET", "/v1/lab/edge")["result"]["lagging"].values()) == 0, "an edge machine lags"),
+               timeout=60, what="every edge machine to serve the restored bindings")
+    print(f"snapshot restore of {len(gone)} prefixes: every kernel table in {took:.2f} s "
+          f"({time.time() - t0:.2f} s with the edge)")
+    # restored in one change: the restore is one applied change in the audit log
+    log = api.call("GET", "/v1/audit", params={"limit": 10000})["result"]
+    assert [e["action"] for e in log].count("restore") == 1
+
+
+def test_a_guardrail_holds_a_mass_withdrawal_until_an_operator_approves_it(ctl) -> None:
+    report, api, _ = ctl
+    lab, plan = report.lab, report.plan
+    t1 = plan.nodes["t1"]
+    before = route_keys(t1.namespace, 2)
+    out = bgplab("guardrails", "--lab", lab, "--set", json.dumps({"blast_radius": {"max_prefixes": 100}}))
+    assert out.returncode == 0, out.stderr
+    out = bgplab("prefixes", "withdraw", "--lab", lab, "--byoip")
+    assert out.returncode == 1 and "held by the blast_radius guardrail" in out.stderr, out.stderr
+    assert route_keys(t1.namespace, 2) == before  # nothing reached the network
+    out = bgplab("changes", "list", "--lab", lab, "--status", "held")
+    assert out.returncode == 0 and "held" in out.stdout and "blast_radius" in out.stdout
+    change = out.stdout.split()[0]
+    assert bgplab("changes", "approve", "--lab", lab, change).returncode == 0
+    byoip_v4 = {p["cidr"] for p in api.prefixes(byoip=True, family="ipv4") if not p["pinned"]}
+    wait_until(lambda: (not kernel_has(t1.namespace, byoip_v4), "still there"), timeout=15,
+               what="the approved withdrawal to reach the transit's kernel")

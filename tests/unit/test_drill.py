@@ -111,7 +111,7 @@ def test_unreadable_drill_is_a_drill_error(tmp_path: Path) -> None:
 
 def test_every_step_kind_has_one_handler() -> None:
     assert all(hasattr(Mechanism, f"_do_{k}") for k in step_kinds())
-    assert len(step_kinds()) == len(set(step_kinds())) == 11
+    assert len(step_kinds()) == len(set(step_kinds())) == 13
 
 
 def test_deadline_defaults_to_twice_the_timeline_at_the_run_speed() -> None:
@@ -173,3 +173,18 @@ def test_the_mechanism_from_the_command_line(tmp_path: Path) -> None:
     assert [x["inventory_seed"] for x in results] == [1, 2]
     assert all(x["withdrawn"] > 0 and x["canary_failed"] and x["task_stopped"] for x in results)
     assert r.output.count("\n") >= 3 and "withdrawn" in r.output
+
+
+def test_a_restore_must_name_a_snapshot_taken_before_it() -> None:
+    steps = [{"at": "00:05", "do": "restore", "snapshot": "good"}, {"at": "00:06", "do": "snapshot", "name": "good"}]
+    with pytest.raises(ValueError, match=r"steps\[0\].snapshot: no snapshot step named 'good' comes before it"):
+        Drill.model_validate({**GOOD, "steps": steps})
+
+
+def test_guardrail_windows_are_incident_time_and_reach_the_api_in_lab_seconds() -> None:
+    d = Drill.model_validate({**GOOD, "guardrails": {"breaker": {"max_withdrawals": 25, "window": "10m"},
+                                                     "blast_radius": {"max_share": 0.02, "window": "1h"}}})
+    assert d.guardrails.for_api(60) == {"strict_api": False, "breaker": {"max_withdrawals": 25, "window": 10.0},
+                                        "blast_radius": {"max_share": 0.02, "window": 60.0}}
+    with pytest.raises(ValueError, match="guardrails.breaker.window"):
+        Drill.model_validate({**GOOD, "guardrails": {"breaker": {"max_withdrawals": 25, "window": "soon"}}})

@@ -80,3 +80,25 @@ def test_the_propagation_order_is_deterministic_per_seed() -> None:
     assert Edge(machines, {}, seed=1).order == Edge(machines, {}, seed=1).order
     assert Edge(machines, {}, seed=1).order != Edge(machines, {}, seed=2).order
     assert sorted(Edge(machines, {}, seed=1).order) == sorted(Edge(machines, {}).machines)
+
+
+GUARDED = ["strict", "breaker", "blast-radius", "snapshot", "all"]
+
+
+@pytest.fixture(scope="module")
+def guarded():
+    drills = [load_drill(ROOT / "drills" / f"byoip-2026-02-20-guarded-{g}.yaml") for g in GUARDED]
+    return dict(zip(GUARDED, simulate_many([(d, t, None) for d, t in drills])))
+
+
+def test_each_guarded_replay_meets_its_target_in_the_mechanism(guarded) -> None:
+    """The shipped guarded drills, each the same buggy handler and task: what the pipeline lets through."""
+    assert guarded["strict"]["withdrawn"] == 0 and guarded["strict"]["held"] == {}
+    assert guarded["all"]["withdrawn"] == 0  # the strict API acts first
+    b = guarded["breaker"]
+    assert b["withdrawn"] <= 22 and b["breaker_tripped"] <= "17:57:00" and b["held"]["breaker"]["withdraw"] > 1000
+    r = guarded["blast-radius"]
+    assert r["withdrawn"] <= 86 and r["held"]["blast_radius"]["withdraw"] > 1000
+    s = guarded["snapshot"]
+    assert s["withdrawn"] > 1000 and s["restored_by_snapshot"] == s["withdrawn"] and s["edge_lagging_at_end"] == 0
+    assert s["restored_by_revert"] == s["restored_by_config_push"] == 0

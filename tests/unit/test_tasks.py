@@ -83,7 +83,7 @@ def test_with_the_strict_handler_the_task_finds_nothing_and_counts_its_errors(se
     task = mech.tasks["cleanup"]
     task.start(0)
     task.cycle()
-    assert mech.st.withdrawn_by_task == {} and task.counts() == {"cycles": 1, "errors": 1, "refused": 0}
+    assert mech.st.withdrawn_by_task == {} and task.counts() == {"cycles": 1, "errors": 1, "refused": 0, "held": 0}
     assert all(p.advertised for p in inv.prefixes())
 
 
