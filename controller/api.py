@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller.changes import Changes, Guardrails, Held, PropagationFailed
-from controller.inventory import OPERATOR, SERVICES, Conflict, Inventory, InventoryError, NotFound, Pinned, Prefix
+from controller.inventory import SERVICES, Conflict, Inventory, InventoryError, NotFound, Pinned, Prefix
 
 OnChange = Callable[[list[Prefix]], dict[str, Any]]
 Service = Literal[SERVICES]  # the inventory's service names, as a type the API validates against
@@ -120,6 +120,12 @@ class EdgeLike(Protocol):
     def status(self) -> dict[str, Any]: ...
 
 
+class NewToken(_Body):
+    role: Literal["admin", "operator", "task", "customer", "read-only"]
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:@-]+$")
+    account: str | None = None
+
+
 class SnapshotBody(_Body):
     label: str = Field(min_length=1, max_length=200)
 
@@ -200,6 +206,75 @@ def select(inv: Inventory, sel: Selector, withdraw: bool = False) -> list[Prefix
     return chosen[: sel.count] if sel.count is not None else chosen
 
 
+# Roles a token can have, and what each may do. A customer's reads and writes are its own
+# account's prefixes only (the dashboard); a task is what a drill or a team's automation is given.
+ROLES: dict[str, frozenset[str]] = {
+    "admin": frozenset({"read", "lab_read", "write", "snapshot", "admin"}),
+    "operator": frozenset({"read", "lab_read", "write", "snapshot"}),
+    "task": frozenset({"read", "lab_read", "write"}),
+    "customer": frozenset({"read", "write"}),
+    "read-only": frozenset({"read", "lab_read"}),
+}
+# Every route's permission (method, path as declared); None: open (the health check).
+# A route missing here fails at start (create_app checks): none is reachable by accident.
+PERMISSIONS: dict[tuple[str, str], str | None] = {
+    ("GET", "/v1/health"): None,
+    ("GET", "/v1/accounts"): "lab_read",
+    ("GET", "/v1/prefixes"): "read",
+    ("GET", "/v1/prefixes/{prefix_id}"): "read",
+    ("GET", "/v1/prefixes/{prefix_id}/bgp/status"): "read",
+    ("PATCH", "/v1/prefixes/{prefix_id}/bgp/status"): "write",
+    ("PATCH", "/v1/prefixes/bgp/status"): "write",
+    ("GET", "/v1/bindings"): "lab_read",
+    ("GET", "/v1/prefixes/{prefix_id}/bindings"): "read",
+    ("POST", "/v1/prefixes/{prefix_id}/bindings"): "write",
+    ("DELETE", "/v1/prefixes/{prefix_id}/bindings/{bid}"): "write",
+    ("POST", "/v1/prefixes/{prefix_id}/deletion_request"): "write",
+    ("DELETE", "/v1/prefixes/{prefix_id}"): "write",
+    ("GET", "/v1/lab/behaviour"): "lab_read",
+    ("PUT", "/v1/lab/behaviour"): "admin",
+    ("POST", "/v1/lab/config_push"): "admin",
+    ("GET", "/v1/lab/resolver"): "lab_read",
+    ("GET", "/v1/lab/credentials"): "admin",
+    ("GET", "/v1/lab/tokens"): "admin",
+    ("POST", "/v1/lab/tokens"): "admin",
+    ("GET", "/v1/lab/edge"): "lab_read",
+    ("PUT", "/v1/lab/edge"): "admin",
+    ("GET", "/v1/lab/services"): "read",
+    ("GET", "/v1/changes"): "lab_read",
+    ("GET", "/v1/changes/{change_id}"): "lab_read",
+    ("POST", "/v1/changes/{change_id}/approve"): "admin",
+    ("POST", "/v1/changes/{change_id}/reject"): "admin",
+    ("GET", "/v1/lab/guardrails"): "lab_read",
+    ("PUT", "/v1/lab/guardrails"): "admin",
+    ("POST", "/v1/lab/breaker/reset"): "admin",
+    ("GET", "/v1/snapshots"): "lab_read",
+    ("POST", "/v1/snapshots"): "snapshot",
+    ("GET", "/v1/snapshots/{snapshot_id}"): "lab_read",
+    ("GET", "/v1/snapshots/{snapshot_id}/diff"): "lab_read",
+    ("POST", "/v1/snapshots/{snapshot_id}/restore"): "admin",
+    ("GET", "/v1/audit"): "lab_read",
+    ("GET", "/v1/lab/observe"): "lab_read",
+    ("GET", "/v1/lab/reconcile"): "lab_read",
+    ("POST", "/v1/lab/verify"): "lab_read",
+    ("POST", "/v1/lab/sync"): "admin",
+}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request is: its token's name, role and (customers) account."""
+
+    name: str
+    role: str
+    account: str | None = None
+
+    @property
+    def scoped(self) -> str | None:
+        """The account a customer is confined to; None for every other role."""
+        return self.account if self.role == "customer" else None
+
+
 def strict_query(request: Request) -> None:
     """Every route: a query parameter given twice, or one the route does not take, is a 400
     that names it (a repeated flag once silently took its last value)."""
@@ -258,11 +333,32 @@ def _verify_wait(raw: str | None) -> float:
 def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Behaviour | None = None,
                lab: LabControl | None = None, edge: "EdgeLike | None" = None,
                clock: Callable[[], float] = time.time) -> FastAPI:
+    def authorize(request: Request) -> None:
+        """Every route: a bearer token of this lab's (401 otherwise), whose role grants the
+        route's permission (403 otherwise). The caller is kept for the route."""
+        route = request.scope.get("route")
+        need = PERMISSIONS[(request.method, route.path)] if isinstance(route, APIRoute) else None
+        if need is None:
+            return
+        auth = request.headers.get("authorization")
+        if auth is None:
+            raise Unauthorized("this API needs a token: Authorization: Bearer <token> (the lab's admin token is in "
+                               "/run/bgplab/<lab>/admin.token; bgplab token create makes others)")
+        kind, _, token = auth.partition(" ")
+        info = inv.token_info(token.strip()) if kind.lower() == "bearer" else None
+        if info is None:
+            raise Unauthorized("the Authorization header holds no token of this lab's (Bearer <token>)")
+        who = Caller(**info)
+        if need not in ROLES[who.role]:
+            raise Forbidden(f"{request.method} {route.path} needs the '{need}' permission; token '{who.name}' "
+                            f"({who.role}) has {', '.join(sorted(ROLES[who.role]))}")
+        request.state.caller = who
+
     app = FastAPI(
         title="bgplab Addressing API",
         version="1",
         description="The lab's source of truth for every prefix: BGP status, service bindings, deletion.",
-        dependencies=[Depends(strict_query)],
+        dependencies=[Depends(authorize), Depends(strict_query)],
     )
     behaviour = behaviour or Behaviour()
     app.state.behaviour = behaviour
@@ -293,25 +389,13 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         return _error(e.status, str(e))
 
     def caller(request: Request) -> str | None:
-        """The account a request acts for: a customer's token scopes it to that account's
-        prefixes; no token is the lab's operator (issue 14 makes tokens required)."""
-        auth = request.headers.get("authorization")
-        if auth is None:
-            return None
-        kind, _, token = auth.partition(" ")
-        account = inv.account_of_token(token.strip()) if kind.lower() == "bearer" else None
-        if account is None:
-            raise Unauthorized("the Authorization header holds no token of this lab's (Bearer <token>)")
-        return None if account == OPERATOR else account
+        """The account a customer's request is confined to; None for every other role."""
+        return request.state.caller.scoped
 
-    def operator_only(request: Request, what: str) -> str:
-        account = caller(request)
-        if account is not None:
-            raise Forbidden(f"{what} is the operator's; account '{account}' cannot")
-        return "operator"
-
-    def actor(account: str | None) -> str:
-        return "operator" if account is None else f"account:{account}"
+    def who(request: Request) -> str:
+        """The caller as the audit log names it: role:name."""
+        c: Caller = request.state.caller
+        return f"{c.role}:{c.name}"
 
     def own(account: str | None, prefixes: list[Prefix]) -> None:
         if account is None:
@@ -351,7 +435,9 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
             except ValueError as e:
                 raise InventoryError(f"cidr {net!r} is not a prefix in CIDR form ({e})") from None
             try:
-                return _ok([inv.by_cidr(net).as_dict()])
+                found = inv.by_cidr(net)
+                own(caller(request), [found])
+                return _ok([found.as_dict()])
             except NotFound:
                 raise NotFound(f"the lab does not own {net}: it is in none of its pools' announced prefixes") from None
         limit = None
@@ -366,6 +452,11 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         if limit is not None and per_page is not None:
             raise InventoryError("give either limit or page/per_page, not both")
         account = q.get("account_id")
+        scoped = caller(request)
+        if scoped is not None:  # a customer lists its own prefixes, and no one else's
+            if account is not None and account != scoped:
+                raise Forbidden(f"account '{scoped}' cannot list account '{account}'")
+            account = scoped
         if account is not None and not inv.account_exists(account):
             raise NotFound(f"no account '{account}'")
         filters = dict(
@@ -392,19 +483,22 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
                                   "page", "per_page"}
 
     @app.get("/v1/prefixes/{prefix_id}")
-    def get_prefix(prefix_id: str) -> dict[str, Any]:
-        return _ok(inv.get(prefix_id).as_dict())
+    def get_prefix(prefix_id: str, request: Request) -> dict[str, Any]:
+        p = inv.get(prefix_id)
+        own(caller(request), [p])
+        return _ok(p.as_dict())
 
     @app.get("/v1/prefixes/{prefix_id}/bgp/status")
-    def get_status(prefix_id: str) -> dict[str, Any]:
+    def get_status(prefix_id: str, request: Request) -> dict[str, Any]:
         p = inv.get(prefix_id)
+        own(caller(request), [p])
         return _ok({"prefix": p.cidr, "advertised": p.advertised, "modified": p.modified})
 
     @app.patch("/v1/prefixes/{prefix_id}/bgp/status")
     def set_status(prefix_id: str, body: BgpStatus, request: Request) -> dict[str, Any]:
         account = caller(request)
         own(account, [inv.get(prefix_id)])
-        out = changes.run(actor(account), "bgp_status", {"ids": [prefix_id], "advertised": body.advertised})
+        out = changes.run(who(request), "bgp_status", {"ids": [prefix_id], "advertised": body.advertised})
         [p] = out.result
         return _ok({"prefix": p.cidr, "advertised": p.advertised, "modified": p.modified}, reconcile=out.reconcile,
                    change=out.change)
@@ -419,7 +513,7 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
             skipped = len([p for p in select(inv, body.selector) if p.pinned])
         if not chosen:
             return _ok({"prefixes": 0, "advertised": body.advertised, "pinned_skipped": skipped}, reconcile={})
-        out = changes.run(actor(account), "bgp_status", {"ids": [p.id for p in chosen], "advertised": body.advertised})
+        out = changes.run(who(request), "bgp_status", {"ids": [p.id for p in chosen], "advertised": body.advertised})
         return _ok({"prefixes": len(out.result), "advertised": body.advertised, "ids": [p.id for p in out.result],
                     "pinned_skipped": skipped}, reconcile=out.reconcile, change=out.change)
 
@@ -430,32 +524,34 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         return _ok([b.as_dict() for b in rows], count=len(rows))
 
     @app.get("/v1/prefixes/{prefix_id}/bindings")
-    def list_bindings(prefix_id: str) -> dict[str, Any]:
+    def list_bindings(prefix_id: str, request: Request) -> dict[str, Any]:
+        own(caller(request), [inv.get(prefix_id)])
         return _ok([b.as_dict() for b in inv.bindings(prefix_id)])
 
     @app.post("/v1/prefixes/{prefix_id}/bindings", status_code=201)
     def add_binding(prefix_id: str, body: NewBinding, request: Request) -> dict[str, Any]:
         account = caller(request)
         own(account, [inv.get(prefix_id)])
-        out = changes.run(actor(account), "add_binding", {"id": prefix_id, "service": body.service})
+        out = changes.run(who(request), "add_binding", {"id": prefix_id, "service": body.service})
         return _ok(out.result.as_dict(), change=out.change)
 
     @app.delete("/v1/prefixes/{prefix_id}/bindings/{bid}")
     def delete_binding(prefix_id: str, bid: str, request: Request) -> dict[str, Any]:
         account = caller(request)
         own(account, [inv.get(prefix_id)])
-        out = changes.run(actor(account), "delete_binding", {"id": prefix_id, "binding": bid})
+        out = changes.run(who(request), "delete_binding", {"id": prefix_id, "binding": bid})
         return _ok({"id": bid, "deleted": True}, change=out.change)
 
     @app.post("/v1/prefixes/{prefix_id}/deletion_request")
-    def request_deletion(prefix_id: str) -> dict[str, Any]:
+    def request_deletion(prefix_id: str, request: Request) -> dict[str, Any]:
+        own(caller(request), [inv.get(prefix_id)])
         return _ok(inv.request_deletion(prefix_id).as_dict())
 
     @app.delete("/v1/prefixes/{prefix_id}")
     def delete_prefix(prefix_id: str, request: Request) -> dict[str, Any]:
         account = caller(request)
         own(account, [inv.get(prefix_id)])
-        out = changes.run(actor(account), "delete_prefix", {"id": prefix_id})
+        out = changes.run(who(request), "delete_prefix", {"id": prefix_id})
         return _ok(out.result.as_dict(), reconcile=out.reconcile, change=out.change)
 
     @app.get("/v1/lab/behaviour")
@@ -464,7 +560,6 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
 
     @app.put("/v1/lab/behaviour")
     def set_behaviour(body: BehaviourBody, request: Request) -> dict[str, Any]:
-        operator_only(request, "switching the API's behaviour")
         if body.pending_delete_bug and changes.guardrails.strict_api:
             raise Conflict("the strict_api guardrail holds the API's strict schema: the 2026-02-20 handler "
                            "cannot be switched on (PUT /v1/lab/guardrails to lift it)")
@@ -475,7 +570,6 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
     def config_push(body: ConfigPush, request: Request) -> dict[str, Any]:
         """The operator's global config push: re-create bindings and re-advertise, deleted or not.
         The bindings reach the edge machine by machine (``rollout``), the advertisement at once."""
-        operator_only(request, "the config push")
         steps = [r.model_dump() for r in body.rollout]
         if steps:
             if edge is None:
@@ -484,7 +578,7 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
             if problem:
                 raise InventoryError(f"rollout: {problem}")
         items = [(i.id, list(dict.fromkeys(i.services))) for i in body.prefixes]
-        out = changes.run("operator", "config_push", {"items": items, "rollout": steps})
+        out = changes.run(who(request), "config_push", {"items": items, "rollout": steps})
         return _ok({"prefixes": len(out.result), "rollout": out.edge}, reconcile=out.reconcile, change=out.change)
 
     @app.get("/v1/lab/resolver")
@@ -495,7 +589,6 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
     @app.get("/v1/lab/credentials")
     def credentials(request: Request) -> dict[str, Any]:
         """Every account's token, for drills that act as customers (a lab's secrets are the lab's)."""
-        operator_only(request, "reading the lab's credentials")
         return _ok(inv.tokens())
 
     if edge is not None:
@@ -506,7 +599,6 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         @app.put("/v1/lab/edge")
         def edge_timing(body: EdgeTiming, request: Request) -> dict[str, Any]:
             """How long a binding change takes to reach each PoP (lab seconds)."""
-            operator_only(request, "setting the edge's timing")
             edge.delay = body.delay
             return _ok(edge.status())
 
@@ -538,15 +630,13 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
     @app.post("/v1/changes/{change_id}/approve")
     def approve_change(change_id: str, request: Request) -> dict[str, Any]:
         """Apply a held change past the guardrails (the operator's decision, in the audit log)."""
-        who = operator_only(request, "approving a change")
-        out = changes.approve(change_id, who)
+        out = changes.approve(change_id, who(request))
         return _ok({"approved": change_id, "applied_as": out.change["id"], "diff": out.change["diff"]},
                    reconcile=out.reconcile)
 
     @app.post("/v1/changes/{change_id}/reject")
     def reject_change(change_id: str, request: Request) -> dict[str, Any]:
-        who = operator_only(request, "rejecting a change")
-        return _ok(changes.reject(change_id, who))
+        return _ok(changes.reject(change_id, who(request)))
 
     @app.get("/v1/lab/guardrails")
     def get_guardrails() -> dict[str, Any]:
@@ -555,16 +645,14 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
     @app.put("/v1/lab/guardrails")
     def set_guardrails(body: Guardrails, request: Request) -> dict[str, Any]:
         """Which guardrails act and their limits (windows in lab seconds)."""
-        who = operator_only(request, "setting the guardrails")
-        changes.set_guardrails(body, who)
+        changes.set_guardrails(body, who(request))
         if body.strict_api:
             behaviour.pending_delete_bug = False
         return _ok(changes.status())
 
     @app.post("/v1/lab/breaker/reset")
     def reset_breaker(request: Request) -> dict[str, Any]:
-        who = operator_only(request, "resetting the withdrawal breaker")
-        return _ok(changes.reset_breaker(who))
+        return _ok(changes.reset_breaker(who(request)))
 
     @app.get("/v1/snapshots")
     def list_snapshots(request: Request) -> dict[str, Any]:
@@ -575,8 +663,7 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
 
     @app.post("/v1/snapshots", status_code=201)
     def take_snapshot(body: SnapshotBody, request: Request) -> dict[str, Any]:
-        who = operator_only(request, "taking a snapshot")
-        return _ok(changes.snapshot(body.label, who))
+        return _ok(changes.snapshot(body.label, who(request)))
 
     @app.get("/v1/snapshots/{snapshot_id}")
     def show_snapshot(snapshot_id: str) -> dict[str, Any]:
@@ -590,8 +677,7 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
     @app.post("/v1/snapshots/{snapshot_id}/restore")
     def restore_snapshot(snapshot_id: str, request: Request) -> dict[str, Any]:
         """Operational state back as the snapshot had it: one change through the pipeline."""
-        who = operator_only(request, "restoring a snapshot")
-        out = changes.restore(snapshot_id, who)
+        out = changes.restore(snapshot_id, who(request))
         return _ok({"snapshot": snapshot_id, "prefixes": len(out.result), "diff": out.change["diff"],
                     "change": out.change["id"]}, reconcile=out.reconcile)
 
@@ -605,6 +691,22 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         return _ok(rows, count=len(rows))
 
     audit.query_params = {"limit", "after"}
+
+    @app.get("/v1/lab/tokens")
+    def list_tokens() -> dict[str, Any]:
+        """The lab's tokens (not the customers' account tokens: GET /v1/lab/credentials), secrets left out."""
+        return _ok(inv.token_list())
+
+    @app.post("/v1/lab/tokens", status_code=201)
+    def create_token(body: NewToken, request: Request) -> dict[str, Any]:
+        """A token for a role; a customer token names its account. The secret is in this answer only."""
+        if (body.role == "customer") != (body.account is not None):
+            raise InventoryError("a customer token names its account, and no other role takes one")
+        if body.account is not None and not inv.account_exists(body.account):
+            raise NotFound(f"no account '{body.account}'")
+        secret = inv.create_token(body.role, body.name, body.account)
+        changes.audit(who(request), "token_create", detail={"name": body.name, "role": body.role, "account": body.account})
+        return _ok({"name": body.name, "role": body.role, "account": body.account, "token": secret})
 
     @app.get("/v1/lab/services")
     def services() -> dict[str, Any]:
@@ -637,4 +739,8 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
             return _ok(result)
 
         sync.query_params = {"full"}
+    missing = [f"{m} {r.path}" for r in app.routes if isinstance(r, APIRoute) for m in r.methods
+               if (m, r.path) not in PERMISSIONS]
+    if missing:
+        raise AssertionError(f"routes without a permission in api.PERMISSIONS: {', '.join(missing)}")
     return app

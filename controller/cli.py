@@ -338,6 +338,33 @@ def bindings_delete(lab, cidr, binding) -> None:
     click.echo(f"{binding} deleted")
 
 
+@cli.group()
+def token() -> None:
+    """API tokens: the lab's admin token is in /run/bgplab/<lab>/admin.token (0600); make others here."""
+
+
+@token.command(name="create")
+@click.option("--lab")
+@click.option("--role", type=click.Choice(["admin", "operator", "task", "customer", "read-only"]), required=True)
+@click.option("--account", help="the account a customer token is confined to")
+@click.option("--name", help="how the audit log names it (default: the role)")
+def token_create(lab, role, account, name) -> None:
+    """Print a new token (shown once) for ROLE: admin, operator, task, customer (--account), read-only."""
+    with _api(lab) as api:
+        r = api.call("POST", "/v1/lab/tokens", json={"role": role, "name": name or role,
+                                                     **({"account": account} if account else {})})["result"]
+    click.echo(r["token"])
+
+
+@token.command(name="list")
+@click.option("--lab")
+def token_list(lab) -> None:
+    with _api(lab) as api:
+        rows = api.call("GET", "/v1/lab/tokens")["result"]
+    for t in rows:
+        click.echo(f"{t['name']:<24} {t['role']:<10} {t['account'] or '-'}")
+
+
 # -- the change pipeline: held changes, the breaker, guardrails, snapshots (controller.changes) --
 
 

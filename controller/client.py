@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,11 +20,17 @@ class ApiError(BgplabError):
         super().__init__(f"API answered {status}: {message}")
 
 
+def admin_token_path(state: LabState) -> Path:
+    """Where `bgplab up` keeps the lab's admin token (mode 0600, root's)."""
+    return state.dir / "admin.token"
+
+
 class ApiClient:
-    def __init__(self, lab: str, timeout: float = 60.0, *, http: httpx.Client | None = None):
-        """The client of ``lab``'s controller; with ``http``, of whatever that client reaches
-        (tests hand in FastAPI's TestClient)."""
+    def __init__(self, lab: str, timeout: float = 60.0, *, http: httpx.Client | None = None, token: str | None = None):
+        """The client of ``lab``'s controller, with the lab's admin token unless ``token`` is
+        given; with ``http``, of whatever that client reaches (tests hand in FastAPI's TestClient)."""
         self.lab = lab
+        self.headers: dict[str, str] = {"Authorization": f"Bearer {token}"} if token else {}
         if http is not None:
             self.url, self.http = str(http.base_url), http
             return
@@ -34,11 +41,22 @@ class ApiClient:
             info = json.loads((state.dir / "controller.json").read_text())
         except (OSError, ValueError):
             raise LabNotFound(f"lab '{lab}' has no controller running (it was brought up without one?)") from None
+        if token is None:
+            try:
+                token = admin_token_path(state).read_text().strip()
+            except OSError as e:
+                raise BgplabError(f"lab '{lab}': cannot read its admin token ({e.strerror}: "
+                                  f"{admin_token_path(state)}); the API needs one") from None
+            self.headers = {"Authorization": f"Bearer {token}"}
         self.url = info["url"]
         # TCP_NODELAY: on a kept-alive connection Nagle and delayed ACKs added ~40 ms to
         # every small request (measured: 44 ms for a bindings GET that curl answers in 1 ms).
         transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-        self.http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport, headers=self.headers)
+
+    def as_token(self, token: str) -> "ApiClient":
+        """The same connection, acting with another token (a task's, a customer's)."""
+        return ApiClient(self.lab, http=self.http, token=token)
 
     def close(self) -> None:
         self.http.close()
@@ -50,6 +68,7 @@ class ApiClient:
         self.close()
 
     def call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        kw["headers"] = {**self.headers, **(kw.get("headers") or {})}
         try:
             r = self.http.request(method, path, **kw)
         except httpx.HTTPError as e:

@@ -75,6 +75,13 @@ CREATE TABLE IF NOT EXISTS changes (
     detail TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    token TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'task', 'customer', 'read-only')),
+    account TEXT REFERENCES accounts(id),
+    created REAL NOT NULL
+);
 """
 
 
@@ -306,6 +313,32 @@ class Inventory:
         with self.lock:
             row = self.db.execute("SELECT id FROM accounts WHERE token = ?", (token,)).fetchone()
         return row[0] if row else None
+
+    def create_token(self, role: str, name: str, account: str | None = None) -> str:
+        """A new API token (a random secret) for ``role``; a customer token is confined to ``account``."""
+        import secrets
+
+        token = "bgp-" + secrets.token_urlsafe(24)
+        with self.tx() as db:
+            db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?)", (token, name, role, account, time.time()))
+        return token
+
+    def token_info(self, token: str) -> dict[str, str | None] | None:
+        """Who a token is: name, role and account; an account's own token is that customer's."""
+        with self.lock:
+            row = self.db.execute("SELECT name, role, account FROM tokens WHERE token = ?", (token,)).fetchone()
+            if row is not None:
+                return {"name": row[0], "role": row[1], "account": row[2]}
+            acct = self.db.execute("SELECT id, kind FROM accounts WHERE token = ?", (token,)).fetchone()
+        if acct is None:
+            return None
+        # the operator's own accounts act as the operator; a BYOIP account as that customer
+        return ({"name": acct[0], "role": "operator", "account": None} if acct[1] == "operator"
+                else {"name": acct[0], "role": "customer", "account": acct[0]})
+
+    def token_list(self) -> list[dict]:
+        with self.lock:
+            return [dict(r) for r in self.db.execute("SELECT name, role, account, created FROM tokens ORDER BY created")]
 
     def tokens(self) -> dict[str, str]:
         with self.lock:

@@ -25,6 +25,7 @@ import httpx
 import uvicorn
 
 from controller.api import Behaviour, create_app
+from controller.client import admin_token_path
 from controller.edge import Edge, EdgeFiles, EdgeTicker
 from controller.inventory import Inventory, InventoryError, cidr_of
 from controller.observe.probe import CANARY_INTERVAL, by_end_host
@@ -85,6 +86,15 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
         announced = {s.name: inv.desired(s.name) for s in plan.speakers()}
     else:
         announced = {}  # unknown after a controller restart: resend everything
+    token_file = admin_token_path(state)
+    if fresh or not token_file.exists():
+        # The lab's admin token: `bgplab up` makes it, the CLI and drills read it (root's, 0600).
+        token = inv.create_token("admin", "admin")
+        fd = os.open(token_file.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        os.replace(token_file.with_suffix(".tmp"), token_file)
+        log("admin_token", {"path": str(token_file)})
     reconciler = Reconciler(plan, state, inv, announced, log)
     reconciler.start()
     if not fresh:

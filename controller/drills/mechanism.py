@@ -116,6 +116,11 @@ class Mechanism:
         """Before the clock starts: the bindings as they were, the inventory's size (inputs)."""
         for b in self.api.call("GET", "/v1/bindings")["result"]:
             self.original.setdefault(cidr_of(b["prefix_id"]), []).append(b["service"])
+        # Each task acts with a token of its own (role task): the audit log names it, and it can
+        # do what a task may and nothing an admin may.
+        for name, task in self.tasks.items():
+            token = self.api.call("POST", "/v1/lab/tokens", json={"role": "task", "name": f"task:{name}"})["result"]["token"]
+            task.api = self.api.as_token(token)
         accounts = self.api.call("GET", "/v1/accounts")["result"]
         self.st.byoip_customers = sum(1 for a in accounts if a["kind"] == "byoip")
         self.resolver = self.api.call("GET", "/v1/lab/resolver")["result"]
@@ -504,8 +509,9 @@ def simulate(drill: m.Drill, topology: Path, *, speed: float | None = None, real
         lab = [0.0]
         edge = Edge({p: drill.edge.machines_per_pop for p in pops}, initial, seed=drill.edge.seed, clock=lambda: lab[0])
         # Entered once: one event loop for every request (a request outside it starts its own).
-        client = TestClient(create_app(inv, lambda changed: {}, Behaviour(), edge=edge,
-                                       clock=lambda: lab[0])).__enter__()
+        admin = {"Authorization": f"Bearer {inv.create_token('admin', 'mechanism')}"}
+        client = TestClient(create_app(inv, lambda changed: {}, Behaviour(), edge=edge, clock=lambda: lab[0]),
+                            headers=admin).__enter__()
         st = DrillState(speed=speed, start=drill.start, realtime=realtime)
         st.t0 = 1_000_000.0  # any epoch: the lab clock here is simulated
         events: list[dict[str, Any]] = []

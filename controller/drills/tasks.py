@@ -68,7 +68,8 @@ class CleanupRunner:
         page = 1
         while True:
             try:
-                r = self.api.http.get(f"/v1/prefixes?{base}&per_page={self.spec.per_page}&page={page}")
+                r = self.api.http.get(f"/v1/prefixes?{base}&per_page={self.spec.per_page}&page={page}",
+                                      headers=self.api.headers)
             except httpx.HTTPError as e:
                 self.errors += 1
                 self.log("task_error", task=self.name, error=str(e))

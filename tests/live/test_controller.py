@@ -30,6 +30,7 @@ def ctl(lab_factory):
     report = lab_factory(CTL)
     info = {**service.start(report.running(), probes=30), "lab": report.lab}
     api = ApiClient(report.lab)
+    info["headers"] = api.headers  # the lab's admin token, for requests made by hand
     yield report, api, info
     api.close()
 
@@ -115,10 +116,10 @@ def test_binding_removed_answers_403(ctl) -> None:
 
 def test_pending_delete_handler_both_ways_live(ctl) -> None:
     _, api, info = ctl
-    r = httpx.get(f"{info['url']}/v1/prefixes?pending_delete")
+    r = httpx.get(f"{info['url']}/v1/prefixes?pending_delete", headers=info["headers"])
     assert r.status_code == 400
     api.call("PUT", "/v1/lab/behaviour", json={"pending_delete_bug": True})
-    r = httpx.get(f"{info['url']}/v1/prefixes?pending_delete")
+    r = httpx.get(f"{info['url']}/v1/prefixes?pending_delete", headers=info["headers"])
     assert r.status_code == 200 and r.json()["count"] == 440
 
 
@@ -126,9 +127,9 @@ def test_bad_input_changes_nothing(ctl) -> None:
     report, api, info = ctl
     t1 = report.plan.nodes["t1"]
     before = route_keys(t1.namespace, 2)
-    r = httpx.patch(f"{info['url']}/v1/prefixes/8.8.8.0_24/bgp/status", json={"advertised": False})
+    r = httpx.patch(f"{info['url']}/v1/prefixes/8.8.8.0_24/bgp/status", json={"advertised": False}, headers=info["headers"])
     assert r.status_code == 404 and "8.8.8.0_24" in r.json()["errors"][0]["message"]
-    r = httpx.patch(f"{info['url']}/v1/prefixes/bgp/status", json={"advertised": "no", "selector": {"count": 5}})
+    r = httpx.patch(f"{info['url']}/v1/prefixes/bgp/status", json={"advertised": "no", "selector": {"count": 5}}, headers=info["headers"])
     assert r.status_code == 400
     out = bgplab("prefixes", "withdraw", "--lab", report.lab, "--account", "acct-9999")
     assert out.returncode == 1 and "no account 'acct-9999'" in out.stderr
@@ -165,12 +166,12 @@ def test_a_change_a_speaker_cannot_take_is_a_503_and_the_inventory_keeps_its_sta
     report.running().stop_daemon("edge", "exabgp", sig=9)
     wait_until(lambda: ("edge" in _lost(info), "no speaker_lost yet"), timeout=10,
                what="the controller to notice the speaker is gone")
-    r = httpx.patch(f"{info['url']}/v1/prefixes/{target.replace('/', '_')}/bgp/status", json={"advertised": False}, timeout=30)
+    r = httpx.patch(f"{info['url']}/v1/prefixes/{target.replace('/', '_')}/bgp/status", json={"advertised": False}, timeout=30, headers=info["headers"])
     assert r.status_code == 503, r.text
     err = r.json()["errors"][0]
     assert "did not reach edge" in err["message"] and err["failed"]["edge"]["prefixes"] == [target]
     assert api.prefixes(cidr=target)[0]["advertised"] is True  # rolled back: no claim the network lacks
-    r = httpx.post(f"{info['url']}/v1/lab/sync", params={"full": "true"}, timeout=30)
+    r = httpx.post(f"{info['url']}/v1/lab/sync", params={"full": "true"}, timeout=30, headers=info["headers"])
     assert r.status_code == 503 and "edge" in r.json()["errors"][0]["failed"]
     # the speaker comes back: its whole state is sent again, and the same change now goes through
     report.running().start_daemon("edge", "exabgp")
@@ -290,3 +291,21 @@ def test_a_guardrail_holds_a_mass_withdrawal_until_an_operator_approves_it(ctl) 
     byoip_v4 = {p["cidr"] for p in api.prefixes(byoip=True, family="ipv4") if not p["pinned"]}
     wait_until(lambda: (not kernel_has(t1.namespace, byoip_v4), "still there"), timeout=15,
                what="the approved withdrawal to reach the transit's kernel")
+
+
+def test_the_api_needs_a_token_and_bgplab_up_keeps_the_admin_one_for_root_alone(ctl) -> None:
+    report, api, info = ctl
+    path = LabState.load(report.lab).dir / "admin.token"
+    assert path.stat().st_mode & 0o777 == 0o600
+    url = f"{info['url']}/v1/prefixes"
+    assert httpx.get(url, params={"limit": 1}).status_code == 401
+    out = bgplab("token", "create", "--lab", report.lab, "--role", "read-only", "--name", "dashboard-viewer")
+    assert out.returncode == 0, out.stderr
+    ro = {"Authorization": f"Bearer {out.stdout.strip()}"}
+    assert httpx.get(url, params={"limit": 1}, headers=ro).status_code == 200
+    target = api.prefixes(byoip=True, limit=5)[-1]["id"]
+    r = httpx.patch(f"{url}/{target}/bgp/status", json={"advertised": False}, headers=ro)
+    assert r.status_code == 403 and "needs the 'write' permission" in r.json()["errors"][0]["message"]
+    assert api.call("GET", f"/v1/prefixes/{target}")["result"]["advertised"]
+    listed = bgplab("token", "list", "--lab", report.lab).stdout
+    assert "dashboard-viewer" in listed and "admin" in listed

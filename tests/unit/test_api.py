@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.api import Behaviour, create_app
+from tests.unit.auth import admin
 from controller.inventory import OPERATOR, Inventory, customer_sizes, prefix_id
 from lab.plan import build_plan
 from lab.topology import load_topology
@@ -37,7 +38,7 @@ def client(inv: Inventory, changes: list) -> TestClient:
         changes.append([p.id for p in prefixes])
         return {"announced": sum(p.advertised for p in prefixes)}
 
-    return TestClient(create_app(inv, on_change, Behaviour()))
+    return TestClient(create_app(inv, on_change, Behaviour()), headers=admin(inv))
 
 
 def test_seed_counts_and_determinism(tmp_path: Path, inv: Inventory) -> None:
@@ -256,7 +257,7 @@ def test_a_selector_never_reaches_outside_what_it_names(shared_client, account, 
 def shared_client(tmp_path_factory):
     inv = Inventory(tmp_path_factory.mktemp("prop") / "inventory.sqlite")
     inv.seed(PLAN, seed=3)
-    return TestClient(create_app(inv)), inv
+    return TestClient(create_app(inv), headers=admin(inv)), inv
 
 
 def test_prefix_id_is_url_safe() -> None:
@@ -326,7 +327,8 @@ class FakeLab:
 
 @pytest.fixture
 def lab_client(inv: Inventory) -> TestClient:
-    return TestClient(create_app(inv, lambda prefixes: {"ok": True}, Behaviour(), lab=FakeLab()), raise_server_exceptions=False)
+    return TestClient(create_app(inv, lambda prefixes: {"ok": True}, Behaviour(), lab=FakeLab()), raise_server_exceptions=False,
+                      headers=admin(inv))
 
 
 @pytest.mark.parametrize("method,url,body,fragment", [
@@ -375,7 +377,7 @@ def test_a_change_that_does_not_reach_a_speaker_is_rolled_back_with_a_503(inv: I
                     "failed": {"edge-fra": {"error": "broken pipe", "announce": 0, "withdraw": 1, "prefixes": ["100.64.1.0/24"]}}}
         return {"ok": True, "errors": []}  # then the others are brought back to the rolled-back inventory
 
-    client = TestClient(create_app(inv, on_change, Behaviour()))
+    client = TestClient(create_app(inv, on_change, Behaviour()), headers=admin(inv))
     r = client.patch("/v1/prefixes/100.64.1.0_24/bgp/status", json={"advertised": False})
     assert r.status_code == 503
     err = r.json()["errors"][0]
@@ -425,7 +427,7 @@ def test_no_request_gets_a_5xx_or_hangs_and_a_4xx_changes_nothing(hostile, metho
     elif _digest(inv) != before:  # a change that went through: put the inventory back for the next example
         hostile[1] = _fresh_inventory(hostile[2])
         hostile[0] = TestClient(create_app(hostile[1], lambda p: {"ok": True}, Behaviour(), lab=FakeLab()),
-                                raise_server_exceptions=False)
+                                raise_server_exceptions=False, headers=admin(hostile[1]))
 
 
 SMALL = build_plan(load_topology(ROOT / "tests/live/topologies/mini-clique.yaml"), "hostile")
@@ -442,7 +444,8 @@ def _fresh_inventory(directory: Path) -> Inventory:
 def hostile(tmp_path_factory):
     d = tmp_path_factory.mktemp("hostile")
     inv = _fresh_inventory(d)
-    return [TestClient(create_app(inv, lambda p: {"ok": True}, Behaviour(), lab=FakeLab()), raise_server_exceptions=False), inv, d]
+    return [TestClient(create_app(inv, lambda p: {"ok": True}, Behaviour(), lab=FakeLab()), raise_server_exceptions=False,
+                       headers=admin(inv)), inv, d]
 
 
 def test_prefixes_page_in_onboarding_order(client: TestClient, inv: Inventory) -> None:
@@ -489,7 +492,7 @@ def test_a_bad_rollout_changes_nothing(inv: Inventory) -> None:
     from controller.edge import Edge
 
     edge = Edge({"a": 2}, {})
-    client = TestClient(create_app(inv, lambda p: {}, Behaviour(), edge=edge))
+    client = TestClient(create_app(inv, lambda p: {}, Behaviour(), edge=edge), headers=admin(inv))
     pid = inv.prefixes(byoip=True)[3].id
     inv.set_advertised([pid], False)
     body = {"prefixes": [{"id": pid, "services": ["cdn"]}], "rollout": [{"machine": "a/0", "at": 0}]}
@@ -499,7 +502,7 @@ def test_a_bad_rollout_changes_nothing(inv: Inventory) -> None:
     body["rollout"].append({"machine": "a/1", "at": 5})
     r = client.post("/v1/lab/config_push", json=body)
     assert r.status_code == 200 and inv.get(pid).advertised and len(edge.pending) == 2
-    no_edge = TestClient(create_app(inv, lambda p: {}, Behaviour()))
+    no_edge = TestClient(create_app(inv, lambda p: {}, Behaviour()), headers=admin(inv))
     assert no_edge.post("/v1/lab/config_push", json=body).status_code == 400
 
 

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from controller.api import Behaviour, create_app
+from tests.unit.auth import admin
 from controller.changes import GUARDRAILS, Diff, Guardrails, Recent
 from controller.edge import Edge
 from controller.inventory import Inventory, cidr_of
@@ -58,7 +59,7 @@ def client(inv: Inventory, sent: list, edge: Edge, clock: Clock) -> TestClient:
         sent.append(sorted(p.cidr for p in prefixes))
         return {"ok": True}
 
-    return TestClient(create_app(inv, on_change, Behaviour(), edge=edge, clock=clock))
+    return TestClient(create_app(inv, on_change, Behaviour(), edge=edge, clock=clock), headers=admin(inv))
 
 
 def byoip_ids(inv: Inventory, n: int, skip: int = 0) -> list[str]:
@@ -249,7 +250,7 @@ def test_guardrail_settings_are_validated_and_kept_across_a_restart(client, inv,
     problems = " ".join(bad.json()["errors"][0]["problems"])
     assert "breaker.max_withdrawals" in problems and "nope" in problems
     guard(client, blast_radius={"max_accounts": 3, "window": 60})
-    again = TestClient(create_app(inv, None, Behaviour(), edge=edge, clock=clock))
+    again = TestClient(create_app(inv, None, Behaviour(), edge=edge, clock=clock), headers=admin(inv))
     assert again.get("/v1/lab/guardrails").json()["result"]["guardrails"] == {
         "strict_api": False, "blast_radius": {"max_accounts": 3, "window": 60.0}}
 
@@ -262,7 +263,7 @@ def test_the_audit_log_says_who_what_how_many_and_which_accounts(client, inv) ->
     client.patch(f"/v1/prefixes/{ids[0]}/bgp/status", json={"advertised": True}, headers={"Authorization": f"Bearer {token}"})
     log = client.get("/v1/audit").json()["result"]
     w, a = log[-2], log[-1]
-    assert w["actor"] == "operator" and w["action"] == "bgp_status" and w["prefixes"] == 3
+    assert w["actor"] == "admin:test-admin" and w["action"] == "bgp_status" and w["prefixes"] == 3
     assert set(w["accounts"]) == {inv.get(i).account_id for i in ids} and w["change_id"].startswith("chg-")
-    assert a["actor"] == f"account:{p.account_id}" and a["prefixes"] == 1 and a["detail"]["announce"] == 1
+    assert a["actor"] == f"customer:{p.account_id}" and a["prefixes"] == 1 and a["detail"]["announce"] == 1
     assert client.get("/v1/audit?after=x").status_code == 400

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from controller.api import Behaviour, create_app
+from tests.unit.auth import admin
 from controller.client import ApiClient
 from controller.drills.mechanism import Mechanism
 from controller.drills.model import ConfigPushStep, Dashboard, Revert, load_drill
@@ -43,7 +44,7 @@ def setup(tmp_path: Path):
     clock = Clock()
     edge = Edge({"edge-a": 2, "edge-b": 2}, initial, seed=1, clock=clock)
     behaviour = Behaviour()
-    client = TestClient(create_app(inv, lambda changed: {"ok": True}, behaviour, edge=edge))
+    client = TestClient(create_app(inv, lambda changed: {"ok": True}, behaviour, edge=edge), headers=admin(inv))
     api = ApiClient("t", http=client)
     st = DrillState(speed=60, start=drill.start)
     st.t0 = 1000.0

@@ -1,0 +1,151 @@
+"""Tokens and their scopes: every route needs a token of the lab's, each role reaches what its
+permission grants and nothing else, a request outside its scope is a 403 that changes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from controller.api import PERMISSIONS, ROLES, Behaviour, create_app
+from controller.inventory import Inventory, cidr_of
+from controller.edge import Edge
+from lab.plan import build_plan
+from lab.topology import load_topology
+from tests.unit.auth import bearer
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAN = build_plan(load_topology(ROOT / "topologies/byoip-incident.yaml"), "auth")
+
+
+class FakeLab:
+    def verify(self, wait=0.0):
+        return {"ok": True}
+
+    def sync(self):
+        return self
+
+    def resend_all(self):
+        return self
+
+    def as_dict(self):
+        return {"errors": [], "failed": {}}
+
+    def status(self):
+        return {}
+
+    def observe(self):
+        return {}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    inv = Inventory(tmp_path_factory.mktemp("auth") / "inventory.sqlite")
+    inv.seed(PLAN, seed=3)
+    initial: dict[str, list[str]] = {}
+    for b in inv.bindings():
+        initial.setdefault(cidr_of(b.prefix_id), []).append(b.service)
+    edge = Edge({"edge-ams": 1, "edge-fra": 1}, initial)
+    client = TestClient(create_app(inv, lambda p: {"ok": True}, Behaviour(), lab=FakeLab(), edge=edge),
+                        raise_server_exceptions=False)
+    byoip = [p for p in inv.prefixes(byoip=True, onboarding_order=True) if not p.pinned]
+    mine = byoip[10]
+    theirs = next(p for p in byoip if p.account_id != mine.account_id)
+    tokens = {role: inv.create_token(role, f"t-{role}") for role in ROLES if role != "customer"}
+    tokens["customer"] = inv.create_token("customer", "t-customer", mine.account_id)
+    return {"inv": inv, "client": client, "mine": mine, "theirs": theirs, "tokens": tokens}
+
+
+def request_for(method: str, path: str, pid: str, inv: Inventory) -> tuple[str, dict | None]:
+    """A well-formed request for a route, acting on prefix ``pid``."""
+    binding = next(iter(inv.bindings(pid)), None)
+    url = (path.replace("{prefix_id}", pid).replace("{bid}", binding.id if binding else "bnd-000000")
+           .replace("{change_id}", "chg-000001").replace("{snapshot_id}", "snap-000000"))
+    bodies = {
+        ("PATCH", "/v1/prefixes/{prefix_id}/bgp/status"): {"advertised": False},
+        ("PATCH", "/v1/prefixes/bgp/status"): {"advertised": False, "selector": {"ids": [pid]}},
+        ("POST", "/v1/prefixes/{prefix_id}/bindings"): {"service": "spectrum"},
+        ("PUT", "/v1/lab/behaviour"): {"pending_delete_bug": True},
+        ("POST", "/v1/lab/config_push"): {"prefixes": [{"id": pid, "services": ["cdn"]}]},
+        ("POST", "/v1/lab/tokens"): {"role": "read-only", "name": "made"},
+        ("PUT", "/v1/lab/edge"): {"delay": 1},
+        ("PUT", "/v1/lab/guardrails"): {"breaker": {"max_withdrawals": 5, "window": 10}},
+        ("POST", "/v1/snapshots"): {"label": "x"},
+    }
+    return url, bodies.get((method, path))
+
+
+def fingerprint(inv: Inventory) -> str:
+    with inv.lock:
+        rows = [list(inv.db.execute(q)) for q in (
+            "SELECT id, advertised, deleted, pending_delete FROM prefixes ORDER BY id",
+            "SELECT prefix_id, service FROM bindings ORDER BY id",
+            "SELECT COUNT(*) FROM tokens", "SELECT value FROM meta WHERE key = 'guardrails'",
+            "SELECT COUNT(*) FROM change_records", "SELECT COUNT(*) FROM snapshot_labels")]
+    return json.dumps([[tuple(r) for r in x] for x in rows])
+
+
+ROUTES = sorted(k for k, v in PERMISSIONS.items() if v is not None)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(role=st.sampled_from(sorted(ROLES)), route=st.sampled_from(ROUTES), foreign=st.booleans())
+def test_no_token_reaches_outside_its_scope(lab, role: str, route: tuple[str, str], foreign: bool) -> None:
+    inv, client = lab["inv"], lab["client"]
+    method, path = route
+    pid = (lab["theirs"] if foreign else lab["mine"]).id
+    url, body = request_for(method, path, pid, inv)
+    before = fingerprint(inv)
+    r = client.request(method, url, json=body, headers=bearer(lab["tokens"][role]))
+    allowed = PERMISSIONS[route] in ROLES[role]
+    names_a_prefix = "{prefix_id}" in path or route == ("PATCH", "/v1/prefixes/bgp/status")
+    if role == "customer" and allowed and foreign and names_a_prefix:
+        allowed = False  # a customer's permissions stop at its own account
+    if not allowed:
+        assert r.status_code == 403, (role, route, r.status_code, r.text)
+        assert fingerprint(inv) == before, f"{role} {method} {url}: refused, yet something changed"
+    else:
+        assert r.status_code not in (401, 403), (role, route, r.status_code, r.text)
+        assert r.status_code < 500, (role, route, r.status_code, r.text)
+
+
+def test_every_route_but_the_health_check_needs_a_token_of_the_lab(lab) -> None:
+    inv, client = lab["inv"], lab["client"]
+    assert client.get("/v1/health").status_code == 200
+    for method, path in ROUTES:
+        url, body = request_for(method, path, lab["mine"].id, inv)
+        assert client.request(method, url, json=body).status_code == 401, (method, path)
+        r = client.request(method, url, json=body, headers=bearer("bgp-not-a-token"))
+        assert r.status_code == 401 and "no token of this lab's" in r.json()["errors"][0]["message"]
+
+
+def test_a_customer_lists_only_its_own_prefixes(lab) -> None:
+    inv, client, mine = lab["inv"], lab["client"], lab["mine"]
+    h = bearer(lab["tokens"]["customer"])
+    listed = client.get("/v1/prefixes", headers=h).json()["result"]
+    assert listed and {p["account_id"] for p in listed} == {mine.account_id}
+    assert client.get(f"/v1/prefixes?account_id={lab['theirs'].account_id}", headers=h).status_code == 403
+    assert client.get(f"/v1/prefixes?cidr={lab['theirs'].cidr}", headers=h).status_code == 403
+
+
+def test_tokens_are_made_by_an_admin_and_named_in_the_audit_log(lab) -> None:
+    client = lab["client"]
+    h = bearer(lab["tokens"]["admin"])
+    r = client.post("/v1/lab/tokens", json={"role": "task", "name": "automation"}, headers=h)
+    assert r.status_code == 201
+    task = r.json()["result"]["token"]
+    assert task.startswith("bgp-") and "token" not in json.dumps(client.get("/v1/lab/tokens", headers=h).json()["result"])
+    bad = client.post("/v1/lab/tokens", json={"role": "customer", "name": "c"}, headers=h)
+    assert bad.status_code == 400 and "names its account" in bad.json()["errors"][0]["message"]
+    assert client.post("/v1/lab/tokens", json={"role": "root", "name": "x"}, headers=h).status_code == 400
+    pid = lab["inv"].prefixes(byoip=True, onboarding_order=True)[40].id
+    assert client.patch(f"/v1/prefixes/{pid}/bgp/status", json={"advertised": False}, headers=bearer(task)).status_code == 200
+    log = client.get("/v1/audit?limit=10000", headers=h).json()["result"]
+    assert log[-1]["actor"] == "task:automation" and log[-1]["action"] == "bgp_status"
+    assert any(e["action"] == "token_create" and e["detail"]["name"] == "automation" for e in log)
+    # a task may change prefixes but not the API's behaviour
+    assert client.put("/v1/lab/behaviour", json={"pending_delete_bug": True}, headers=bearer(task)).status_code == 403
