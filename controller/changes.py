@@ -99,6 +99,18 @@ class Breaker(_Cfg):
     window: float = Field(gt=0, description="seconds")
 
 
+class Staged(_Cfg):
+    """A withdrawing change goes to one PoP first (``first``; default the first PoP) and waits
+    ``health_window`` seconds; the probes in that window decide: at most ``max_unhealthy`` of
+    the end hosts' probe results not ok, and it goes on to every other PoP; more, and it is
+    rolled back on the PoP that has it. One change at a time: a withdrawing change that comes
+    while another is in its window is held. Restores and approved changes go everywhere at once."""
+
+    first: str | None = None
+    health_window: float = Field(gt=0, description="seconds")
+    max_unhealthy: float = Field(default=0.01, ge=0, le=1)
+
+
 class Guardrails(_Cfg):
     """Which guardrails act, and their limits. ``strict_api``: the Addressing API's strict
     schema is locked on (the 2026-02-20 handler cannot be switched on)."""
@@ -106,6 +118,7 @@ class Guardrails(_Cfg):
     strict_api: StrictBool = False
     blast_radius: BlastRadius | None = None
     breaker: Breaker | None = None
+    staged: Staged | None = None
 
 
 # -- the diff -------------------------------------------------------------------------
@@ -254,9 +267,19 @@ def _breaker(g: Guardrails, d: Diff, recent: list[Recent], p: "Changes") -> Hold
                                                    "limit": cfg.max_withdrawals})
 
 
+def _staged(g: Guardrails, d: Diff, recent: list[Recent], p: "Changes") -> Hold | None:
+    st = p.stage
+    if g.staged is None or st is None or d.harmless:
+        return None
+    return Hold("staged", f"change {st['id']} is in its health window at {st['pop']} until "
+                          f"{st['until'] - st['started']:.3g} s after it started: one change at a time",
+                {"in_window": st["id"], "pop": st["pop"]})
+
+
 GUARDRAILS: dict[str, Callable[[Guardrails, Diff, list[Recent], "Changes"], Hold | None]] = {
     "blast_radius": _blast_radius,
     "breaker": _breaker,
+    "staged": _staged,
 }
 
 
@@ -293,7 +316,11 @@ OPS: dict[str, Callable[[Inventory, dict[str, Any], Callable], Any]] = {
     "delete_binding": _op_delete_binding,
     "config_push": _op_config_push,
     "restore": _op_restore,
+    "stage_rollback": _op_restore,
 }
+# Changes that go everywhere at once under the staged rollout: they put known state back.
+UNSTAGED = ("restore", "stage_rollback")
+Health = Callable[[float, float], dict[str, Any]]
 
 
 @dataclass
@@ -320,6 +347,13 @@ class Changes:
         self.guardrails = Guardrails.model_validate_json(raw) if raw else Guardrails()
         self.recent: deque[Recent] = deque(maxlen=self.RECENT)
         self.breaker_open: dict[str, Any] | None = None
+        # The staged rollout: the change in its health window (one at a time), what the other
+        # PoPs still announce meanwhile (speaker, CIDR) -> the announcement the change will make,
+        # and the health signal (since, until) -> {"ok", ...}: the service's probes, or a model.
+        self.stage: dict[str, Any] | None = None
+        self.pending: dict[tuple[str, str], bool] = {}
+        self.health: Health | None = None
+        self.stages = {"promoted": 0, "rolled_back": 0}
         self.byoip_total = len(inv.prefixes(byoip=True))
         self.accounts_of: dict[str, str] = {p.cidr: p.account_id for p in inv.prefixes(include_deleted=True)}
         self.byoip_cidrs = {p.cidr for p in inv.prefixes(byoip=True, include_deleted=True)}
@@ -344,7 +378,15 @@ class Changes:
         return State(announced, {pop: dict(bound) for pop in self.pops})
 
     def set_guardrails(self, g: Guardrails, actor: str) -> Guardrails:
+        if g.staged is not None and g.staged.first is not None and g.staged.first not in self.pops:
+            raise InventoryError(f"staged.first: no PoP '{g.staged.first}' (PoPs: {', '.join(self.pops)})")
         with self.lock:
+            st, old = self.stage, self.guardrails.staged
+            if st is not None and old is not None and g.staged is not None and g.staged.health_window != old.health_window:
+                # A drill's pace changed (its windows are incident time): what is left of the
+                # change's window scales with it.
+                now = self.clock()
+                st["until"] = now + max(0.0, st["until"] - now) * g.staged.health_window / old.health_window
             self.guardrails = g
             with self.inv.tx() as db:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('guardrails', ?)", (g.model_dump_json(),))
@@ -410,6 +452,18 @@ class Changes:
                     raise Held({"at": self.clock(), "actor": actor, "kind": kind, "args": args, "diff": d,
                                 "guardrail": name, "reason": hold.reason, "figures": hold.figures,
                                 "id": None})
+        stage = self.guardrails.staged
+        rest: dict[str, Any] | None = None
+        if stage is not None and approved is None and kind not in UNSTAGED and not d.harmless:
+            pop = stage.first or self.pops[0]
+            rest = {"ann": [x for x in delta["ann"] if x[0] != pop], "bound": [x for x in delta["bound"] if x[0] != pop]}
+            delta = {"ann": [x for x in delta["ann"] if x[0] == pop], "bound": [x for x in delta["bound"] if x[0] == pop]}
+            box["stage"] = {"pop": pop, "ids": [p.id for p in prefixes], "window": stage.health_window,
+                            "max_unhealthy": stage.max_unhealthy,
+                            "before": [(p.id, any(p.cidr in self.state.announced.get(o, ()) for o in p.origins),
+                                        sorted(self.state.bound[pop].get(p.cidr, frozenset()))) for p in prefixes]}
+            # the other PoPs keep announcing what they announce until the stage is promoted
+            self.pending = {(sp, c): on for sp, c, on in rest["ann"]}
         moved = {c for _, c, _ in delta["ann"]}
         if self.on_change is not None and moved:
             result = self.on_change([p for p in prefixes if p.cidr in moved])
@@ -419,23 +473,39 @@ class Changes:
         if self.edge is not None:
             if kind == "config_push" and args.get("rollout"):
                 box["edge"] = self.edge.push({i: s for i, s in args["items"]}, args["rollout"])
-            else:
-                changed = {prefix_id(c): v for pop, c, v in delta["bound"] if pop == self.pops[0]}
-                if changed:
-                    box["edge"] = self.edge.changed(changed)
+            elif delta["bound"]:
+                box["edge"] = self._to_edge(delta["bound"])
         with self.inv.lock:
             seq = self._next_seq()
             self.inv.db.execute(
                 "INSERT INTO change_records (seq, at, actor, kind, status, args, diff, delta, reason) "
                 "VALUES (?, ?, ?, ?, 'applied', ?, ?, ?, ?)",
                 (seq, self.clock(), actor, kind, json.dumps(args), json.dumps(d.summary()), json.dumps(delta),
-                 f"approval of {approved}" if approved else None))
+                 f"approval of {approved}" if approved else
+                 f"staged at {box['stage']['pop']}" if "stage" in box else None))
         box.update(id=_cid(seq), seq=seq, delta=delta, actor=actor, kind=kind, approved=approved)
+
+    def _to_edge(self, bound: list[tuple[str, str, list[str]]]) -> dict[str, Any]:
+        """Binding changes toward the edge: one change over every machine when every PoP gets the
+        same (the edge's own order), else each PoP its own (a stage, its promotion, its rollback)."""
+        per: dict[str, dict[str, list[str]]] = {}
+        for pop, c, v in bound:
+            per.setdefault(pop, {})[prefix_id(c)] = v
+        first = next(iter(per.values()))
+        if set(per) == set(self.pops) and all(d == first for d in per.values()):
+            return self.edge.changed(first)
+        return {pop: self.edge.changed(d, pops=[pop]) for pop, d in per.items()}
 
     def _after(self, box: dict[str, Any]) -> None:
         """The change committed: operational state follows, and the windows and the audit log see it."""
         d: Diff = box["diff"]
         self.state.apply(box["delta"])
+        if "stage" in box:
+            now = self.clock()
+            self.stage = {**box["stage"], "id": box["id"], "started": now, "until": now + box["stage"]["window"],
+                          "actor": box["actor"], "diff": d.summary()}
+            self.audit("guardrail:staged", "stage_started", change_id=box["id"], prefixes=len(d.withdraw),
+                       accounts=d.accounts, detail={"pop": self.stage["pop"], "window": self.stage["window"]})
         if not d.harmless:
             self.recent.append(Recent(self.clock(), len(d.withdraw), d.byoip_withdrawn, d.withdrawals,
                                       frozenset(d.accounts)))
@@ -515,6 +585,73 @@ class Changes:
         self.recent.clear()  # the window that tripped it is judged; withdrawals count afresh
         self.audit(actor, "breaker_reset", change_id=was["change"], detail=was)
         return {"was": was}
+
+    # -- the staged rollout ------------------------------------------------------------
+
+    def overlay(self, speaker: str, want: set[str]) -> set[str]:
+        """What ``speaker`` should announce while a change is in its window: the configured
+        state, less what the change has not reached it with yet (the reconciler's view)."""
+        if not self.pending:
+            return want
+        want = set(want)
+        for (s, cidr), on in self.pending.items():
+            if s == speaker:
+                (want.discard if on else want.add)(cidr)
+        return want
+
+    def announced_anywhere(self) -> set[str]:
+        with self.lock:
+            return set().union(*self.state.announced.values()) if self.state.announced else set()
+
+    def tick(self) -> str | None:
+        """The change in its window, once the window has passed: promoted to every PoP if the
+        health signal held, rolled back on its PoP otherwise. Returns what was done."""
+        with self.lock:
+            st = self.stage
+            if st is None or self.clock() < st["until"]:
+                return None
+            health = dict(self.health(st["started"], self.clock()) if self.health is not None
+                          else {"total": 0, "not_ok": 0, "basis": "no health signal"})
+            total, bad = health.get("total", 0), health.get("not_ok", 0)
+            health["unhealthy_share"] = round(bad / total, 4) if total else None
+            # No probe result in the window: nothing vouches for the change, so it goes back.
+            health["ok"] = bool(total) and bad / total <= st["max_unhealthy"]
+            self.stage = None
+            return self._promote(st, health) if health["ok"] else self._rollback(st, health)
+
+    def _promote(self, st: dict[str, Any], health: dict[str, Any]) -> str:
+        """On to every PoP: operational state follows configured state for the change's
+        prefixes, as configured is now (a later change may have touched them)."""
+        self.pending = {}
+        with self.inv.lock:
+            prefixes = self.inv.prefixes(ids=st["ids"], include_deleted=True)
+            _, delta = self._diff(prefixes)
+            moved = {c for _, c, _ in delta["ann"]}
+            result = self.on_change([p for p in prefixes if p.cidr in moved]) if self.on_change and moved else {}
+        if self.edge is not None and delta["bound"]:
+            self._to_edge(delta["bound"])
+        with self.inv.tx() as db:
+            seq = self._next_seq()
+            db.execute("INSERT INTO change_records (seq, at, actor, kind, status, args, diff, delta, reason) "
+                       "VALUES (?, ?, 'guardrail:staged', 'stage_promote', 'applied', ?, ?, ?, ?)",
+                       (seq, self.clock(), json.dumps({"stage": st["id"]}), json.dumps(st["diff"]), json.dumps(delta),
+                        f"{st['id']} healthy at {st['pop']}: on to every PoP"))
+        self.state.apply(delta)
+        self.stages["promoted"] += 1
+        self.audit("guardrail:staged", "stage_promoted", change_id=st["id"], prefixes=st["diff"]["withdraw"],
+                   detail={"pop": st["pop"], "health": health, "as": _cid(seq), "sync_errors": result.get("errors")})
+        return "promoted"
+
+    def _rollback(self, st: dict[str, Any], health: dict[str, Any]) -> str:
+        """Configured state back as it was for the change's prefixes, at once on the PoP that had
+        it (the others never left it)."""
+        self.pending = {}
+        out = self.run("guardrail:staged", "stage_rollback", {"stage": st["id"], "items": st["before"]},
+                       approved=f"rollback of {st['id']}")
+        self.stages["rolled_back"] += 1
+        self.audit("guardrail:staged", "stage_rolled_back", change_id=st["id"], prefixes=st["diff"]["withdraw"],
+                   detail={"pop": st["pop"], "health": health, "as": out.change["id"]})
+        return "rolled_back"
 
     # -- snapshots ---------------------------------------------------------------------
 
@@ -608,8 +745,35 @@ class Changes:
                  "detail": json.loads(r["detail"]) if r["detail"] else None} for r in rows]
 
     def status(self) -> dict[str, Any]:
+        stage = None if self.stage is None else {k: self.stage[k] for k in ("id", "pop", "started", "until", "diff")}
         return {"guardrails": self.guardrails.model_dump(exclude_none=True), "breaker_open": self.breaker_open,
+                "stage": stage, "stages": dict(self.stages),
                 "changes": self.counts(), "operational": self.state.counts()}
+
+
+class StageTicker(threading.Thread):
+    """Decides the staged change once its window has passed (``Changes.tick``), every
+    ``interval`` seconds. A failure ends it and is kept in ``error`` (the service reports it)."""
+
+    def __init__(self, changes: Changes, interval: float = 0.05):
+        super().__init__(name="stage-ticker", daemon=True)
+        self.changes, self.interval = changes, interval
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.wait(self.interval):
+                self.changes.tick()
+        except BaseException as e:  # noqa: BLE001 - kept, reported by the service's status and observe routes
+            import traceback
+
+            traceback.print_exc()
+            self.error = e
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=5)
 
 
 def _cid(seq: int) -> str:

@@ -57,16 +57,17 @@ class Edge:
         self.seq += 1
         heapq.heappush(self.pending, (at, self.seq, machine, cidr, services))
 
-    def changed(self, bindings: dict[str, list[str]]) -> dict[str, Any]:
-        """Prefix id -> its services now: the change reaches the machines one after another,
-        the last ``delay`` seconds from now."""
+    def changed(self, bindings: dict[str, list[str]], pops: list[str] | None = None) -> dict[str, Any]:
+        """Prefix id -> its services now: the change reaches the machines (of ``pops``, or all)
+        one after another, the last ``delay`` seconds from now."""
         now = self.clock()
-        n = len(self.order)
+        order = [m for m in self.order if pops is None or m.rpartition("/")[0] in pops]
+        n = len(order)
         with self.lock:
             for pid, services in bindings.items():
                 cidr, s = cidr_of(pid), frozenset(services)
                 self.desired[cidr] = s
-                for k, machine in enumerate(self.order):
+                for k, machine in enumerate(order):
                     self._schedule(machine, now + self.delay * (k + 1) / n, cidr, s)
         return {"prefixes": len(bindings), "machines": n, "done_by": now + self.delay}
 

@@ -121,6 +121,9 @@ class Reconciler:
         self.last_sync: dict[str, Any] = {}
         self.last_verify: dict[str, Any] = {}
         self.verify_queries = 0  # queries to bgpd the verifier has made, all told
+        # overlay(speaker, wanted) -> what it should announce now: the change pipeline's staged
+        # rollout keeps a change from the PoPs it has not reached yet (controller.changes).
+        self.overlay: Callable[[str, set[str]], set[str]] | None = None
         # settled(routers, quiet, timeout): returns once those routers' kernel tables have not
         # changed for ``quiet`` seconds (or at timeout). Set by the service from its sampler.
         self.settled: Callable[[list[str], float, float], None] | None = None
@@ -167,6 +170,8 @@ class Reconciler:
             plans = {}
             for name in only or list(self.links):
                 want = self.inv.desired(name)
+                if self.overlay is not None:
+                    want = self.overlay(name, want)
                 have = self.announced[name]
                 if name in self.suspect:
                     originated = {str(p.prefix) for p in self.plan.originated_by(name)}

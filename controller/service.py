@@ -25,6 +25,7 @@ import httpx
 import uvicorn
 
 from controller.api import Behaviour, create_app
+from controller.changes import StageTicker
 from controller.client import admin_token_path
 from controller.edge import Edge, EdgeFiles, EdgeTicker
 from controller.inventory import Inventory, InventoryError, cidr_of
@@ -123,8 +124,15 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
         ticker.start()
     start_data_plane(state, plan, inv, seed, probes, extra, machines)
 
-    app = create_app(inv, reconciler.on_change, Behaviour(), lab=LabRoutes(reconciler, sampler, obs,
-                                                                             ticker if edge else None), edge=edge)
+    routes = LabRoutes(reconciler, sampler, obs, ticker if edge else None)
+    app = create_app(inv, reconciler.on_change, Behaviour(), lab=routes, edge=edge)
+    # The staged rollout: the reconciler keeps a change in its window from the other PoPs, the
+    # end hosts' probes judge it, a ticker decides once its window has passed.
+    changes = app.state.changes
+    reconciler.overlay = changes.overlay
+    changes.health = lambda since, until: probe_health(obs / "probes.jsonl", since, until, changes.announced_anywhere())
+    stager = routes.stager = StageTicker(changes)
+    stager.start()
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -146,6 +154,7 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
     try:
         server.run(sockets=[sock])
     finally:
+        stager.stop()
         if edge is not None:
             ticker.stop()
         sampler.stop()
@@ -164,16 +173,20 @@ class LabRoutes:
 
     def __init__(self, reconciler: Reconciler, sampler: Sampler, observe_dir: Path, ticker: EdgeTicker | None = None):
         self.reconciler, self.sampler, self.observe_dir, self.ticker = reconciler, sampler, observe_dir, ticker
+        self.stager: StageTicker | None = None
 
     def observe(self) -> dict[str, Any]:
         if self.ticker is not None and self.ticker.error is not None:
             raise EdgeStopped(f"the edge's propagation stopped: {self.ticker.error!r}")
+        if self.stager is not None and self.stager.error is not None:
+            raise EdgeStopped(f"the staged rollout's decisions stopped: {self.stager.error!r}")
         return {"sample": self.sampler.latest, "probes": probe_summary(self.observe_dir / "probes.jsonl")}
 
     def status(self) -> dict[str, Any]:
         r = self.reconciler
         return {"sync": r.last_sync, "verify": r.last_verify, "verify_queries": r.verify_queries,
                 "edge_error": repr(self.ticker.error) if self.ticker is not None and self.ticker.error else None,
+                "stage_error": repr(self.stager.error) if self.stager is not None and self.stager.error else None,
                 "suspect": sorted(r.suspect),
                 "restarts": {n: link.restarts for n, link in r.links.items()}}
 
@@ -369,6 +382,21 @@ def recent_probes(path: Path, window: float = 1.5) -> list[dict[str, Any]]:
             break
         out.append(e)
     return out
+
+
+def probe_health(path: Path, since: float, until: float, announced: set[str]) -> dict[str, Any]:
+    """The end hosts' probe results between ``since`` and ``until``, of every product, on the
+    prefixes some PoP announces (``announced``): a prefix withdrawn everywhere serves nothing and
+    is not a failure of the network. How many, and how many were not ok: the staged rollout's
+    health signal (network)."""
+    results = [e for e in recent_probes(path, until - since + 1.0)
+               if by_end_host(e) and since <= e["t"] <= until and e["prefix"] in announced]
+    not_ok = [e for e in results if e["result"] != "ok"]
+    by: dict[str, int] = {}
+    for e in not_ok:
+        by[e["result"]] = by.get(e["result"], 0) + 1
+    return {"total": len(results), "not_ok": len(not_ok), "by_result": by,
+            "basis": "the end hosts' probes of every product in the window, on prefixes some PoP announces"}
 
 
 def probe_summary(path: Path, window: float = 1.5) -> dict[str, dict[str, int]]:

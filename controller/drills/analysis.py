@@ -310,7 +310,7 @@ def analyse(rd: RunDir) -> Analysis:
     F["not_recovered"] = figure(sum(1 for r in results if r.recovered_at(n_vp) is None), "network",
                                 "affected prefixes not back at every vantage point with probes ok by the end")
 
-    F.update(guard_figures(st, results, samples, n_vp, mrt_basis))
+    F.update(guard_figures(st, results, samples, n_vp, mrt_basis, host_probes, events))
 
     # The duration: from the first withdrawal the task caused in the network, to the moment
     # the last affected prefix was back at every vantage point and its probes succeeded again.
@@ -380,7 +380,8 @@ def analyse(rd: RunDir) -> Analysis:
 
 
 def guard_figures(st: Any, results: list[PrefixResult], samples: list[dict[str, Any]], n_vp: int,
-                  mrt_basis: str) -> dict[str, dict[str, Any]]:
+                  mrt_basis: str, probes_in_run: list[dict[str, Any]] = (),
+                  events: list[mrt.PrefixEvent] = ()) -> dict[str, dict[str, Any]]:
     """What the guardrails did (controller), and how long a snapshot restore took to bring every
     affected prefix back in every table and every probe (network)."""
     F: dict[str, dict[str, Any]] = {}
@@ -397,6 +398,7 @@ def guard_figures(st: Any, results: list[PrefixResult], samples: list[dict[str, 
                                              "when the withdrawal breaker tripped (the audit log), incident seconds from "
                                              "the drill's start", clock="incident",
                                              withdrawals=trips[0]["withdrawals"] if trips else None)
+    F.update(stage_figures(st, probes_in_run, events, mrt_basis))
     F["snapshot_recovery_s"] = figure(None, "network", "no snapshot was restored in this drill", clock="lab")
     if st.snapshot_restores:
         r0 = st.snapshot_restores[0]
@@ -416,6 +418,48 @@ def guard_figures(st: Any, results: list[PrefixResult], samples: list[dict[str, 
             "0.5 s); None if one never was", clock="lab",
             prefixes=len(mine), kernel_full_s=None if kernel_at is None else round(kernel_at - r0["t"], 3),
             prefixes_back_s=None if done is None else round(done - r0["t"], 3))
+    return F
+
+
+def stage_figures(st: Any, probes: list[dict[str, Any]], events: list[mrt.PrefixEvent],
+                  mrt_basis: str) -> dict[str, dict[str, Any]]:
+    """The staged rollout: how many stages went on or back (controller), and while each was in
+    its window, whether the end hosts still reached its prefixes (through the other PoP) and
+    how long the vantage points took to settle on the surviving path (network)."""
+    F: dict[str, dict[str, Any]] = {}
+    stages = st.pipeline.get("stages", [])
+    started = [e for e in stages if e["action"] == "stage_started"]
+    decided = {e["change"]: e for e in stages if e["action"] != "stage_started"}
+    F["stages"] = figure({"started": len(started),
+                          "promoted": sum(1 for e in decided.values() if e["action"] == "stage_promoted"),
+                          "rolled_back": sum(1 for e in decided.values() if e["action"] == "stage_rolled_back")},
+                         "controller", "changes the staged rollout held at its first PoP, and what their health window "
+                         "decided (the audit log)")
+    ok = total = 0
+    settle: list[float] = []
+    withdrawn_at_vp = 0
+    for e in started:
+        end = decided[e["change"]]["t"] if e["change"] in decided else float("inf")
+        cidrs = set(e.get("cidrs", []))
+        window = [p for p in probes if p["prefix"] in cidrs and e["t"] <= p["t"] <= end]
+        total += len(window)
+        ok += sum(1 for p in window if p["result"] == "ok")
+        seen = [x for x in events if x.prefix in cidrs and e["t"] <= x.t <= end]
+        last: dict[str, float] = {}
+        state: dict[tuple[str, str], str] = {}
+        for x in seen:
+            last[x.prefix] = x.t
+            state[(x.prefix, x.peer_ip)] = x.kind
+        settle += [t - e["t"] for t in last.values()]
+        withdrawn_at_vp += sum(1 for k in state.values() if k == "withdraw")
+    F["staged_reachable"] = figure({"probes": total, "ok_share": round(ok / total, 4) if total else None},
+                                   "network", "the end hosts' probes of a stage's prefixes while it was in its window "
+                                   "(withdrawn at the first PoP only): reached through the other PoP")
+    F["staged_failover_s"] = figure(
+        {**distribution(settle), "left_withdrawn_at_a_vantage_point": withdrawn_at_vp}, "network",
+        f"per staged prefix, from the stage's start to its last UPDATE at a vantage point inside the window: the "
+        f"path hunting to the surviving PoP ({mrt_basis}); and (prefix, vantage point) pairs whose last word in the "
+        "window was a withdrawal", clock="lab")
     return F
 
 
@@ -608,6 +652,8 @@ EXPECTATIONS: dict[str, tuple[str, str | None, bool]] = {
     "products_failed": ("products", "failed_target_seconds", True),
     "products_ok_end": ("products", "ok_share_end", True),
     "edge_403": ("edge_403", "n", True),
+    "staged_reachable": ("staged_reachable", "ok_share", False),
+    "stages_rolled_back": ("stages", "rolled_back", False),
 }
 assert set(EXPECTATIONS) == set(Expect.model_fields), "an exception names an expectation that exists"
 

@@ -55,6 +55,10 @@ ROWS: list[Row] = [
     ("prefixes left with no binding (peak)", "controller", _v("impact_all_bindings")),
     ("changes held by a guardrail", "controller", _held),
     ("breaker tripped (incident s)", "controller", _v("breaker_tripped_incident_s")),
+    ("stages promoted / rolled back", "controller",
+     lambda F: None if not (F.get("stages") or {}).get("value", {}).get("started") else
+     f"{F['stages']['value']['promoted']} / {F['stages']['value']['rolled_back']}"),
+    ("staged prefixes reached through the other PoP (ok share)", "network", _v("staged_reachable", "ok_share")),
     ("probe failures, CDN (target-seconds)", "network", _product("cdn")),
     ("probe failures, Spectrum", "network", _product("spectrum")),
     ("probe failures, Magic Transit", "network", _product("magic_transit")),

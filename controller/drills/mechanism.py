@@ -193,8 +193,9 @@ class Mechanism:
         """After the last step: what the change pipeline held and when the breaker tripped
         (controller), from the API's own records."""
         held = self.api.call("GET", "/v1/changes", params={"status": "held", "limit": 10000})["result"]
-        trips = [e for e in self.api.call("GET", "/v1/audit", params={"limit": 10000})["result"]
-                 if e["action"] == "breaker_tripped"]
+        log = self.api.call("GET", "/v1/audit", params={"limit": 10000})["result"]
+        trips = [e for e in log if e["action"] == "breaker_tripped"]
+        stages = [e for e in log if e["action"] in ("stage_started", "stage_promoted", "stage_rolled_back")]
         by: dict[str, dict[str, int]] = {}
         for c in held:
             g = by.setdefault(c["guardrail"], {"changes": 0, "withdraw": 0, "bindings_removed": 0})
@@ -206,7 +207,14 @@ class Mechanism:
             "breaker_trips": [{"incident": self.timeline.incident(e["at"] - self.st.t0), "change": e["change_id"],
                                "withdrawals": (e["detail"] or {}).get("withdrawals")} for e in trips],
             "totals": self.api.call("GET", "/v1/changes", params={"limit": 1})["totals"],
+            # the staged rollout: each stage's start and decision, with the health it was judged on
+            "stages": [{"t": e["at"], "incident": self.timeline.incident(e["at"] - self.st.t0), "action": e["action"],
+                        "change": e["change_id"], "prefixes": e["prefixes"], "detail": e["detail"]} for e in stages],
         }
+        for e in self.st.pipeline["stages"]:
+            if e["action"] == "stage_started":  # the prefixes each stage withdrew at its first PoP
+                args = self.api.call("GET", f"/v1/changes/{e['change']}")["result"]["args"]
+                e["cidrs"] = [cidr_of(i) for i in args.get("ids", [args.get("id")]) if i]
 
     # -- detection ---------------------------------------------------------------
 
@@ -520,6 +528,8 @@ def simulate(drill: m.Drill, topology: Path, *, speed: float | None = None, real
                          timeline, lambda: lab[0])
         mech.begin()
         hosts = max(1, len(plan.hosts()))
+        changes = client.app.state.changes
+        changes.health = _model_health(changes, edge, plan, inv, drill, hosts)
         rng = random.Random(f"probes:{drill.edge.seed}")
         impact_at_stop: dict[str, int] = {}
         incident = 0.0
@@ -527,6 +537,7 @@ def simulate(drill: m.Drill, topology: Path, *, speed: float | None = None, real
         while True:
             lab[0] = st.t0 + timeline.lab(incident)
             edge.tick(lab[0])
+            changes.tick()
             if mech.canary:
                 reachable = inv.get(prefix_id(mech.canary)).advertised
                 for _ in range(hosts):  # each end host probes the canary once a round
@@ -570,9 +581,42 @@ def simulate(drill: m.Drill, topology: Path, *, speed: float | None = None, real
         "edge_lagging_at_end": lagging,
         "held": st.pipeline["held"],
         "breaker_tripped": mech.clock(st.pipeline["breaker_trips"][0]["incident"]) if st.pipeline["breaker_trips"] else None,
+        "stages_promoted": sum(1 for e in st.pipeline["stages"] if e["action"] == "stage_promoted"),
+        "stages_rolled_back": sum(1 for e in st.pipeline["stages"] if e["action"] == "stage_rolled_back"),
         "restored_by_snapshot": len(st.restore_requests.get("snapshot", [])),
         "edge_last_change": mech.clock(timeline.incident(edge_done - st.t0)) if edge_done is not None else None,
     }
+
+
+# The product a probe checks -> the service bound for it at the edge (DNS needs none).
+PROBED_SERVICE = {"cdn": "cdn", "resolver_web": "cdn", "spectrum": "spectrum", "magic_transit": "magic_transit", "dns": None}
+
+
+def _model_health(changes: Any, edge: Any, plan: Any, inv: Any, drill: m.Drill, hosts: int) -> Callable:
+    """The staged rollout's health signal without a network: the probes the live lab would make
+    (controller.service.probe_targets, same seed), each end host once per target, on prefixes some
+    PoP announces. A probe fails where the stage's PoP announces the prefix and one of its machines
+    does not serve the probed service (a 403 there); elsewhere traffic finds the prefix."""
+    from controller.service import probe_targets
+
+    targets = probe_targets(plan, inv, drill.edge.inventory_seed, drill.probes)
+
+    def health(since: float, until: float) -> dict[str, Any]:
+        stage = changes.stage
+        announced = changes.announced_anywhere()
+        at_pop = changes.state.announced.get(stage["pop"], set())
+        machines = [x for x in edge.machines if x.rpartition("/")[0] == stage["pop"]]
+        total = bad = 0
+        for t in targets:
+            if t["prefix"] not in announced:
+                continue
+            total += hosts
+            service = PROBED_SERVICE[t["product"]]
+            if service and t["prefix"] in at_pop and not all(edge.serves(x, t["prefix"], service) for x in machines):
+                bad += hosts
+        return {"total": total, "not_ok": bad, "basis": "the mechanism's model of the probes (no network)"}
+
+    return health
 
 
 def sensitivity(drill: m.Drill, topology: Path, *, step: float = 0.10, speed: float | None = None) -> dict[str, Any]:

@@ -266,6 +266,8 @@ class Expect(_Strict):
     restored_by_snapshot: Range | None = None  # controller: prefixes a snapshot restore brought back
     snapshot_recovery_s: Range | None = None  # network: restore call to every table and probe back, lab seconds
     held_changes: Range | None = None  # controller: the task's requests a guardrail held
+    staged_reachable: Range | None = None  # network: ok share of probes of a stage's prefixes in its window
+    stages_rolled_back: Range | None = None  # controller: stages the health window sent back
 
 
 class Checkpoint(_Step):
@@ -306,6 +308,14 @@ class BreakerSpec(_Strict):
     window: Duration
 
 
+class StagedSpec(_Strict):
+    """controller.changes.Staged, its health window on the incident clock."""
+
+    first: str | None = None
+    health_window: Duration
+    max_unhealthy: float = Field(default=0.01, ge=0, le=1)
+
+
 class GuardrailSpec(_Strict):
     """The guardrails a drill runs with (none: the replay as it happened). Windows are incident
     time; the runner gives the API lab seconds at the pace the drill runs."""
@@ -313,20 +323,21 @@ class GuardrailSpec(_Strict):
     strict_api: bool = False
     blast_radius: BlastRadiusSpec | None = None
     breaker: BreakerSpec | None = None
+    staged: StagedSpec | None = None
 
     def for_api(self, speed: float) -> dict[str, Any]:
         """The settings PUT /v1/lab/guardrails takes, windows in lab seconds at ``speed``."""
         out: dict[str, Any] = {"strict_api": self.strict_api}
-        for name in ("blast_radius", "breaker"):
+        for name, window in (("blast_radius", "window"), ("breaker", "window"), ("staged", "health_window")):
             spec = getattr(self, name)
             if spec is not None:
                 d = spec.model_dump(exclude_none=True)
-                d["window"] = parse_duration(spec.window) / speed
+                d[window] = parse_duration(getattr(spec, window)) / speed
                 out[name] = d
         return out
 
     def active(self) -> list[str]:
-        return [n for n in ("strict_api", "blast_radius", "breaker") if getattr(self, n)]
+        return [n for n in ("strict_api", "blast_radius", "breaker", "staged") if getattr(self, n)]
 
 
 class RealtimeWindow(_Strict):

@@ -346,6 +346,14 @@ def _guardrails(rd: RunDir, F: dict[str, Any]) -> str:
                f"{F['held_changes']['value']} of the task's requests held; by guardrail: "
                f"{html.escape(json.dumps(F['held_by_guardrail']['value']))}; breaker tripped at incident second "
                f"{F['breaker_tripped_incident_s']['value']}.</p>")
+    stages = F.get("stages", {}).get("value") or {}
+    if stages.get("started"):
+        reach, fo = F["staged_reachable"]["value"], F["staged_failover_s"]["value"]
+        out.append(f"<p>controller: {stages['started']} changes were staged at their first PoP; "
+                   f"{stages['promoted']} went on to every PoP, {stages['rolled_back']} were rolled back. network: "
+                   f"while in their window, {reach['ok_share']} of {reach['probes']} end-host probes of their prefixes "
+                   f"were ok (reached through the other PoP); the vantage points settled on the surviving path in a "
+                   f"median {fo.get('median')} lab s (p90 {fo.get('p90')}, n={fo.get('n')}).</p>")
     if restores is not None:
         r = restores
         out.append(f"<p>network: a snapshot restore brought {r.get('prefixes')} prefixes back in {r['value']} lab s "

@@ -113,6 +113,7 @@ GUARDED = {
     "strict": ROOT / "tests" / "live" / "drills" / "guarded-strict-ci.yaml",
     "breaker": ROOT / "tests" / "live" / "drills" / "guarded-breaker-ci.yaml",
     "blast-radius": ROOT / "tests" / "live" / "drills" / "guarded-blast-radius-ci.yaml",
+    "staged": ROOT / "tests" / "live" / "drills" / "guarded-staged-ci.yaml",
     "snapshot": ROOT / "drills" / "byoip-2026-02-20-guarded-snapshot.yaml",
 }
 
@@ -149,6 +150,15 @@ def test_a_guarded_replay_stops_the_2026_02_20_bug(live, tmp_path: Path, guard: 
         assert F["withdrawn_on_wire"]["value"] == F["withdrawn_by_task"]["value"] <= 86
         held = F["held_by_guardrail"]["value"]["blast_radius"]
         assert held["changes"] > 0 and held["withdraw"] > 500
+    elif guard == "staged":
+        # each stage withdrew at edge-ams alone, the end hosts reached its prefixes through
+        # edge-fra meanwhile, and the vantage points settled on edge-fra's path inside the window
+        stages = F["stages"]["value"]
+        assert stages["started"] >= 2 and stages["promoted"] + stages["rolled_back"] >= stages["started"] - 1
+        assert F["staged_reachable"]["value"]["probes"] > 0
+        assert F["staged_failover_s"]["value"]["n"] > 0
+        held = F["held_by_guardrail"]["value"]["staged"]
+        assert held["bindings_removed"] > 0  # the dependents waited: one change at a time
     else:
         s = F["snapshot_recovery_s"]
         assert s["value"] <= 60 and s["prefixes"] == F["withdrawn_by_task"]["value"] > 1000
@@ -156,7 +166,7 @@ def test_a_guarded_replay_stops_the_2026_02_20_bug(live, tmp_path: Path, guard: 
     if guard != "snapshot":
         # beside the unguarded replay: the mechanism alone of both drills, after the lab went
         base = json.loads((r.run_dir / "baseline.json").read_text())
-        assert base["unguarded"]["withdrawn"] > 1000 and base["guarded"]["withdrawn"] == F["withdrawn_by_task"]["value"]
+        assert base["unguarded"]["withdrawn"] > 1000 and base["guarded"]["withdrawn"] < base["unguarded"]["withdrawn"]
 
 
 MINI = ROOT / "tests" / "live" / "drills" / "mini-replay.yaml"

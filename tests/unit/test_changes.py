@@ -267,3 +267,75 @@ def test_the_audit_log_says_who_what_how_many_and_which_accounts(client, inv) ->
     assert set(w["accounts"]) == {inv.get(i).account_id for i in ids} and w["change_id"].startswith("chg-")
     assert a["actor"] == f"customer:{p.account_id}" and a["prefixes"] == 1 and a["detail"]["announce"] == 1
     assert client.get("/v1/audit?after=x").status_code == 400
+
+
+# -- the staged, health-mediated rollout ------------------------------------------------------
+
+def staged_client(inv, sent, edge, clock, health):
+    app = create_app(inv, lambda prefixes: sent.append(sorted(p.cidr for p in prefixes)) or {"ok": True},
+                     Behaviour(), edge=edge, clock=clock)
+    app.state.changes.health = health
+    client = TestClient(app, headers=admin(inv))
+    guard(client, staged={"first": "edge-ams", "health_window": 60})
+    return client, app.state.changes
+
+
+def test_a_staged_withdrawal_reaches_one_pop_first_and_every_pop_once_healthy(inv, sent, edge, clock) -> None:
+    client, ch = staged_client(inv, sent, edge, clock, lambda since, until: {"total": 100, "not_ok": 1})
+    ids = byoip_ids(inv, 5)
+    cidrs = {cidr_of(i) for i in ids}
+    assert withdraw(client, ids).status_code == 200
+    # configured: withdrawn; operational: gone from edge-ams only; the reconciler keeps edge-fra as it was
+    assert not any(inv.get(i).advertised for i in ids)
+    assert not cidrs & ch.state.announced["edge-ams"] and cidrs <= ch.state.announced["edge-fra"]
+    assert cidrs <= ch.overlay("edge-fra", inv.desired("edge-fra")) and not cidrs & ch.overlay("edge-ams", inv.desired("edge-ams"))
+    # one change at a time: the next withdrawal waits
+    r = withdraw(client, byoip_ids(inv, 1, skip=50))
+    assert r.status_code == 409 and r.json()["errors"][0]["guardrail"] == "staged"
+    assert ch.tick() is None  # the window has not passed
+    clock.t += 61
+    assert ch.tick() == "promoted"  # 1% unhealthy is within the limit
+    assert not cidrs & ch.state.announced["edge-fra"] and ch.overlay("edge-fra", {"x"}) == {"x"}
+    assert ch.stage is None and withdraw(client, byoip_ids(inv, 1, skip=50)).status_code == 200
+    actions = [e["action"] for e in client.get("/v1/audit?limit=1000").json()["result"]]
+    assert actions.count("stage_started") == 2 and actions.count("stage_promoted") == 1
+
+
+def test_an_unhealthy_stage_is_rolled_back_on_its_pop_and_the_other_never_moved(inv, sent, edge, clock) -> None:
+    client, ch = staged_client(inv, sent, edge, clock, lambda since, until: {"total": 100, "not_ok": 7})
+    pid = byoip_ids(inv, 1, skip=3)[0]
+    cidr = cidr_of(pid)
+    services = sorted(b.service for b in inv.bindings(pid))
+    b = inv.bindings(pid)[0]
+    assert client.delete(f"/v1/prefixes/{pid}/bindings/{b.id}").status_code == 200
+    clock.t += 1
+    edge.tick(clock.t)
+    ams = [m for m in edge.machines if m.startswith("edge-ams")]
+    fra = [m for m in edge.machines if m.startswith("edge-fra")]
+    assert not all(edge.serves(m, cidr, b.service) for m in ams) and all(edge.serves(m, cidr, b.service) for m in fra)
+    clock.t += 60
+    assert ch.tick() == "rolled_back"
+    assert sorted(x.service for x in inv.bindings(pid)) == services  # configured state back
+    clock.t += 1
+    edge.tick(clock.t)
+    assert all(edge.serves(m, cidr, b.service) for m in ams + fra)
+    status = client.get("/v1/lab/guardrails").json()["result"]
+    assert status["stages"] == {"promoted": 0, "rolled_back": 1} and status["stage"] is None
+
+
+def test_no_health_signal_means_no_promotion(inv, sent, edge, clock) -> None:
+    client, ch = staged_client(inv, sent, edge, clock, lambda since, until: {"total": 0, "not_ok": 0})
+    ids = byoip_ids(inv, 2)
+    withdraw(client, ids)
+    clock.t += 61
+    assert ch.tick() == "rolled_back" and all(inv.get(i).advertised for i in ids)
+
+
+def test_a_drill_changing_pace_rescales_what_is_left_of_a_stage_window(inv, sent, edge, clock) -> None:
+    client, ch = staged_client(inv, sent, edge, clock, lambda since, until: {"total": 1, "not_ok": 0})
+    withdraw(client, byoip_ids(inv, 1))
+    clock.t += 30  # half the 60 s window
+    guard(client, staged={"first": "edge-ams", "health_window": 6})  # ten times faster now
+    assert ch.stage["until"] == pytest.approx(clock.t + 3)
+    bad = client.put("/v1/lab/guardrails", json={"staged": {"first": "edge-nowhere", "health_window": 5}})
+    assert bad.status_code == 400 and "no PoP 'edge-nowhere'" in bad.json()["errors"][0]["message"]

@@ -146,5 +146,5 @@ def test_a_customer_cannot_toggle_anothers_prefix(setup) -> None:
     for method, path, body in (("GET", "/v1/lab/credentials", None), ("PUT", "/v1/lab/behaviour", {"pending_delete_bug": True}),
                                ("PUT", "/v1/lab/edge", {"delay": 1})):
         r = http.request(method, path, json=body, headers=h)
-        assert r.status_code == 403 and "operator's" in r.json()["errors"][0]["message"], (path, r.text)
+        assert r.status_code == 403 and "needs the 'admin' permission" in r.json()["errors"][0]["message"], (path, r.text)
     assert behaviour.pending_delete_bug is False and edge.delay == 0
