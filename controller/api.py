@@ -506,6 +506,9 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
     @app.patch("/v1/prefixes/bgp/status")
     def bulk_status(body: BulkBgpStatus, request: Request) -> dict[str, Any]:
         account = caller(request)
+        if account is not None and body.selector.ids:
+            # a customer's scope first: naming another account's prefix is a 403, deleted or not
+            own(account, inv.prefixes(ids=body.selector.ids, include_deleted=True))
         chosen = select(inv, body.selector, withdraw=not body.advertised)
         own(account, chosen)
         skipped = 0

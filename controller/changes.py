@@ -355,8 +355,7 @@ class Changes:
         self.health: Health | None = None
         self.stages = {"promoted": 0, "rolled_back": 0}
         self.byoip_total = len(inv.prefixes(byoip=True))
-        self.accounts_of: dict[str, str] = {p.cidr: p.account_id for p in inv.prefixes(include_deleted=True)}
-        self.byoip_cidrs = {p.cidr for p in inv.prefixes(byoip=True, include_deleted=True)}
+        self.cidrs = sorted(p.cidr for p in inv.prefixes(include_deleted=True))  # what a restore may touch
         self.state = self._configured_state()
         with inv.tx() as db:
             if db.execute("SELECT 1 FROM snapshot_base").fetchone() is None:
@@ -710,9 +709,8 @@ class Changes:
 
     def _restore_items(self, target: State) -> list[tuple[str, bool, list[str]]]:
         first = self.pops[0]
-        cidrs = set(self.accounts_of)
         items = []
-        for cidr in sorted(cidrs):
+        for cidr in self.cidrs:
             want_on = any(cidr in c for c in target.announced.values())
             have_on = any(cidr in c for c in self.state.announced.values())
             want_s = target.bound[first].get(cidr, frozenset())
@@ -749,31 +747,6 @@ class Changes:
         return {"guardrails": self.guardrails.model_dump(exclude_none=True), "breaker_open": self.breaker_open,
                 "stage": stage, "stages": dict(self.stages),
                 "changes": self.counts(), "operational": self.state.counts()}
-
-
-class StageTicker(threading.Thread):
-    """Decides the staged change once its window has passed (``Changes.tick``), every
-    ``interval`` seconds. A failure ends it and is kept in ``error`` (the service reports it)."""
-
-    def __init__(self, changes: Changes, interval: float = 0.05):
-        super().__init__(name="stage-ticker", daemon=True)
-        self.changes, self.interval = changes, interval
-        self.stopping = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            while not self.stopping.wait(self.interval):
-                self.changes.tick()
-        except BaseException as e:  # noqa: BLE001 - kept, reported by the service's status and observe routes
-            import traceback
-
-            traceback.print_exc()
-            self.error = e
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(timeout=5)
 
 
 def _cid(seq: int) -> str:

@@ -177,21 +177,22 @@ class EdgeFiles:
             db.close()
 
 
-class EdgeTicker(threading.Thread):
-    """Applies the edge's due changes every ``interval`` seconds. A failure ends it and is kept
-    in ``error``, which the service's status reports."""
+class Ticker(threading.Thread):
+    """Calls ``tick`` every ``interval`` seconds: the edge's due changes (``Edge.tick``), the
+    staged rollout's decisions (``controller.changes.Changes.tick``). A failure ends it and is
+    kept in ``error``, which the service's status and observe routes report."""
 
-    def __init__(self, edge: Edge, interval: float = 0.05):
-        super().__init__(name="edge-ticker", daemon=True)
-        self.edge, self.interval = edge, interval
+    def __init__(self, tick: Callable[[], Any], name: str, interval: float = 0.05):
+        super().__init__(name=name, daemon=True)
+        self.tick, self.interval = tick, interval
         self.stopping = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
             while not self.stopping.wait(self.interval):
-                self.edge.tick()
-        except BaseException as e:  # noqa: BLE001 - kept, reported by the service's observe route
+                self.tick()
+        except BaseException as e:  # noqa: BLE001 - kept, reported by the service's routes
             import traceback
 
             traceback.print_exc()  # into the controller's log, with where it failed

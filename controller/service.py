@@ -25,9 +25,8 @@ import httpx
 import uvicorn
 
 from controller.api import Behaviour, create_app
-from controller.changes import StageTicker
 from controller.client import admin_token_path
-from controller.edge import Edge, EdgeFiles, EdgeTicker
+from controller.edge import Edge, EdgeFiles, Ticker
 from controller.inventory import Inventory, InventoryError, cidr_of
 from controller.observe.probe import CANARY_INTERVAL, by_end_host
 from controller.observe.sampler import Sampler
@@ -120,7 +119,7 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
     if serving:
         files = EdgeFiles(state.dir / "edge", serving)
         edge = Edge({pop: machines for pop in serving}, initial, seed=edge_seed, store=files)
-        ticker = EdgeTicker(edge)
+        ticker = Ticker(edge.tick, "edge-ticker")
         ticker.start()
     start_data_plane(state, plan, inv, seed, probes, extra, machines)
 
@@ -131,7 +130,7 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
     changes = app.state.changes
     reconciler.overlay = changes.overlay
     changes.health = lambda since, until: probe_health(obs / "probes.jsonl", since, until, changes.announced_anywhere())
-    stager = routes.stager = StageTicker(changes)
+    stager = routes.stager = Ticker(changes.tick, "stage-ticker")
     stager.start()
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -171,9 +170,9 @@ class EdgeStopped(InventoryError):
 class LabRoutes:
     """The lab's own API routes (observe, verify, sync) over the reconciler and the sampler."""
 
-    def __init__(self, reconciler: Reconciler, sampler: Sampler, observe_dir: Path, ticker: EdgeTicker | None = None):
+    def __init__(self, reconciler: Reconciler, sampler: Sampler, observe_dir: Path, ticker: Ticker | None = None):
         self.reconciler, self.sampler, self.observe_dir, self.ticker = reconciler, sampler, observe_dir, ticker
-        self.stager: StageTicker | None = None
+        self.stager: Ticker | None = None
 
     def observe(self) -> dict[str, Any]:
         if self.ticker is not None and self.ticker.error is not None:

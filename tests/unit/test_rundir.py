@@ -132,3 +132,27 @@ def test_every_expectation_names_a_figure_the_analysis_makes(analysis) -> None:
     from controller.drills.analysis import EXPECTATIONS
 
     assert {fig for fig, _, _ in EXPECTATIONS.values()} <= set(analysis.figures)
+
+
+def test_drill_compare_sets_runs_side_by_side_with_each_figures_source(rd, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from controller.cli import cli
+    from controller.drills import write_report
+    from controller.drills.compare import ROWS, compare
+
+    write_report(rd)
+    other = tmp_path / "other"
+    shutil.copytree(rd.path, other)
+    t = compare([rd.path, other])
+    assert len(t["columns"]) == 2 and [r["figure"] for r in t["rows"]] == [label for label, _, _ in ROWS]
+    assert all(r["source"] in SOURCES for r in t["rows"])
+    metrics = json.loads(rd.metrics.read_text())["figures"]
+    row = next(r for r in t["rows"] if r["figure"] == "prefixes withdrawn by the task")
+    assert row["values"] == [metrics["withdrawn_by_task"]["value"]] * 2  # read, not recomputed
+    out = tmp_path / "compare.html"
+    r = CliRunner().invoke(cli, ["drill", "compare", str(rd.path), str(other), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "| prefixes withdrawn by the task | controller |" in r.output and "<table>" in out.read_text()
+    bad = CliRunner().invoke(cli, ["drill", "compare", str(tmp_path)])
+    assert bad.exit_code != 0 and "not a reported drill run" in bad.output
