@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from controller.changes import Changes, Guardrails, Held, PropagationFailed
+from controller.changes import STATUSES, Changes, Guardrails, Held, PropagationFailed
 from controller.inventory import SERVICES, Conflict, Inventory, InventoryError, NotFound, Pinned, Prefix
 
 OnChange = Callable[[list[Prefix]], dict[str, Any]]
@@ -118,12 +118,6 @@ class EdgeLike(Protocol):
     def push(self, bindings: dict[str, list[str]], rollout: list[dict[str, Any]]) -> dict[str, Any]: ...
     def check_rollout(self, rollout: list[dict[str, Any]]) -> str | None: ...
     def status(self) -> dict[str, Any]: ...
-
-
-class NewToken(_Body):
-    role: Literal["admin", "operator", "task", "customer", "read-only"]
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:@-]+$")
-    account: str | None = None
 
 
 class SnapshotBody(_Body):
@@ -259,6 +253,12 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
     ("POST", "/v1/lab/verify"): "lab_read",
     ("POST", "/v1/lab/sync"): "admin",
 }
+
+
+class NewToken(_Body):
+    role: Literal[tuple(ROLES)]  # type: ignore[valid-type]
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:@-]+$")
+    account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -619,8 +619,8 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
     def list_changes(request: Request) -> dict[str, Any]:
         """Changes newest first; ``status`` (applied, held, approved, rejected) narrows them."""
         status = request.query_params.get("status")
-        if status is not None and status not in ("applied", "held", "approved", "rejected"):
-            raise InventoryError(f"query parameter 'status' is applied, held, approved or rejected (got {status[:40]!r})")
+        if status is not None and status not in STATUSES:
+            raise InventoryError(f"query parameter 'status' is one of {', '.join(STATUSES)} (got {status[:40]!r})")
         rows = changes.list(status, _limit(request))
         return _ok(rows, count=len(rows), totals=changes.counts())
 

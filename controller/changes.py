@@ -43,13 +43,17 @@ from controller.inventory import Conflict, Inventory, InventoryError, NotFound, 
 OnChange = Callable[[list[Prefix]], dict[str, Any]]
 Clock = Callable[[], float]
 
-SCHEMA = """
+# What became of a change: applied (in operational state), held by a guardrail, then approved
+# (applied again as a new change) or rejected.
+STATUSES = ("applied", "held", "approved", "rejected")
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS change_records (
     seq INTEGER PRIMARY KEY,
     at REAL NOT NULL,
     actor TEXT NOT NULL,
     kind TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('applied', 'held', 'approved', 'rejected')),
+    status TEXT NOT NULL CHECK (status IN ({', '.join(repr(x) for x in STATUSES)})),
     args TEXT NOT NULL,
     diff TEXT NOT NULL,
     delta TEXT,
@@ -639,6 +643,11 @@ class Changes:
         self.stages["promoted"] += 1
         self.audit("guardrail:staged", "stage_promoted", change_id=st["id"], prefixes=st["diff"]["withdraw"],
                    detail={"pop": st["pop"], "health": health, "as": _cid(seq), "sync_errors": result.get("errors")})
+        if result.get("errors"):
+            # The other PoPs' speakers did not all take it: the reconciler resends them in full when
+            # they answer again; the failure is not the pipeline's to keep quiet (the ticker stops
+            # and the service's status and observe routes report it).
+            raise PropagationFailed(result, prefixes)
         return "promoted"
 
     def _rollback(self, st: dict[str, Any], health: dict[str, Any]) -> str:

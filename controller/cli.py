@@ -14,6 +14,8 @@ from pathlib import Path
 import click
 
 from controller import service
+from controller.api import ROLES
+from controller.changes import STATUSES
 from controller.client import ApiClient
 from controller.inventory import SERVICES, prefix_id
 from lab import lifecycle
@@ -345,7 +347,7 @@ def token() -> None:
 
 @token.command(name="create")
 @click.option("--lab")
-@click.option("--role", type=click.Choice(["admin", "operator", "task", "customer", "read-only"]), required=True)
+@click.option("--role", type=click.Choice(list(ROLES)), required=True)
 @click.option("--account", help="the account a customer token is confined to")
 @click.option("--name", help="how the audit log names it (default: the role)")
 def token_create(lab, role, account, name) -> None:
@@ -380,7 +382,7 @@ def changes() -> None:
 
 @changes.command(name="list")
 @click.option("--lab")
-@click.option("--status", type=click.Choice(["applied", "held", "approved", "rejected"]))
+@click.option("--status", type=click.Choice(STATUSES))
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def changes_list(lab, status, limit, as_json) -> None:

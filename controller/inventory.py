@@ -309,11 +309,6 @@ class Inventory:
             row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def account_of_token(self, token: str) -> str | None:
-        with self.lock:
-            row = self.db.execute("SELECT id FROM accounts WHERE token = ?", (token,)).fetchone()
-        return row[0] if row else None
-
     def create_token(self, role: str, name: str, account: str | None = None) -> str:
         """A new API token (a random secret) for ``role``; a customer token is confined to ``account``."""
         import secrets

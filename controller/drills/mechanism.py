@@ -192,8 +192,14 @@ class Mechanism:
     def finish(self) -> None:
         """After the last step: what the change pipeline held and when the breaker tripped
         (controller), from the API's own records."""
-        held = self.api.call("GET", "/v1/changes", params={"status": "held", "limit": 10000})["result"]
-        log = self.api.call("GET", "/v1/audit", params={"limit": 10000})["result"]
+        listing = self.api.call("GET", "/v1/changes", params={"status": "held", "limit": 10000})
+        held = listing["result"]
+        log: list[dict[str, Any]] = []
+        while True:  # the whole audit log, a page at a time
+            page = self.api.call("GET", "/v1/audit", params={"limit": 10000, "after": log[-1]["seq"] if log else 0})["result"]
+            log += page
+            if len(page) < 10000:
+                break
         trips = [e for e in log if e["action"] == "breaker_tripped"]
         stages = [e for e in log if e["action"] in ("stage_started", "stage_promoted", "stage_rolled_back")]
         by: dict[str, dict[str, int]] = {}
@@ -206,7 +212,7 @@ class Mechanism:
             "held": by,
             "breaker_trips": [{"incident": self.timeline.incident(e["at"] - self.st.t0), "change": e["change_id"],
                                "withdrawals": (e["detail"] or {}).get("withdrawals")} for e in trips],
-            "totals": self.api.call("GET", "/v1/changes", params={"limit": 1})["totals"],
+            "totals": listing["totals"],
             # the staged rollout: each stage's start and decision, with the health it was judged on
             "stages": [{"t": e["at"], "incident": self.timeline.incident(e["at"] - self.st.t0), "action": e["action"],
                         "change": e["change_id"], "prefixes": e["prefixes"], "detail": e["detail"]} for e in stages],

@@ -339,3 +339,24 @@ def test_a_drill_changing_pace_rescales_what_is_left_of_a_stage_window(inv, sent
     assert ch.stage["until"] == pytest.approx(clock.t + 3)
     bad = client.put("/v1/lab/guardrails", json={"staged": {"first": "edge-nowhere", "health_window": 5}})
     assert bad.status_code == 400 and "no PoP 'edge-nowhere'" in bad.json()["errors"][0]["message"]
+
+
+def test_a_promotion_a_speaker_cannot_take_surfaces(inv, edge, clock) -> None:
+    from controller.changes import PropagationFailed
+
+    calls = []
+
+    def on_change(prefixes):
+        calls.append(len(prefixes))
+        return {"ok": True} if len(calls) == 1 else {"errors": ["edge-fra: down"], "failed": {"edge-fra": {"error": "down"}}}
+
+    app = create_app(inv, on_change, Behaviour(), edge=edge, clock=clock)
+    app.state.changes.health = lambda since, until: {"total": 10, "not_ok": 0}
+    client = TestClient(app, headers=admin(inv))
+    guard(client, staged={"first": "edge-ams", "health_window": 5})
+    assert withdraw(client, byoip_ids(inv, 2)).status_code == 200
+    clock.t += 6
+    with pytest.raises(PropagationFailed, match="edge-fra"):
+        app.state.changes.tick()  # the service's ticker stops on it and its routes report it
+    log = [e["action"] for e in client.get("/v1/audit").json()["result"]]
+    assert "stage_promoted" in log
