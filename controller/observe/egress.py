@@ -17,8 +17,8 @@ import json
 import random
 import socket
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from controller.observe.responder import EdgeView, parse_lengths
 
@@ -63,19 +63,42 @@ def main() -> None:
         return host.strip("[]"), int(port)
 
     destinations = {4: parse(args.destination), 6: parse(args.destination6) if args.destination6 else None}
-    rng = random.Random()
     out = open(args.out, "a", buffering=1)
-    with ThreadPoolExecutor(max_workers=min(16, max(1, len(targets)))) as pool:
+    lock = threading.Lock()
+
+    def attempts(target: dict) -> None:
+        """Attempt ``target`` every interval, on its own: the attempts for a target whose
+        replies go to the other PoP time out, and a round that waited on them would leave
+        seconds with no attempt at all for the targets this PoP does serve (a second then
+        reads as failed from the other PoP's timeout alone)."""
+        rng = random.Random()
+        destination = destinations[6 if ":" in target["source"] else 4]
         for _ in range(args.max_rounds):
             start = time.monotonic()
             t = time.time()
-            results = list(pool.map(lambda x: attempt(view, x, destinations[6 if ":" in x["source"] else 4],
-                                                       args.timeout, rng), targets))
-            for target, (result, machine) in zip(targets, results):
-                out.write(json.dumps({"t": t, "host": args.pop, "product": "dedicated_egress", "prefix": target["prefix"],
-                                      "address": target["source"], "result": result,
-                                      "machine": view.name(machine)}) + "\n")
+            result, machine = attempt(view, target, destination, args.timeout, rng)
+            line = json.dumps({"t": t, "host": args.pop, "product": "dedicated_egress", "prefix": target["prefix"],
+                               "address": target["source"], "result": result, "machine": view.name(machine)})
+            with lock:
+                out.write(line + "\n")
             time.sleep(max(0.0, args.interval - (time.monotonic() - start)))
+
+    errors: list[BaseException] = []
+
+    def run(target: dict) -> None:
+        try:
+            attempts(target)
+        except BaseException as e:  # surfaces below: the gateway stops, its log says why
+            errors.append(e)
+            raise
+
+    threads = [threading.Thread(target=run, args=(t,), daemon=True) for t in targets]
+    for th in threads:
+        th.start()
+    while any(th.is_alive() for th in threads) and not errors:
+        time.sleep(0.2)
+    if errors:
+        raise SystemExit(f"egress gateway {args.pop}: {errors[0]!r}")
     sys.exit(0)
 
 
