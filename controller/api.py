@@ -111,6 +111,23 @@ class Forbidden(InventoryError):
     status = 403
 
 
+class Unavailable(InventoryError):
+    """An injected fault (PUT /v1/lab/faults/api): the API answers 503 to the callers it names."""
+
+    status = 503
+
+
+class ApiFault(_Body):
+    """The API misbehaving for a while, as a team's automation would meet it on a bad day:
+    ``unavailable`` answers 503 (with Retry-After), ``slow`` answers after ``delay`` seconds.
+    ``actor`` confines it to one token (role:name); the drill's own calls are not disturbed."""
+
+    kind: Literal["unavailable", "slow", "none"]
+    seconds: float = Field(default=0, ge=0, le=3600)
+    delay: float = Field(default=0, ge=0, le=30)
+    actor: str | None = None
+
+
 class EdgeLike(Protocol):
     delay: float
 
@@ -224,6 +241,7 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
     ("POST", "/v1/prefixes/{prefix_id}/bindings"): "write",
     ("DELETE", "/v1/prefixes/{prefix_id}/bindings/{bid}"): "write",
     ("POST", "/v1/prefixes/{prefix_id}/deletion_request"): "write",
+    ("DELETE", "/v1/prefixes/{prefix_id}/deletion_request"): "write",
     ("DELETE", "/v1/prefixes/{prefix_id}"): "write",
     ("GET", "/v1/lab/behaviour"): "lab_read",
     ("PUT", "/v1/lab/behaviour"): "admin",
@@ -252,6 +270,8 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/lab/reconcile"): "lab_read",
     ("POST", "/v1/lab/verify"): "lab_read",
     ("POST", "/v1/lab/sync"): "admin",
+    ("GET", "/v1/lab/faults/api"): "lab_read",
+    ("PUT", "/v1/lab/faults/api"): "admin",
 }
 
 
@@ -349,10 +369,16 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         if info is None:
             raise Unauthorized("the Authorization header holds no token of this lab's (Bearer <token>)")
         who = Caller(**info)
+        request.state.caller = who  # kept before the check: a refusal is audited with its caller
         if need not in ROLES[who.role]:
             raise Forbidden(f"{request.method} {route.path} needs the '{need}' permission; token '{who.name}' "
                             f"({who.role}) has {', '.join(sorted(ROLES[who.role]))}")
-        request.state.caller = who
+        fault = app.state.fault
+        if fault and fault["until"] > clock() and fault.get("actor") in (None, f"{who.role}:{who.name}"):
+            if fault["kind"] == "slow":
+                time.sleep(fault["delay"])
+            else:
+                raise Unavailable(f"the API is unavailable (an injected fault, {fault['until'] - clock():.1f} s left)")
 
     app = FastAPI(
         title="bgplab Addressing API",
@@ -362,6 +388,7 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
     )
     behaviour = behaviour or Behaviour()
     app.state.behaviour = behaviour
+    app.state.fault = None  # an injected API fault (PUT /v1/lab/faults/api)
     # Every write goes through the change pipeline: configured state, the guardrails' decision
     # on its diff against operational state, then the speakers (on_change) and the edge.
     pops = sorted({m.rpartition("/")[0] for m in edge.machines}) if edge is not None else None
@@ -379,7 +406,15 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
                       rolled_back=True, speakers_restored=again.get("ok", False))
 
     @app.exception_handler(InventoryError)
-    async def inventory_error(_: Request, e: InventoryError) -> JSONResponse:
+    async def inventory_error(request: Request, e: InventoryError) -> JSONResponse:
+        c: Caller | None = getattr(request.state, "caller", None)
+        if isinstance(e, Forbidden) and c is not None:
+            # Every refusal of scope is in the audit log: a drill grades an automation by them.
+            await run_in_threadpool(changes.audit, f"{c.role}:{c.name}", "denied",
+                                    detail={"method": request.method, "path": request.url.path, "error": str(e)[:300]})
+        if isinstance(e, Unavailable):
+            return JSONResponse(status_code=503, content={"success": False, "errors": [{"message": str(e)}]},
+                                headers={"Retry-After": "1"})
         if isinstance(e, Held):
             r = e.record
             return _error(e.status, str(e), change=r["id"], guardrail=r["guardrail"], reason=r["reason"],
@@ -550,6 +585,11 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         own(caller(request), [inv.get(prefix_id)])
         return _ok(inv.request_deletion(prefix_id).as_dict())
 
+    @app.delete("/v1/prefixes/{prefix_id}/deletion_request")
+    def cancel_deletion(prefix_id: str, request: Request) -> dict[str, Any]:
+        own(caller(request), [inv.get(prefix_id)])
+        return _ok(inv.cancel_deletion(prefix_id).as_dict())
+
     @app.delete("/v1/prefixes/{prefix_id}")
     def delete_prefix(prefix_id: str, request: Request) -> dict[str, Any]:
         account = caller(request)
@@ -617,14 +657,16 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
 
     @app.get("/v1/changes")
     def list_changes(request: Request) -> dict[str, Any]:
-        """Changes newest first; ``status`` (applied, held, approved, rejected) narrows them."""
+        """Changes newest first; ``status`` (applied, held, approved, rejected) and ``actor`` (the
+        audit log's role:name) narrow them; ``full=true`` adds each change's arguments."""
         status = request.query_params.get("status")
         if status is not None and status not in STATUSES:
             raise InventoryError(f"query parameter 'status' is one of {', '.join(STATUSES)} (got {status[:40]!r})")
-        rows = changes.list(status, _limit(request))
+        full = _flag(request.query_params.get("full"), "full")
+        rows = changes.list(status, _limit(request), actor=request.query_params.get("actor"), full=bool(full))
         return _ok(rows, count=len(rows), totals=changes.counts())
 
-    list_changes.query_params = {"status", "limit"}
+    list_changes.query_params = {"status", "limit", "actor", "full"}
 
     @app.get("/v1/changes/{change_id}")
     def show_change(change_id: str) -> dict[str, Any]:
@@ -710,6 +752,23 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         secret = inv.create_token(body.role, body.name, body.account)
         changes.audit(who(request), "token_create", detail={"name": body.name, "role": body.role, "account": body.account})
         return _ok({"name": body.name, "role": body.role, "account": body.account, "token": secret})
+
+    @app.get("/v1/lab/faults/api")
+    def get_api_fault() -> dict[str, Any]:
+        f = app.state.fault
+        return _ok(None if not f or f["until"] <= clock() else {**f, "left": round(f["until"] - clock(), 3)})
+
+    @app.put("/v1/lab/faults/api")
+    def set_api_fault(body: ApiFault, request: Request) -> dict[str, Any]:
+        """Make the API misbehave for ``seconds`` (kind none: end a fault now)."""
+        if body.kind == "slow" and body.delay <= 0:
+            raise InventoryError("a 'slow' fault needs delay, seconds each answer waits (0 < delay <= 30)")
+        if body.kind != "none" and body.seconds <= 0:
+            raise InventoryError(f"a '{body.kind}' fault needs seconds, how long it lasts (0 < seconds <= 3600)")
+        app.state.fault = None if body.kind == "none" else {
+            "kind": body.kind, "until": clock() + body.seconds, "delay": body.delay, "actor": body.actor}
+        changes.audit(who(request), "api_fault", detail=body.model_dump())
+        return get_api_fault()
 
     @app.get("/v1/lab/services")
     def services() -> dict[str, Any]:

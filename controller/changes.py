@@ -549,11 +549,14 @@ class Changes:
             raise NotFound(f"no change '{change_id}'")
         return _record(row, full=True)
 
-    def list(self, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM change_records" + (" WHERE status = ?" if status else "") + " ORDER BY seq DESC LIMIT ?"
+    def list(self, status: str | None = None, limit: int = 200, actor: str | None = None,
+             full: bool = False) -> list[dict[str, Any]]:
+        where = [(c, v) for c, v in (("status", status), ("actor", actor)) if v is not None]
+        sql = ("SELECT * FROM change_records" + (" WHERE " + " AND ".join(f"{c} = ?" for c, _ in where) if where else "")
+               + " ORDER BY seq DESC LIMIT ?")
         with self.inv.lock:
-            rows = self.inv.db.execute(sql, ((status,) if status else ()) + (limit,)).fetchall()
-        return [_record(r) for r in rows]
+            rows = self.inv.db.execute(sql, tuple(v for _, v in where) + (limit,)).fetchall()
+        return [_record(r, full=full) for r in rows]
 
     def counts(self) -> dict[str, int]:
         with self.inv.lock:

@@ -486,6 +486,16 @@ class Inventory:
             self._log(db, "request_deletion", pfx_id)
         return self.get(pfx_id)
 
+    def cancel_deletion(self, pfx_id: str) -> Prefix:
+        """A deletion request withdrawn: the prefix is no longer pending deletion."""
+        with self.tx() as db:
+            p = self.get(pfx_id)
+            if not p.pending_delete:
+                raise Conflict(f"prefix '{pfx_id}' has no deletion request to cancel")
+            db.execute("UPDATE prefixes SET pending_delete = 0, modified = ? WHERE id = ?", (time.time(), pfx_id))
+            self._log(db, "cancel_deletion", pfx_id)
+        return self.get(pfx_id)
+
     def delete(self, pfx_id: str, then: Then | None = None) -> Prefix:
         """Delete a prefix: it is withdrawn, and its service bindings go with it."""
         with self.tx() as db:

@@ -185,6 +185,16 @@ def test_bindings_lifecycle(client: TestClient) -> None:
     assert r.status_code == 400 and "body.service" in r.json()["errors"][0]["message"]
 
 
+def test_a_deletion_request_can_be_cancelled(client: TestClient, inv: Inventory) -> None:
+    pid = "100.64.1.0_24"
+    assert client.delete(f"/v1/prefixes/{pid}/deletion_request").status_code == 409  # none to cancel
+    client.post(f"/v1/prefixes/{pid}/deletion_request")
+    r = client.delete(f"/v1/prefixes/{pid}/deletion_request")
+    assert r.status_code == 200 and r.json()["result"]["pending_delete"] is False
+    assert client.get("/v1/prefixes", params={"pending_delete": "true"}).json()["count"] == 0
+    assert client.delete("/v1/prefixes/1.2.3.0_24/deletion_request").status_code == 404
+
+
 def test_deletion_request_then_delete(client: TestClient, inv: Inventory, changes: list) -> None:
     pid = "100.64.1.0_24"
     assert client.post(f"/v1/prefixes/{pid}/deletion_request").json()["result"]["pending_delete"] is True
