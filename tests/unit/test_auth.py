@@ -162,3 +162,52 @@ def test_a_customer_naming_a_deleted_prefix_of_another_account_gets_403_not_404(
     r = client.patch("/v1/prefixes/bgp/status", json={"advertised": True, "selector": {"ids": [victim.id]}},
                      headers=bearer(lab["tokens"]["customer"]))
     assert r.status_code == 403 and "does not own" in r.json()["errors"][0]["message"]
+
+
+def test_a_refusal_of_scope_is_in_the_audit_log_with_its_caller(lab) -> None:
+    c, t = lab["client"], lab["tokens"]
+    assert c.get("/v1/lab/credentials", headers=bearer(t["task"])).status_code == 403
+    r = c.delete(f"/v1/prefixes/{lab['theirs'].id}", headers=bearer(t["customer"]))
+    assert r.status_code == 403
+    log = c.get("/v1/audit", params={"limit": 10000}, headers=bearer(t["admin"])).json()["result"]
+    denied = [e for e in log if e["action"] == "denied"][-2:]
+    assert [e["actor"] for e in denied] == ["task:t-task", "customer:t-customer"]
+    assert denied[0]["detail"]["path"] == "/v1/lab/credentials" and denied[1]["detail"]["method"] == "DELETE"
+
+
+def test_an_api_fault_answers_one_token_503_or_late_and_ends(lab) -> None:
+    c, t = lab["client"], lab["tokens"]
+    admin = bearer(t["admin"])
+    for body, fragment in (({"kind": "slow", "seconds": 5}, "needs delay"), ({"kind": "unavailable"}, "needs seconds"),
+                           ({"kind": "down", "seconds": 5}, "body.kind")):
+        r = c.put("/v1/lab/faults/api", json=body, headers=admin)
+        assert r.status_code == 400 and fragment in r.json()["errors"][0]["message"], r.json()
+    assert c.put("/v1/lab/faults/api", json={"kind": "unavailable", "seconds": 60, "actor": "task:t-task"},
+                 headers=bearer(t["operator"])).status_code == 403
+    r = c.put("/v1/lab/faults/api", json={"kind": "unavailable", "seconds": 60, "actor": "task:t-task"}, headers=admin)
+    assert r.status_code == 200 and r.json()["result"]["kind"] == "unavailable"
+    r = c.get("/v1/prefixes", params={"limit": 1}, headers=bearer(t["task"]))
+    assert r.status_code == 503 and r.headers["retry-after"] == "1" and "injected fault" in r.json()["errors"][0]["message"]
+    assert c.get("/v1/prefixes", params={"limit": 1}, headers=bearer(t["read-only"])).status_code == 200  # others: not
+    assert c.get("/v1/health").status_code == 200
+    c.put("/v1/lab/faults/api", json={"kind": "slow", "seconds": 60, "delay": 0.3, "actor": "task:t-task"}, headers=admin)
+    import time
+
+    t0 = time.monotonic()
+    assert c.get("/v1/prefixes", params={"limit": 1}, headers=bearer(t["task"])).status_code == 200
+    assert time.monotonic() - t0 >= 0.3
+    assert c.put("/v1/lab/faults/api", json={"kind": "none"}, headers=admin).json()["result"] is None
+    assert c.get("/v1/prefixes", params={"limit": 1}, headers=bearer(t["task"])).status_code == 200
+
+
+def test_changes_are_listed_by_actor_with_their_arguments(lab) -> None:
+    c, t, inv = lab["client"], lab["tokens"], lab["inv"]
+    mine = lab["mine"]
+    r = c.patch(f"/v1/prefixes/{mine.id}/bgp/status", json={"advertised": False}, headers=bearer(t["customer"]))
+    assert r.status_code == 200
+    c.patch(f"/v1/prefixes/{mine.id}/bgp/status", json={"advertised": True}, headers=bearer(t["customer"]))
+    rows = c.get("/v1/changes", params={"actor": "customer:t-customer", "full": "true"},
+                 headers=bearer(t["admin"])).json()["result"]
+    assert [x["args"]["advertised"] for x in rows][:2] == [True, False] and all(x["actor"] == "customer:t-customer" for x in rows)
+    assert "args" not in c.get("/v1/changes", headers=bearer(t["admin"])).json()["result"][0]
+    assert c.get("/v1/changes", params={"full": "maybe"}, headers=bearer(t["admin"])).status_code == 400
