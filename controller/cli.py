@@ -663,23 +663,64 @@ def drill() -> None:
 @click.option("--topology", type=click.Path(dir_okay=False), help="run the drill on this topology instead of its own")
 @click.option("--sensitivity/--no-sensitivity", default=True, show_default=True,
               help="after the lab is down, the mechanism's sensitivity table into the report (replays only, ~1-2 min)")
-def drill_run(path, speed, name, runs_dir, keep, runtime, realtime, topology, sensitivity) -> None:
+@click.option("--lab", "on_lab", help="run on this lab, which is up (default: the lab that is up with the drill's "
+              "topology, if exactly one is; else the drill brings up its own)")
+@click.option("--automation", help="the command the drill's exec task runs (your automation), in this directory")
+@click.option("--junit", type=click.Path(dir_okay=False), help="write the grade as a JUnit XML file here")
+def drill_run(path, speed, name, runs_dir, keep, runtime, realtime, topology, sensitivity, on_lab, automation,
+              junit) -> None:
     """Run the drill in PATH; write its run directory and report.
+
+    On a lab that is up (bgplab up; --lab, or the only one with the drill's topology) the
+    drill runs there and leaves it as it found it; otherwise it brings up its own lab and
+    removes it afterwards.
 
     Exits 1 if an expectation failed, 3 if the drill passed its maximum duration, 130 or
     143 if interrupted (SIGINT, SIGTERM: the lab is removed, the report marked so)."""
     from controller.drills import run_drill
+    from controller.drills.model import load_drill
 
-    r = run_drill(path, runs_dir=Path(runs_dir), speed=speed, lab=name, keep=keep,
+    if on_lab and name:
+        raise UsageError("--lab runs on a lab that is up, --name names the lab the drill brings up: give one")
+    from lab.state import LabState as _State
+
+    if on_lab and _State.load(on_lab) is None:
+        raise UsageError(f"--lab {on_lab}: no such lab is up (labs: {', '.join(lifecycle.labs()) or 'none'})")
+    lab = on_lab or name
+    if lab is None and topology is None:
+        _, own = load_drill(path)
+        from lab.state import LabState
+
+        up = {n: LabState.load(n) for n in LabState.labs()}
+        mine = [n for n, st in up.items() if st is not None and st.data.get("topology") == str(own)]
+        if len(mine) > 1:
+            raise UsageError(f"several labs run {own.name} ({', '.join(mine)}): name one with --lab")
+        if mine:
+            lab = mine[0]
+            click.echo(f"running on lab '{lab}' (up, with the drill's topology)", err=True)
+    r = run_drill(path, runs_dir=Path(runs_dir), speed=speed, lab=lab, keep=keep,
                   progress=lambda s: click.echo(s, err=True), runtime=runtime, realtime=realtime,
-                  topology=Path(topology) if topology else None, sensitivity=sensitivity)
+                  topology=Path(topology) if topology else None, sensitivity=sensitivity, automation=automation,
+                  junit=Path(junit) if junit else None)
     click.echo(f"run directory: {r.run_dir}")
     click.echo(f"report: {r.run_dir / 'report.html'}")
-    for key in ("withdrawn_by_task", "withdrawn_on_wire", "observer_min", "restored_by_revert", "restored_by_config_push",
-                "restored_in_network", "duration_incident_s", "convergence_s"):
+    keys = ("withdrawn_by_task", "withdrawn_on_wire", "observer_min", "restored_by_revert", "restored_by_config_push",
+            "restored_in_network", "duration_incident_s", "convergence_s")
+    if "withdrawn_in_network" in r.metrics["figures"]:  # a team's automation, graded
+        keys = ("asked", "withdrawn_in_network", "withdrawn_not_asked", "bindings_removed", "bindings_removed_not_asked",
+                "accounts_affected", "observer_min", "api_denied", "held_changes", "convergence_s")
+    for key in keys:
         f = r.metrics["figures"].get(key)
         if f:
             click.echo(f"  {key:<26} {_figure(f['value']):<44} ({f['source']})")
+    for run in (r.metrics["figures"].get("automation_runs") or {}).get("value") or []:
+        how = ("ended at its time limit" if run["killed_at_limit"] else f"exit {run['exit_code']}")
+        click.echo(f"  automation {run['task']} run {run['run']}: {how} after {run['seconds']:.1f} s "
+                   f"(stdout: {r.run_dir / run['stdout']}, stderr: {r.run_dir / run['stderr']})")
+        if run["stderr_tail"]:
+            click.echo("    " + "\n    ".join(run["stderr_tail"].strip().splitlines()[-8:]))
+    if junit:
+        click.echo(f"junit: {junit}")
     for c in r.checks:
         n = f", n={c['n']}" if c.get("n") is not None else ""
         click.echo(f"  {'ok    ' if c['ok'] else 'FAILED'} {c['expectation']} = {c['value']} (expected {c['range']}{n})")

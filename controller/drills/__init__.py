@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from controller.drills.analysis import Analysis, analyse, check
-from controller.drills.model import load_drill
+from controller.drills.model import DrillError, load_drill
 from controller.drills.rundir import RunDir
 from controller.drills.runner import DrillInterrupted, DrillRunner, interrupts
 
@@ -71,9 +71,14 @@ def guarded_base(path: str | Path, drill) -> tuple[Any, Path] | None:
 def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float | None = None, lab: str | None = None,
               keep: bool = False, progress: Callable[[str], None] | None = None,
               runtime: str = "netns", realtime: bool = True, topology: Path | None = None,
-              sensitivity: bool = False) -> DrillResult:
+              sensitivity: bool = False, automation: str | None = None, junit: Path | None = None) -> DrillResult:
     """Validate, run, analyse, report. A run that did not complete (interrupted, overrun,
-    failed) still gets its report, marked so, and then its error is raised."""
+    failed) still gets its report, marked so, and then its error is raised.
+
+    ``lab`` naming a lab that is up runs the drill on it (and leaves it as it was found);
+    otherwise the drill brings up its own. ``automation`` replaces every exec task's command
+    (run in the caller's directory); ``junit`` writes the expectations as a JUnit XML file,
+    whatever the outcome."""
     drill, own_topology = load_drill(path)
     if topology is not None:
         # The same drill on another lab (the replay on byoip-internet.yaml): validated like any.
@@ -84,9 +89,13 @@ def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float |
     topology = topology or own_topology
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     rd = RunDir((runs_dir / f"{stamp}-{drill.name}").resolve())
+    if automation is not None and not any(t.kind == "exec" for t in drill.tasks.values()):
+        raise DrillError(str(path), ["--automation: this drill has no exec task to run it (tasks: "
+                                     f"{', '.join(f'{n} ({t.kind})' for n, t in drill.tasks.items()) or 'none'})"])
     runner = DrillRunner(drill, topology, rd.path, lab=lab, speed=speed, progress=progress, keep=keep, runtime=runtime,
-                         realtime=realtime)
+                         realtime=realtime, automation=automation, drill_dir=Path(path).resolve().parent)
     error: BaseException | None = None
+    began = time.monotonic()
     with interrupts():
         try:
             runner.run()
@@ -97,6 +106,11 @@ def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float |
             error = e
     if not rd.record_file.exists():
         # `up` itself failed (it removes what it made): there is nothing to report.
+        if junit is not None:
+            from controller.drills.junit import write_junit
+
+            write_junit(junit, drill.name, [], error=str(error or "the drill wrote no record"), run_dir=rd.path,
+                        seconds=time.monotonic() - began)
         raise error if error else RuntimeError("the drill wrote no record")
     if sensitivity and error is None and mechanism_applies(drill):
         # After the lab is gone: the mechanism alone, 13 times, must not compete with the routers.
@@ -123,10 +137,19 @@ def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float |
             checks += check(drill.expect, a.figures)
         metrics, _ = write_report(rd, checks, a)
     except Exception as e:
+        if junit is not None:
+            from controller.drills.junit import write_junit
+
+            write_junit(junit, drill.name, [], error=f"{error or e}", run_dir=rd.path, seconds=time.monotonic() - began)
         if error is not None:  # the run's own error is the one to see; the report's is added to it
             error.add_note(f"and its report could not be written: {e!r}")
             raise error from None
         raise
+    if junit is not None:
+        from controller.drills.junit import write_junit
+
+        write_junit(junit, drill.name, checks, error=None if error is None else str(error), run_dir=rd.path,
+                    metrics=metrics, seconds=time.monotonic() - began)
     if error is not None:
         raise error
     return DrillResult(rd.path, metrics, checks)

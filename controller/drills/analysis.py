@@ -373,6 +373,8 @@ def analyse(rd: RunDir) -> Analysis:
             "network", "withdrawal convergence (lab s) of prefixes withdrawn inside real-time windows and outside them; "
             "outside, the drill's next steps come speed times sooner than on the day, so a restore can overtake a "
             f"withdrawal still being hunted (restored_before_converging) ({mrt_basis})", clock="lab")
+    if st.automation or st.asked:
+        F.update(automation_figures(st, rd, events, vps, mrt_basis))
     F["mrt_events"] = figure(len(events), "network", f"per-prefix UPDATE events at the collector during the drill ({mrt_basis})")
     F["mrt_truncated_tail_bytes"] = figure(mrt_stats.truncated_tail_bytes, "network",
                                            f"bytes of a last MRT record cut short and not read ({mrt_stats.records} records read)")
@@ -460,6 +462,89 @@ def stage_figures(st: Any, probes: list[dict[str, Any]], events: list[mrt.Prefix
         f"per staged prefix, from the stage's start to its last UPDATE at a vantage point inside the window: the "
         f"path hunting to the surviving PoP ({mrt_basis}); and (prefix, vantage point) pairs whose last word in the "
         "window was a withdrawal", clock="lab")
+    return F
+
+
+def gone_from_every_vantage_point(events: list[mrt.PrefixEvent], vps: dict[str, str]) -> dict[str, float]:
+    """Prefixes whose last word at every vantage point was, at some moment, a withdrawal, with
+    that moment: gone from the collector's view of the Internet. A vantage point that said
+    nothing about a prefix still has it (the lab had converged when the drill started)."""
+    last: dict[str, dict[str, str]] = defaultdict(dict)
+    gone: dict[str, float] = {}
+    for e in sorted(events, key=lambda e: e.t):
+        if e.peer_ip not in vps:
+            continue
+        seen = last[e.prefix]
+        seen[e.peer_ip] = e.kind
+        if e.kind == "withdraw" and e.prefix not in gone and len(seen) == len(vps) and \
+                all(k == "withdraw" for k in seen.values()):
+            gone[e.prefix] = e.t
+    return gone
+
+
+# The figures only a drill with an exec task has (a team's automation, graded).
+AUTOMATION_FIGURES = ("asked", "withdrawn_in_network", "withdrawn_not_asked", "bindings_removed_not_asked",
+                      "accounts_affected", "api_denied", "automation_changes", "breaker_trips", "automation_runs",
+                      "automation_failed_runs", "automation_killed")
+
+
+def automation_figures(st: Any, rd: RunDir, events: list[mrt.PrefixEvent], vps: dict[str, str],
+                       mrt_basis: str) -> dict[str, dict[str, Any]]:
+    """A team's automation graded by what it did to the network: what went from every vantage
+    point and whether it was asked to touch it (network, against the drill's input), bindings
+    gone (controller: the inventory before and after), the accounts all that touched, and
+    the automation's own runs and refused requests."""
+    F: dict[str, dict[str, Any]] = {}
+    asked = {c for cidrs in st.asked.values() for c in cidrs}
+    F["asked"] = figure(len(asked), "input", "prefixes the automation was asked to touch: those pending deletion when "
+                        f"it started (of them, {len(st.deletion_requests)} flagged by the drill's deletion_requests)")
+    gone = gone_from_every_vantage_point(events, vps) if vps else {}
+    not_asked = sorted(c for c in gone if c not in asked)
+    F["withdrawn_in_network"] = figure(len(gone), "network", "prefixes gone from every vantage point at some moment of "
+                                       f"the drill ({mrt_basis})")
+    F["withdrawn_not_asked"] = figure(len(not_asked), "network", "of those, prefixes the automation was not asked to touch",
+                                      examples=not_asked[:20])
+    before = json.loads(rd.bindings_before.read_text()) if rd.bindings_before.exists() else {}
+    after = json.loads(rd.bindings_after.read_text()) if rd.bindings_after.exists() else None
+    removed: dict[str, list[str]] = {}
+    if after is not None:
+        for cidr, services in before.items():
+            left = list(after.get(cidr, []))
+            for s in services:
+                if s in left:
+                    left.remove(s)
+                else:
+                    removed.setdefault(cidr, []).append(s)
+    F["bindings_removed"] = figure(None if after is None else sum(len(v) for v in removed.values()), "controller",
+                                   "service bindings gone by the drill's end: the inventory's bindings before the drill "
+                                   "and after it (the edge serves what the inventory binds)")
+    unbound_not_asked = sorted(c for c in removed if c not in asked)
+    F["bindings_removed_not_asked"] = figure(None if after is None else sum(len(removed[c]) for c in unbound_not_asked),
+                                             "controller", "of those, bindings of prefixes the automation was not asked "
+                                             "to touch", examples=unbound_not_asked[:20])
+    owners = json.loads(rd.owners.read_text()) if rd.owners.exists() else {}
+    touched = (set(gone) | set(removed)) - asked
+    F["accounts_affected"] = figure(len({owners.get(c, "?") for c in touched}), "network",
+                                    "accounts owning a prefix gone from every vantage point or unbound that the automation "
+                                    "was not asked to touch (owners: the inventory's, input)")
+    api = st.automation_api
+    F["api_denied"] = figure(sum(v.get("denied", 0) for v in api.values()), "controller",
+                             "the automation's requests its token's scope refused (403s, from the audit log)",
+                             examples=[x for v in api.values() for x in v.get("denied_examples", [])][:5])
+    F["automation_changes"] = figure({n: v.get("changes", {}) for n, v in api.items()}, "controller",
+                                     "changes the automation's token made, by what became of them (the pipeline's records)")
+    held = sum(v.get("changes", {}).get("held", 0) for v in api.values())
+    if held:
+        F["held_changes"] = figure(held, "controller", "the automation's changes a guardrail held (the pipeline's records)")
+    F["breaker_trips"] = figure(len(st.pipeline.get("breaker_trips", [])), "controller",
+                                "times the withdrawal breaker tripped (the audit log)")
+    runs = st.automation
+    F["automation_runs"] = figure(runs, "controller", "each run of the automation as the drill ran it: exit code, lab "
+                                  "seconds, whether it was ended at its time limit, its stderr's tail when it failed")
+    F["automation_failed_runs"] = figure(sum(1 for r in runs if not r["ok"]), "controller",
+                                         "runs that exited non-zero, could not start, or were ended at their time limit")
+    F["automation_killed"] = figure(sum(1 for r in runs if r["killed_at_limit"]), "controller",
+                                    "runs ended at their time limit (SIGTERM to the process group, SIGKILL after grace)")
     return F
 
 

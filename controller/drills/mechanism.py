@@ -22,6 +22,7 @@ Every headline figure follows from the mechanism, not from a count in the drill 
 from __future__ import annotations
 
 import random
+import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any, Callable, Protocol
 
 from controller.client import ApiClient, ApiError
 from controller.drills import model as m
+from controller.drills.automation import ExecContext, ExecRunner
 from controller.drills.clock import DrillClock
 from controller.drills.rundir import DrillState
 from controller.drills.tasks import TASKS, CleanupRunner
@@ -102,9 +104,12 @@ class Mechanism:
     targets: list[dict[str, Any]] = field(default_factory=list)  # the probes' targets (canary "auto" picks from them)
     resolver: dict[str, str | None] = field(default_factory=dict)  # the resolver's prefixes (GET /v1/lab/resolver)
     snapshots: dict[str, str] = field(default_factory=dict)  # a snapshot step's name -> the snapshot's id
+    exec_context: ExecContext | None = None  # a live lab's, for exec tasks (a team's automation)
 
     def __post_init__(self) -> None:
-        self.tasks = {n: TASKS[spec.kind](n, spec, self.api, self.st, self.log, self.lab_now)
+        self.tasks = {n: (ExecRunner(n, spec, self.api, self.st, self.log, self.lab_now, context=self.exec_context)
+                          if isinstance(spec, m.ExecTask) else
+                          TASKS[spec.kind](n, spec, self.api, self.st, self.log, self.lab_now))
                       for n, spec in self.drill.tasks.items()}
         self.steps = sorted(((self.drill.offset(s), i, s) for i, s in enumerate(self.drill.steps)),
                             key=lambda x: (x[0], x[1]))
@@ -119,6 +124,17 @@ class Mechanism:
         # Each task acts with a token of its own (role task): the audit log names it, and it can
         # do what a task may and nothing an admin may.
         for name, task in self.tasks.items():
+            if isinstance(task, ExecRunner):
+                # A team's automation gets the scope the drill gives it; the runner keeps the
+                # admin's client for what it reads about the run (the prefixes it is asked to touch).
+                # Its token's name is this run's own (a lab may run several drills): the API's
+                # records of what it did are read back by that name.
+                scope = task.spec.scope
+                token_name = f"automation-{name}-{secrets.token_hex(3)}"
+                body = {"role": scope.role, "name": token_name, **({"account": scope.account} if scope.account else {})}
+                task.token = self.api.call("POST", "/v1/lab/tokens", json=body)["result"]["token"]
+                task.actor = f"{scope.role}:{token_name}"
+                continue
             token = self.api.call("POST", "/v1/lab/tokens", json={"role": "task", "name": f"task:{name}"})["result"]["token"]
             task.api = self.api.as_token(token)
         accounts = self.api.call("GET", "/v1/accounts")["result"]
@@ -138,6 +154,9 @@ class Mechanism:
         so a coarse clock (the simulation's) and a fine one (the lab's) do the same things."""
         self._edge_pace(now)
         self._detection()
+        for t in self.tasks.values():
+            if isinstance(t, ExecRunner):
+                t.poll()
         while True:
             due = []
             if self.steps:
@@ -168,6 +187,10 @@ class Mechanism:
                 self.tasks[what].cycle()
             self._detection()
         self.now = now
+        if not self.steps and now >= self.end:
+            for t in self.tasks.values():
+                if isinstance(t, ExecRunner):
+                    t.drill_over()
         self.st.tasks = {n: t.counts() for n, t in self.tasks.items()}
 
     def clock(self, incident_offset: float) -> str:
@@ -217,10 +240,33 @@ class Mechanism:
             "stages": [{"t": e["at"], "incident": self.timeline.incident(e["at"] - self.st.t0), "action": e["action"],
                         "change": e["change_id"], "prefixes": e["prefixes"], "detail": e["detail"]} for e in stages],
         }
+        for name, task in self.tasks.items():
+            if isinstance(task, ExecRunner):
+                self._automation_records(name, task, log)
         for e in self.st.pipeline["stages"]:
             if e["action"] == "stage_started":  # the prefixes each stage withdrew at its first PoP
                 args = self.api.call("GET", f"/v1/changes/{e['change']}")["result"]["args"]
                 e["cidrs"] = [cidr_of(i) for i in args.get("ids", [args.get("id")]) if i]
+
+    def _automation_records(self, name: str, task: ExecRunner, log: list[dict[str, Any]]) -> None:
+        """What an automation's token did, from the API's records (controller): the changes it
+        made (their prefixes, into ``withdrawn_by_task`` for the network's figures) and the
+        requests its scope refused."""
+        mine = self.api.call("GET", "/v1/changes", params={"actor": task.actor, "full": "true", "limit": 10000})["result"]
+        kinds: dict[str, int] = {}
+        for c in sorted(mine, key=lambda c: c["at"]):
+            kinds[c["status"]] = kinds.get(c["status"], 0) + 1
+            if c["status"] not in ("applied", "approved"):
+                continue
+            args = c["args"]
+            if (c["kind"] == "bgp_status" and args.get("advertised") is False) or c["kind"] == "delete_prefix":
+                for i in args.get("ids") or [args.get("id")]:
+                    self.st.withdrawn_by_task.setdefault(cidr_of(i), c["at"])
+        denied = [e for e in log if e["action"] == "denied" and e["actor"] == task.actor]
+        self.st.automation_api[name] = {
+            "actor": task.actor, "changes": kinds,
+            "denied": len(denied), "denied_examples": [e["detail"] for e in denied[:5]],
+        }
 
     # -- detection ---------------------------------------------------------------
 
@@ -393,6 +439,30 @@ class Mechanism:
             elif cidr in affected:
                 self.st.restore_times.setdefault(cidr, sent)
                 self.st.restore_requests.setdefault("api", []).append(cidr)
+
+    def _do_deletion_requests(self, step: m.DeletionRequests) -> None:
+        """Customers flag prefixes for deletion (the work a cleanup automation is asked to do):
+        BYOIP, advertised, not pinned, not a probe target, drawn with the step's seed."""
+        probed = {t["prefix"] for t in self.targets} | {self.resolver.get("web"), self.resolver.get("dns")}
+        pool = [x for x in self.api.prefixes(byoip=True, advertised=True)
+                if not x["pinned"] and not x["pending_delete"] and x["cidr"] not in probed]
+        if len(pool) < step.count:
+            raise BgplabError(f"step {step.at}: {step.count} deletion requests asked, {len(pool)} prefixes can take one")
+        chosen = sorted(random.Random(step.seed).sample(pool, step.count), key=lambda x: x["cidr"])
+        for x in chosen:
+            self.api.call("POST", f"/v1/prefixes/{x['id']}/deletion_request")
+        self.st.deletion_requests += [x["cidr"] for x in chosen]
+        self.log("deletion_requests", prefixes=len(chosen), accounts=len({x["account_id"] for x in chosen}))
+
+    def _do_api_fault(self, step: m.ApiFaultStep) -> None:
+        """The API misbehaves towards an automation's token for the step's duration (lab seconds
+        at the drill's pace there)."""
+        name = step.task or next(n for n, t in self.tasks.items() if isinstance(t, ExecRunner))
+        task = self.tasks[name]
+        seconds = self.timeline.lab(self.offset + m.parse_duration(step.duration)) - self.timeline.lab(self.offset)
+        self.api.call("PUT", "/v1/lab/faults/api", json={"kind": step.kind, "seconds": max(seconds, 0.001),
+                                                         "delay": step.delay, "actor": task.actor})
+        self.log("api_fault", fault=step.kind, task=name, lab_seconds=round(seconds, 3), delay=step.delay)
 
     def _do_fault(self, step: m.Fault) -> None:
         if self.hooks is None:

@@ -107,6 +107,71 @@ class CleanupTask(_Strict):
         return v
 
 
+class ExecScope(_Strict):
+    """The token a team's automation is given (controller.api.ROLES): a task's by default; a
+    customer's names its account."""
+
+    role: Literal["task", "operator", "customer", "read-only"] = "task"
+    account: str | None = None
+
+    @model_validator(mode="after")
+    def _account(self) -> "ExecScope":
+        if (self.role == "customer") != (self.account is not None):
+            raise ValueError("a customer scope names its account, and no other role takes one")
+        return self
+
+
+class ExecTask(_Strict):
+    """A team's own automation (controller.drills.automation.ExecRunner): any command, in any
+    language, pointed at the lab's Addressing API with a token of ``scope``.
+
+    - ``once``: runs when the task starts; the drill waits for it (up to ``limit``).
+    - ``every``: runs when the task starts and then every ``every`` (incident time) until it
+      is stopped; a run still going when the next is due makes that one wait.
+    - ``service``: starts with the task and runs until ``task_stop`` or the drill's end.
+
+    ``limit`` is lab (wall-clock) seconds per run: a run past it is ended (SIGTERM to its
+    process group, SIGKILL ``grace`` later) and counted as killed. ``asked`` says what the
+    automation is asked to touch, for the grade: ``pending_delete`` is the prefixes flagged for
+    deletion when it starts; ``nothing`` is a read-only job."""
+
+    kind: Literal["exec"]
+    command: str | list[str] = Field(description="a shell command line, or an argv list (no shell)")
+    mode: Literal["once", "every", "service"] = "once"
+    every: Duration | None = None
+    limit: Duration = "60s"
+    grace: Duration = "5s"
+    scope: ExecScope = ExecScope()
+    asked: Literal["pending_delete", "nothing"] = "pending_delete"
+    env: dict[str, str] = {}
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: str | list[str]) -> str | list[str]:
+        if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and (not v or not all(x for x in v))):
+            raise ValueError("an empty command (give a command line, or an argv list of non-empty strings)")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) or k.startswith("BGPLAB_")]
+        if bad:
+            raise ValueError(f"environment names {', '.join(map(repr, bad))}: a name is letters, digits and _, "
+                             "and BGPLAB_* are the lab's own (the API's URL and the token)")
+        return v
+
+    @model_validator(mode="after")
+    def _mode(self) -> "ExecTask":
+        if self.mode == "every" and self.every is None:
+            raise ValueError("mode 'every' needs every (how often it runs, incident time: 10m)")
+        if self.mode != "every" and self.every is not None:
+            raise ValueError(f"every is for mode 'every', not '{self.mode}'")
+        if parse_duration(self.limit) <= 0:
+            raise ValueError("limit must be more than 0 s")
+        return self
+
+
 class _Step(_Strict):
     at: str
     label: str = ""
@@ -217,6 +282,34 @@ class Fault(_Step):
         return self
 
 
+class DeletionRequests(_Step):
+    """Customers ask for ``count`` of their BYOIP prefixes to be deleted (POST
+    /deletion_request): the work a cleanup automation is asked to do. Drawn with ``seed``
+    from prefixes the probes do not target and nobody pinned."""
+
+    do: Literal["deletion_requests"]
+    count: int = Field(ge=1, le=1000)
+    seed: int = 1
+
+
+class ApiFaultStep(_Step):
+    """The Addressing API misbehaves for ``for`` (incident time) towards a task's token:
+    ``unavailable`` answers 503, ``slow`` answers ``delay`` lab seconds late."""
+
+    do: Literal["api_fault"]
+    kind: Literal["unavailable", "slow"]
+    duration: Duration = Field(alias="for")
+    delay: float = Field(default=0, ge=0, le=30)
+    task: str | None = None  # whose token (default: every task's)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _delay(self) -> "ApiFaultStep":
+        if self.kind == "slow" and self.delay <= 0:
+            raise ValueError("a 'slow' API fault needs delay (lab seconds each answer waits, up to 30)")
+        return self
+
+
 class Mark(_Step):
     do: Literal["mark"]
 
@@ -268,6 +361,16 @@ class Expect(_Strict):
     held_changes: Range | None = None  # controller: the task's requests a guardrail held
     staged_reachable: Range | None = None  # network: ok share of probes of a stage's prefixes in its window
     stages_rolled_back: Range | None = None  # controller: stages the health window sent back
+    # A team's automation (exec tasks), graded by what it did to the network:
+    withdrawn_in_network: Range | None = None  # network: prefixes gone from every vantage point
+    withdrawn_not_asked: Range | None = None  # network: of those, prefixes it was not asked to touch
+    bindings_removed: Range | None = None  # controller: service bindings gone, inventory before/after
+    bindings_removed_not_asked: Range | None = None  # controller: of those, on prefixes it was not asked to touch
+    accounts_affected: Range | None = None  # network + inventory: owners of what was withdrawn or unbound
+    breaker_trips: Range | None = None  # controller: times the withdrawal breaker tripped
+    api_denied: Range | None = None  # controller: the automation's requests refused with a 403 (its scope)
+    automation_failed_runs: Range | None = None  # the automation's runs that exited non-zero or were killed
+    automation_killed: Range | None = None  # the automation's runs ended at their time limit
 
 
 class Checkpoint(_Step):
@@ -351,7 +454,7 @@ class RealtimeWindow(_Strict):
 
 Step = Annotated[
     Union[SetBehaviour, TaskStart, TaskStop, Detect, Dashboard, Revert, ConfigPushStep, Api, Fault, Mark, Checkpoint,
-          TakeSnapshot, RestoreSnapshot],
+          TakeSnapshot, RestoreSnapshot, DeletionRequests, ApiFaultStep],
     Field(discriminator="do"),
 ]
 
@@ -370,7 +473,7 @@ class Drill(_Strict):
     # would otherwise run until the inventory is empty). Default: twice the timeline at the
     # run's speed, plus the settle time and two minutes.
     max_duration: Duration | None = None
-    tasks: dict[str, CleanupTask] = {}
+    tasks: dict[str, Annotated[Union[CleanupTask, ExecTask], Field(discriminator="kind")]] = {}
     edge: EdgeSpec = EdgeSpec()
     guardrails: GuardrailSpec = GuardrailSpec()
     # Real-time windows (controller.drills.clock): BGP in them runs on its own time.
@@ -415,6 +518,15 @@ class Drill(_Strict):
             task = getattr(s, "task", None)
             if task is not None and task not in self.tasks:
                 problems.append(f"steps[{i}].task: unknown task '{task}' (tasks: {', '.join(self.tasks) or 'none'})")
+        execs = [n for n, t in self.tasks.items() if isinstance(t, ExecTask)]
+        for i, s in enumerate(self.steps):
+            if isinstance(s, ApiFaultStep):
+                if s.task is not None and s.task not in execs:
+                    problems.append(f"steps[{i}].task: an API fault acts on an exec task's token; '{s.task}' is not "
+                                    f"one (exec tasks: {', '.join(execs) or 'none'})")
+                elif s.task is None and len(execs) != 1:
+                    problems.append(f"steps[{i}].task: name the exec task whose token the API fault acts on "
+                                    f"(exec tasks: {', '.join(execs) or 'none'})")
         named: list[str] = []
         for i, s in sorted(enumerate(self.steps), key=lambda x: (self.offset(x[1]), x[0])):
             if isinstance(s, TakeSnapshot):
@@ -476,6 +588,28 @@ def extends_of(path: Path) -> Path | None:
     return (path.parent / str(data["extends"])).resolve() if isinstance(data, dict) and "extends" in data else None
 
 
+class _Untagged:
+    """A ValidationError's errors with the tagged unions' tags (a step's ``do``, a task's
+    ``kind``) left out of each location: ``tasks.cleanup.every``, not ``tasks.cleanup.exec.every``."""
+
+    def __init__(self, err: ValidationError):
+        self.err = err
+
+    def errors(self) -> list[dict[str, Any]]:
+        tags = set(step_kinds()) | {"exec", "pending_delete_cleanup"}
+        out = []
+        for e in self.err.errors():
+            loc = list(e["loc"])
+            if len(loc) >= 3 and loc[0] in ("tasks", "steps") and loc[2] in tags:
+                del loc[2]
+            out.append({**e, "loc": tuple(loc)})
+        return out
+
+
+def _untagged(err: ValidationError) -> Any:
+    return _Untagged(err)
+
+
 def load_drill(path: str | Path) -> tuple[Drill, Path]:
     """The drill and its topology's path (relative to the drill file). Every error at once."""
     path = Path(path)
@@ -500,7 +634,7 @@ def load_drill(path: str | Path) -> tuple[Drill, Path]:
     try:
         drill = Drill.model_validate(data)
     except ValidationError as e:
-        raise DrillError(str(path), _pydantic_problems(e)) from None
+        raise DrillError(str(path), _pydantic_problems(_untagged(e))) from None
     topo = (path.parent / drill.topology).resolve()
     load_topology(topo)  # its own errors, named by its own path
     return drill, topo

@@ -378,6 +378,35 @@ def _guardrails(rd: RunDir, F: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def _automation(F: dict[str, Any]) -> str:
+    """A team's automation: its runs, and its blast radius as the network measured it."""
+    if "automation_runs" not in F:
+        return ""
+    esc = html.escape
+    runs = "".join(
+        f"<tr><td>{esc(r['task'])}</td><td>{r['run']}</td><td>{'ended at its limit' if r['killed_at_limit'] else r['exit_code']}"
+        f"</td><td>{r['seconds']}</td><td>{'ok' if r['ok'] else 'FAILED'}</td><td><a href=\"{esc(r['stdout'])}\">stdout</a> "
+        f"<a href=\"{esc(r['stderr'])}\">stderr</a></td><td><pre>{esc(r['stderr_tail'][-800:])}</pre></td></tr>"
+        for r in F["automation_runs"]["value"])
+
+    def line(name: str) -> str:
+        f = F.get(name)
+        if f is None:
+            return ""
+        ex = f.get("examples")
+        more = f"<br><small>{esc(', '.join(map(str, ex)))}</small>" if ex else ""
+        return (f"<tr><td>{esc(name)}</td><td>{esc(_value(f))}{more}</td><td>{esc(f['source'])}</td>"
+                f"<td>{esc(f['basis'])}</td></tr>")
+
+    radius = "".join(line(n) for n in ("asked", "withdrawn_in_network", "withdrawn_not_asked", "bindings_removed",
+                                       "bindings_removed_not_asked", "accounts_affected", "observer_min", "api_denied",
+                                       "automation_changes", "held_changes", "breaker_trips"))
+    return (f"<h2>Your automation</h2><table><tr><th>task</th><th>run</th><th>exit</th><th>lab s</th><th>result</th>"
+            f"<th>output</th><th>stderr (failed runs)</th></tr>{runs}</table>"
+            f"<h3>What it did to the network</h3><table><tr><th>figure</th><th>value</th><th>source</th><th>from</th></tr>"
+            f"{radius}</table>")
+
+
 def _sensitivity(rd: RunDir) -> str:
     """The sensitivity table, when the run has one (``bgplab drill run`` computes it after the lab is down)."""
     path = rd.path / "sensitivity.json"
@@ -427,6 +456,13 @@ def write(rd: RunDir, a: Analysis, metrics: dict[str, Any]) -> Path:
     if run["outcome"] != "completed":
         outcome = (f'<p style="color:#b00;font-weight:bold">This run did not complete: {html.escape(run["outcome"])}. '
                    f'{html.escape(run.get("error") or "")} The figures below cover what was recorded until then.</p>')
+    incident_html = f"""<h2>The lab beside the incident</h2>
+<table>{row('figure', 'lab', 'source', 'incident', tag='th')}{''.join(row(*r) for r in lab_vs_incident(a))}</table>
+<h2>The lab beside the Internet</h2>
+<p>{html.escape(F['internet_withdraw_last_s']['basis'] if 'internet_withdraw_last_s' in F else '')}</p>
+<table>{row('figure', 'lab', 'source and clock', 'RIPE RIS beacons', 'comparison', tag='th')}{''.join(row(*r) for r in beside_the_internet(a))}</table>
+<p>{html.escape(INTERNET_DIFFERENCES)}</p>
+{_compression(F)}"""
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>bgplab drill: {html.escape(drill['name'])}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}
@@ -438,13 +474,8 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}}
 {html.escape(str(run['runtime']))} runtime. Each figure below says where it comes from: <b>input</b> (the drill file, the
 topology, the seeded inventory), <b>controller</b> (what the drill and its tasks did through the API) or <b>network</b>
 (measured: the collector's MRT, the speakers' link captures, the observer's BGP table, the end hosts' probes).</p>
-<h2>The lab beside the incident</h2>
-<table>{row('figure', 'lab', 'source', 'incident', tag='th')}{''.join(row(*r) for r in lab_vs_incident(a))}</table>
-<h2>The lab beside the Internet</h2>
-<p>{html.escape(F['internet_withdraw_last_s']['basis'] if 'internet_withdraw_last_s' in F else '')}</p>
-<table>{row('figure', 'lab', 'source and clock', 'RIPE RIS beacons', 'comparison', tag='th')}{''.join(row(*r) for r in beside_the_internet(a))}</table>
-<p>{html.escape(INTERNET_DIFFERENCES)}</p>
-{_compression(F)}
+{_automation(F)}
+{'' if 'automation_runs' in F else incident_html}
 <h2>Expectations</h2><table>{row('expectation', 'value', 'n', 'range', 'source', 'result', tag='th')}{checks_html}</table>
 <h2>Prefixes advertised to the observer</h2><p>network: {html.escape(F['observer_start']['basis'])}</p>{img(pngs['observer'])}
 <h2>Impact states</h2><p>controller: {html.escape(F['impact_withdrawn_only']['basis'])}</p>{img(pngs['impact'])}

@@ -72,6 +72,12 @@ class DrillState:
     # controller: what the pipeline recorded by the drill's end (held changes per guardrail, breaker trips)
     pipeline: dict[str, Any] = field(default_factory=dict)
     snapshot_restores: list[dict[str, Any]] = field(default_factory=list)  # t, snapshot, change, prefixes
+    # A team's automation (exec tasks, controller.drills.automation):
+    deletion_requests: list[str] = field(default_factory=list)  # input: prefixes the drill had customers flag
+    asked: dict[str, list[str]] = field(default_factory=dict)  # input: per task, the prefixes it was asked to touch
+    automation: list[dict[str, Any]] = field(default_factory=list)  # each run: exit code, seconds, killed, stderr
+    # controller, from the API's records: per task, its token's changes and the 403s its scope got
+    automation_api: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def affected(self) -> dict[str, float]:
         """Every prefix the drill withdrew (task or API step), with the controller's time."""
@@ -115,6 +121,14 @@ class RunDir:
     @property
     def bindings_before(self) -> Path:
         return self.path / "bindings-before.json"
+
+    @property
+    def bindings_after(self) -> Path:
+        return self.path / "bindings-after.json"  # exec drills: the bindings when the drill ended
+
+    @property
+    def owners(self) -> Path:
+        return self.path / "owners.json"  # exec drills: every prefix's account (input, the inventory's)
 
     @property
     def record_file(self) -> Path:

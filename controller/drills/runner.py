@@ -33,6 +33,7 @@ from controller.drills import model as m
 from controller.drills.rundir import DrillState, LabFacts, RunDir, RunRecord
 from controller.drills.mechanism import Mechanism, impact_states
 from controller.drills.tasks import CleanupRunner
+from controller.inventory import cidr_of
 from lab import capture, faults, lifecycle
 from lab.errors import BgplabError
 from lab.plan import LabPlan, Role
@@ -164,12 +165,20 @@ class ProbeTail:
 class DrillRunner:
     def __init__(self, drill: m.Drill, topology: Path, run_dir: Path, *, lab: str | None = None,
                  speed: float | None = None, progress: Progress | None = None, keep: bool = False,
-                 runtime: str = "netns", realtime: bool = True):
+                 runtime: str = "netns", realtime: bool = True, automation: str | None = None,
+                 drill_dir: Path | None = None):
         self.drill, self.topology, self.rd = drill, topology, RunDir(run_dir)
         self.runtime = runtime
         self.speed = speed or drill.speed
         self.lab = lab or f"drill{int(time.time()) % 100000}"
-        self.keep = keep
+        # A lab that is up already (bgplab up; bgplab drill run --name it): the drill runs on it
+        # and leaves it as it found it (its operational state restored, its settings put back).
+        self.attached = lab is not None and LabState.load(lab) is not None
+        self.keep = keep or self.attached
+        self.automation = automation  # --automation: the command every exec task runs
+        self.drill_dir = drill_dir or Path.cwd()
+        self.mech: Mechanism | None = None
+        self.found: dict[str, Any] = {}  # an attached lab's settings and snapshot before the drill
         self.progress = progress or (lambda s: None)
         self.st = DrillState(speed=self.speed, start=drill.start, realtime=realtime)
         self.timeline = drill.clock(self.speed, realtime)  # incident <-> lab seconds, windows at speed 1
@@ -209,17 +218,28 @@ class DrillRunner:
         self.events = open(self.rd.events, "a")
         self.rd.drill.write_text(json.dumps(
             {**self.drill.model_dump(mode="json", by_alias=True), "speed": self.speed}, indent=2))
-        self.progress(f"bringing up lab '{self.lab}' from {self.topology.name} ({self.runtime} runtime)")
         plans_before = PLANS_BUILT["count"]
-        up = lifecycle.up(self._topology_for_run(), self.lab, runtime=self.runtime, progress=self.progress)
-        self.running = up.running()  # opened once, with the plan `up` built; every step uses it
-        state = self.running.state
-        self.record.lab = lab_facts(self.lab, self.runtime, up.frr_version, state, up.plan)
+        if self.attached:
+            self.progress(f"running on lab '{self.lab}', which is up; it is left as the drill found it")
+            self.running = RunningLab.open(self.lab)
+            state = self.running.state
+            self.runtime = state.runtime
+            self._check_attached(state)
+            self.record.lab = lab_facts(self.lab, self.runtime, state.data.get("frr_version"), state, self.running.plan)
+        else:
+            self.progress(f"bringing up lab '{self.lab}' from {self.topology.name} ({self.runtime} runtime)")
+            up = lifecycle.up(self._topology_for_run(), self.lab, runtime=self.runtime, progress=self.progress)
+            self.running = up.running()  # opened once, with the plan `up` built; every step uses it
+            state = self.running.state
+            self.record.lab = lab_facts(self.lab, self.runtime, up.frr_version, state, up.plan)
         problems: list[str] = []
         try:
             edge = self.drill.edge
-            service.start(self.running, seed=edge.inventory_seed, probes=self.drill.probes,
-                          probe_prefixes=self._canaries(up.plan), machines=edge.machines_per_pop, edge_seed=edge.seed)
+            if self.attached:
+                self._found(state)
+            else:
+                service.start(self.running, seed=edge.inventory_seed, probes=self.drill.probes,
+                              probe_prefixes=self._canaries(up.plan), machines=edge.machines_per_pop, edge_seed=edge.seed)
             if self.drill.capture:
                 started = capture.start(self.running, self.rd.captures, all_=True, bgp_only=True)
                 self.st.captures = {}
@@ -237,7 +257,9 @@ class DrillRunner:
                 self.sampler.stop()
             # Every step of the cleanup runs; their failures are reported together, after
             # (never instead of) the error that ended the run.
-            for what, step in (("stopping the captures", self._stop_captures), ("collecting", lambda: self._collect(state)),
+            for what, step in (("ending the automation", self._end_automation),
+                               ("stopping the captures", self._stop_captures), ("collecting", lambda: self._collect(state)),
+                               ("putting the lab back as it was found", self._put_back),
                                ("bringing the lab down", self._down), ("merging the captures", self._merge)):
                 try:
                     step()
@@ -253,6 +275,70 @@ class DrillRunner:
         if problems:
             raise BgplabError(f"drill '{self.drill.name}': " + "; ".join(problems))
         return self.record
+
+    def _check_attached(self, state: LabState) -> None:
+        """A lab that is up can run the drill when it is the drill's own: its topology, with the
+        controller running and the edge the drill describes."""
+        theirs = state.data.get("topology")
+        if theirs and Path(theirs).resolve() != self.topology.resolve():
+            raise BgplabError(f"lab '{self.lab}' runs {theirs}; drill '{self.drill.name}' is for {self.topology}: bring "
+                              f"it up from that file, or let the drill bring up its own lab (no --name)")
+        if self.drill.timers is not None:
+            raise BgplabError(f"drill '{self.drill.name}' sets its own BGP timers: it needs a lab of its own (no --name)")
+        with ApiClient(self.lab) as api:
+            machines = api.call("GET", "/v1/lab/edge")["result"]["machines"]
+        per_pop: dict[str, int] = {}
+        for mach in machines:
+            pop = mach.rpartition("/")[0]
+            per_pop[pop] = per_pop.get(pop, 0) + 1
+        want = self.drill.edge.machines_per_pop
+        if any(n != want for n in per_pop.values()):
+            raise BgplabError(f"lab '{self.lab}' has {sorted(set(per_pop.values()))} edge machines per PoP; drill "
+                              f"'{self.drill.name}' needs {want} (edge.machines_per_pop): let it bring up its own lab")
+
+    def _found(self, state: LabState) -> None:
+        """An attached lab's settings, and a snapshot of its operational state, before the drill."""
+        with ApiClient(self.lab) as api:
+            self.found = {
+                "behaviour": api.call("GET", "/v1/lab/behaviour")["result"],
+                "guardrails": api.call("GET", "/v1/lab/guardrails")["result"]["guardrails"],
+                "edge_delay": api.call("GET", "/v1/lab/edge")["result"].get("delay"),
+                "snapshot": api.call("POST", "/v1/snapshots", json={"label": f"before drill {self.drill.name}"})["result"]["id"],
+            }
+
+    def _put_back(self) -> None:
+        """An attached lab, as the drill found it: operational state restored from the snapshot
+        taken before (one change, through the pipeline), the drill's deletion requests
+        withdrawn, behaviour, guardrails and edge back."""
+        if not self.attached or not self.found or LabState.load(self.lab) is None:
+            return
+        from controller.client import ApiError
+
+        with ApiClient(self.lab) as api:
+            api.call("PUT", "/v1/lab/faults/api", json={"kind": "none"})
+            api.call("PUT", "/v1/lab/guardrails", json={})  # none while restoring: the restore is the operator's
+            try:
+                api.call("POST", f"/v1/snapshots/{self.found['snapshot']}/restore")
+            except ApiError as e:
+                if e.status != 409:  # 409: already as it was
+                    raise
+            # the deletion requests the drill made (configured state), where still pending
+            for x in api.prefixes(pending_delete=True):
+                if x["cidr"] in self.st.deletion_requests:
+                    api.call("DELETE", f"/v1/prefixes/{x['id']}/deletion_request")
+            api.call("PUT", "/v1/lab/behaviour", json=self.found["behaviour"])
+            api.call("PUT", "/v1/lab/guardrails", json=self.found["guardrails"])
+            if self.found.get("edge_delay") is not None:
+                api.call("PUT", "/v1/lab/edge", json={"delay": self.found["edge_delay"]})
+        self.progress(f"lab '{self.lab}' put back as the drill found it (snapshot {self.found['snapshot']})")
+
+    def _end_automation(self) -> None:
+        """No automation outlives its drill: runs still going are ended (SIGTERM, then SIGKILL)."""
+        from controller.drills.automation import ExecRunner
+
+        for t in (self.mech.tasks.values() if self.mech else []):
+            if isinstance(t, ExecRunner):
+                t.shutdown()
 
     def _stop_captures(self) -> None:
         if self.drill.capture and self.running is not None and LabState.load(self.lab) is not None:
@@ -281,9 +367,18 @@ class DrillRunner:
         observe = service.observe_dir(state)
         targets_file = observe / "probe-targets.json"
         targets = json.loads(targets_file.read_text()) if targets_file.exists() else []
-        mech = Mechanism(drill, api, self.st, self.log, self.timeline, time.time, hooks=LiveHooks(self), targets=targets)
+        from controller.drills.automation import ExecContext
+
+        ctx = ExecContext(lab=self.lab, url=api.url, drill=drill.name, out_dir=self.rd.path / "automation",
+                          cwd=Path.cwd() if self.automation else self.drill_dir, command=self.automation)
+        mech = Mechanism(drill, api, self.st, self.log, self.timeline, time.time, hooks=LiveHooks(self), targets=targets,
+                         exec_context=ctx)
+        self.mech = mech
         mech.begin()
         self.rd.bindings_before.write_text(json.dumps(mech.original))
+        graded = any(isinstance(t, m.ExecTask) for t in drill.tasks.values())
+        if graded:  # a team's automation is graded by whose prefixes it touched: every owner, before
+            self.rd.owners.write_text(json.dumps({x["cidr"]: x["account_id"] for x in api.prefixes()}))
         deadline = drill.deadline(self.speed, self.st.realtime)
         probes = ProbeTail(observe / "probes.jsonl")
         self.st.t0 = time.time()
@@ -318,6 +413,11 @@ class DrillRunner:
         self.progress(f"steps done at {self.clock(self.incident_now())}; settling {settle:g} s")
         time.sleep(settle)
         mech.finish()
+        if graded:
+            after: dict[str, list[str]] = {}
+            for b in api.call("GET", "/v1/bindings")["result"]:
+                after.setdefault(cidr_of(b["prefix_id"]), []).append(b["service"])
+            self.rd.bindings_after.write_text(json.dumps(after))
         self.log("end", clock=self.clock(self.incident_now()))
         self.checkpoints = mech.checkpoints
 
@@ -326,6 +426,11 @@ class DrillRunner:
         obs = last.get("observer")
         impact = last.get("impact", {})
         running = ",".join(n for n, t in tasks.items() if t.running) or "-"
+        if self.mech is not None and any(isinstance(t, m.ExecTask) for t in self.drill.tasks.values()):
+            # a team's automation: what it withdrew is read from the API's records at the end
+            return (f"[{self.clock(now)} x{self.speed:g}] automation {running:<8} runs "
+                    f"{sum(t.runs for t in self.mech.tasks.values() if hasattr(t, 'runs')):>3}  "
+                    f"observer {obs if obs is not None else '?':>5}")
         w = self.timeline.window_at(now)
         pace = f"real time ({w.label or 'window'})" if w else f"x{self.speed:g}"
         return (f"[{self.clock(now)} {pace}] task {running:<8} withdrawn by task {len(self.st.withdrawn_by_task):>5}  "

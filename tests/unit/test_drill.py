@@ -74,7 +74,7 @@ def mutate(**changes) -> dict:
 
 BAD = [
     ("unknown step kind", mutate(steps=[{"at": "17:48", "do": "explode"}]), "steps[0]"),
-    ("bad clock", mutate(steps=[{"at": "25:00", "do": "mark"}]), "steps[0].mark.at"),
+    ("bad clock", mutate(steps=[{"at": "25:00", "do": "mark"}]), "steps[0].at"),
     ("unknown task", mutate(steps=[{"at": "17:48", "do": "task_start", "task": "nope"}]), "unknown task 'nope'"),
     ("zero speed", mutate(speed=0), "speed: Input should be greater than 0"),
     ("extra field", mutate(colour="red"), "colour: unknown field"),
@@ -85,7 +85,42 @@ BAD = [
     ("windows overlap", mutate(realtime=[{"start": "17:50", "end": "17:55"}, {"start": "17:54", "end": "17:56"}]),
      "realtime[1]: starts at 17:54, inside realtime[0]"),
     ("window bad clock", mutate(realtime=[{"start": "5pm", "end": "17:56"}]), "realtime[0].start"),
-    ("fault without kind", mutate(steps=[{"at": "17:48", "do": "fault", "node": "r1"}]), "steps[0].fault.fault: Field required"),
+    ("fault without kind", mutate(steps=[{"at": "17:48", "do": "fault", "node": "r1"}]), "steps[0].fault: Field required"),
+]
+
+# A team's automation (kind exec): every error names where it is.
+EXEC = {"kind": "exec", "command": "python3 task.py"}
+
+
+def with_exec(task: dict | None = None, steps: list | None = None, **top) -> dict:
+    return mutate(tasks={"auto": {**EXEC, **(task or {})}},
+                  steps=steps or [{"at": "17:48", "do": "task_start", "task": "auto"}], **top)
+
+
+BAD += [
+    ("exec without command", mutate(tasks={"auto": {"kind": "exec"}}, steps=[]), "tasks.auto.command: Field required"),
+    ("exec empty command", with_exec({"command": "  "}), "tasks.auto.command: an empty command"),
+    ("exec empty argv", with_exec({"command": ["python3", ""]}), "tasks.auto.command: an empty command"),
+    ("exec bad mode", with_exec({"mode": "sometimes"}), "tasks.auto.mode: Input should be 'once', 'every' or 'service'"),
+    ("exec every without every", with_exec({"mode": "every"}), "tasks.auto: mode 'every' needs every"),
+    ("exec every on once", with_exec({"every": "5m"}), "tasks.auto: every is for mode 'every'"),
+    ("exec bad limit", with_exec({"limit": "soon"}), "tasks.auto.limit: 'soon' is not a duration"),
+    ("exec zero limit", with_exec({"limit": "0s"}), "limit must be more than 0 s"),
+    ("exec customer without account", with_exec({"scope": {"role": "customer"}}),
+     "tasks.auto.scope: a customer scope names its account"),
+    ("exec admin scope", with_exec({"scope": {"role": "admin"}}), "tasks.auto.scope.role: Input should be"),
+    ("exec lab's env", with_exec({"env": {"BGPLAB_API_TOKEN": "x", "1BAD": "y"}}),
+     "tasks.auto.env: environment names '1BAD', 'BGPLAB_API_TOKEN'"),
+    ("exec unknown field", with_exec({"retries": 3}), "tasks.auto.retries: unknown field"),
+    ("deletion requests count", with_exec(steps=[{"at": "17:48", "do": "deletion_requests", "count": 0}]),
+     "steps[0].count: Input should be greater than or equal to 1"),
+    ("api fault needs for", with_exec(steps=[{"at": "17:48", "do": "api_fault", "kind": "unavailable"}]),
+     "steps[0].for: Field required"),
+    ("api fault slow needs delay", with_exec(steps=[{"at": "17:48", "do": "api_fault", "kind": "slow", "for": "2m"}]),
+     "steps[0]: a 'slow' API fault needs delay"),
+    ("api fault on a cleanup task", mutate(steps=[{"at": "17:48", "do": "api_fault", "kind": "unavailable", "for": "1m",
+                                                   "task": "cleanup"}]),
+     "steps[0].task: an API fault acts on an exec task's token; 'cleanup' is not one"),
 ]
 
 
@@ -111,7 +146,7 @@ def test_unreadable_drill_is_a_drill_error(tmp_path: Path) -> None:
 
 def test_every_step_kind_has_one_handler() -> None:
     assert all(hasattr(Mechanism, f"_do_{k}") for k in step_kinds())
-    assert len(step_kinds()) == len(set(step_kinds())) == 13
+    assert len(step_kinds()) == len(set(step_kinds())) == 15
 
 
 def test_deadline_defaults_to_twice_the_timeline_at_the_run_speed() -> None:
@@ -188,3 +223,14 @@ def test_guardrail_windows_are_incident_time_and_reach_the_api_in_lab_seconds() 
                                         "blast_radius": {"max_share": 0.02, "window": 60.0}}
     with pytest.raises(ValueError, match="guardrails.breaker.window"):
         Drill.model_validate({**GOOD, "guardrails": {"breaker": {"max_withdrawals": 25, "window": "soon"}}})
+
+
+def test_a_valid_exec_task() -> None:
+    d = Drill.model_validate(with_exec({"mode": "every", "every": "10m", "limit": "30s", "command": ["./task", "--dry-run"],
+                                        "scope": {"role": "customer", "account": "acct-0001"}, "env": {"STAGE": "lab"}},
+                                       steps=[{"at": "17:48", "do": "task_start", "task": "auto"},
+                                              {"at": "17:50", "do": "api_fault", "kind": "slow", "for": "2m", "delay": 0.5},
+                                              {"at": "17:58", "do": "task_stop", "task": "auto"}]))
+    t = d.tasks["auto"]
+    assert t.kind == "exec" and t.mode == "every" and parse_duration(t.limit) == 30 and t.scope.account == "acct-0001"
+    assert d.steps[1].duration == "2m"  # `for` in the file
