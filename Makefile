@@ -26,7 +26,7 @@ lab-status: setup
 # The docker-runtime tests need an engine and the image: started (and stopped
 # afterwards) and built here when missing.
 test: setup
-	scripts/docker-engine run bash -c '$(VENV)/bin/python -m lab.images.build >/dev/null; $(VENV)/bin/python -m pytest -ra tests'
+	scripts/docker-engine run bash -c '$(VENV)/bin/python -m lab.images.build >/dev/null; $(VENV)/bin/python -m pytest -ra --durations=25 tests'
 
 unit: setup
 	$(VENV)/bin/python -m pytest -ra tests/unit
