@@ -663,34 +663,32 @@ def drill() -> None:
 @click.option("--topology", type=click.Path(dir_okay=False), help="run the drill on this topology instead of its own")
 @click.option("--sensitivity/--no-sensitivity", default=True, show_default=True,
               help="after the lab is down, the mechanism's sensitivity table into the report (replays only, ~1-2 min)")
-@click.option("--lab", "on_lab", help="run on this lab, which is up (default: the lab that is up with the drill's "
-              "topology, if exactly one is; else the drill brings up its own)")
+@click.option("--lab", "on_lab", help="run on this lab, which is up (default for a drill with an exec task: the lab "
+              "that is up with the drill's topology, if exactly one is; else the drill brings up its own)")
 @click.option("--automation", help="the command the drill's exec task runs (your automation), in this directory")
 @click.option("--junit", type=click.Path(dir_okay=False), help="write the grade as a JUnit XML file here")
 def drill_run(path, speed, name, runs_dir, keep, runtime, realtime, topology, sensitivity, on_lab, automation,
               junit) -> None:
     """Run the drill in PATH; write its run directory and report.
 
-    On a lab that is up (bgplab up; --lab, or the only one with the drill's topology) the
-    drill runs there and leaves it as it found it; otherwise it brings up its own lab and
-    removes it afterwards.
+    On a lab that is up (--lab; for a drill that grades an automation, also the only lab up
+    with the drill's topology) the drill runs there and leaves it as it found it; otherwise
+    it brings up its own lab and removes it afterwards.
 
     Exits 1 if an expectation failed, 3 if the drill passed its maximum duration, 130 or
     143 if interrupted (SIGINT, SIGTERM: the lab is removed, the report marked so)."""
     from controller.drills import run_drill
     from controller.drills.model import load_drill
+    from lab.state import LabState
 
     if on_lab and name:
         raise UsageError("--lab runs on a lab that is up, --name names the lab the drill brings up: give one")
-    from lab.state import LabState as _State
-
-    if on_lab and _State.load(on_lab) is None:
+    if on_lab and LabState.load(on_lab) is None:
         raise UsageError(f"--lab {on_lab}: no such lab is up (labs: {', '.join(lifecycle.labs()) or 'none'})")
     lab = on_lab or name
-    if lab is None and topology is None:
-        _, own = load_drill(path)
-        from lab.state import LabState
-
+    drill_, own = load_drill(path)
+    if lab is None and topology is None and any(t.kind == "exec" for t in drill_.tasks.values()):
+        # grading a team's automation: `bgplab up && bgplab drill run ...` runs it on that lab
         up = {n: LabState.load(n) for n in LabState.labs()}
         mine = [n for n, st in up.items() if st is not None and st.data.get("topology") == str(own)]
         if len(mine) > 1:

@@ -35,12 +35,14 @@ def lab(live) -> str:
         assert leftovers(name) == []
 
 
-def run(lab: str, drill: Path, tmp: Path, *extra: str) -> tuple[int, dict, ET.Element, str]:
-    """`bgplab drill run` on the lab that is up: its exit code, metrics.json, the JUnit file (validated)."""
+def run(lab: str, drill: Path, tmp: Path, *extra: str, name_it: bool = True) -> tuple[int, dict, ET.Element, str]:
+    """`bgplab drill run` on the lab that is up (named with --lab, or found as a pipeline's
+    `bgplab up && bgplab drill run` finds it): its exit code, metrics.json, the JUnit file (validated)."""
     junit = tmp / "out.xml"
-    p = bgplab("drill", "run", str(drill), "--lab", lab, "--runs-dir", str(tmp / "runs"), "--junit", str(junit), *extra,
-               timeout=300)
+    p = bgplab("drill", "run", str(drill), *(("--lab", lab) if name_it else ()), "--runs-dir", str(tmp / "runs"),
+               "--junit", str(junit), *extra, timeout=300)
     assert p.returncode in (0, 1), p.stdout[-3000:] + p.stderr[-3000:]
+    assert f"running on lab '{lab}', which is up" in p.stderr, p.stderr[-2000:]
     [run_dir] = (tmp / "runs").iterdir()
     SCHEMA.validate(str(junit))  # raises, naming what is wrong, if it is not JUnit XML
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -83,7 +85,7 @@ def test_the_2026_02_20_task_fails_its_grade_and_the_defensive_one_passes(lab: s
 
     # The lab is back as the drill found it: the defensive task meets the same 12 requests
     # (and the API answering it 503 for its first two incident minutes), and passes.
-    code, metrics, junit, out = run(lab, WITH_503, tmp_path / "defensive")
+    code, metrics, junit, out = run(lab, WITH_503, tmp_path / "defensive", name_it=False)
     F = metrics["figures"]
     assert code == 0, out
     assert all(v is None for v in cases(junit).values()), cases(junit)
