@@ -12,7 +12,9 @@ Off by default; a drill turns it on through ``PUT /v1/lab/behaviour``.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
 import math
 import time
 from collections import Counter
@@ -21,7 +23,7 @@ from typing import Any, Callable, Literal, Protocol
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from starlette.concurrency import run_in_threadpool
@@ -143,6 +145,12 @@ class SnapshotBody(_Body):
 
 class BehaviourBody(_Body):
     pending_delete_bug: StrictBool
+
+
+def dashboard_html() -> str:
+    from controller.dashboard import PAGE
+
+    return PAGE.read_text()
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -271,6 +279,9 @@ PERMISSIONS: dict[tuple[str, str], str | None] = {
     ("POST", "/v1/lab/verify"): "lab_read",
     ("POST", "/v1/lab/sync"): "admin",
     ("GET", "/v1/lab/faults/api"): "lab_read",
+    ("GET", "/dashboard"): None,  # the page alone (no data): it reads the stream with the token it is given
+    ("GET", "/v1/lab/stream"): "lab_read",
+    ("PUT", "/v1/lab/drill"): "admin",
     ("PUT", "/v1/lab/faults/api"): "admin",
 }
 
@@ -350,9 +361,21 @@ def _verify_wait(raw: str | None) -> float:
     return wait
 
 
+class DrillClockBody(_Body):
+    """What a drill runner tells the dashboard: its clock, speed, window, next step, steps so far."""
+
+    name: str = Field(max_length=200)
+    clock: str = Field(max_length=20)
+    speed: float = Field(gt=0)
+    window: str | None = Field(default=None, max_length=200)
+    next_step: str | None = Field(default=None, max_length=300)
+    marks: list[dict[str, Any]] = Field(default_factory=list, max_length=500)
+    state: Literal["running", "settling", "done"] = "running"
+
+
 def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Behaviour | None = None,
                lab: LabControl | None = None, edge: "EdgeLike | None" = None,
-               clock: Callable[[], float] = time.time) -> FastAPI:
+               clock: Callable[[], float] = time.time, dashboard: Any = None) -> FastAPI:
     def authorize(request: Request) -> None:
         """Every route: a bearer token of this lab's (401 otherwise), whose role grants the
         route's permission (403 otherwise). The caller is kept for the route."""
@@ -361,6 +384,9 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         if need is None:
             return
         auth = request.headers.get("authorization")
+        if auth is None and getattr(route.endpoint, "token_in_query", False) and "token" in request.query_params:
+            # a browser's EventSource cannot send headers: the dashboard's stream takes ?token=
+            auth = f"Bearer {request.query_params['token']}"
         if auth is None:
             raise Unauthorized("this API needs a token: Authorization: Bearer <token> (the lab's admin token is in "
                                "/run/bgplab/<lab>/admin.token; bgplab token create makes others)")
@@ -769,6 +795,47 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
             "kind": body.kind, "until": clock() + body.seconds, "delay": body.delay, "actor": body.actor}
         changes.audit(who(request), "api_fault", detail=body.model_dump())
         return get_api_fault()
+
+    if dashboard is not None:
+        dashboard.changes = changes
+
+        @app.get("/dashboard", response_class=HTMLResponse)
+        def dashboard_page() -> HTMLResponse:
+            """The live dashboard (the page; its data comes from /v1/lab/stream with the token in
+            the page's address: bgplab dashboard prints it)."""
+            return HTMLResponse(dashboard_html())
+
+        @app.get("/v1/lab/stream")
+        async def stream(request: Request) -> StreamingResponse:
+            """Server-sent events: the lab's topology first, then a frame a second (controller.dashboard)."""
+            interval = 1.0
+
+            async def frames():
+                dashboard.connect()
+                try:
+                    yield f"event: topology\ndata: {json.dumps(dashboard.topology)}\n\n"
+                    after = hunted = 0
+                    while not await request.is_disconnected():
+                        f = await run_in_threadpool(dashboard.frame, after, hunted)
+                        if f["events"]:
+                            after = f["events"][-1]["seq"]
+                        if f["hunting"]:
+                            hunted = f["hunting"][-1]["n"]
+                        yield f"data: {json.dumps(f)}\n\n"
+                        await asyncio.sleep(interval)
+                finally:
+                    dashboard.disconnect()
+
+            return StreamingResponse(frames(), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+        stream.query_params = {"token"}
+        stream.token_in_query = True
+
+        @app.put("/v1/lab/drill")
+        def drill_clock(body: DrillClockBody) -> dict[str, Any]:
+            dashboard.drill = {**body.model_dump(), "at": clock()}
+            return _ok(dashboard.drill)
 
     @app.get("/v1/lab/services")
     def services() -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from controller.dashboard import Dashboard
 from controller.api import Behaviour, create_app
 from controller.client import admin_token_path
 from controller.edge import Edge, EdgeFiles, Ticker
@@ -124,7 +125,10 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
     start_data_plane(state, plan, inv, seed, probes, extra, machines)
 
     routes = LabRoutes(reconciler, sampler, obs, ticker if edge else None)
-    app = create_app(inv, reconciler.on_change, Behaviour(), lab=routes, edge=edge)
+    # The live dashboard: its costly part (every router's sessions) polls only while a browser
+    # is connected (controller.dashboard).
+    dashboard = Dashboard(plan, state.node_dir, sampler, inv, None, obs / "probes.jsonl")
+    app = create_app(inv, reconciler.on_change, Behaviour(), lab=routes, edge=edge, dashboard=dashboard)
     # The staged rollout: the reconciler keeps a change in its window from the other PoPs, the
     # end hosts' probes judge it, a ticker decides once its window has passed.
     changes = app.state.changes
@@ -153,6 +157,7 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
     try:
         server.run(sockets=[sock])
     finally:
+        dashboard.stop()
         stager.stop()
         if edge is not None:
             ticker.stop()

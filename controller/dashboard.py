@@ -1,0 +1,223 @@
+"""The live dashboard's feed: what the controller already measures, once a second, to the
+browsers that are connected (server-sent events, GET /v1/lab/stream).
+
+Most of a frame is read from what the controller keeps anyway: the sampler's latest
+observer count and kernel tables (network), the inventory's impact counts (controller),
+the end hosts' last probe results (network), the audit log (controller), the drill's
+clock (the drill runner puts it, PUT /v1/lab/drill). The one costly part, every router's
+BGP sessions (one ``vtysh`` per router), is polled only while a browser is connected,
+every ``sessions_every`` seconds: a lab nobody watches pays nothing for the dashboard.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from lab.daemons import frr
+from lab.errors import BgplabError
+from lab.plan import Kind, LabPlan
+
+PAGE = Path(__file__).with_name("dashboard.html")
+
+
+def topology(plan: LabPlan) -> dict[str, Any]:
+    """Nodes and links (input: the lab's plan), each link with the sessions it carries."""
+    nodes = [{"name": n.name, "kind": n.kind.value, "role": n.role.value, "asn": n.asn} for n in plan.nodes.values()]
+    links = []
+    seen = set()
+    for n in plan.nodes.values():
+        for i in n.interfaces:
+            key = tuple(sorted((n.name, i.peer)))
+            if key in seen:
+                continue
+            seen.add(key)
+            bgp = any(s.peer == i.peer for s in n.sessions) or any(s.peer == n.name for s in plan.nodes[i.peer].sessions)
+            links.append({"a": key[0], "b": key[1], "bgp": bgp})
+    return {"nodes": nodes, "links": links}
+
+
+class SessionPoller(threading.Thread):
+    """Every router's sessions (``show bgp summary``) while a browser is connected."""
+
+    def __init__(self, plan: LabPlan, node_dir: Callable[[str], Path], every: float, clients: Callable[[], int],
+                 mrt_tail: "MrtTail | None" = None):
+        super().__init__(name="dashboard-sessions", daemon=True)
+        self.every, self.clients, self.mrt_tail = every, clients, mrt_tail
+        self.routers = {n.name: (frr.FrrPaths(node_dir(n.name)), {str(s.peer_v4): s.peer for s in n.sessions})
+                        for n in plan.routers()}
+        self.latest: dict[str, Any] = {}  # "a|b" -> state as a's end sees it; router -> prefixes received
+        self.polls = 0
+        self.seconds = 0.0  # time spent polling, for the dashboard's own cost
+        self.stopping = threading.Event()
+        self.error: str | None = None
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.every):
+            if not self.clients():
+                continue
+            t0 = time.monotonic()
+            sessions, received = {}, {}
+            for name, (paths, peers) in self.routers.items():
+                try:
+                    got = frr.sessions(paths)
+                except BgplabError as e:  # a router down (a fault): its sessions are unknown
+                    self.error = f"{name}: {str(e)[:200]}"
+                    continue
+                total = 0
+                for addr, s in got.items():
+                    peer = peers.get(addr)
+                    if peer is not None:
+                        sessions[f"{name}|{peer}"] = s["state"]
+                    total += sum(s.get("received", {}).values())
+                received[name] = total
+            self.latest = {"sessions": sessions, "received": received, "t": time.time()}
+            if self.mrt_tail is not None:
+                try:
+                    self.mrt_tail.read()
+                except Exception as e:  # noqa: BLE001 - shown on the page, not fatal to the lab
+                    self.error = f"the collector's MRT: {e!r}"[:300]
+            self.polls += 1
+            self.seconds += time.monotonic() - t0
+
+
+class MrtTail:
+    """The collector's UPDATEs as they are written, from where the last read stopped: each
+    vantage point's AS path per prefix, and an event when a prefix's path changes or goes
+    (path hunting, live). Bounded per read; a record still being written is read next time."""
+
+    def __init__(self, path: Path, vantage_points: dict[str, str], keep: int = 200, per_read: int = 3000):
+        self.path, self.vps, self.keep, self.per_read = path, vantage_points, keep, per_read
+        self.offset = 0
+        self.paths: dict[tuple[str, str], tuple[int, ...]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.seen = 0  # events so far (a client asks for those after its last)
+
+    def read(self) -> None:
+        import mrtparse
+
+        if not self.path.exists() or self.path.stat().st_size <= self.offset:
+            return
+        reader = mrtparse.Reader(str(self.path))
+        reader.f.seek(self.offset)
+        try:
+            for _ in range(self.per_read):
+                at = reader.f.tell()
+                try:
+                    entry = next(reader)
+                except StopIteration:
+                    break
+                except Exception:  # noqa: BLE001 - a record still being written: read it next time
+                    reader.f.seek(at)
+                    break
+                if entry.err:
+                    reader.f.seek(at)
+                    break
+                self.offset = reader.f.tell()
+                self._entry(entry.data)
+        finally:
+            reader.f.close()
+
+    def _entry(self, d: dict[str, Any]) -> None:
+        from controller.observe.mrt import UPDATE, _key, _prefixes
+
+        msg = d.get("bgp_message")
+        if not msg or _key(msg.get("type")) != UPDATE:
+            return
+        vp = self.vps.get(d.get("peer_ip"))
+        if vp is None:
+            return
+        t = _key(d["timestamp"]) + d.get("microsecond_timestamp", 0) / 1e6
+        announced, withdrawn, path = _prefixes(msg.get("nlri", [])), _prefixes(msg.get("withdrawn_routes", [])), None
+        for attr in msg.get("path_attributes", []):
+            kind, value = _key(attr["type"]), attr["value"]
+            if kind == 2:
+                path = tuple(int(a) for seg in value for a in seg["value"])
+            elif kind == 14:
+                announced += _prefixes(value.get("nlri", []))
+            elif kind == 15:
+                withdrawn += _prefixes(value.get("withdrawn_routes", []))
+        for p in withdrawn:
+            self.paths.pop((vp, p), None)
+            self._add({"t": t, "vp": vp, "prefix": p, "kind": "withdraw"})
+        for p in announced:
+            before = self.paths.get((vp, p))
+            self.paths[(vp, p)] = path or ()
+            if before is not None and before != path:  # a path change: hunting (or a restore's first path)
+                self._add({"t": t, "vp": vp, "prefix": p, "kind": "path", "as_path": list(path or ()),
+                           "was": list(before)})
+
+    def _add(self, e: dict[str, Any]) -> None:
+        self.seen += 1
+        self.events.append({**e, "n": self.seen})
+        del self.events[:-self.keep]
+
+
+class Dashboard:
+    def __init__(self, plan: LabPlan, node_dir: Callable[[str], Path], sampler: Any, inv: Any, changes: Any,
+                 probes: Path, *, sessions_every: float = 2.0):
+        self.plan, self.sampler, self.inv, self.changes, self.probes = plan, sampler, inv, changes, probes
+        self.topology = topology(plan)
+        self.lock = threading.Lock()
+        self.clients = 0
+        self.drill: dict[str, Any] | None = None
+        collector = next((r for r in plan.routers() if r.role.value == "collector"), None)
+        self.mrt = MrtTail(node_dir(collector.name) / "updates.mrt",
+                           {str(s.peer_v4): s.peer for s in collector.sessions}) if collector else None
+        self.poller = SessionPoller(plan, node_dir, sessions_every, lambda: self.clients, self.mrt)
+        self.poller.start()
+
+    def connect(self) -> None:
+        with self.lock:
+            self.clients += 1
+
+    def disconnect(self) -> None:
+        with self.lock:
+            self.clients -= 1
+
+    def frame(self, after: int = 0, hunted_after: int = 0) -> dict[str, Any]:
+        """One update: each part says where it comes from. ``after`` and ``hunted_after``: the
+        audit log's and the path events' last numbers the client has."""
+        from controller.service import recent_probes
+
+        s = self.sampler.latest if self.sampler is not None else {}
+        received = s.get("observer_received") or {}
+        observer = sum(v for c in received.values() for v in c.values() if isinstance(v, int)) if received else None
+        probes: dict[str, dict[str, list[int]]] = {}
+        for e in recent_probes(self.probes, 2.0):
+            if e["host"].startswith("edge"):
+                continue  # the PoPs' own egress attempts
+            ok, n = probes.setdefault(e.get("product", "cdn"), {}).setdefault(e["host"], [0, 0])
+            probes[e.get("product", "cdn")][e["host"]] = [ok + (e["result"] == "ok"), n + 1]
+        events = self.changes.audit_log(50, after) if self.changes is not None else []
+        kernel = {r: c.get("ipv4", 0) + c.get("ipv6", 0) for r, c in (s.get("kernel") or {}).items()}
+        polled = self.poller.latest
+        return {
+            "t": time.time(),
+            "observer": observer,  # network: the observer's BGP table (the sampler, 10 Hz)
+            "kernel": kernel,  # network: each router's kernel table, pool prefixes
+            "received": polled.get("received", {}),  # network: BGP routes each router received (vtysh)
+            "sessions": polled.get("sessions", {}),  # network: each session's state, as one end sees it
+            "impact": self.impact(),  # controller: the inventory
+            "probes": probes,  # network: ok and total per product and end host, last 2 s
+            "events": [{"seq": e["seq"], "at": e["at"], "actor": e["actor"], "action": e["action"],
+                        "prefixes": e["prefixes"], "change": e["change_id"]} for e in events],
+            "hunting": [e for e in (self.mrt.events if self.mrt else []) if e["n"] > hunted_after][-50:],  # network: MRT
+            "drill": self.drill,  # the drill runner's clock, steps and speed
+            "cost": {"session_polls": self.poller.polls, "session_poll_s": round(self.poller.seconds, 3),
+                     "clients": self.clients},
+            "error": self.poller.error,
+        }
+
+    def impact(self) -> dict[str, int]:
+        with self.inv.lock:
+            row = self.inv.db.execute(
+                "SELECT SUM(advertised = 0 AND nbind > 0), SUM(advertised = 0 AND nbind = 0), SUM(advertised = 1) FROM "
+                "(SELECT p.advertised, (SELECT COUNT(*) FROM bindings b WHERE b.prefix_id = p.id) AS nbind "
+                "FROM prefixes p WHERE p.byoip = 1)").fetchone()
+        return {"withdrawn_bound": row[0] or 0, "withdrawn_unbound": row[1] or 0, "advertised": row[2] or 0}
+
+    def stop(self) -> None:
+        self.poller.stopping.set()
