@@ -646,6 +646,39 @@ def experiment_clique(ns, mrais, runs, out) -> None:
     click.echo(f"wrote {Path(out) / 'clique.json'} and {Path(out) / 'clique.png'}")
 
 
+def dashboard_url(api: ApiClient, lab: str) -> str:
+    """The dashboard's address, with a read-only token of its own in the fragment (never sent
+    to a server but the lab's, never in a log line of the API's)."""
+    import secrets
+
+    token = api.call("POST", "/v1/lab/tokens", json={"role": "read-only",
+                                                     "name": f"dashboard-{secrets.token_hex(3)}"})["result"]["token"]
+    return f"{api.url}/dashboard#lab={lab}&token={token}"
+
+
+@cli.command()
+@click.option("--lab", help="lab name (default: the only lab that is up)")
+@click.option("--open", "open_", is_flag=True, help="open it in a browser when this machine has a display")
+def dashboard(lab, open_) -> None:
+    """Print the live dashboard's address (loopback; a read-only token in it)."""
+    name = _pick_lab(lab)
+    with ApiClient(name) as api:
+        url = dashboard_url(api, name)
+    click.echo(url)
+    if open_:
+        _open_in_browser(url)
+
+
+def _open_in_browser(target: str) -> None:
+    import webbrowser
+
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        click.echo("no display here (DISPLAY is not set): open the address above in a browser", err=True)
+        return
+    if not webbrowser.open(target):
+        click.echo("no browser found: open the address above in one", err=True)
+
+
 @cli.group()
 def drill() -> None:
     """Scripted outage drills on a live lab."""
@@ -667,8 +700,10 @@ def drill() -> None:
               "that is up with the drill's topology, if exactly one is; else the drill brings up its own)")
 @click.option("--automation", help="the command the drill's exec task runs (your automation), in this directory")
 @click.option("--junit", type=click.Path(dir_okay=False), help="write the grade as a JUnit XML file here")
+@click.option("--dashboard", "with_dashboard", is_flag=True,
+              help="print the live dashboard's address once the lab is up (bgplab dashboard)")
 def drill_run(path, speed, name, runs_dir, keep, runtime, realtime, topology, sensitivity, on_lab, automation,
-              junit) -> None:
+              junit, with_dashboard) -> None:
     """Run the drill in PATH; write its run directory and report.
 
     On a lab that is up (--lab; for a drill that grades an automation, also the only lab up
@@ -696,10 +731,15 @@ def drill_run(path, speed, name, runs_dir, keep, runtime, realtime, topology, se
         if mine:
             lab = mine[0]
             click.echo(f"running on lab '{lab}' (up, with the drill's topology)", err=True)
+    from controller.drills.terminal import TerminalView
+
+    view = TerminalView(sys.stderr)  # a table redrawn in place on a terminal; plain lines in a log
     r = run_drill(path, runs_dir=Path(runs_dir), speed=speed, lab=lab, keep=keep,
-                  progress=lambda s: click.echo(s, err=True), runtime=runtime, realtime=realtime,
+                  progress=view.line, status=view.update, runtime=runtime, realtime=realtime,
                   topology=Path(topology) if topology else None, sensitivity=sensitivity, automation=automation,
-                  junit=Path(junit) if junit else None)
+                  junit=Path(junit) if junit else None,
+                  on_ready=(lambda api, lab_name: view.line(f"dashboard: {dashboard_url(api, lab_name)}"))
+                  if with_dashboard else None)
     click.echo(f"run directory: {r.run_dir}")
     click.echo(f"report: {r.run_dir / 'report.html'}")
     keys = ("withdrawn_by_task", "withdrawn_on_wire", "observer_min", "restored_by_revert", "restored_by_config_push",

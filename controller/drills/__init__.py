@@ -71,7 +71,9 @@ def guarded_base(path: str | Path, drill) -> tuple[Any, Path] | None:
 def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float | None = None, lab: str | None = None,
               keep: bool = False, progress: Callable[[str], None] | None = None,
               runtime: str = "netns", realtime: bool = True, topology: Path | None = None,
-              sensitivity: bool = False, automation: str | None = None, junit: Path | None = None) -> DrillResult:
+              sensitivity: bool = False, automation: str | None = None, junit: Path | None = None,
+              on_ready: Callable[[Any, str], None] | None = None,
+              status: Callable[[dict[str, Any], str], None] | None = None) -> DrillResult:
     """Validate, run, analyse, report. A run that did not complete (interrupted, overrun,
     failed) still gets its report, marked so, and then its error is raised.
 
@@ -93,7 +95,8 @@ def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float |
         raise DrillError(str(path), ["--automation: this drill has no exec task to run it (tasks: "
                                      f"{', '.join(f'{n} ({t.kind})' for n, t in drill.tasks.items()) or 'none'})"])
     runner = DrillRunner(drill, topology, rd.path, lab=lab, speed=speed, progress=progress, keep=keep, runtime=runtime,
-                         realtime=realtime, automation=automation, drill_dir=Path(path).resolve().parent)
+                         realtime=realtime, automation=automation, drill_dir=Path(path).resolve().parent,
+                         on_ready=on_ready, status=status)
     error: BaseException | None = None
     began = time.monotonic()
     with interrupts():

@@ -166,7 +166,8 @@ class DrillRunner:
     def __init__(self, drill: m.Drill, topology: Path, run_dir: Path, *, lab: str | None = None,
                  speed: float | None = None, progress: Progress | None = None, keep: bool = False,
                  runtime: str = "netns", realtime: bool = True, automation: str | None = None,
-                 drill_dir: Path | None = None):
+                 drill_dir: Path | None = None, on_ready: Callable[[ApiClient, str], None] | None = None,
+                 status: Callable[[dict[str, Any], str], None] | None = None):
         self.drill, self.topology, self.rd = drill, topology, RunDir(run_dir)
         self.runtime = runtime
         self.speed = speed or drill.speed
@@ -179,6 +180,8 @@ class DrillRunner:
         self.drill_dir = drill_dir or Path.cwd()
         self.mech: Mechanism | None = None
         self.found: dict[str, Any] = {}  # an attached lab's settings and snapshot before the drill
+        self.on_ready = on_ready  # called once the lab's API answers (the dashboard's address)
+        self.status = status  # once a second: the drill's status and its plain line (controller.drills.terminal)
         self.progress = progress or (lambda s: None)
         self.st = DrillState(speed=self.speed, start=drill.start, realtime=realtime)
         self.timeline = drill.clock(self.speed, realtime)  # incident <-> lab seconds, windows at speed 1
@@ -374,6 +377,8 @@ class DrillRunner:
         mech = Mechanism(drill, api, self.st, self.log, self.timeline, time.time, hooks=LiveHooks(self), targets=targets,
                          exec_context=ctx)
         self.mech = mech
+        if self.on_ready is not None:
+            self.on_ready(api, self.lab)
         mech.begin()
         self.rd.bindings_before.write_text(json.dumps(mech.original))
         graded = any(isinstance(t, m.ExecTask) for t in drill.tasks.values())
@@ -405,12 +410,18 @@ class DrillRunner:
             mech.advance(now)
             if time.time() - last_progress >= 1.0:
                 last_progress = time.time()
-                self.progress(self._progress_line(now, mech.tasks))
+                plain = self._progress_line(now, mech.tasks)
+                if self.status is not None:
+                    self.status(self._status(now, mech), plain)
+                else:
+                    self.progress(plain)
+                self._tell_dashboard(api, now, mech, "running")
             if mech.done:
                 break
             time.sleep(0.02)
         settle = m.parse_duration(drill.settle)
         self.progress(f"steps done at {self.clock(self.incident_now())}; settling {settle:g} s")
+        self._tell_dashboard(api, self.incident_now(), mech, "settling")
         time.sleep(settle)
         mech.finish()
         if graded:
@@ -420,6 +431,34 @@ class DrillRunner:
             self.rd.bindings_after.write_text(json.dumps(after))
         self.log("end", clock=self.clock(self.incident_now()))
         self.checkpoints = mech.checkpoints
+
+    def _status(self, now: float, mech: Mechanism) -> dict[str, Any]:
+        """What the terminal view shows: the clock and pace, the last and next steps, the
+        sampler's latest counts, what the tasks and guardrails did so far."""
+        last = self.sampler.latest if self.sampler else {}
+        w = self.timeline.window_at(now)
+        nxt = mech.steps[0] if mech.steps else None
+        running = [n for n, t in mech.tasks.items() if t.running]
+        held = len(self.st.held)
+        return {
+            "clock": self.clock(now), "pace": f"real time ({w.label or 'window'})" if w else f"x{self.speed:g}",
+            "step": self.st.marks[-1]["label"] if self.st.marks else None,
+            "next": f"{self.clock(nxt[0])} {nxt[2].label or nxt[2].do}" if nxt else None,
+            "observer": last.get("observer"), "impact": last.get("impact"),
+            "probes": {h: v for h, v in (last.get("probes") or {}).items()},
+            "task": (", ".join(running) + f": {len(self.st.withdrawn_by_task)} withdrawn") if running else None,
+            "guardrails": f"{held} requests held" if held else None,
+        }
+
+    def _tell_dashboard(self, api: ApiClient, now: float, mech: Mechanism, state: str) -> None:
+        """The drill's clock, next step and steps so far, for the live dashboard (once a second)."""
+        w = self.timeline.window_at(now)
+        nxt = mech.steps[0] if mech.steps else None
+        api.call("PUT", "/v1/lab/drill", json={
+            "name": self.drill.name, "clock": self.clock(now), "speed": self.speed, "state": state,
+            "window": (w.label or "real time") if w else None,
+            "next_step": f"{self.clock(nxt[0])} {nxt[2].label or nxt[2].do}"[:300] if nxt else None,
+            "marks": [{"t": mk["t"], "label": mk["label"][:60]} for mk in self.st.marks[-200:]]})
 
     def _progress_line(self, now: float, tasks: dict[str, CleanupRunner]) -> str:
         last = self.sampler.latest if self.sampler else {}
