@@ -828,13 +828,16 @@ def _figure(v: object) -> str:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-def report(run_dir) -> None:
-    """(Re)write a drill run's report.html, plots and metrics.json."""
+@click.option("--open", "open_", is_flag=True, help="open it in a browser when this machine has a display")
+def report(run_dir, open_) -> None:
+    """(Re)write a drill run's report.html (one file, its interactive plots inside) and metrics.json."""
     from controller.drills import write_report
     from controller.drills.rundir import RunDir
 
     _, out = write_report(RunDir(Path(run_dir)))
     click.echo(str(out))
+    if open_:
+        _open_in_browser(Path(out).resolve().as_uri())
 
 
 # -- captures --------------------------------------------------------------------------

@@ -1,21 +1,18 @@
-"""A drill's report: PNG plots and one self-contained HTML page, from the run directory's
-analysis (run once per report). Every figure in the page carries its source."""
+"""A drill's report: one self-contained HTML page from the run directory's analysis (run once
+per report). Its figures are interactive (plotly.js, embedded: the page opens offline; zoom,
+hover for exact values and times); every figure in the page carries its source, and every
+value is written in words (controller.drills.figures.human), never as a data structure."""
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from controller.drills.analysis import Analysis  # noqa: E402
-from controller.drills.rundir import RunDir  # noqa: E402
+from controller.drills.analysis import Analysis
+from controller.drills.figures import figures, human, hunted_longest, narrative, plotly_js, prefix_timeline
+from controller.drills.rundir import RunDir
 
 # The incident's own figures (postmortem of 2026-02-20), for the side-by-side table.
 INCIDENT = {
@@ -32,154 +29,6 @@ def _clock(start: str, incident_s: float) -> str:
     h, m = (int(x) for x in start.split(":")[:2])
     s = int(h * 3600 + m * 60 + incident_s) % 86400
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
-
-
-def _marks(ax, marks: list[dict[str, Any]], start: str, scale: float = 1 / 60) -> None:
-    at: dict[float, list[str]] = {}
-    for m in marks:
-        at.setdefault(m["incident"], []).append(m["label"])
-    for t, labels in sorted(at.items()):
-        x = t * scale
-        ax.axvline(x, color="grey", lw=0.7, ls=":")
-        text = " / ".join(label[:24] for label in labels)[:48]
-        ax.text(x, 0.98, f"{_clock(start, t)} {text}", rotation=90, va="top", ha="right", fontsize=6,
-                color="dimgrey", transform=ax.get_xaxis_transform(), clip_on=True)
-
-
-def plots(rd: RunDir, a: Analysis) -> dict[str, Path]:
-    st = a.record.state
-    start = st.start
-    marks = [{"incident": mk["incident"], "label": mk["label"]} for mk in st.marks]
-    samples = a.samples
-    x = [s["incident"] / 60 for s in samples]
-    out: dict[str, Path] = {}
-
-    def over_time(name: str, title: str, ylabel: str, series: list[tuple[str | None, str, list]], ylim=None) -> None:
-        """One plot against the incident clock, with the drill's steps marked."""
-        fig, ax = plt.subplots(figsize=(10, 4))
-        for label, color, values in series:
-            ax.plot(x, values, label=label, color=color, lw=1.5)
-        if ylim:
-            ax.set_ylim(*ylim)
-        ax.set_xlabel(f"incident minutes after {start} UTC")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        if any(label for label, _, _ in series):
-            ax.legend(fontsize=8)
-        _marks(ax, marks, start)
-        out[name] = rd.png(name)
-        fig.tight_layout()
-        fig.savefig(out[name], dpi=110)
-        plt.close(fig)
-
-    over_time("observer", "Prefixes the observer peer receives from the edge", "prefixes",
-              [(None, "tab:orange", [s["observer"] for s in samples])])
-    over_time("impact", "Prefixes in each impact state", "BYOIP prefixes", [
-        (label, color, [s["impact"][key] for s in samples])
-        for key, label, color in (("withdrawn_only", "withdrawn only", "tab:blue"),
-                                  ("some_bindings", "withdrawn, some bindings removed", "tab:orange"),
-                                  ("all_bindings", "withdrawn, all bindings removed", "tab:red"))
-    ])
-    rates = []
-    for s in samples:
-        res = list(s.get("probes", {}).values())
-        ok = sum(h.get("ok", 0) for h in res)
-        total = sum(sum(h.values()) for h in res)
-        rates.append(100 * ok / total if total else None)
-    over_time("probes", "End hosts reaching BYOIP service addresses (probes)", "% probes ok",
-              [(None, "tab:green", rates)], ylim=(-5, 105))
-
-    # Each product's own probe, and the 403s per PoP, on the incident clock.
-    from controller.drills.analysis import PRODUCTS, product_rounds
-    from controller.drills.clock import DrillClock, Window
-    clock = DrillClock(st.speed, [Window(w["start"], w["end"], w["label"]) for w in st.windows])
-    probes = a.probes
-    fig, axes = plt.subplots(2, 1, figsize=(10, 6.4), sharex=True)
-    for product, rounds in sorted(product_rounds(probes, st.t0).items(), key=lambda kv: PRODUCTS.index(kv[0])
-                                  if kv[0] in PRODUCTS else 99):
-        per_min: dict[int, list[bool]] = {}
-        for sec, ok in rounds:
-            per_min.setdefault(int(clock.incident(sec) // 60), []).append(ok)
-        xs = sorted(per_min)
-        axes[0].plot(xs, [100 * sum(per_min[m]) / len(per_min[m]) for m in xs], label=product.replace("_", " "), lw=1.2)
-    axes[0].set_ylim(-5, 105)
-    axes[0].set_ylabel("% of targets working")
-    axes[0].set_title("Each product's own probe (per incident minute)")
-    axes[0].legend(fontsize=7, ncol=3)
-    per_pop: dict[str, dict[int, int]] = {}
-    for p in probes:
-        if p["result"] == "http_403" and p.get("machine"):
-            pop = p["machine"].rpartition("/")[0]
-            m = int(clock.incident(p["t"] - st.t0) // 60)
-            per_pop.setdefault(pop, {})[m] = per_pop.setdefault(pop, {}).get(m, 0) + 1
-    for pop, counts in sorted(per_pop.items()):
-        xs = sorted(counts)
-        axes[1].plot(xs, [counts[m] for m in xs], "o-", ms=2, lw=1, label=pop)
-    axes[1].set_ylabel("403 answers")
-    axes[1].set_title('HTTP 403 "Edge IP Restricted" per PoP (the end hosts\' probes, per incident minute)')
-    if per_pop:
-        axes[1].legend(fontsize=7)
-    axes[1].set_xlabel(f"incident minutes after {start} UTC")
-    for ax in axes:
-        _marks(ax, marks, start, scale=1 / 60)
-    out["products"] = rd.png("products")
-    fig.tight_layout()
-    fig.savefig(out["products"], dpi=110)
-    plt.close(fig)
-
-    results = a.results
-    mrt_events = a.events
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    hunting = [r.hunting for r in results]
-    if hunting:
-        axes[0].hist(hunting, bins=range(0, max(hunting) + 2), color="tab:purple", align="left", rwidth=0.8)
-    axes[0].set_xlabel("distinct AS paths seen after the withdrawal (worst vantage point)")
-    axes[0].set_ylabel("prefixes")
-    axes[0].set_title("Path hunting per prefix")
-    conv = sorted(r.convergence for r in results if r.convergence is not None)
-    rest = sorted(r.restore_convergence for r in results if r.restore_convergence is not None)
-    for data, label in ((conv, "withdrawal: last withdraw everywhere"), (rest, "restoration: announced everywhere")):
-        if data:
-            axes[1].plot(data, [i / len(data) for i in range(1, len(data) + 1)], label=label)
-    axes[1].set_xlabel("lab seconds (BGP's timers run on this clock)")
-    axes[1].set_ylabel("share of prefixes")
-    axes[1].set_title("Convergence (CDF)")
-    if conv or rest:
-        axes[1].legend(fontsize=7)
-    out["hunting"] = rd.png("hunting")
-    fig.tight_layout()
-    fig.savefig(out["hunting"], dpi=110)
-    plt.close(fig)
-
-    worst = sorted(results, key=lambda r: (-r.hunting, -(r.convergence or 0)))[:3]
-    fig, axes = plt.subplots(len(worst) or 1, 1, figsize=(10, 2.2 * max(1, len(worst))), squeeze=False)
-    peers = a.record.lab.vantage_points if a.record.lab else {}
-    for ax, r in zip(axes[:, 0], worst):
-        if r.withdrawn_at is None:
-            continue
-        horizon = (r.convergence or 1.0) * 1.3 + 0.05
-        evs = [e for e in mrt_events if e.prefix == r.prefix and r.withdrawn_at <= e.t <= r.withdrawn_at + horizon]
-        names = sorted(set(peers.values()))
-        for e in evs:
-            y = names.index(peers.get(e.peer_ip, e.peer_ip)) if peers.get(e.peer_ip) in names else 0
-            dt = e.t - r.withdrawn_at
-            if e.kind == "announce":
-                ax.plot(dt, y, "o", color="tab:blue", ms=4)
-                n = sum(1 for x in evs if x.peer_ip == e.peer_ip and x.kind == "announce" and x.t < e.t)
-                ax.annotate(" ".join(map(str, e.as_path or ())), (dt, y), fontsize=6, xytext=(3, 3 + 7 * n),
-                            textcoords="offset points")
-            else:
-                ax.plot(dt, y, "x", color="tab:red", ms=6)
-        ax.set_yticks(range(len(names)), names)
-        ax.set_title(f"{r.prefix}: {r.hunting} paths hunted, converged in "
-                     f"{'-' if r.convergence is None else f'{r.convergence:.2f} s'} (o announce, x withdraw)", fontsize=9)
-        ax.set_xlabel("lab seconds after its withdrawal in the network")
-    out["worst"] = rd.png("worst-prefixes")
-    fig.tight_layout()
-    fig.savefig(out["worst"], dpi=110)
-    plt.close(fig)
-    return out
 
 
 def _hms(seconds: float | None) -> str:
@@ -265,12 +114,7 @@ INTERNET_DIFFERENCES = (
 
 
 def _value(f: dict[str, Any]) -> str:
-    v = f["value"]
-    if isinstance(v, dict) and {"n", "median"} <= set(v):
-        return f"median {v['median']}, p90 {v['p90']}, max {v['max']} (n={v['n']})"
-    if isinstance(v, dict):
-        return "; ".join(f"{k}: {_value({'value': x})}" for k, x in v.items()) or "-"
-    return "-" if v is None else str(v)
+    return human(f["value"])
 
 
 def _compression(F: dict[str, Any]) -> str:
@@ -325,7 +169,7 @@ def _customers(F: dict[str, Any]) -> str:
         return ""
     a = F["affected_customers"]
     states = F["impact_customers"]["value"]
-    return (f"<h2>Who was hit</h2><p>controller: {a['value']} customers ({a.get('share')} of the {a.get('of')} BYOIP "
+    return (f"<h2>Who was hit</h2><p>controller: {a['value']} customers ({human(a.get('share'))} of the {human(a.get('of'))} BYOIP "
             f"customers; input: the seeded inventory) owned a prefix the task withdrew. By the postmortem's states: "
             f"{states['withdrawn_only']} had prefixes withdrawn only, {states['partial']} lost every binding on some of "
             f"them (they could toggle some and not others), {states['all_bindings']} on all of them. "
@@ -342,10 +186,10 @@ def _guardrails(rd: RunDir, F: dict[str, Any]) -> str:
     if not active and restores is None and not path.exists():
         return ""
     out = ["<h2>Guardrails</h2>"]
-    out.append(f"<p>input: {html.escape(json.dumps(active) if active else 'none')}. controller: "
+    out.append(f"<p>input: {html.escape(human(active) if active else 'none')}. controller: "
                f"{F['held_changes']['value']} of the task's requests held; by guardrail: "
-               f"{html.escape(json.dumps(F['held_by_guardrail']['value']))}; breaker tripped at incident second "
-               f"{F['breaker_tripped_incident_s']['value']}.</p>")
+               f"{html.escape(human(F['held_by_guardrail']['value']))}; breaker tripped at incident second "
+               f"{human(F['breaker_tripped_incident_s']['value'])}.</p>")
     stages = F.get("stages", {}).get("value") or {}
     if stages.get("started"):
         reach, fo = F["staged_reachable"]["value"], F["staged_failover_s"]["value"]
@@ -429,17 +273,48 @@ def _sensitivity(rd: RunDir) -> str:
             f"{t['largest_change']:.1%}.</p><table><tr>{head}</tr>{rows}</table>")
 
 
+def _hunted(a: Analysis) -> str:
+    """The prefixes that hunted longest, one row per behaviour (with how many prefixes had it),
+    and the first three behaviours' example prefixes as event tables (readable AS paths)."""
+    groups = hunted_longest(a)
+    if not groups:
+        return "<p>No withdrawn prefix was seen hunting at the collector.</p>"
+    esc = html.escape
+    def conv(g: dict[str, Any]) -> str:
+        return "-" if not g["convergence"] else f"{g['convergence'][0]:.3f} to {g['convergence'][1]:.3f}"
+
+    rows = "".join(f"<tr><td>{esc(g['example'])}</td><td>{g['count']}</td><td>{esc(human(g['paths']))}</td>"
+                   f"<td>{esc(human(g['updates']))}</td><td>{conv(g)}</td></tr>" for g in groups)
+    out = [f"<table><tr><th>example prefix</th><th>prefixes that behaved so</th><th>AS paths per vantage point</th>"
+           f"<th>UPDATEs per vantage point</th><th>convergence (lab s)</th></tr>{rows}</table>"]
+    for g in groups[:3]:
+        events = prefix_timeline(a, g["example"])
+        if not events:
+            continue
+        body = "".join(f"<tr><td>{e['after_s']:.3f}</td><td>{esc(e['vp'])}</td><td>{e['kind']}</td>"
+                       f"<td>{esc(e['as_path'])}</td></tr>" for e in events)
+        out.append(f"<h4>{esc(g['example'])} (and {g['count'] - 1} more that behaved the same)</h4><table class=\"events\">"
+                   f"<tr><th>lab s after its withdrawal</th><th>vantage point</th><th>UPDATE</th><th>AS path</th></tr>"
+                   f"{body}</table>")
+    return "".join(out)
+
+
 def write(rd: RunDir, a: Analysis, metrics: dict[str, Any]) -> Path:
-    """The PNGs and report.html into the run directory; returns the HTML's path."""
-    pngs = plots(rd, a)
+    """report.html into the run directory (one file: its plots' script inside); returns its path."""
+    figs = figures(a)
     drill = json.loads(rd.drill.read_text())
     run = metrics["run"]
+    esc = html.escape
 
-    def img(p: Path) -> str:
-        return f'<img src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}" alt="{p.name}">'
+    def plot(name: str, basis: str = "") -> str:
+        if name not in figs:
+            return ""
+        note = f"<p class=\"basis\">{esc(basis)}</p>" if basis else ""
+        title = figs[name]["layout"].get("meta", {}).get("title", "")
+        return f'<h3>{esc(title)}</h3>{note}<div class="plot" id="plot-{name}" data-figure="{name}"></div>'
 
     def row(*cells: Any, tag: str = "td") -> str:
-        return "<tr>" + "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in cells) + "</tr>"
+        return "<tr>" + "".join(f"<{tag}>{esc(c if isinstance(c, str) else human(c))}</{tag}>" for c in cells) + "</tr>"
 
     checks_html = "".join(
         row(c["expectation"], c["value"], c.get("n", ""), c["range"], c.get("source") or "-", "ok" if c["ok"] else "FAILED")
@@ -448,52 +323,63 @@ def write(rd: RunDir, a: Analysis, metrics: dict[str, Any]) -> Path:
     figures_html = "".join(
         row(name, _value(f), f["source"], f.get("clock", ""), f["basis"]) for name, f in metrics["figures"].items()
     )
-    worst = "".join(row(w["prefix"], ", ".join(f"{k}: {x}" for k, x in w["paths"].items()),
-                        ", ".join(f"{k}: {x}" for k, x in w["updates"].items()), w["convergence_s"])
-                    for w in metrics["worst_hunting"])
     F = metrics["figures"]
     outcome = ""
     if run["outcome"] != "completed":
-        outcome = (f'<p style="color:#b00;font-weight:bold">This run did not complete: {html.escape(run["outcome"])}. '
-                   f'{html.escape(run.get("error") or "")} The figures below cover what was recorded until then.</p>')
+        outcome = (f'<p style="color:#b00;font-weight:bold">This run did not complete: {esc(run["outcome"])}. '
+                   f'{esc(run.get("error") or "")} The figures below cover what was recorded until then.</p>')
     incident_html = f"""<h2>The lab beside the incident</h2>
 <table>{row('figure', 'lab', 'source', 'incident', tag='th')}{''.join(row(*r) for r in lab_vs_incident(a))}</table>
 <h2>The lab beside the Internet</h2>
-<p>{html.escape(F['internet_withdraw_last_s']['basis'] if 'internet_withdraw_last_s' in F else '')}</p>
+<p>{esc(F['internet_withdraw_last_s']['basis'] if 'internet_withdraw_last_s' in F else '')}</p>
 <table>{row('figure', 'lab', 'source and clock', 'RIPE RIS beacons', 'comparison', tag='th')}{''.join(row(*r) for r in beside_the_internet(a))}</table>
-<p>{html.escape(INTERNET_DIFFERENCES)}</p>
+<p>{esc(INTERNET_DIFFERENCES)}</p>
 {_compression(F)}"""
+    story = "".join(f"<li>{esc(x)}</li>" for x in narrative(a))
+    specs = json.dumps({k: v for k, v in figs.items()}).replace("</", "<\\/")
     page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>bgplab drill: {html.escape(drill['name'])}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}}img{{max-width:100%}}</style></head><body>
-<h1>{html.escape(drill['name'])}</h1>
+<html lang="en"><head><meta charset="utf-8"><title>bgplab drill: {esc(drill['name'])}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}}.plot{{width:100%;min-height:320px}}
+.basis{{font-size:12px;color:#666;margin:0}}table.events td{{font-family:ui-monospace,monospace}}</style>
+<script>{plotly_js()}</script></head><body>
+<h1>{esc(drill['name'])}</h1>
 {outcome}
-<p>{html.escape(drill.get('description', ''))}</p>
-<p>Speed {run['speed']:g} (incident seconds per lab second; BGP's timers do not compress){_windows(F)}, FRR {html.escape(str(run['frr_version']))},
-{html.escape(str(run['runtime']))} runtime. Each figure below says where it comes from: <b>input</b> (the drill file, the
+<p>{esc(drill.get('description', ''))}</p>
+<p>Speed {run['speed']:g} (incident seconds per lab second; BGP's timers do not compress){_windows(F)}, FRR {esc(str(run['frr_version']))},
+{esc(str(run['runtime']))} runtime. Each figure below says where it comes from: <b>input</b> (the drill file, the
 topology, the seeded inventory), <b>controller</b> (what the drill and its tasks did through the API) or <b>network</b>
-(measured: the collector's MRT, the speakers' link captures, the observer's BGP table, the end hosts' probes).</p>
+(measured: the collector's MRT, the speakers' link captures, the observer's BGP table, the end hosts' probes).
+The plots zoom (drag), and show exact values and times on hover.</p>
+<h2>What happened</h2><ol>{story}</ol>
 {_automation(F)}
 {'' if 'automation_runs' in F else incident_html}
 <h2>Expectations</h2><table>{row('expectation', 'value', 'n', 'range', 'source', 'result', tag='th')}{checks_html}</table>
-<h2>Prefixes advertised to the observer</h2><p>network: {html.escape(F['observer_start']['basis'])}</p>{img(pngs['observer'])}
-<h2>Impact states</h2><p>controller: {html.escape(F['impact_withdrawn_only']['basis'])}</p>{img(pngs['impact'])}
+<h2>The drill's timeline</h2>
+{plot('observer', 'network: ' + F['observer_start']['basis'])}
+{plot('impact', 'controller: ' + F['impact_withdrawn_only']['basis'])}
 <h2>Path hunting and convergence</h2>
-<p>network: {html.escape(F['path_hunting']['basis'])}. Withdrawals located by {html.escape(F['withdrawn_on_wire']['basis'])}.</p>
-{img(pngs['hunting'])}
-<h3>The prefixes that hunted longest (one per withdrawal batch)</h3>
-<table>{row('prefix', 'paths per vantage point', 'updates per vantage point', 'convergence (lab s)', tag='th')}{worst}</table>
-{img(pngs['worst'])}
+<p>network: {esc(F['path_hunting']['basis'])}. Withdrawals located by {esc(F['withdrawn_on_wire']['basis'])}.</p>
+{plot('hunting')}
+{plot('convergence')}
+<h3>The prefixes that hunted longest, grouped where they behaved identically</h3>
+{_hunted(a)}
 <h2>Data plane</h2><p>network: {F['probe_failures']['value']} of {F['probes_total']['value']} probes failed during the drill;
-share ok at the end: {F['probe_success_end']['value']}.</p>{img(pngs['probes'])}
+share ok at the end: {human(F['probe_success_end']['value'])}.</p>
+{plot('probes')}
 {_products(F)}
-{img(pngs['products'])}
+{plot('edge_403')}
 {_customers(F)}
 {_guardrails(rd, F)}
 {_sensitivity(rd)}
 <h2>Every figure</h2>
 <table>{row('figure', 'value', 'source', 'clock', 'from', tag='th')}{figures_html}</table>
+<script>
+const FIGURES = {specs};
+for (const [name, fig] of Object.entries(FIGURES)) {{
+  Plotly.newPlot("plot-" + name, fig.data, fig.layout, {{displaylogo: false, responsive: true}});
+}}
+</script>
 </body></html>
 """
     out = rd.report

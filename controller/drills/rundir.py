@@ -170,9 +170,6 @@ class RunDir:
     def report(self) -> Path:
         return self.path / "report.html"
 
-    def png(self, name: str) -> Path:
-        return self.path / f"{name}.png"
-
     # the record
     def write_record(self, record: RunRecord) -> None:
         tmp = self.record_file.with_suffix(".tmp")

@@ -4,6 +4,7 @@ the mini replay on a live lab; `make fixture-run` records it again)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -87,11 +88,18 @@ def test_report_shows_sources_and_no_blanket_claim(rd: RunDir) -> None:
     metrics, page = write_report(rd, [])
     html = page.read_text()
     assert "All figures below were measured" not in html
-    assert html.count('<img src="data:image/png;base64,') == 6  # the products' plot too
+    # interactive plots: plotly.js embedded (the page opens offline), one spec per figure
+    assert "Plotly.newPlot" in html and "plotly.js" in html.lower() and 'src="http' not in html
+    figures = json.loads(html.split("const FIGURES = ", 1)[1].split(";\n", 1)[0])
+    assert {"observer", "impact", "probes", "hunting", "convergence"} <= set(figures)
+    assert html.count('class="plot"') == len(figures)
+    assert "<h2>What happened</h2>" in html and "The operators stopped the task at 17:59:19" in html
+    assert "(and 35 more that behaved the same)" in html  # the longest hunters, grouped
     assert "<th>source</th>" in html and "network: " in html and "input: " in html
     assert "did not complete" not in html
-    for raw in ("{'", '{"', "[{"):  # no Python or JSON structures printed into the page's tables
-        assert raw not in html.split("<h2>Every figure</h2>")[0].split("</style>")[1], raw
+    page = re.sub(r"<script>.*?</script>", "", html, flags=re.S)
+    for raw in ("{'", '{"', "[{", "': "):  # no Python or JSON structure anywhere in the page's text
+        assert raw not in page, raw
     assert json.loads(rd.metrics.read_text())["figures"] == metrics["figures"]
 
 

@@ -1,0 +1,29 @@
+"""The report's readable parts: step labels in lanes that never overlap, values in words."""
+
+from __future__ import annotations
+
+from controller.drills.figures import human, step_lanes
+
+
+def test_step_labels_never_overlap() -> None:
+    marks = [{"x": 0.0, "label": "17:48 sub-task deployed"}, {"x": 0.0, "label": "17:48 cleanup starts"},
+             {"x": 0.5, "label": "17:48 canary probed"}, {"x": 150.0, "label": "20:20 revert"},
+             {"x": 152.0, "label": "20:22 after the revert"}, {"x": 300.0, "label": "22:48 push"}]
+    lanes = step_lanes(marks, span=367, width_px=1000)
+    per_char = 367 / 1000 * 6.5
+    for lane in {m["lane"] for m in lanes}:
+        row = sorted((m for m in lanes if m["lane"] == lane), key=lambda m: m["x"])
+        for a, b in zip(row, row[1:]):
+            assert a["x"] + per_char * len(a["label"]) < b["x"], (a, b)
+    assert {m["label"]: m["lane"] for m in lanes}["22:48 push"] == 0  # far from the others: the first lane
+    assert len({m["lane"] for m in lanes if m["x"] < 1}) == 3  # three at once: three lanes
+
+
+def test_values_in_words() -> None:
+    assert human({"n": 12, "median": 0.16734, "p90": 0.2, "max": 0.3}) == "median 0.1673, p90 0.2, max 0.3 (n=12)"
+    assert human({"cleanup": {"applied": 12}}) == "cleanup: applied: 12"
+    assert human([{"task": "t", "ok": True}, 3]) == "(task: t; ok: yes), 3"
+    assert human(None) == "-" and human([]) == "-"
+    for v in ({"a": [1, {"b": None}]}, [[1, 2], {"c": "d"}]):
+        text = human(v)
+        assert not any(x in text for x in ("{", "[", "'", '"')), text
