@@ -8,7 +8,7 @@ NAME ?=
 RUNTIME ?= netns
 RUNS ?= 3
 
-.PHONY: setup lab-up lab-down lab-status test unit bench bench-full-table bench-internet bench-clique bench-mechanism drill-internet drill-guarded image docker-engine docker-engine-stop golden fixture-run
+.PHONY: setup lab-up lab-down lab-status test unit bench bench-full-table bench-internet bench-clique bench-mechanism bench-dashboard drill-internet drill-guarded image docker-engine docker-engine-stop golden fixture-run
 
 setup:
 	@scripts/bootstrap
@@ -26,6 +26,7 @@ lab-status: setup
 # The docker-runtime tests need an engine and the image: started (and stopped
 # afterwards) and built here when missing.
 test: setup
+	scripts/browser
 	scripts/docker-engine run bash -c '$(VENV)/bin/python -m lab.images.build >/dev/null; $(VENV)/bin/python -m pytest -ra --durations=25 tests'
 
 unit: setup
@@ -37,11 +38,16 @@ bench: setup
 	  $(VENV)/bin/python -m tests.bench.bench_controller --runs $(RUNS) --out bench-results/controller.json && \
 	  $(VENV)/bin/python -m tests.bench.bench_full_table --runs $(RUNS) --out bench-results/full-table.json && \
 	  $(VENV)/bin/python -m tests.bench.bench_internet --runs $(RUNS) --out bench-results/internet.json && \
-	  $(VENV)/bin/python -m tests.bench.bench_mechanism --out bench-results/mechanism.json'
+	  $(VENV)/bin/python -m tests.bench.bench_mechanism --out bench-results/mechanism.json && \
+	  $(VENV)/bin/python -m tests.bench.bench_dashboard --runs $(RUNS) --out bench-results/dashboard.json'
 
 # The full table alone (1,000,000 IPv4 + 200,000 IPv6; ~2 minutes a run): PROFILE=1 adds ExaBGP's profile.
 bench-full-table: setup
 	$(VENV)/bin/python -m tests.bench.bench_full_table --runs $(RUNS) --out bench-results/full-table.json $(if $(PROFILE),--profile)
+
+# A drill's figures with and without a dashboard client reading the live stream.
+bench-dashboard: setup
+	$(VENV)/bin/python -m tests.bench.bench_dashboard --runs $(RUNS) --out bench-results/dashboard.json
 
 # A generated 100-AS Internet-like lab brought up with the 6,500 prefixes: time and memory.
 bench-internet: setup

@@ -809,8 +809,13 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
         async def stream(request: Request) -> StreamingResponse:
             """Server-sent events: the lab's topology first, then a frame a second (controller.dashboard)."""
             interval = 1.0
+            raw = request.query_params.get("frames")
+            if raw is not None and (not raw.isdigit() or not 1 <= int(raw) <= 100_000):
+                raise InventoryError(f"query parameter 'frames' is a count from 1 to 100000 (got {raw[:40]!r})")
+            limit = int(raw) if raw else None  # a script (or a test) can ask for a few frames and an end
 
             async def frames():
+                nonlocal limit
                 dashboard.connect()
                 try:
                     yield f"event: topology\ndata: {json.dumps(dashboard.topology)}\n\n"
@@ -822,6 +827,10 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
                         if f["hunting"]:
                             hunted = f["hunting"][-1]["n"]
                         yield f"data: {json.dumps(f)}\n\n"
+                        if limit is not None:
+                            limit -= 1
+                            if limit == 0:
+                                return
                         await asyncio.sleep(interval)
                 finally:
                     dashboard.disconnect()
@@ -829,7 +838,7 @@ def create_app(inv: Inventory, on_change: OnChange | None = None, behaviour: Beh
             return StreamingResponse(frames(), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-        stream.query_params = {"token"}
+        stream.query_params = {"token", "frames"}
         stream.token_in_query = True
 
         @app.put("/v1/lab/drill")

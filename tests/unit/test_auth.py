@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.api import PERMISSIONS, ROLES, Behaviour, create_app
+from controller.dashboard import Dashboard
 from controller.inventory import Inventory, cidr_of
 from controller.edge import Edge
 from lab.plan import build_plan
@@ -50,7 +51,9 @@ def lab(tmp_path_factory):
     for b in inv.bindings():
         initial.setdefault(cidr_of(b.prefix_id), []).append(b.service)
     edge = Edge({"edge-ams": 1, "edge-fra": 1}, initial)
-    client = TestClient(create_app(inv, lambda p: {"ok": True}, Behaviour(), lab=FakeLab(), edge=edge),
+    dash = Dashboard(PLAN, lambda n: tmp_path_factory.mktemp("nodes") / n, None, inv, None,
+                     tmp_path_factory.mktemp("obs") / "probes.jsonl", sessions_every=3600)
+    client = TestClient(create_app(inv, lambda p: {"ok": True}, Behaviour(), lab=FakeLab(), edge=edge, dashboard=dash),
                         raise_server_exceptions=False)
     byoip = [p for p in inv.prefixes(byoip=True, onboarding_order=True) if not p.pinned]
     mine = byoip[10]
@@ -65,6 +68,8 @@ def request_for(method: str, path: str, pid: str, inv: Inventory) -> tuple[str, 
     binding = next(iter(inv.bindings(pid)), None)
     url = (path.replace("{prefix_id}", pid).replace("{bid}", binding.id if binding else "bnd-000000")
            .replace("{change_id}", "chg-000001").replace("{snapshot_id}", "snap-000000"))
+    if path == "/v1/lab/stream":
+        url += "?frames=1"  # the topology and one frame, then the end (it streams for ever otherwise)
     bodies = {
         ("PATCH", "/v1/prefixes/{prefix_id}/bgp/status"): {"advertised": False},
         ("PATCH", "/v1/prefixes/bgp/status"): {"advertised": False, "selector": {"ids": [pid]}},
@@ -75,6 +80,8 @@ def request_for(method: str, path: str, pid: str, inv: Inventory) -> tuple[str, 
         ("PUT", "/v1/lab/edge"): {"delay": 1},
         ("PUT", "/v1/lab/guardrails"): {"breaker": {"max_withdrawals": 5, "window": 10}},
         ("POST", "/v1/snapshots"): {"label": "x"},
+        ("PUT", "/v1/lab/drill"): {"name": "d", "clock": "17:48:00", "speed": 60},
+        ("PUT", "/v1/lab/faults/api"): {"kind": "slow", "seconds": 0.001, "delay": 0.001},
     }
     return url, bodies.get((method, path))
 
@@ -202,12 +209,14 @@ def test_an_api_fault_answers_one_token_503_or_late_and_ends(lab) -> None:
 
 def test_changes_are_listed_by_actor_with_their_arguments(lab) -> None:
     c, t, inv = lab["client"], lab["tokens"], lab["inv"]
-    mine = lab["mine"]
-    r = c.patch(f"/v1/prefixes/{mine.id}/bgp/status", json={"advertised": False}, headers=bearer(t["customer"]))
-    assert r.status_code == 200
-    c.patch(f"/v1/prefixes/{mine.id}/bgp/status", json={"advertised": True}, headers=bearer(t["customer"]))
-    rows = c.get("/v1/changes", params={"actor": "customer:t-customer", "full": "true"},
+    # an account the other tests here leave alone (the property test may delete mine and theirs)
+    untouched = {lab["mine"].account_id, lab["theirs"].account_id}
+    p = next(x for x in inv.prefixes(byoip=True) if x.account_id not in untouched and not x.pinned and not x.deleted)
+    token = bearer(inv.create_token("customer", "t-actor", p.account_id))
+    assert c.patch(f"/v1/prefixes/{p.id}/bgp/status", json={"advertised": False}, headers=token).status_code == 200
+    assert c.patch(f"/v1/prefixes/{p.id}/bgp/status", json={"advertised": True}, headers=token).status_code == 200
+    rows = c.get("/v1/changes", params={"actor": "customer:t-actor", "full": "true"},
                  headers=bearer(t["admin"])).json()["result"]
-    assert [x["args"]["advertised"] for x in rows][:2] == [True, False] and all(x["actor"] == "customer:t-customer" for x in rows)
+    assert [x["args"]["advertised"] for x in rows] == [True, False] and all(x["actor"] == "customer:t-actor" for x in rows)
     assert "args" not in c.get("/v1/changes", headers=bearer(t["admin"])).json()["result"][0]
     assert c.get("/v1/changes", params={"full": "maybe"}, headers=bearer(t["admin"])).status_code == 400

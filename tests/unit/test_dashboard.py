@@ -107,3 +107,11 @@ def test_the_mrt_tail_reads_a_dump_as_it_is_written(tmp_path: Path) -> None:
     assert sum(1 for e in tail.events if e["kind"] == "withdraw") == sum(1 for e in whole if e.kind == "withdraw")
     changes = [e for e in tail.events if e["kind"] == "path"]
     assert changes and all(e["as_path"] != e["was"] for e in changes)
+
+
+def test_a_script_can_ask_for_a_few_frames(app) -> None:
+    client, inv, _ = app
+    token = inv.create_token("read-only", "few")
+    r = client.get("/v1/lab/stream", params={"token": token, "frames": "2"})
+    assert r.status_code == 200 and r.text.count("data: ") == 3  # the topology, then two frames, then the end
+    assert client.get("/v1/lab/stream", params={"token": token, "frames": "0"}).status_code == 400

@@ -1,0 +1,162 @@
+"""The live dashboard and the drill report in a real browser: Debian's Chromium, driven
+headless through Playwright.
+
+The dashboard is served by the lab's controller on loopback and fed by server-sent events;
+it must load with no console error and no request off the machine, follow the observer's
+count down and back up as prefixes are withdrawn and re-advertised through the API, and
+colour a link by its session's state as the link goes down and comes back. A drill watched
+on it leaves a screenshot mid-drill in its run directory; its report must open with no
+console error and no request anywhere, every plot drawn, and no text that looks like a data
+structure; its screenshot goes to the run directory too."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from controller.client import ApiClient
+from lab import faults
+from lab.running import RunningLab
+from tests.live.conftest import ROOT, _skip_or_fail, bgplab, leftovers, unique_name
+
+pytestmark = pytest.mark.live
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser(live):
+    path = chromium()
+    if path is None:
+        _skip_or_fail("Chromium is not installed (make test installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def lab(live) -> str:
+    name = unique_name("w")
+    up = bgplab("up", str(ROOT / "topologies" / "byoip-incident.yaml"), "--name", name)
+    try:
+        assert up.returncode == 0, up.stderr[-2000:]
+        yield name
+    finally:
+        assert bgplab("down", name).returncode == 0
+        assert leftovers(name) == []
+
+
+def watch(page) -> tuple[list[str], list[str]]:
+    errors: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    return errors, requests
+
+
+def observer(page) -> int | None:
+    text = page.text_content("#observer-count")
+    return int(text) if text and text.isdigit() else None
+
+
+def test_the_dashboard_follows_withdrawals_and_a_link_going_down(browser, lab: str, tmp_path: Path) -> None:
+    p = bgplab("dashboard", "--lab", lab)
+    assert p.returncode == 0, p.stderr
+    url = p.stdout.strip()
+    assert url.startswith("http://127.0.0.1:") and "#lab=" in url and "token=" in url
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors, requests = watch(page)
+    page.goto(url)
+    page.wait_for_function("document.getElementById('observer-count').textContent === '6500'", timeout=20_000)
+
+    with ApiClient(lab) as api:
+        # 300 BYOIP prefixes withdrawn through the API: the page's count falls within seconds
+        out = api.set_advertised(False, byoip=True, count=300)["result"]
+        t0 = time.monotonic()
+        page.wait_for_function("Number(document.getElementById('observer-count').textContent) <= 6200", timeout=15_000)
+        fell_s = time.monotonic() - t0
+        page.wait_for_function("[...document.querySelectorAll('#impact td')].some(td => td.textContent === '300')",
+                               timeout=10_000)
+        page.screenshot(path=str(tmp_path / "dashboard-withdrawn.png"), full_page=True)
+        api.set_advertised(True, ids=out["ids"])
+        page.wait_for_function("document.getElementById('observer-count').textContent === '6500'", timeout=15_000)
+    assert fell_s < 10
+
+    # edge-fra's link to t1 down: its session leaves Established and the link turns; back up, it returns
+    running = RunningLab.open(lab)
+    link = f"line[data-link='edge-fra|t1'], line[data-link='t1|edge-fra']"
+    page.wait_for_function(f"document.querySelector(\"{link}\")?.dataset.state === 'Established'", timeout=15_000)
+    faults.set_link(running, "t1", "edge-fra", up=False)
+    try:
+        page.wait_for_function(f"document.querySelector(\"{link}\").dataset.state !== 'Established'", timeout=20_000)
+        page.screenshot(path=str(tmp_path / "dashboard-link-down.png"), full_page=True)
+    finally:
+        faults.set_link(running, "t1", "edge-fra", up=True)
+    page.wait_for_function(f"document.querySelector(\"{link}\").dataset.state === 'Established'", timeout=60_000)
+    assert page.get_attribute(link, "stroke") == "#2e7d32"
+
+    assert errors == []
+    off = [u for u in requests if urlparse(u).hostname not in ("127.0.0.1", "localhost")]
+    assert off == []
+    print(f"dashboard screenshots: {tmp_path}")
+
+
+def test_a_drill_watched_on_the_dashboard_and_its_report(browser, lab: str, tmp_path: Path) -> None:
+    url = bgplab("dashboard", "--lab", lab).stdout.strip()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors, requests = watch(page)
+    page.goto(url)
+    page.wait_for_function("document.getElementById('observer-count').textContent === '6500'", timeout=20_000)
+    drill = subprocess.Popen([sys.executable, "-m", "controller.cli", "drill", "run", str(ROOT / "drills" / "withdraw-all-byoip.yaml"),
+                              "--lab", lab, "--dashboard", "--runs-dir", str(tmp_path)], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # mid-drill: the drill's clock on the page, every BYOIP prefix gone from the observer's graph
+        page.wait_for_function("document.getElementById('drill-clock').textContent.startsWith('withdraw-all-byoip')",
+                               timeout=60_000)
+        page.wait_for_function("Number(document.getElementById('observer-count').textContent) <= 2195", timeout=60_000)
+        page.wait_for_timeout(1500)
+        shot = page.screenshot(full_page=True)
+        out, err = drill.communicate(timeout=300)
+    finally:
+        if drill.poll() is None:
+            drill.kill()
+    assert drill.returncode == 0, out[-2000:] + err[-3000:]
+    assert "dashboard: http://127.0.0.1:" in err
+    [run_dir] = tmp_path.iterdir()
+    (run_dir / "dashboard-mid-drill.png").write_bytes(shot)
+    assert errors == [] and [u for u in requests if urlparse(u).hostname not in ("127.0.0.1", "localhost")] == []
+
+    report = browser.new_page(viewport={"width": 1300, "height": 1000})
+    errors, requests = watch(report)
+    report.goto((run_dir / "report.html").as_uri())
+    report.wait_for_function("document.querySelectorAll('.plot svg.main-svg').length > 0", timeout=20_000)
+    report.wait_for_timeout(1000)
+    drawn = report.eval_on_selector_all(".plot", """els => els.map(e => {
+        const svg = e.querySelector('svg.main-svg'); const r = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
+        return [e.dataset.figure, r.width, r.height, e.querySelectorAll('.scatterlayer path, .barlayer path').length]; })""")
+    assert len(drawn) >= 4 and all(w > 300 and h > 150 and marks > 0 for _, w, h, marks in drawn), drawn
+    text = report.inner_text("body")
+    assert not re.search(r"\{'|\{\"|\[\{|': |\": ", text), re.search(r".{40}(\{'|\{\"|\[\{|': |\": ).{40}", text)
+    assert errors == []
+    assert [u for u in requests if not u.startswith("file:")] == []  # nothing from any network address
+    report.screenshot(path=str(run_dir / "report.png"), full_page=True)
+    print(f"screenshots: {run_dir / 'dashboard-mid-drill.png'}, {run_dir / 'report.png'}")
