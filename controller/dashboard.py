@@ -11,6 +11,7 @@ every ``sessions_every`` seconds: a lab nobody watches pays nothing for the dash
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -21,6 +22,15 @@ from lab.errors import BgplabError
 from lab.plan import Kind, LabPlan
 
 PAGE = Path(__file__).with_name("dashboard.html")
+
+# mrtparse sets SIGPIPE to its default (end the process) when it is imported, and only the main
+# thread may do that: imported here, at the controller's start, with the server's own setting
+# put back (a browser that goes away mid-write must be an error on that socket, not the end of
+# the controller).
+_pipe = signal.getsignal(signal.SIGPIPE)
+import mrtparse  # noqa: E402
+
+signal.signal(signal.SIGPIPE, _pipe)
 
 
 def topology(plan: LabPlan) -> dict[str, Any]:
@@ -96,8 +106,6 @@ class MrtTail:
         self.seen = 0  # events so far (a client asks for those after its last)
 
     def read(self) -> None:
-        import mrtparse
-
         if not self.path.exists() or self.path.stat().st_size <= self.offset:
             return
         reader = mrtparse.Reader(str(self.path))

@@ -338,7 +338,7 @@ def write(rd: RunDir, a: Analysis, metrics: dict[str, Any]) -> Path:
     story = "".join(f"<li>{esc(x)}</li>" for x in narrative(a))
     specs = json.dumps({k: v for k, v in figs.items()}).replace("</", "<\\/")
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>bgplab drill: {esc(drill['name'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>bgplab drill: {esc(drill['name'])}</title><link rel="icon" href="data:,">
 <style>body{{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}}.plot{{width:100%;min-height:320px}}
 .basis{{font-size:12px;color:#666;margin:0}}table.events td{{font-family:ui-monospace,monospace}}</style>

@@ -22,8 +22,6 @@ from urllib.parse import urlparse
 import pytest
 
 from controller.client import ApiClient
-from lab import faults
-from lab.running import RunningLab
 from tests.live.conftest import ROOT, _skip_or_fail, bgplab, leftovers, unique_name
 
 pytestmark = pytest.mark.live
@@ -101,15 +99,15 @@ def test_the_dashboard_follows_withdrawals_and_a_link_going_down(browser, lab: s
     assert fell_s < 10
 
     # edge-fra's link to t1 down: its session leaves Established and the link turns; back up, it returns
-    running = RunningLab.open(lab)
+    # (the fault through the CLI, as a user would: pyroute2's event loop and Playwright's do not share a thread)
     link = f"line[data-link='edge-fra|t1'], line[data-link='t1|edge-fra']"
     page.wait_for_function(f"document.querySelector(\"{link}\")?.dataset.state === 'Established'", timeout=15_000)
-    faults.set_link(running, "t1", "edge-fra", up=False)
+    assert bgplab("fault", "link-down", "--lab", lab, "t1", "edge-fra").returncode == 0
     try:
         page.wait_for_function(f"document.querySelector(\"{link}\").dataset.state !== 'Established'", timeout=20_000)
         page.screenshot(path=str(tmp_path / "dashboard-link-down.png"), full_page=True)
     finally:
-        faults.set_link(running, "t1", "edge-fra", up=True)
+        assert bgplab("fault", "link-up", "--lab", lab, "t1", "edge-fra").returncode == 0
     page.wait_for_function(f"document.querySelector(\"{link}\").dataset.state === 'Established'", timeout=60_000)
     assert page.get_attribute(link, "stroke") == "#2e7d32"
 
