@@ -166,6 +166,8 @@ def figures(a: Analysis) -> dict[str, dict[str, Any]]:
         "height": 300, "margin": {"t": 16},
         "xaxis": {"title": {"text": "lab seconds"}}, "yaxis": {"title": {"text": "share of prefixes"}, "tickformat": ".0%"},
         "legend": {"orientation": "h", "y": -0.25}}}
+    for v in out.values():  # a trace with no point draws nothing: left out, and a figure left empty with it
+        v["data"] = [t for t in v["data"] if len(t.get("x") or []) and any(y is not None for y in t.get("y", t["x"]))]
     return {k: v for k, v in out.items() if v["data"]}
 
 
