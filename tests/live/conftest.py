@@ -10,6 +10,8 @@ the reason; in CI (BGPLAB_REQUIRE_LIVE=1) that is a failure instead, never a sil
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
+from typing import Iterator
 import os
 import shutil
 import subprocess
@@ -100,6 +102,21 @@ def bgplab(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """The `bgplab` command as a user runs it, from the checkout."""
     return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=timeout)
+
+
+@contextmanager
+def reference_lab_up(tag: str) -> Iterator[str]:
+    """The reference lab brought up and down with the CLI, as a user or a CI pipeline does;
+    nothing of it may be left afterwards."""
+    name = unique_name(tag)
+    up = bgplab("up", str(TOPOLOGIES / "byoip-incident.yaml"), "--name", name)
+    try:
+        assert up.returncode == 0, up.stderr[-2000:]
+        yield name
+    finally:
+        down = bgplab("down", name)
+        assert down.returncode == 0, down.stderr[-2000:]
+        assert leftovers(name) == []
 
 
 def unique_name(tag: str = "t") -> str:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import xmlschema
 
 from controller.drills.analysis import AUTOMATION_FIGURES
-from tests.live.conftest import ROOT, bgplab, leftovers, unique_name
+from tests.live.conftest import ROOT, bgplab, reference_lab_up
 
 pytestmark = pytest.mark.live
 
@@ -23,16 +24,9 @@ SCHEMA = xmlschema.XMLSchema(ROOT / "tests" / "live" / "junit.xsd")
 
 
 @pytest.fixture(scope="module")
-def lab(live) -> str:
-    name = unique_name("a")
-    up = bgplab("up", str(ROOT / "topologies" / "byoip-incident.yaml"), "--name", name)
-    try:
-        assert up.returncode == 0, up.stderr[-2000:]
+def lab(live) -> Iterator[str]:
+    with reference_lab_up("a") as name:
         yield name
-    finally:
-        down = bgplab("down", name)
-        assert down.returncode == 0, down.stderr[-2000:]
-        assert leftovers(name) == []
 
 
 def run(lab: str, drill: Path, tmp: Path, *extra: str, name_it: bool = True) -> tuple[int, dict, ET.Element, str]:

@@ -17,12 +17,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlparse
 
 import pytest
 
 from controller.client import ApiClient
-from tests.live.conftest import ROOT, _skip_or_fail, bgplab, leftovers, unique_name
+from tests.live.conftest import ROOT, _skip_or_fail, bgplab, reference_lab_up
 
 pytestmark = pytest.mark.live
 
@@ -50,15 +51,9 @@ def browser(live):
 
 
 @pytest.fixture(scope="module")
-def lab(live) -> str:
-    name = unique_name("w")
-    up = bgplab("up", str(ROOT / "topologies" / "byoip-incident.yaml"), "--name", name)
-    try:
-        assert up.returncode == 0, up.stderr[-2000:]
+def lab(live) -> Iterator[str]:
+    with reference_lab_up("w") as name:
         yield name
-    finally:
-        assert bgplab("down", name).returncode == 0
-        assert leftovers(name) == []
 
 
 def watch(page) -> tuple[list[str], list[str]]:
