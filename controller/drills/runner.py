@@ -172,7 +172,7 @@ class DrillRunner:
         self.runtime = runtime
         self.speed = speed or drill.speed
         self.lab = lab or f"drill{int(time.time()) % 100000}"
-        # A lab that is up already (bgplab up; bgplab drill run --name it): the drill runs on it
+        # A lab that is up already (bgplab up; bgplab drill run --lab it): the drill runs on it
         # and leaves it as it found it (its operational state restored, its settings put back).
         self.attached = lab is not None and LabState.load(lab) is not None
         self.keep = keep or self.attached
@@ -285,9 +285,9 @@ class DrillRunner:
         theirs = state.data.get("topology")
         if theirs and Path(theirs).resolve() != self.topology.resolve():
             raise BgplabError(f"lab '{self.lab}' runs {theirs}; drill '{self.drill.name}' is for {self.topology}: bring "
-                              f"it up from that file, or let the drill bring up its own lab (no --name)")
+                              f"it up from that file, or let the drill bring up its own lab (no --lab)")
         if self.drill.timers is not None:
-            raise BgplabError(f"drill '{self.drill.name}' sets its own BGP timers: it needs a lab of its own (no --name)")
+            raise BgplabError(f"drill '{self.drill.name}' sets its own BGP timers: it needs a lab of its own (no --lab)")
         with ApiClient(self.lab) as api:
             machines = api.call("GET", "/v1/lab/edge")["result"]["machines"]
         per_pop: dict[str, int] = {}
