@@ -70,7 +70,7 @@ def observer(page) -> int | None:
     return int(text) if text and text.isdigit() else None
 
 
-def test_the_dashboard_follows_withdrawals_and_a_link_going_down(browser, lab: str, tmp_path: Path) -> None:
+def test_the_dashboard_follows_withdrawals_and_a_link_going_down(browser, lab: str, tmp_path: Path, request) -> None:
     p = bgplab("dashboard", "--lab", lab)
     assert p.returncode == 0, p.stderr
     url = p.stdout.strip()
@@ -109,10 +109,15 @@ def test_the_dashboard_follows_withdrawals_and_a_link_going_down(browser, lab: s
     assert errors == []
     off = [u for u in requests if urlparse(u).hostname not in ("127.0.0.1", "localhost")]
     assert off == []
-    print(f"dashboard screenshots: {tmp_path}")
+    say(request, f"dashboard screenshots: {tmp_path / 'dashboard-withdrawn.png'}, {tmp_path / 'dashboard-link-down.png'}")
 
 
-def test_a_drill_watched_on_the_dashboard_and_its_report(browser, lab: str, tmp_path: Path) -> None:
+def say(request, text: str) -> None:
+    """A line in the test run's own output (CI's log), past pytest's capture."""
+    request.config.pluginmanager.get_plugin("terminalreporter").write_line(text)
+
+
+def test_a_drill_watched_on_the_dashboard_and_its_report(browser, lab: str, tmp_path: Path, request) -> None:
     url = bgplab("dashboard", "--lab", lab).stdout.strip()
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors, requests = watch(page)
@@ -152,4 +157,4 @@ def test_a_drill_watched_on_the_dashboard_and_its_report(browser, lab: str, tmp_
     assert errors == []
     assert [u for u in requests if not u.startswith("file:")] == []  # nothing from any network address
     report.screenshot(path=str(run_dir / "report.png"), full_page=True)
-    print(f"screenshots: {run_dir / 'dashboard-mid-drill.png'}, {run_dir / 'report.png'}")
+    say(request, f"screenshots: {run_dir / 'dashboard-mid-drill.png'}, {run_dir / 'report.png'}")
