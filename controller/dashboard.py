@@ -6,7 +6,7 @@ observer count and kernel tables (network), the inventory's impact counts (contr
 the end hosts' last probe results (network), the audit log (controller), the drill's
 clock (the drill runner puts it, PUT /v1/lab/drill). The one costly part, every router's
 BGP sessions (one ``vtysh`` per router), is polled only while a browser is connected,
-every ``sessions_every`` seconds: a lab nobody watches pays nothing for the dashboard.
+every ``sessions_every`` seconds (5): a lab nobody watches pays nothing for the dashboard.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ class MrtTail:
 
 class Dashboard:
     def __init__(self, plan: LabPlan, node_dir: Callable[[str], Path], sampler: Any, inv: Any, changes: Any,
-                 probes: Path, *, sessions_every: float = 2.0):
+                 probes: Path, *, sessions_every: float = 5.0):
         self.plan, self.sampler, self.inv, self.changes, self.probes = plan, sampler, inv, changes, probes
         self.topology = topology(plan)
         self.lock = threading.Lock()
