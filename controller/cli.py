@@ -746,7 +746,7 @@ def drill_run(path, speed, name, runs_dir, keep, runtime, realtime, topology, se
             "restored_in_network", "duration_incident_s", "convergence_s")
     if "withdrawn_in_network" in r.metrics["figures"]:  # a team's automation, graded
         keys = ("asked", "withdrawn_in_network", "withdrawn_not_asked", "bindings_removed", "bindings_removed_not_asked",
-                "accounts_affected", "observer_min", "api_denied", "held_changes", "convergence_s")
+                "accounts_affected", "accounts_unbound", "observer_min", "api_denied", "held_changes", "convergence_s")
     for key in keys:
         f = r.metrics["figures"].get(key)
         if f:

@@ -64,31 +64,40 @@ class SessionPoller(threading.Thread):
         self.stopping = threading.Event()
         self.error: str | None = None
 
+    def _poll(self) -> str | None:
+        """One poll: every router's sessions, then the MRT's new records; what went wrong, if anything."""
+        errors = []
+        sessions, received = {}, {}
+        for name, (paths, peers) in self.routers.items():
+            try:
+                got = frr.sessions(paths)
+            except BgplabError as e:  # a router down (a fault): its sessions are unknown
+                errors.append(f"{name}: {str(e)[:200]}")
+                continue
+            total = 0
+            for addr, s in got.items():
+                peer = peers.get(addr)
+                if peer is not None:
+                    sessions[f"{name}|{peer}"] = s["state"]
+                total += sum(s.get("received", {}).values())
+            received[name] = total
+        self.latest = {"sessions": sessions, "received": received, "t": time.time()}
+        if self.mrt_tail is not None:
+            try:
+                self.mrt_tail.read()
+            except Exception as e:  # noqa: BLE001 - shown on the page, not fatal to the lab
+                errors.append(f"the collector's MRT: {e!r}"[:300])
+        return "; ".join(errors) or None
+
     def run(self) -> None:
         while not self.stopping.wait(self.every):
             if not self.clients():
                 continue
             t0 = time.monotonic()
-            sessions, received = {}, {}
-            for name, (paths, peers) in self.routers.items():
-                try:
-                    got = frr.sessions(paths)
-                except BgplabError as e:  # a router down (a fault): its sessions are unknown
-                    self.error = f"{name}: {str(e)[:200]}"
-                    continue
-                total = 0
-                for addr, s in got.items():
-                    peer = peers.get(addr)
-                    if peer is not None:
-                        sessions[f"{name}|{peer}"] = s["state"]
-                    total += sum(s.get("received", {}).values())
-                received[name] = total
-            self.latest = {"sessions": sessions, "received": received, "t": time.time()}
-            if self.mrt_tail is not None:
-                try:
-                    self.mrt_tail.read()
-                except Exception as e:  # noqa: BLE001 - shown on the page, not fatal to the lab
-                    self.error = f"the collector's MRT: {e!r}"[:300]
+            try:
+                self.error = self._poll()
+            except Exception as e:  # noqa: BLE001 - on the page (a frame's error), and the poller goes on
+                self.error = f"the dashboard's poller: {e!r}"[:300]
             self.polls += 1
             self.seconds += time.monotonic() - t0
 
@@ -171,6 +180,8 @@ class Dashboard:
         self.lock = threading.Lock()
         self.clients = 0
         self.drill: dict[str, Any] | None = None
+        self._shared: dict[str, Any] | None = None
+        self._shared_at = 0.0
         collector = next((r for r in plan.routers() if r.role.value == "collector"), None)
         self.mrt = MrtTail(node_dir(collector.name) / "updates.mrt",
                            {str(s.peer_v4): s.peer for s in collector.sessions}) if collector else None
@@ -186,8 +197,21 @@ class Dashboard:
             self.clients -= 1
 
     def frame(self, after: int = 0, hunted_after: int = 0) -> dict[str, Any]:
-        """One update: each part says where it comes from. ``after`` and ``hunted_after``: the
-        audit log's and the path events' last numbers the client has."""
+        """One client's update: the shared part (made at most once a second, whatever the number
+        of browsers) with the audit events and path events this client has not had yet."""
+        with self.lock:
+            if self._shared is None or time.monotonic() - self._shared_at >= 0.9:
+                self._shared, self._shared_at = self._frame(), time.monotonic()
+            shared = self._shared
+        events = self.changes.audit_log(50, after) if self.changes is not None else []
+        return {**shared,
+                "events": [{"seq": e["seq"], "at": e["at"], "actor": e["actor"], "action": e["action"],
+                            "prefixes": e["prefixes"], "change": e["change_id"]} for e in events],
+                "hunting": [e for e in (self.mrt.events if self.mrt else []) if e["n"] > hunted_after][-50:]}
+
+    def _frame(self) -> dict[str, Any]:
+        """The part of an update every client shares: each part says where it comes from."""
+        from controller.observe.probe import by_end_host
         from controller.service import recent_probes
 
         s = self.sampler.latest if self.sampler is not None else {}
@@ -195,11 +219,10 @@ class Dashboard:
         observer = sum(v for c in received.values() for v in c.values() if isinstance(v, int)) if received else None
         probes: dict[str, dict[str, list[int]]] = {}
         for e in recent_probes(self.probes, 2.0):
-            if e["host"].startswith("edge"):
+            if not by_end_host(e):
                 continue  # the PoPs' own egress attempts
             ok, n = probes.setdefault(e.get("product", "cdn"), {}).setdefault(e["host"], [0, 0])
             probes[e.get("product", "cdn")][e["host"]] = [ok + (e["result"] == "ok"), n + 1]
-        events = self.changes.audit_log(50, after) if self.changes is not None else []
         kernel = {r: c.get("ipv4", 0) + c.get("ipv6", 0) for r, c in (s.get("kernel") or {}).items()}
         polled = self.poller.latest
         return {
@@ -210,9 +233,6 @@ class Dashboard:
             "sessions": polled.get("sessions", {}),  # network: each session's state, as one end sees it
             "impact": self.impact(),  # controller: the inventory
             "probes": probes,  # network: ok and total per product and end host, last 2 s
-            "events": [{"seq": e["seq"], "at": e["at"], "actor": e["actor"], "action": e["action"],
-                        "prefixes": e["prefixes"], "change": e["change_id"]} for e in events],
-            "hunting": [e for e in (self.mrt.events if self.mrt else []) if e["n"] > hunted_after][-50:],  # network: MRT
             "drill": self.drill,  # the drill runner's clock, steps and speed
             "cost": {"session_polls": self.poller.polls, "session_poll_s": round(self.poller.seconds, 3),
                      "clients": self.clients},

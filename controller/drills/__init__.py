@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from controller.drills.analysis import Analysis, analyse, check
+from controller.drills.junit import write_junit
 from controller.drills.model import DrillError, load_drill
 from controller.drills.rundir import RunDir
 from controller.drills.runner import DrillInterrupted, DrillRunner, interrupts
@@ -110,8 +111,6 @@ def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float |
     if not rd.record_file.exists():
         # `up` itself failed (it removes what it made): there is nothing to report.
         if junit is not None:
-            from controller.drills.junit import write_junit
-
             write_junit(junit, drill.name, [], error=str(error or "the drill wrote no record"), run_dir=rd.path,
                         seconds=time.monotonic() - began)
         raise error if error else RuntimeError("the drill wrote no record")
@@ -141,16 +140,12 @@ def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float |
         metrics, _ = write_report(rd, checks, a)
     except Exception as e:
         if junit is not None:
-            from controller.drills.junit import write_junit
-
             write_junit(junit, drill.name, [], error=f"{error or e}", run_dir=rd.path, seconds=time.monotonic() - began)
         if error is not None:  # the run's own error is the one to see; the report's is added to it
             error.add_note(f"and its report could not be written: {e!r}")
             raise error from None
         raise
     if junit is not None:
-        from controller.drills.junit import write_junit
-
         write_junit(junit, drill.name, checks, error=None if error is None else str(error), run_dir=rd.path,
                     metrics=metrics, seconds=time.monotonic() - began)
     if error is not None:

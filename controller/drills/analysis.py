@@ -471,7 +471,7 @@ def gone_from_every_vantage_point(events: list[mrt.PrefixEvent], vps: dict[str, 
     nothing about a prefix still has it (the lab had converged when the drill started)."""
     last: dict[str, dict[str, str]] = defaultdict(dict)
     gone: dict[str, float] = {}
-    for e in sorted(events, key=lambda e: e.t):
+    for e in events:  # in time order (mrt.events)
         if e.peer_ip not in vps:
             continue
         seen = last[e.prefix]
@@ -484,7 +484,7 @@ def gone_from_every_vantage_point(events: list[mrt.PrefixEvent], vps: dict[str, 
 
 # The figures only a drill with an exec task has (a team's automation, graded).
 AUTOMATION_FIGURES = ("asked", "withdrawn_in_network", "withdrawn_not_asked", "bindings_removed_not_asked",
-                      "accounts_affected", "api_denied", "automation_changes", "breaker_trips", "automation_runs",
+                      "accounts_affected", "accounts_unbound", "api_denied", "automation_changes", "breaker_trips", "automation_runs",
                       "automation_failed_runs", "automation_killed")
 
 
@@ -523,16 +523,19 @@ def automation_figures(st: Any, rd: RunDir, events: list[mrt.PrefixEvent], vps: 
                                              "controller", "of those, bindings of prefixes the automation was not asked "
                                              "to touch", examples=unbound_not_asked[:20])
     owners = json.loads(rd.owners.read_text()) if rd.owners.exists() else {}
-    touched = (set(gone) | set(removed)) - asked
-    F["accounts_affected"] = figure(len({owners.get(c, "?") for c in touched}), "network",
-                                    "accounts owning a prefix gone from every vantage point or unbound that the automation "
-                                    "was not asked to touch (owners: the inventory's, input)")
+    F["accounts_affected"] = figure(len({owners.get(c, "?") for c in not_asked}), "network",
+                                    "accounts owning a prefix it was not asked to touch that went from every vantage "
+                                    "point (owners: the inventory's, input)")
+    F["accounts_unbound"] = figure(len({owners.get(c, "?") for c in unbound_not_asked}), "controller",
+                                   "accounts owning a prefix it was not asked to touch that lost a binding (the inventory)")
     api = st.automation_api
     F["api_denied"] = figure(sum(v.get("denied", 0) for v in api.values()), "controller",
                              "the automation's requests its token's scope refused (403s, from the audit log)",
                              examples=[x for v in api.values() for x in v.get("denied_examples", [])][:5])
     F["automation_changes"] = figure({n: v.get("changes", {}) for n, v in api.items()}, "controller",
-                                     "changes the automation's token made, by what became of them (the pipeline's records)")
+                                     "changes the automation's token made, by what became of them (the pipeline's records"
+                                     + ("" if all(v.get("changes_read_in_full", True) for v in api.values())
+                                        else "; its newest 10,000 only: the limit of one listing") + ")")
     held = sum(v.get("changes", {}).get("held", 0) for v in api.values())
     if held:
         F["held_changes"] = figure(held, "controller", "the automation's changes a guardrail held (the pipeline's records)")

@@ -22,7 +22,7 @@ import shlex
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -58,7 +58,6 @@ class Run:
     err: Path
     term_at: float | None = None  # SIGTERM sent (limit, or the task stopped)
     reason: str | None = None  # "limit" | "stopped"
-    record: dict[str, Any] = field(default_factory=dict)
 
 
 class ExecRunner:
@@ -79,6 +78,7 @@ class ExecRunner:
         self.current: Run | None = None
         self.runs = 0
         self.skipped = 0  # scheduled runs skipped because the previous one was still going
+        self.failed = 0  # runs that exited non-zero, could not start, or were ended at their limit
         self.limit = parse_duration(spec.limit)
         self.grace = parse_duration(spec.grace)
 
@@ -108,8 +108,7 @@ class ExecRunner:
         return self.running and now_incident >= self.next_cycle
 
     def counts(self) -> dict[str, int]:
-        failed = sum(1 for r in self.st.automation if r["task"] == self.name and not r["ok"])
-        return {"runs": self.runs, "failed": failed, "skipped": self.skipped}
+        return {"runs": self.runs, "failed": self.failed, "skipped": self.skipped}
 
     # -- runs ----------------------------------------------------------------------
 
@@ -194,6 +193,7 @@ class ExecRunner:
                "stderr": str(run.err.relative_to(self.ctx.out_dir.parent)),
                "stderr_tail": stderr[-STDERR_TAIL:] if not ok else ""}
         self.st.automation.append(rec)
+        self.failed += not ok
         self.log("automation_ended", **{k: v for k, v in rec.items() if k != "stderr_tail"})
 
     def drill_over(self) -> None:

@@ -15,9 +15,9 @@ from typing import Any
 
 from controller.drills.analysis import PRODUCTS, Analysis, product_rounds
 from controller.drills.clock import DrillClock, Window
+from controller.drills.model import fmt_clock, parse_clock
 
 COLOURS = {"withdrawn_only": "#1f77b4", "some_bindings": "#ff7f0e", "all_bindings": "#d62728"}
-CHAR_MIN = 0.0  # filled per figure: incident minutes one label character takes
 
 
 def plotly_js() -> str:
@@ -45,9 +45,7 @@ def human(v: Any) -> str:
 
 
 def _clock(start: str, incident_s: float) -> str:
-    h, m = (int(x) for x in start.split(":")[:2])
-    s = int(h * 3600 + m * 60 + incident_s) % 86400
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return fmt_clock(parse_clock(start) + incident_s)
 
 
 def step_lanes(marks: list[dict[str, Any]], span: float, width_px: int = 1000) -> list[dict[str, Any]]:

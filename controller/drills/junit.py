@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 FIGURES_AS_PROPERTIES = ("withdrawn_in_network", "withdrawn_not_asked", "bindings_removed", "accounts_affected",
-                         "api_denied", "automation_failed_runs", "observer_min", "held_changes", "breaker_trips")
+                         "accounts_unbound", "api_denied", "automation_failed_runs", "observer_min", "held_changes",
+                         "breaker_trips")
 
 
 def _value(v: Any) -> str:

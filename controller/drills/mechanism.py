@@ -252,7 +252,8 @@ class Mechanism:
         """What an automation's token did, from the API's records (controller): the changes it
         made (their prefixes, into ``withdrawn_by_task`` for the network's figures) and the
         requests its scope refused."""
-        mine = self.api.call("GET", "/v1/changes", params={"actor": task.actor, "full": "true", "limit": 10000})["result"]
+        limit = 10000
+        mine = self.api.call("GET", "/v1/changes", params={"actor": task.actor, "full": "true", "limit": limit})["result"]
         kinds: dict[str, int] = {}
         for c in sorted(mine, key=lambda c: c["at"]):
             kinds[c["status"]] = kinds.get(c["status"], 0) + 1
@@ -265,6 +266,9 @@ class Mechanism:
         denied = [e for e in log if e["action"] == "denied" and e["actor"] == task.actor]
         self.st.automation_api[name] = {
             "actor": task.actor, "changes": kinds,
+            # the listing's limit reached: its oldest changes were not read (withdrawn_in_network, from
+            # the MRT, still counts everything the network saw)
+            "changes_read_in_full": len(mine) < limit,
             "denied": len(denied), "denied_examples": [e["detail"] for e in denied[:5]],
         }
 

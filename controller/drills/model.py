@@ -366,7 +366,8 @@ class Expect(_Strict):
     withdrawn_not_asked: Range | None = None  # network: of those, prefixes it was not asked to touch
     bindings_removed: Range | None = None  # controller: service bindings gone, inventory before/after
     bindings_removed_not_asked: Range | None = None  # controller: of those, on prefixes it was not asked to touch
-    accounts_affected: Range | None = None  # network + inventory: owners of what was withdrawn or unbound
+    accounts_affected: Range | None = None  # network: owners of what went from every vantage point, not asked
+    accounts_unbound: Range | None = None  # controller: owners of what lost a binding, not asked
     breaker_trips: Range | None = None  # controller: times the withdrawal breaker tripped
     api_denied: Range | None = None  # controller: the automation's requests refused with a 403 (its scope)
     automation_failed_runs: Range | None = None  # the automation's runs that exited non-zero or were killed
@@ -606,10 +607,6 @@ class _Untagged:
         return out
 
 
-def _untagged(err: ValidationError) -> Any:
-    return _Untagged(err)
-
-
 def load_drill(path: str | Path) -> tuple[Drill, Path]:
     """The drill and its topology's path (relative to the drill file). Every error at once."""
     path = Path(path)
@@ -634,7 +631,7 @@ def load_drill(path: str | Path) -> tuple[Drill, Path]:
     try:
         drill = Drill.model_validate(data)
     except ValidationError as e:
-        raise DrillError(str(path), _pydantic_problems(_untagged(e))) from None
+        raise DrillError(str(path), _pydantic_problems(_Untagged(e))) from None
     topo = (path.parent / drill.topology).resolve()
     load_topology(topo)  # its own errors, named by its own path
     return drill, topo

@@ -243,7 +243,7 @@ def _automation(F: dict[str, Any]) -> str:
                 f"<td>{esc(f['basis'])}</td></tr>")
 
     radius = "".join(line(n) for n in ("asked", "withdrawn_in_network", "withdrawn_not_asked", "bindings_removed",
-                                       "bindings_removed_not_asked", "accounts_affected", "observer_min", "api_denied",
+                                       "bindings_removed_not_asked", "accounts_affected", "accounts_unbound", "observer_min", "api_denied",
                                        "automation_changes", "held_changes", "breaker_trips"))
     return (f"<h2>Your automation</h2><table><tr><th>task</th><th>run</th><th>exit</th><th>lab s</th><th>result</th>"
             f"<th>output</th><th>stderr (failed runs)</th></tr>{runs}</table>"

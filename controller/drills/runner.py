@@ -32,7 +32,6 @@ from controller.client import ApiClient
 from controller.drills import model as m
 from controller.drills.rundir import DrillState, LabFacts, RunDir, RunRecord
 from controller.drills.mechanism import Mechanism, impact_states
-from controller.drills.tasks import CleanupRunner
 from controller.inventory import cidr_of
 from lab import capture, faults, lifecycle
 from lab.errors import BgplabError
@@ -179,6 +178,7 @@ class DrillRunner:
         self.automation = automation  # --automation: the command every exec task runs
         self.drill_dir = drill_dir or Path.cwd()
         self.mech: Mechanism | None = None
+        self.graded = any(isinstance(t, m.ExecTask) for t in drill.tasks.values())  # a team's automation
         self.found: dict[str, Any] = {}  # an attached lab's settings and snapshot before the drill
         self.on_ready = on_ready  # called once the lab's API answers (the dashboard's address)
         self.status = status  # once a second: the drill's status and its plain line (controller.drills.terminal)
@@ -381,8 +381,7 @@ class DrillRunner:
             self.on_ready(api, self.lab)
         mech.begin()
         self.rd.bindings_before.write_text(json.dumps(mech.original))
-        graded = any(isinstance(t, m.ExecTask) for t in drill.tasks.values())
-        if graded:  # a team's automation is graded by whose prefixes it touched: every owner, before
+        if self.graded:  # a team's automation is graded by whose prefixes it touched: every owner, before
             self.rd.owners.write_text(json.dumps({x["cidr"]: x["account_id"] for x in api.prefixes()}))
         deadline = drill.deadline(self.speed, self.st.realtime)
         probes = ProbeTail(observe / "probes.jsonl")
@@ -424,7 +423,7 @@ class DrillRunner:
         self._tell_dashboard(api, self.incident_now(), mech, "settling")
         time.sleep(settle)
         mech.finish()
-        if graded:
+        if self.graded:
             after: dict[str, list[str]] = {}
             for b in api.call("GET", "/v1/bindings")["result"]:
                 after.setdefault(cidr_of(b["prefix_id"]), []).append(b["service"])
@@ -432,47 +431,56 @@ class DrillRunner:
         self.log("end", clock=self.clock(self.incident_now()))
         self.checkpoints = mech.checkpoints
 
+    def _pace(self, now: float) -> str:
+        w = self.timeline.window_at(now)
+        return f"real time ({w.label or 'window'})" if w else f"x{self.speed:g}"
+
+    def _next_step(self, mech: Mechanism) -> str | None:
+        if not mech.steps:
+            return None
+        offset, _, step = mech.steps[0]
+        return f"{self.clock(offset)} {step.label or step.do}"
+
+    def _tasks_line(self, tasks: dict[str, Any]) -> str | None:
+        """What the running tasks did so far: an automation's runs (what it withdrew is read from
+        the API's records at the end), or the cleanup task's withdrawals."""
+        running = [n for n, t in tasks.items() if t.running]
+        if not running:
+            return None
+        if self.graded:
+            return f"{', '.join(running)}: {sum(getattr(t, 'runs', 0) for t in tasks.values())} runs"
+        return f"{', '.join(running)}: {len(self.st.withdrawn_by_task)} withdrawn"
+
     def _status(self, now: float, mech: Mechanism) -> dict[str, Any]:
         """What the terminal view shows: the clock and pace, the last and next steps, the
         sampler's latest counts, what the tasks and guardrails did so far."""
         last = self.sampler.latest if self.sampler else {}
-        w = self.timeline.window_at(now)
-        nxt = mech.steps[0] if mech.steps else None
-        running = [n for n, t in mech.tasks.items() if t.running]
         held = len(self.st.held)
         return {
-            "clock": self.clock(now), "pace": f"real time ({w.label or 'window'})" if w else f"x{self.speed:g}",
-            "step": self.st.marks[-1]["label"] if self.st.marks else None,
-            "next": f"{self.clock(nxt[0])} {nxt[2].label or nxt[2].do}" if nxt else None,
-            "observer": last.get("observer"), "impact": last.get("impact"),
-            "probes": {h: v for h, v in (last.get("probes") or {}).items()},
-            "task": (", ".join(running) + f": {len(self.st.withdrawn_by_task)} withdrawn") if running else None,
-            "guardrails": f"{held} requests held" if held else None,
+            "clock": self.clock(now), "pace": self._pace(now),
+            "step": self.st.marks[-1]["label"] if self.st.marks else None, "next": self._next_step(mech),
+            "observer": last.get("observer"), "impact": last.get("impact"), "probes": last.get("probes") or {},
+            "task": self._tasks_line(mech.tasks), "guardrails": f"{held} requests held" if held else None,
         }
 
     def _tell_dashboard(self, api: ApiClient, now: float, mech: Mechanism, state: str) -> None:
         """The drill's clock, next step and steps so far, for the live dashboard (once a second)."""
         w = self.timeline.window_at(now)
-        nxt = mech.steps[0] if mech.steps else None
+        nxt = self._next_step(mech)
         api.call("PUT", "/v1/lab/drill", json={
             "name": self.drill.name, "clock": self.clock(now), "speed": self.speed, "state": state,
-            "window": (w.label or "real time") if w else None,
-            "next_step": f"{self.clock(nxt[0])} {nxt[2].label or nxt[2].do}"[:300] if nxt else None,
+            "window": (w.label or "real time") if w else None, "next_step": nxt[:300] if nxt else None,
             "marks": [{"t": mk["t"], "label": mk["label"][:60]} for mk in self.st.marks[-200:]]})
 
-    def _progress_line(self, now: float, tasks: dict[str, CleanupRunner]) -> str:
+    def _progress_line(self, now: float, tasks: dict[str, Any]) -> str:
         last = self.sampler.latest if self.sampler else {}
         obs = last.get("observer")
         impact = last.get("impact", {})
+        head = f"[{self.clock(now)} {self._pace(now)}]"
+        if self.graded:
+            return f"{head} automation {self._tasks_line(tasks) or '-'}  observer {obs if obs is not None else '?':>5}"
         running = ",".join(n for n, t in tasks.items() if t.running) or "-"
-        if self.mech is not None and any(isinstance(t, m.ExecTask) for t in self.drill.tasks.values()):
-            # a team's automation: what it withdrew is read from the API's records at the end
-            return (f"[{self.clock(now)} x{self.speed:g}] automation {running:<8} runs "
-                    f"{sum(t.runs for t in self.mech.tasks.values() if hasattr(t, 'runs')):>3}  "
-                    f"observer {obs if obs is not None else '?':>5}")
-        w = self.timeline.window_at(now)
-        pace = f"real time ({w.label or 'window'})" if w else f"x{self.speed:g}"
-        return (f"[{self.clock(now)} {pace}] task {running:<8} withdrawn by task {len(self.st.withdrawn_by_task):>5}  "
+        return (f"{head} task {running:<8} withdrawn by task {len(self.st.withdrawn_by_task):>5}  "
                 f"observer {obs if obs is not None else '?':>5}  withdrawn only {impact.get('withdrawn_only', '?'):>4}  "
                 f"some bindings gone {impact.get('some_bindings', '?'):>4}  all bindings gone {impact.get('all_bindings', '?'):>4}")
 

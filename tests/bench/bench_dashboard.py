@@ -42,6 +42,7 @@ class Client(threading.Thread):
         self.frames = 0
         self.last: dict[str, Any] = {}
         self.stopping = threading.Event()
+        self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
@@ -54,6 +55,8 @@ class Client(threading.Thread):
                         self.last = json.loads(line[6:])
         except httpx.RemoteProtocolError:
             pass  # the lab went down at the drill's end, with the stream open: as a browser would see it
+        except BaseException as e:  # noqa: BLE001 - raised by the bench once the drill is over
+            self.error = e
 
 
 def one(lab: str, watched: bool) -> dict[str, Any]:
@@ -72,6 +75,8 @@ def one(lab: str, watched: bool) -> dict[str, Any]:
         r = run_drill(DRILL, runs_dir=Path(d), lab=lab, on_ready=ready)
     for c in clients:
         c.stopping.set()
+        if c.error is not None:
+            raise RuntimeError(f"the dashboard client failed during the drill: {c.error!r}") from c.error
     F = r.metrics["figures"]
     out: dict[str, Any] = {"watched": watched, "checks_ok": all(c["ok"] for c in r.checks)}
     for name, key, _ in FIGURES:

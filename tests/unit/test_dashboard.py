@@ -70,6 +70,9 @@ def test_a_drill_tells_the_dashboard_its_clock(app) -> None:
             "marks": [{"t": 1.0, "label": "sub-task deployed"}]}
     assert client.put("/v1/lab/drill", json=body, headers=admin).status_code == 200
     ro = {"Authorization": f"Bearer {inv.create_token('read-only', 'r')}"}
+    r = client.get("/v1/lab/stream", params={"token": ro["Authorization"][7:], "frames": "1"})
+    frame = json.loads(r.text.split("data: ")[2])
+    assert frame["drill"]["clock"] == "17:56:00" and frame["drill"]["next_step"] == "20:20 revert"
     assert client.put("/v1/lab/drill", json=body, headers=ro).status_code == 403
     assert client.put("/v1/lab/drill", json={**body, "speed": 0}, headers=admin).status_code == 400
 
@@ -115,3 +118,12 @@ def test_a_script_can_ask_for_a_few_frames(app) -> None:
     r = client.get("/v1/lab/stream", params={"token": token, "frames": "2"})
     assert r.status_code == 200 and r.text.count("data: ") == 3  # the topology, then two frames, then the end
     assert client.get("/v1/lab/stream", params={"token": token, "frames": "0"}).status_code == 400
+
+
+def test_browsers_share_one_frame_a_second(app) -> None:
+    _, inv, dash = app
+    first = dash.frame()
+    again = dash.frame(after=10**9)
+    assert again["t"] == first["t"] and again["events"] == []  # the shared part once; each client's events its own
+    dash._shared_at -= 1.0
+    assert dash.frame()["t"] > first["t"]

@@ -93,7 +93,7 @@ def test_report_shows_sources_and_no_blanket_claim(rd: RunDir) -> None:
     figures = json.loads(html.split("const FIGURES = ", 1)[1].split(";\n", 1)[0])
     assert {"observer", "impact", "probes", "hunting", "convergence"} <= set(figures)
     assert html.count('class="plot"') == len(figures)
-    assert "<h2>What happened</h2>" in html and "The operators stopped the task at 17:59:19" in html
+    assert "<h2>What happened</h2>" in html and "The operators stopped the task at 17:59:20" in html
     assert "(and 35 more that behaved the same)" in html  # the longest hunters, grouped
     assert "<th>source</th>" in html and "network: " in html and "input: " in html
     assert "did not complete" not in html
