@@ -76,6 +76,13 @@ def test_the_dashboard_follows_withdrawals_and_a_link_going_down(browser, lab: s
     url = p.stdout.strip()
     assert url.startswith("http://127.0.0.1:") and "#lab=" in url and "token=" in url
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        follow(page, url, lab, tmp_path, request)
+    finally:
+        page.close()  # a page left open streams on, and competes with the next test's drill
+
+
+def follow(page, url: str, lab: str, tmp_path: Path, request) -> None:
     errors, requests = watch(page)
     page.goto(url)
     page.wait_for_function("document.getElementById('observer-count').textContent === '6500'", timeout=20_000)
@@ -117,7 +124,15 @@ def say(request, text: str) -> None:
     request.config.pluginmanager.get_plugin("terminalreporter").write_line(text)
 
 
-def test_a_drill_watched_on_the_dashboard_and_its_report(browser, lab: str, tmp_path: Path, request) -> None:
+def test_a_drill_watched_on_the_dashboard_and_its_report(browser, live, tmp_path: Path, request) -> None:
+    # A lab of its own: on the lab the test above took a link down and up, this drill's probes
+    # ended below its 0.95 in 3 of 6 runs (0.70-0.79), and at 1.0 in 3 of 3 on a fresh lab (left
+    # for a closer look, in the note).
+    with reference_lab_up("v") as lab:
+        watched(browser, lab, tmp_path, request)
+
+
+def watched(browser, lab: str, tmp_path: Path, request) -> None:
     url = bgplab("dashboard", "--lab", lab).stdout.strip()
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors, requests = watch(page)
@@ -142,6 +157,7 @@ def test_a_drill_watched_on_the_dashboard_and_its_report(browser, lab: str, tmp_
     [run_dir] = tmp_path.iterdir()
     (run_dir / "dashboard-mid-drill.png").write_bytes(shot)
     assert errors == [] and [u for u in requests if urlparse(u).hostname not in ("127.0.0.1", "localhost")] == []
+    page.close()
 
     report = browser.new_page(viewport={"width": 1300, "height": 1000})
     errors, requests = watch(report)
