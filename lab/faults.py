@@ -21,6 +21,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from lab.daemons import frr
 from lab.errors import BgplabError
 from lab.running import RunningLab
+from lab.runtime import netns as netns_runtime
 
 
 def record(lab: RunningLab, fault: str, **detail: Any) -> None:
@@ -46,12 +47,20 @@ def session_reset(lab: RunningLab, node: str, peer: str) -> None:
 
 
 def set_link(lab: RunningLab, node: str, peer: str, up: bool) -> None:
-    """Carrier down (or up) at both ends of the link between node and peer, as a router sees it."""
+    """Carrier down (or up) at both ends of the link between node and peer, as a router sees it.
+    Up again, each end gets back the addresses and static routes the link took with it."""
     for ns_name, ifname in _ends(lab, node, peer):
         with NetNS(ns_name) as ns:
             idx = ns.link_lookup(ifname=ifname)[0]
             ns.link("set", index=idx, state="up" if up else "down")
-    record(lab, "link_up" if up else "link_down", node=node, peer=peer)
+    restored: dict[str, list[str]] = {}
+    if up:
+        a, b = lab.link(node, peer)
+        for name, iface in ((node, a), (peer, b)):
+            put_back = netns_runtime.restore_link(lab.node(name), iface)
+            if put_back:
+                restored[name] = put_back
+    record(lab, "link_up" if up else "link_down", node=node, peer=peer, **({"restored": restored} if restored else {}))
 
 
 def flap(lab: RunningLab, node: str, peer: str, down_for: float, times: int = 1, up_for: float = 0.0,

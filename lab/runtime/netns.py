@@ -7,12 +7,14 @@ appears on the host, and sysctls are written from inside each namespace.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
 from pyroute2 import NetNS, netns
+from pyroute2.netlink.exceptions import NetlinkError
 
 from lab.daemons import exabgp, frr
 from lab.errors import BgplabError
@@ -84,12 +86,45 @@ def add_link(a: NodePlan, ifa: Interface, b: NodePlan, ifb: Interface) -> None:
             ns.link("set", index=idx, state="up")
 
 
+def _routes_via(node: NodePlan, iface: Interface | None) -> list[tuple[str, str, int]]:
+    """The node's static default routes (destination, gateway, family), all or those through one interface."""
+    out: list[tuple[str, str, int]] = []
+    if node.gateway_v4 is not None and (iface is None or node.gateway_v4 in iface.v4.network):
+        out.append(("0.0.0.0/0", str(node.gateway_v4), 2))
+    if node.gateway_v6 is not None and (iface is None or node.gateway_v6 in iface.v6.network):
+        out.append(("::/0", str(node.gateway_v6), 10))
+    return out
+
+
+def restore_link(node: NodePlan, iface: Interface) -> list[str]:
+    """Put back what taking a link down took from a node: the kernel drops a link's IPv6
+    addresses when it goes down (keep_addr_on_down is 0) and every route through it. A real
+    router's configuration outlives a carrier loss; without this, a speaker whose first link
+    went down and up again had no default route and could answer nothing but its neighbours.
+    Returns what was put back."""
+    done: list[str] = []
+    with NetNS(node.namespace) as ns:
+        idx = ns.link_lookup(ifname=iface.name)[0]
+        have = {a.get_attr("IFA_ADDRESS") for a in ns.get_addr(index=idx)}
+        for addr in (iface.v4, iface.v6):
+            if str(addr.ip) not in have:
+                ns.addr("add", index=idx, address=str(addr.ip), prefixlen=addr.network.prefixlen)
+                done.append(f"{iface.name} {addr}")
+        for dst, gw, family in _routes_via(node, iface):
+            try:
+                ns.route("add", dst=dst, gateway=gw, family=family)
+                done.append(f"{dst} via {gw}")
+            except NetlinkError as e:
+                if e.code != errno.EEXIST:
+                    raise
+    return done
+
+
 def add_routes(node: NodePlan) -> None:
     """Static routes a node needs before its daemons run: default routes, a speaker's local pools."""
     with NetNS(node.namespace) as ns:
-        if node.gateway_v4 is not None:
-            ns.route("add", dst="0.0.0.0/0", gateway=str(node.gateway_v4))
-            ns.route("add", dst="::/0", gateway=str(node.gateway_v6), family=10)
+        for dst, gw, family in _routes_via(node, None):
+            ns.route("add", dst=dst, gateway=gw, family=family)
         lo = ns.link_lookup(ifname="lo")[0]
         for net in node.local_networks:
             # Every address of the pool is local (AnyIP), so the edge can answer on

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pyroute2 import NetNS
 
 from controller.observe import mrt, wire
 from lab import capture, faults
@@ -114,8 +115,29 @@ def test_link_down_drops_the_session_and_up_brings_it_back(lab_factory) -> None:
     faults.set_link(report.running(), "r1", "r2", up=True)
     wait_until(lambda: (session_state(state, "r1", r2_addr).get("state") == "Established", "not yet"),
                timeout=30, what="the session to come back")
+    # Up again, every end has what the link took with it: its IPv6 address (the kernel drops a
+    # downed link's), and the speaker its default routes through its only link, as a router's
+    # configuration outlives a carrier loss (before, the speaker could answer nothing after it)
+    faults.set_link(report.running(), "edge", "r1", up=False)
+    faults.set_link(report.running(), "edge", "r1", up=True)
+    plan = report.plan
+    for node in ("r1", "r2", "edge"):
+        assert addresses(plan.nodes[node]) >= {str(a) for i in plan.nodes[node].interfaces for a in (i.v4, i.v6)}, node
+    edge = plan.nodes["edge"]
+    assert default_routes(edge) == {str(edge.gateway_v4), str(edge.gateway_v6)}
     kinds = [l.split('"fault": "')[1].split('"')[0] for l in (state.dir / "faults.jsonl").read_text().splitlines()]
-    assert kinds == ["link_down", "link_up"]
+    assert kinds == ["link_down", "link_up", "link_down", "link_up"]
+
+
+def addresses(node) -> set[str]:
+    with NetNS(node.namespace) as ns:
+        return {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ns.get_addr()}
+
+
+def default_routes(node) -> set[str]:
+    with NetNS(node.namespace) as ns:
+        return {r.get_attr("RTA_GATEWAY") for family in (2, 10) for r in ns.get_routes(family=family, table=254)
+                if r["dst_len"] == 0 and r.get_attr("RTA_GATEWAY")}
 
 
 def test_flap(lab_factory) -> None:
