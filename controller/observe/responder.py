@@ -21,6 +21,7 @@ Every answer names the machine (``X-Bgplab-Machine`` or ``machine=`` in the bann
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import socket
 import socketserver
@@ -30,6 +31,7 @@ import sys
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 
 HTTP_PORT, SPECTRUM_PORT, MAGIC_TRANSIT_PORT, DNS_PORT = 80, 8443, 7000, 53
 RESTRICTED = "Edge IP Restricted"
@@ -166,16 +168,41 @@ def dns_answer(query: bytes, address: str) -> bytes | None:
     return header + question + answer
 
 
+# A reply the kernel cannot send now (no route back to the client while a link is down, or no
+# buffer): the client's query times out, as it would on the day, and the server goes on.
+UNSENDABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.ENOBUFS, errno.EAGAIN}
+
+
 def serve_dns(dns_prefix: str, address: str) -> None:
     """Answer on every address of the resolver's DNS prefix (local through the AnyIP route)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_IP, 19, 1)  # IP_FREEBIND: bind the prefix's address, local by route
     sock.bind((str(ipaddress.ip_network(dns_prefix).network_address + 1), DNS_PORT))
+    answer_queries(sock, address)
+
+
+def answer_queries(sock: socket.socket, address: str, log: Callable[[str], None] = lambda s: print(s, flush=True)) -> None:
+    """Answer every query on ``sock``. A reply that cannot be sent is dropped (UNSENDABLE), and said
+    once when the first is dropped and once, with the count, when replies go out again; any other
+    error ends the front end, and with it the responder (serve_all), where the lab's status shows it."""
+    dropped = 0
     while True:
         query, client = sock.recvfrom(512)
         reply = dns_answer(query, address)
-        if reply is not None:
+        if reply is None:
+            continue
+        try:
             sock.sendto(reply, client)
+        except OSError as e:
+            if e.errno not in UNSENDABLE:
+                raise
+            if not dropped:
+                log(f"dns: a reply to {client[0]} cannot be sent ({e.strerror}); dropping replies until one can be")
+            dropped += 1
+            continue
+        if dropped:
+            log(f"dns: replies go out again; {dropped} dropped meanwhile")
+            dropped = 0
 
 
 def parse_lengths(text: str) -> dict[int, list[int]]:

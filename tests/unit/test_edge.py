@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
+import threading
 from pathlib import Path
 
 import pytest
 
 from controller.edge import Edge, EdgeFiles
-from controller.observe.responder import EdgeView, dns_answer, machine_of
+from controller.observe.responder import EdgeView, answer_queries, dns_answer, machine_of
 
 
 class Clock:
@@ -84,3 +86,61 @@ def test_the_resolver_answers_a_dns_query() -> None:
     assert (qid, flags & 0x8000, qd, an) == (0x1234, 0x8000, 1, 1)
     assert reply.endswith(socket.inet_aton("192.0.2.1"))
     assert dns_answer(b"short", "192.0.2.1") is None
+
+
+class _NoRouteFor(socket.socket):
+    """A real UDP socket whose replies find no route for the first ``n`` sends, as while the
+    PoP's link to its gateway is down."""
+
+    def __init__(self, n: int):
+        super().__init__(socket.AF_INET, socket.SOCK_DGRAM)
+        self.unroutable = n
+
+    def sendto(self, data, addr):  # type: ignore[override]
+        if self.unroutable:
+            self.unroutable -= 1
+            raise OSError(errno.ENETUNREACH, "Network is unreachable")
+        return super().sendto(data, addr)
+
+
+def test_the_resolver_drops_replies_it_cannot_send_and_goes_on_answering() -> None:
+    """On 2026-12-06 a lab's edge-fra lost its default route with its link to t1; the resolver's
+    loop ended on the first reply it could not send, and took the whole responder with it."""
+    name = b"\x03one\x03one\x03one\x03one\x00"
+    server = _NoRouteFor(3)
+    server.bind(("127.0.0.1", 0))
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(5)
+    said: list[str] = []
+    t = threading.Thread(target=answer_queries, args=(server, "192.0.2.1", said.append), daemon=True)
+    t.start()
+    try:
+        for qid in range(1, 5):  # three replies dropped, the fourth answered
+            client.sendto(struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + name + struct.pack("!HH", 1, 1),
+                          server.getsockname())
+        reply, _ = client.recvfrom(512)
+        assert struct.unpack("!H", reply[:2])[0] == 4
+        assert t.is_alive()
+        assert said == ["dns: a reply to 127.0.0.1 cannot be sent (Network is unreachable); dropping replies until one "
+                        "can be", "dns: replies go out again; 3 dropped meanwhile"]
+    finally:
+        client.close()
+        server.close()
+
+
+def test_any_other_send_error_ends_the_resolver() -> None:
+    class Refused(socket.socket):
+        def sendto(self, data, addr):  # type: ignore[override]
+            raise OSError(errno.EBADF, "Bad file descriptor")
+
+    server = Refused(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    name = b"\x01a\x00"
+    client.sendto(struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + name + struct.pack("!HH", 1, 1), server.getsockname())
+    try:
+        with pytest.raises(OSError, match="Bad file descriptor"):
+            answer_queries(server, "192.0.2.1", lambda s: None)
+    finally:
+        client.close()
+        server.close()
