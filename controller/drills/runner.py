@@ -36,6 +36,7 @@ from controller.inventory import cidr_of
 from lab import capture, faults, lifecycle
 from lab.errors import BgplabError
 from lab.plan import LabPlan, Role
+from lab.procs import alive
 from lab.running import PLANS_BUILT, RunningLab
 from lab.state import LabState
 
@@ -217,17 +218,18 @@ class DrillRunner:
     def run(self) -> RunRecord:
         """Bring the lab up, play the drill, collect, bring the lab down. The record says how
         the run ended; an error or interrupt is re-raised after everything is collected."""
-        self.rd.path.mkdir(parents=True, exist_ok=True)
-        self.events = open(self.rd.events, "a")
-        self.rd.drill.write_text(json.dumps(
-            {**self.drill.model_dump(mode="json", by_alias=True), "speed": self.speed}, indent=2))
         plans_before = PLANS_BUILT["count"]
-        if self.attached:
-            self.progress(f"running on lab '{self.lab}', which is up; it is left as the drill found it")
+        if self.attached:  # a lab that cannot run the drill is said before anything is made
             self.running = RunningLab.open(self.lab)
             state = self.running.state
             self.runtime = state.runtime
             self._check_attached(state)
+        self.rd.path.mkdir(parents=True, exist_ok=True)
+        self.events = open(self.rd.events, "a")
+        self.rd.drill.write_text(json.dumps(
+            {**self.drill.model_dump(mode="json", by_alias=True), "speed": self.speed}, indent=2))
+        if self.attached:
+            self.progress(f"running on lab '{self.lab}', which is up; it is left as the drill found it")
             self.record.lab = lab_facts(self.lab, self.runtime, state.data.get("frr_version"), state, self.running.plan)
         else:
             self.progress(f"bringing up lab '{self.lab}' from {self.topology.name} ({self.runtime} runtime)")
@@ -298,6 +300,12 @@ class DrillRunner:
         if any(n != want for n in per_pop.values()):
             raise BgplabError(f"lab '{self.lab}' has {sorted(set(per_pop.values()))} edge machines per PoP; drill "
                               f"'{self.drill.name}' needs {want} (edge.machines_per_pop): let it bring up its own lab")
+
+        lost = lost_daemons(self.lab)
+        if lost:
+            raise BgplabError(f"lab '{self.lab}' has daemons that are not running: " + "; ".join(lost) +
+                              f". Bring it down and up again (bgplab down {self.lab}), or start a router's or a "
+                              f"speaker's daemon again: bgplab fault daemon --lab {self.lab} NODE DAEMON start")
 
     def _found(self, state: LabState) -> None:
         """An attached lab's settings, and a snapshot of its operational state, before the drill."""
@@ -423,6 +431,11 @@ class DrillRunner:
         self._tell_dashboard(api, self.incident_now(), mech, "settling")
         time.sleep(settle)
         mech.finish()
+        lost = lost_daemons(self.lab)
+        if lost:
+            self.log("daemons_lost", daemons=lost)
+            raise BgplabError(f"lab '{self.lab}' lost daemons during drill '{drill.name}' that no step of it ended, so "
+                              "what it measured after is not the network's doing: " + "; ".join(lost))
         if self.graded:
             after: dict[str, list[str]] = {}
             for b in api.call("GET", "/v1/bindings")["result"]:
@@ -502,6 +515,30 @@ class DrillRunner:
                 raise BgplabError(f"the collector '{collector}' wrote no MRT dump ({src})")
             self.rd.mrt(collector).parent.mkdir(exist_ok=True)
             shutil.copy2(src, self.rd.mrt(collector))
+
+
+def lost_daemons(lab: str) -> list[str]:
+    """The lab's daemons that are not running, each with the last line it wrote, leaving out those
+    a fault ended on purpose (``bgplab fault daemon ... kill``, a drill's kill step) and did not
+    start again since."""
+    state = LabState.load(lab)
+    if state is None:
+        return [f"lab '{lab}' is gone"]
+    ended: dict[tuple[str, str], bool] = {}
+    log = state.dir / "faults.jsonl"
+    for line in log.read_text().splitlines() if log.exists() else []:
+        f = json.loads(line)
+        if f["fault"] in ("daemon_kill", "daemon_start"):
+            ended[(f["node"], f["daemon"])] = f["fault"] == "daemon_kill"
+    out = []
+    for node, daemons in sorted(state.daemons().items()):
+        for daemon, pid in sorted(daemons.items()):
+            if alive(pid) or ended.get((node, daemon)):
+                continue
+            said = state.node_dir(node) / f"{daemon}.out"
+            last = said.read_text(errors="replace").strip().splitlines()[-1:] if said.exists() else []
+            out.append(f"{daemon} on {node} (pid {pid})" + (f", its last words: {last[0][:200]}" if last else ""))
+    return out
 
 
 def lab_facts(lab: str, runtime: str, frr_version: str | None, state: LabState, plan: LabPlan) -> LabFacts:

@@ -5,6 +5,8 @@ real command. One lab serves every run here: each drill leaves it as it found it
 from __future__ import annotations
 
 import json
+import os
+import signal
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterator
@@ -13,6 +15,9 @@ import pytest
 import xmlschema
 
 from controller.drills.analysis import AUTOMATION_FIGURES
+from lab.procs import alive
+from lab.state import LabState
+from lab.wait import wait_until
 from tests.live.conftest import ROOT, bgplab, reference_lab_up
 
 pytestmark = pytest.mark.live
@@ -119,3 +124,18 @@ def test_automation_needs_an_exec_task(lab: str, tmp_path: Path) -> None:
                "--automation", "true", "--runs-dir", str(tmp_path))
     assert p.returncode == 2 and "--automation: this drill has no exec task" in p.stderr, p.stderr
     assert not any(tmp_path.iterdir())  # nothing half-made
+
+
+def test_a_lab_that_lost_a_daemon_runs_no_drill(lab: str, tmp_path: Path) -> None:
+    """A drill on a lab that lost one of its daemons would measure the lab's breakage, not the
+    network's behaviour: it is refused, naming the daemon, and nothing is made. (Last in this
+    module: the lab stays without that daemon until it goes down.)"""
+    state = LabState.load(lab)
+    pid = state.daemons()["edge-ams"]["responder"]
+    os.kill(pid, signal.SIGKILL)  # a daemon of this test's own lab, by its PID
+    wait_until(lambda: (not alive(pid), "still alive"), timeout=10, what="the responder to end")
+    p = bgplab("drill", "run", str(ROOT / "drills" / "withdraw-all-byoip.yaml"), "--lab", lab,
+               "--runs-dir", str(tmp_path / "runs"))
+    assert p.returncode != 0, p.stdout[-2000:]
+    assert f"lab '{lab}' has daemons that are not running: responder on edge-ams (pid {pid})" in p.stderr, p.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()  # nothing half-made
