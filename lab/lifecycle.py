@@ -132,8 +132,7 @@ class _Up:
     def _running(self, node: str, daemon: str) -> tuple[bool, str]:
         pid = self.state.daemons().get(node, {}).get(daemon)
         if pid is None or not alive(pid):
-            log = self.state.node_dir(node) / f"{daemon}.out"
-            tail = log.read_text(errors="replace").strip()[-400:] if log.exists() else ""
+            tail = self.state.daemon_output(node, daemon)[-400:]
             raise BgplabError(f"{daemon} on {node} exited at start: {tail or '(no output)'}")
         return True, ""
 

@@ -91,6 +91,11 @@ class LabState:
         self.data["namespaces"].append(name)
         self.save()
 
+    def daemon_output(self, node: str, daemon: str) -> str:
+        """What a daemon wrote to its output file (``<node dir>/<daemon>.out``), stripped; "" if nothing."""
+        out = self.node_dir(node) / f"{daemon}.out"
+        return out.read_text(errors="replace").strip() if out.exists() else ""
+
     def add_daemon(self, node: str, daemon: str, pid: int) -> None:
         self.data["daemons"].setdefault(node, {})[daemon] = pid
         self.save()

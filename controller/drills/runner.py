@@ -30,7 +30,7 @@ import yaml
 from controller import service
 from controller.client import ApiClient
 from controller.drills import model as m
-from controller.drills.rundir import DrillState, LabFacts, RunDir, RunRecord
+from controller.drills.rundir import DrillState, LabFacts, RunDir, RunRecord, read_jsonl
 from controller.drills.mechanism import Mechanism, impact_states
 from controller.inventory import cidr_of
 from lab import capture, faults, lifecycle
@@ -525,9 +525,7 @@ def lost_daemons(lab: str) -> list[str]:
     if state is None:
         return [f"lab '{lab}' is gone"]
     ended: dict[tuple[str, str], bool] = {}
-    log = state.dir / "faults.jsonl"
-    for line in log.read_text().splitlines() if log.exists() else []:
-        f = json.loads(line)
+    for f in read_jsonl(state.dir / "faults.jsonl"):  # the lab's own fault log (lab.faults.record)
         if f["fault"] in ("daemon_kill", "daemon_start"):
             ended[(f["node"], f["daemon"])] = f["fault"] == "daemon_kill"
     out = []
@@ -535,8 +533,7 @@ def lost_daemons(lab: str) -> list[str]:
         for daemon, pid in sorted(daemons.items()):
             if alive(pid) or ended.get((node, daemon)):
                 continue
-            said = state.node_dir(node) / f"{daemon}.out"
-            last = said.read_text(errors="replace").strip().splitlines()[-1:] if said.exists() else []
+            last = state.daemon_output(node, daemon).splitlines()[-1:]
             out.append(f"{daemon} on {node} (pid {pid})" + (f", its last words: {last[0][:200]}" if last else ""))
     return out
 
@@ -558,8 +555,6 @@ def lab_facts(lab: str, runtime: str, frr_version: str | None, state: LabState, 
 
 def step_comments(rd: RunDir) -> list[tuple[float, str]]:
     """Drill steps, detection and faults with their times, as capture packet comments."""
-    from controller.drills.rundir import read_jsonl
-
     out = []
     for e in read_jsonl(rd.events):
         if e["kind"] == "step":

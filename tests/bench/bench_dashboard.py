@@ -16,12 +16,14 @@ import statistics
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from controller.client import ApiClient
+from controller.drills.rundir import RunDir, read_jsonl
 from tests.bench import common
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +45,7 @@ class Client(threading.Thread):
         self.last: dict[str, Any] = {}
         self.stopping = threading.Event()
         self.error: BaseException | None = None
+        self.closed_at: float | None = None  # the server closed the stream (the lab going down)
 
     def run(self) -> None:
         try:
@@ -54,7 +57,9 @@ class Client(threading.Thread):
                         self.frames += 1
                         self.last = json.loads(line[6:])
         except httpx.RemoteProtocolError:
-            pass  # the lab went down at the drill's end, with the stream open: as a browser would see it
+            # the lab going down at the drill's end, with the stream open, as a browser sees it;
+            # one() checks it came after the drill's end, not in the middle of it
+            self.closed_at = time.time()
         except BaseException as e:  # noqa: BLE001 - raised by the bench once the drill is over
             self.error = e
 
@@ -73,10 +78,13 @@ def one(lab: str, watched: bool) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as d:
         r = run_drill(DRILL, runs_dir=Path(d), lab=lab, on_ready=ready)
+        ended = next(e["t"] for e in read_jsonl(RunDir(r.run_dir).events) if e["kind"] == "end")
     for c in clients:
         c.stopping.set()
         if c.error is not None:
             raise RuntimeError(f"the dashboard client failed during the drill: {c.error!r}") from c.error
+        if c.closed_at is not None and c.closed_at < ended:
+            raise RuntimeError(f"the dashboard's stream was cut {ended - c.closed_at:.1f} s before the drill's end")
     F = r.metrics["figures"]
     out: dict[str, Any] = {"watched": watched, "checks_ok": all(c["ok"] for c in r.checks)}
     for name, key, _ in FIGURES:

@@ -10,13 +10,13 @@ the reason; in CI (BGPLAB_REQUIRE_LIVE=1) that is a failure instead, never a sil
 from __future__ import annotations
 
 import itertools
-from contextlib import contextmanager
-from typing import Iterator
 import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -134,31 +135,45 @@ def test_a_drill_watched_on_the_dashboard_and_its_report(browser, lab: str, tmp_
 def watched(browser, lab: str, tmp_path: Path, request) -> None:
     url = bgplab("dashboard", "--lab", lab).stdout.strip()
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors, requests = watch(page)
-    page.goto(url)
-    page.wait_for_function("document.getElementById('observer-count').textContent === '6500'", timeout=20_000)
-    drill = subprocess.Popen([sys.executable, "-m", "controller.cli", "drill", "run", str(ROOT / "drills" / "withdraw-all-byoip.yaml"),
-                              "--lab", lab, "--dashboard", "--runs-dir", str(tmp_path)], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        # mid-drill: the drill's clock on the page, every BYOIP prefix gone from the observer's graph
-        page.wait_for_function("document.getElementById('drill-clock').textContent.startsWith('withdraw-all-byoip')",
-                               timeout=60_000)
-        page.wait_for_function("Number(document.getElementById('observer-count').textContent) <= 2195", timeout=60_000)
-        page.wait_for_timeout(1500)
-        shot = page.screenshot(full_page=True)
-        out, err = drill.communicate(timeout=300)
-    finally:
-        if drill.poll() is None:
-            drill.kill()
-    assert drill.returncode == 0, out[-2000:] + err[-3000:]
-    assert "dashboard: http://127.0.0.1:" in err
+    # the drill's output to files, not pipes: nothing reads a pipe while the page is waited on
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        drill = None
+        try:
+            errors, requests = watch(page)
+            page.goto(url)
+            page.wait_for_function("document.getElementById('observer-count').textContent === '6500'", timeout=20_000)
+            drill = subprocess.Popen([sys.executable, "-m", "controller.cli", "drill", "run",
+                                      str(ROOT / "drills" / "withdraw-all-byoip.yaml"), "--lab", lab, "--dashboard",
+                                      "--runs-dir", str(tmp_path)], cwd=ROOT, stdout=out, stderr=err, text=True)
+            # mid-drill: the drill's clock on the page, every BYOIP prefix gone from the observer's graph
+            page.wait_for_function("document.getElementById('drill-clock').textContent.startsWith('withdraw-all-byoip')",
+                                   timeout=60_000)
+            page.wait_for_function("Number(document.getElementById('observer-count').textContent) <= 2195", timeout=60_000)
+            page.wait_for_timeout(1500)
+            shot = page.screenshot(full_page=True)
+            drill.wait(timeout=300)
+        finally:
+            if drill is not None and drill.poll() is None:
+                drill.kill()
+                drill.wait(timeout=30)
+            page.close()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    assert drill.returncode == 0, stdout[-2000:] + stderr[-3000:]
+    assert "dashboard: http://127.0.0.1:" in stderr
     [run_dir] = tmp_path.iterdir()
     (run_dir / "dashboard-mid-drill.png").write_bytes(shot)
     assert errors == [] and [u for u in requests if urlparse(u).hostname not in ("127.0.0.1", "localhost")] == []
-    page.close()
 
     report = browser.new_page(viewport={"width": 1300, "height": 1000})
+    try:
+        read_report(report, run_dir, request)
+    finally:
+        report.close()
+
+
+def read_report(report, run_dir: Path, request) -> None:
     errors, requests = watch(report)
     report.goto((run_dir / "report.html").as_uri())
     report.wait_for_function("document.querySelectorAll('.plot svg.main-svg').length > 0", timeout=20_000)
