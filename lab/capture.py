@@ -38,14 +38,31 @@ class Target:
         return f"{self.node}-{self.iface}"
 
 
-def targets(lab: RunningLab, *, node: str | None = None, link: str | None = None, all_: bool = False) -> list[Target]:
-    """Which interfaces: every one of a node, both ends of a link `a:b`, or every interface of the lab."""
+def targets(lab: RunningLab, *, node: str | None = None, link: str | None = None, all_: bool = False,
+            each_link_once: bool = False) -> list[Target]:
+    """Which interfaces: every one of a node, both ends of a link `a:b`, every interface of the
+    lab, or one end of every link (``each_link_once``).
+
+    A veth pair carries the same packets at both ends, so a merge of both ends holds every
+    segment twice, and Wireshark reads the second copy as a retransmission. One end per link
+    is every packet once: the speaker's end where the link has one (the drill's analysis
+    reads the speakers' captures), else the end of the node first by name."""
     plan = lab.plan
-    chosen = [bool(node), bool(link), all_]
+    chosen = [bool(node), bool(link), all_, each_link_once]
     if sum(chosen) != 1:
-        raise UsageError("name exactly one of: a node, a link (a:b), or all")
+        raise UsageError("name exactly one of: a node, a link (a:b), all, or each link once")
     if all_:
         return [Target(n.name, i.name) for n in plan.nodes.values() for i in n.interfaces]
+    if each_link_once:
+        speakers = {n.name for n in plan.speakers()}
+        out = []
+        for n in plan.nodes.values():
+            for i in n.interfaces:
+                mine = (n.name in speakers, i.peer > n.name)
+                theirs = (i.peer in speakers, n.name > i.peer)
+                if mine > theirs:
+                    out.append(Target(n.name, i.name))
+        return out
     if node:
         return [Target(node, i.name) for i in lab.node(node).interfaces]
     a, _, b = link.partition(":")
@@ -72,11 +89,12 @@ def tcpdump_argv(iface: str, path: Path | None, *, bgp_only: bool, ring_mb: int 
 
 
 def start(lab: RunningLab, dest: Path, *, node: str | None = None, link: str | None = None, all_: bool = False,
-          bgp_only: bool = False, ring_mb: int | None = None, ring_files: int = 10, timeout: float = 10.0) -> list[dict]:
+          each_link_once: bool = False, bgp_only: bool = False, ring_mb: int | None = None, ring_files: int = 10,
+          timeout: float = 10.0) -> list[dict]:
     """Start one tcpdump per chosen interface; return what was started (node, iface, file, pid)."""
     if shutil.which("tcpdump") is None:
         raise BgplabError("tcpdump is not installed; `make lab-up` installs it")
-    chosen = targets(lab, node=node, link=link, all_=all_)
+    chosen = targets(lab, node=node, link=link, all_=all_, each_link_once=each_link_once)
     state = lab.state
     dest = dest.resolve()
     dest.mkdir(parents=True, exist_ok=True)

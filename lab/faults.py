@@ -130,10 +130,19 @@ def netem_supported() -> tuple[bool, str]:
                 return False, f"adding a netem qdisc answered {e.code} ({e}): this kernel has no sch_netem"
             return True, "netem qdisc added and removed in a scratch namespace"
     finally:
-        try:
-            netns.remove(name)
-        except OSError:
-            pass
+        _remove_scratch(name)
+
+
+def _remove_scratch(name: str) -> None:
+    """The scratch namespace goes, whatever happened in it; one that cannot be removed is said,
+    with how to remove it by hand (never left behind in silence)."""
+    try:
+        netns.remove(name)
+    except FileNotFoundError:
+        pass  # never made: its creation is what failed
+    except OSError as e:
+        raise BgplabError(f"the scratch namespace {name} could not be removed ({e.strerror}); "
+                          f"remove it with: ip netns delete {name}") from e
 
 
 def _clear(ns: NetNS, idx: int) -> None:

@@ -20,10 +20,12 @@ from lab.daemons import DAEMONS, Daemon, exabgp, frr, start_order
 from lab.errors import BgplabError, LabExists, TeardownError, UpFailed
 from lab.kernel import count_bgp_routes, count_lab_routes_fast
 from lab.plan import LabPlan, NodePlan, build_plan
-from lab.procs import all_marked_labs, alive, end_processes, marked_pids, rss_kib
+from lab.procs import all_marked_labs, alive, end_processes, marked_pids, rss_total_kib
 from lab.runtime import RUNTIMES, Runtime, get_runtime
 from lab.runtime import netns as netns_ops
+from lab.runtime.docker import container_labs
 from lab.runtime.netns import NETNS_DIR
+from lab.running import RunningLab
 from lab.state import LabState, lab_dir
 from lab.topology import Kind, check_lab_name, load_topology
 from lab.wait import wait_until
@@ -51,10 +53,8 @@ class UpReport:
     timings: dict[str, float] = field(default_factory=dict)
     runtime: str = "netns"
 
-    def running(self) -> "RunningLab":
+    def running(self) -> RunningLab:
         """The lab just brought up, with the plan `up` already built (not built again)."""
-        from lab.running import RunningLab
-
         return RunningLab(self.lab, self.plan, get_runtime(self.runtime))
 
 
@@ -374,8 +374,6 @@ def down(lab: str, rt: Runtime | None = None) -> DownReport:
 
 def labs() -> list[str]:
     """Every lab with anything left on this machine: a state record, a namespace, a container or a marked process."""
-    from lab.runtime.docker import container_labs
-
     found = set(LabState.labs()) | all_marked_labs() | container_labs()
     try:
         # Lab names hold no '-', so the lab is the second field of `bgplab-<lab>-<node>`.
@@ -389,5 +387,6 @@ def labs() -> list[str]:
 
 
 def lab_rss_kib(lab: str) -> int:
-    """Resident memory of every process carrying the lab's mark (daemons and their helpers)."""
-    return sum(rss_kib(pid) for pid in marked_pids(lab))
+    """Resident memory of every process carrying the lab's mark (daemons and their helpers) that
+    is still there when it is read (one that ended meanwhile is not counted, rather than as 0)."""
+    return rss_total_kib(marked_pids(lab))[0]

@@ -28,6 +28,7 @@ from lab.topology import (
     Topology,
     check_lab_name,
 )
+from lab.table import generate
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 FAMILIES = ("ipv4", "ipv6")
@@ -134,8 +135,6 @@ class LabPlan:
 
     def table(self, pool: str):  # -> lab.table.Table
         """The generated table of pool ``pool`` (the same for the same topology)."""
-        from lab.table import generate
-
         spec = self.tables[pool]
         avoid = tuple(str(p.network) for p in self.topology.pools.values() if isinstance(p, Pool))
         return generate(spec.ipv4, spec.ipv6, spec.seed, avoid=avoid)

@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Iterable
 
 MARK = "BGPLAB_LAB"
 
@@ -61,14 +62,22 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def rss_kib(pid: int) -> int:
+def rss_kib(pid: int) -> int | None:
+    """A process's resident memory in KiB; None where nothing was read (the process is gone, or
+    is a zombie with no memory left): a gone process's memory is not known, not 0."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     except OSError:
-        pass
-    return 0
+        return None
+    return None
+
+
+def rss_total_kib(pids: Iterable[int]) -> tuple[int, int]:
+    """The resident memory of the processes still there, and how many were gone (not counted)."""
+    got = [rss_kib(pid) for pid in pids]
+    return sum(x for x in got if x is not None), sum(1 for x in got if x is None)
 
 
 def _reap(pid: int) -> None:

@@ -19,9 +19,9 @@ from lab.daemons import daemon_for, frr
 from lab.errors import BgplabError, LabNotFound, UsageError
 from lab.kernel import count_lab_routes_fast
 from lab.plan import Interface, LabPlan, NodePlan, build_plan
-from lab.procs import alive, rss_kib
+from lab.procs import alive, rss_total_kib
 from lab.runtime import Runtime, get_runtime
-from lab.state import LabState
+from lab.state import LabState, lab_dir
 from lab.topology import Kind, parse_topology
 from lab.wait import wait_until
 
@@ -51,9 +51,7 @@ class RunningLab:
         """The lab ``name`` as its record describes it (the topology file may be gone)."""
         state = LabState.load(name)
         if state is None:
-            from lab.lifecycle import labs
-
-            raise LabNotFound(f"lab '{name}' is not up (labs: {', '.join(labs()) or 'none'})")
+            raise LabNotFound(f"lab '{name}' is not up (labs: {', '.join(LabState.labs()) or 'none'})")
         doc = state.data.get("topology_doc")
         if doc is None:
             raise LabNotFound(f"lab '{name}' has no usable state record ({state.path}); `bgplab down {name}` removes it")
@@ -69,8 +67,6 @@ class RunningLab:
 
     @property
     def dir(self) -> Path:
-        from lab.state import lab_dir
-
         return lab_dir(self.name)
 
     def node_dir(self, node: str) -> Path:
@@ -121,7 +117,7 @@ class RunningLab:
             if node.kind is Kind.frr and node.installs_routes and kernel:
                 installed = count_lab_routes_fast(node.namespace, plan.pool_keys)
             out.append(NodeStatus(node.name, node.kind.value, node.role.value, node.asn, up, sessions, received, installed,
-                                  sum(rss_kib(pid) for d, pid in daemons.items() if up[d])))
+                                  rss_total_kib(pid for d, pid in daemons.items() if up[d])[0]))
         return out
 
     # -- one daemon at a time (the fault primitives build on these) ------------------------

@@ -7,6 +7,7 @@ SIGKILL at any moment leaves either the old record or the new one.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import time
@@ -15,11 +16,26 @@ from typing import Any
 
 from lab.errors import LabExists
 
+FRR_GROUP = "frr"
 RUN_ROOT = Path(os.environ.get("BGPLAB_RUN_ROOT", "/run/bgplab"))
 
 
 def lab_dir(lab: str) -> Path:
     return RUN_ROOT / lab
+
+
+def close_lab_dir(d: Path) -> None:
+    """A lab's directory is root's alone, but for one thing: FRR's daemons run as FRR's user
+    and reach their node's directory through it. So FRR's group may pass through (0710, no
+    listing, no reading) and nobody else may; every secret in it is 0600 besides. Without
+    that group (no FRR on the host, or not root) it stays 0700."""
+    try:
+        gid = grp.getgrnam(FRR_GROUP).gr_gid
+    except KeyError:
+        return
+    if os.geteuid() == 0:
+        os.chown(d, 0, gid)
+        os.chmod(d, 0o710)
 
 
 class LabState:
@@ -40,13 +56,15 @@ class LabState:
         d = lab_dir(lab)
         d.parent.mkdir(parents=True, exist_ok=True)
         try:
-            # mkdir is atomic: of two `up`s of one name, exactly one gets here.
-            d.mkdir(mode=0o755)
+            # mkdir is atomic: of two `up`s of one name, exactly one gets here. 0700 from the
+            # start: the directory holds the lab's secrets (admin token, inventory).
+            d.mkdir(mode=0o700)
         except FileExistsError:
             raise LabExists(
                 f"lab '{lab}' is already up (or a failed attempt left {d}); "
                 f"`bgplab status {lab}` shows it, `bgplab down {lab}` removes it"
             ) from None
+        close_lab_dir(d)
         state = cls(
             lab,
             {

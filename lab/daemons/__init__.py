@@ -1,52 +1,17 @@
-"""Daemons of a lab node: build plain data, render, write, dry-run, start, wait until ready."""
+"""Daemons of a lab node: build plain data, render, write, dry-run, start, wait until ready.
+
+Each kind of node has its daemons (``DAEMONS``); what they share is in lab.daemons.base."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
-
-import jinja2
-
+from lab.daemons import exabgp, frr
+from lab.daemons.base import Daemon, Toolset, templates
 from lab.errors import BgplabError
 from lab.plan import NodePlan
 from lab.topology import Kind
 
-if TYPE_CHECKING:
-    from lab.runtime import Toolset
+__all__ = ["DAEMONS", "Daemon", "Toolset", "daemon_for", "exabgp", "frr", "start_order", "templates"]
 
-
-@lru_cache(maxsize=1)
-def templates() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("lab.daemons", "templates"),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-
-
-class Daemon(Protocol):
-    """One daemon of a node kind (IPMininet's contract): render and write its config, dry-run
-    it, the argv that starts it, the condition that says it is ready, what must be ready
-    before it. Another routing daemon is one more class and one more entry in DAEMONS."""
-
-    name: str
-    kind: Kind
-    after: tuple[str, ...]  # daemons of the same node that must be ready before this one starts
-    check_timeout: float
-
-    def write(self, lab: str, node: NodePlan, node_dir: Path, tools: "Toolset") -> None: ...
-    def check_argv(self, node: NodePlan, node_dir: Path, tools: "Toolset") -> list[str]: ...
-    def check_result(self, node: NodePlan, node_dir: Path, rc: int | None, out: str, err: str) -> None: ...
-    def argv(self, node: NodePlan, node_dir: Path, tools: "Toolset") -> list[str]: ...
-    def environment(self) -> dict[str, str] | None: ...
-    def ready(self, node_dir: Path) -> bool: ...
-
-
-from lab.daemons import exabgp, frr  # noqa: E402  (they import templates from here)
 
 # Per node kind, its daemons in start order (each after those it names in ``after``).
 DAEMONS: dict[Kind, tuple[Daemon, ...]] = {

@@ -16,15 +16,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Iterable, Sequence
 
-from lab.daemons import templates
+from lab.daemons.base import Toolset, templates
 from lab.errors import ConfigError, DaemonError, SpeakerError
 from lab.plan import IPNetwork, NodePlan, Session
 from lab.topology import Kind
-
-if TYPE_CHECKING:
-    from lab.runtime import Toolset
 
 # Prefixes per `announce attributes ... nlri P1 P2 ...` line. The launcher makes ExaBGP
 # apply a line whole within one reactor turn, so one line leaves as UPDATEs packed to the
@@ -331,16 +328,16 @@ class _Exabgp:
     after: tuple[str, ...] = ()
     check_timeout = 60.0
 
-    def write(self, lab: str, node: NodePlan, node_dir: Path, tools: "Toolset") -> None:
+    def write(self, lab: str, node: NodePlan, node_dir: Path, tools: Toolset) -> None:
         write(lab, node, ExabgpPaths(node_dir), tools.bridge)
 
-    def check_argv(self, node: NodePlan, node_dir: Path, tools: "Toolset") -> list[str]:
+    def check_argv(self, node: NodePlan, node_dir: Path, tools: Toolset) -> list[str]:
         return check_argv(ExabgpPaths(node_dir), tools.exabgp)
 
     def check_result(self, node: NodePlan, node_dir: Path, rc: int | None, out: str, err: str) -> None:
         check_result(node, ExabgpPaths(node_dir), rc, out, err)
 
-    def argv(self, node: NodePlan, node_dir: Path, tools: "Toolset") -> list[str]:
+    def argv(self, node: NodePlan, node_dir: Path, tools: Toolset) -> list[str]:
         return argv(ExabgpPaths(node_dir), tools.exabgp)
 
     def environment(self) -> dict[str, str] | None:

@@ -62,6 +62,9 @@ def _require(obj: object, name: str, where: str) -> object:
 
 
 def patch() -> None:
+    # ExaBGP is imported here, not at the top: this launcher's first job is to say, as a
+    # LaunchError naming the pin, that the installed ExaBGP is not the one its patches were
+    # written for (a missing module, or a different version), before any of it is used.
     try:
         from exabgp import version as exabgp_version
         from exabgp.reactor import asynchronous
@@ -108,6 +111,7 @@ def patch() -> None:
 
     rib.updates = updates
 
+    # (ExaBGP's modules, imported here after the version check above, as every one in patch())
     from exabgp.bgp import neighbor as neighbor_module
     from exabgp.rib.change import Change
     from exabgp.bgp.message.update.attribute import Attribute, Attributes, NextHop
@@ -147,6 +151,7 @@ def patch() -> None:
 
     neighbor_cls.remove_self = remove_self
 
+    # (after the version check above)
     from exabgp.bgp.message.update.nlri import inet as inet_module
 
     inet_cls = _require(inet_module, "INET", "exabgp.bgp.message.update.nlri.inet")
@@ -166,6 +171,7 @@ def patch() -> None:
 
 def main() -> None:
     patch()
+    # ExaBGP's entry point, once patch() has checked the version and changed what it changes
     from exabgp.application.main import main as exabgp_main
 
     sys.argv = ["exabgp", *sys.argv[1:]]
@@ -175,6 +181,7 @@ def main() -> None:
     where = os.environ.get("BGPLAB_EXABGP_PROFILE")
     if not where or sys.argv[1:2] != ["server"]:
         sys.exit(exabgp_main())
+    # only when profiling was asked for (BGPLAB_EXABGP_PROFILE)
     import cProfile
 
     prof = cProfile.Profile()

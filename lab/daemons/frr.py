@@ -16,15 +16,12 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lab.daemons import templates
+from lab.daemons.base import Toolset, templates
 from lab.errors import ConfigError, DaemonError, ExecError
 from lab.plan import NodePlan
 from lab.topology import Kind, Relation, Role
-
-if TYPE_CHECKING:
-    from lab.runtime import Toolset
 
 FRR_LIBEXEC = Path(os.environ.get("BGPLAB_FRR_DIR", "/usr/lib/frr"))
 # FRR's daemons drop privileges to this user (zebra has no way to stay root); the
@@ -337,19 +334,19 @@ class _FrrDaemon:
     def __init__(self, name: str, after: tuple[str, ...]):
         self.name, self.after = name, after
 
-    def write(self, lab: str, node: NodePlan, node_dir: Path, tools: "Toolset") -> None:
+    def write(self, lab: str, node: NodePlan, node_dir: Path, tools: Toolset) -> None:
         # zebra and bgpd share one directory handed to FRR's user; writing it twice is harmless
         if self.name == "zebra":
             write(lab, node, FrrPaths(node_dir), tools.frr_owner)
 
-    def check_argv(self, node: NodePlan, node_dir: Path, tools: "Toolset") -> list[str]:
+    def check_argv(self, node: NodePlan, node_dir: Path, tools: Toolset) -> list[str]:
         return next(a for d, _, a in check_argvs(FrrPaths(node_dir), tools.frr_dir) if d == self.name)
 
     def check_result(self, node: NodePlan, node_dir: Path, rc: int | None, out: str, err: str) -> None:
         p = FrrPaths(node_dir)
         check_result(node, self.name, p.zebra_conf if self.name == "zebra" else p.bgpd_conf, rc, out, err)
 
-    def argv(self, node: NodePlan, node_dir: Path, tools: "Toolset") -> list[str]:
+    def argv(self, node: NodePlan, node_dir: Path, tools: Toolset) -> list[str]:
         return argv(self.name, node, FrrPaths(node_dir), tools.frr_dir)
 
     def environment(self) -> dict[str, str] | None:

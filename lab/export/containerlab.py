@@ -27,6 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 from lab.daemons import exabgp, frr
@@ -47,8 +48,6 @@ def schema() -> dict[str, Any]:
 
 def validate(doc: dict[str, Any]) -> list[str]:
     """Every place ``doc`` breaks containerlab's schema, as 'path: message' lines."""
-    import jsonschema
-
     validator = jsonschema.Draft7Validator(schema())
     return [f"{'.'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}"
             for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))]

@@ -6,8 +6,9 @@ project pins, the project's version and the base image; their digest is the imag
 
 The base is ``debian:bookworm-slim`` when the engine has it or can pull it. Where no
 registry can be reached (air-gapped machines, this project's CI), the base is made
-here from Debian's package archive: ``debootstrap --variant=minbase`` into a temporary
-directory, then imported as ``bgplab-base:bookworm``. The Dockerfile is the same on both.
+here from Debian's package archive, at the mirror the host's apt already uses
+(``debian_mirror``): ``debootstrap --variant=minbase`` into a temporary directory, then
+imported as ``bgplab-base:bookworm``. The Dockerfile is the same on both.
 
     python -m lab.images.build [--force] [--base IMAGE]
 """
@@ -19,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
+from lab.engine import engine
 from lab.errors import BgplabError
 
 HERE = Path(__file__).resolve().parent
@@ -38,7 +41,8 @@ LAUNCHER = HERE.parent / "daemons" / "exabgp_launch.py"
 REGISTRY_BASE = "debian:bookworm-slim"
 LOCAL_BASE = "bgplab-base:bookworm"
 DEBIAN_SUITE = "bookworm"
-DEBIAN_MIRROR = os.environ.get("BGPLAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+APT_SOURCES = Path("/etc/apt")
 INPUTS_LABEL = "org.bgplab.inputs"
 
 Progress = Callable[[str], None]
@@ -70,6 +74,8 @@ def inputs_digest(base: str) -> str:
 
 
 def _image(client: Any, ref: str) -> Any | None:
+    # The Docker SDK costs ~150 ms of start-up (python -X importtime): imported where the docker
+    # runtime talks to the engine, so a namespaces lab never loads it.
     import docker.errors
 
     try:
@@ -79,6 +85,8 @@ def _image(client: Any, ref: str) -> Any | None:
 
 
 def _pull(client: Any, ref: str, progress: Progress) -> bool:
+    # The Docker SDK costs ~150 ms of start-up (python -X importtime): imported where the docker
+    # runtime talks to the engine, so a namespaces lab never loads it.
     import docker.errors
 
     progress(f"pulling {ref}")
@@ -92,6 +100,51 @@ def _pull(client: Any, ref: str, progress: Progress) -> bool:
         return False
 
 
+def _apt_entries(apt: Path) -> list[tuple[str, list[str], list[str]]]:
+    """(URI, suites, components) of every ``deb`` source the host's apt uses: one-line
+    ``sources.list`` files and deb822 ``.sources`` files (files with other endings are not
+    read by apt, and not here)."""
+    out: list[tuple[str, list[str], list[str]]] = []
+    files = [apt / "sources.list"] + sorted((apt / "sources.list.d").glob("*.list"))
+    for f in files:
+        try:
+            lines = f.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            words = re.sub(r"\[[^\]]*\]", " ", line.split("#", 1)[0]).split()  # options ([arch=amd64]) go
+            if len(words) >= 3 and words[0] == "deb":
+                out.append((words[1], [words[2]], words[3:]))
+    for f in sorted((apt / "sources.list.d").glob("*.sources")):
+        try:
+            stanzas = f.read_text().split("\n\n")
+        except OSError:
+            continue
+        for stanza in stanzas:
+            fields: dict[str, str] = {}
+            for line in stanza.splitlines():
+                if line and not line.startswith(("#", " ", "\t")) and ":" in line:
+                    k, _, v = line.partition(":")
+                    fields[k.strip().lower()] = v.strip()
+            if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes").lower() != "no":
+                for uri in fields.get("uris", "").split():
+                    out.append((uri, fields.get("suites", "").split(), fields.get("components", "").split()))
+    return out
+
+
+def debian_mirror(apt: Path = APT_SOURCES) -> tuple[str, str]:
+    """The Debian mirror the base is made from, and where that choice came from:
+    BGPLAB_DEBIAN_MIRROR, else the mirror the host's apt already uses for DEBIAN_SUITE's main
+    component (a machine that reaches only its own mirror reaches it), else Debian's CDN."""
+    env = os.environ.get("BGPLAB_DEBIAN_MIRROR")
+    if env:
+        return env, "BGPLAB_DEBIAN_MIRROR"
+    for uri, suites, components in _apt_entries(apt):
+        if DEBIAN_SUITE in suites and "main" in components and uri.startswith(("http://", "https://", "file:/")):
+            return uri.rstrip("/"), "the host's apt sources"
+    return DEFAULT_MIRROR, f"the default (no apt source on this host serves {DEBIAN_SUITE} main)"
+
+
 def debootstrap_base(client: Any, progress: Progress) -> None:
     """``debootstrap --variant=minbase`` into a temporary directory, imported as LOCAL_BASE."""
     if shutil.which("debootstrap") is None:
@@ -100,13 +153,14 @@ def debootstrap_base(client: Any, progress: Progress) -> None:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bgplab-base-") as tmp:
         root = Path(tmp) / "root"
-        progress(f"debootstrap {DEBIAN_SUITE} from {DEBIAN_MIRROR} (about half a minute)")
-        p = _run(["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(root), DEBIAN_MIRROR], DEBOOTSTRAP_TIMEOUT)
+        mirror, source = debian_mirror()
+        progress(f"debootstrap {DEBIAN_SUITE} from {mirror} ({source}; about half a minute)")
+        p = _run(["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(root), mirror], DEBOOTSTRAP_TIMEOUT)
         if p.returncode != 0:
-            raise BgplabError(f"debootstrap of {DEBIAN_SUITE} from {DEBIAN_MIRROR} failed: "
+            raise BgplabError(f"debootstrap of {DEBIAN_SUITE} from {mirror} failed: "
                               f"{(p.stderr.strip() or p.stdout.strip())[-800:]}")
         # The image's apt sources, and no leftovers of the host's build.
-        (root / "etc/apt/sources.list").write_text(f"deb {DEBIAN_MIRROR} {DEBIAN_SUITE} main\n")
+        (root / "etc/apt/sources.list").write_text(f"deb {mirror} {DEBIAN_SUITE} main\n")
         shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
         (root / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
         tarball = Path(tmp) / "root.tar"
@@ -217,8 +271,6 @@ def ensure_image(client: Any, progress: Progress = lambda _: None, *, force: boo
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lab.runtime.engine import engine
-
     ap = argparse.ArgumentParser(description="Build bgplab's node image when its inputs changed.")
     ap.add_argument("--force", action="store_true", help="build even if the image is up to date")
     ap.add_argument("--base", help=f"base image (default: {REGISTRY_BASE}, else one made with debootstrap)")

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lab.errors import BgplabError
+from lab.images.build import ensure_image, image_tag
 from lab.plan import NodePlan, namespace_name
 from lab.procs import MARK
-from lab.runtime import ExecResult, Toolset
-from lab.runtime.engine import engine_socket_present, engine
+from lab.runtime.base import ExecResult, Toolset
+from lab.engine import engine_socket_present, engine
 from lab.runtime.netns import NETNS_DIR, configure_loopback, netns_entries
 from lab.state import lab_dir
 
@@ -81,8 +82,6 @@ class DockerRuntime:
         return self._client
 
     def prepare(self, progress: Callable[[str], None]) -> None:
-        from lab.images.build import ensure_image
-
         self._image = ensure_image(self.client, progress)
 
     def tools(self) -> Toolset:
@@ -97,7 +96,6 @@ class DockerRuntime:
     def create_nodes(self, lab: str, nodes: list[NodePlan]) -> None:
         """The containers at once (each is a round trip to the engine), then each one's namespace link and lo."""
         if self._image is None:
-            from lab.images.build import image_tag
 
             self._image = image_tag()
         for node in nodes:
@@ -113,6 +111,8 @@ class DockerRuntime:
 
     def _container_up(self, lab: str, node: NodePlan) -> int:
         """Create and start the node's container; its main PID."""
+        # The Docker SDK costs ~150 ms of start-up (python -X importtime): imported where the docker
+        # runtime talks to the engine, so a namespaces lab never loads it.
         import docker.errors
 
         name = container_name(lab, node.name)

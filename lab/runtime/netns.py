@@ -20,7 +20,7 @@ from lab.daemons import exabgp, frr
 from lab.errors import BgplabError
 from lab.plan import Interface, NodePlan, namespace_name
 from lab.procs import mark_env
-from lab.runtime import ExecResult, Toolset, cmd_raises
+from lab.runtime.base import ExecResult, Toolset, cmd_raises
 
 NETNS_DIR = Path("/run/netns")
 

@@ -15,6 +15,7 @@ from lab.errors import BgplabError
 def engine(timeout: float = 120.0) -> Any:
     """A client of the local Docker engine, or an error that says how to get one."""
     try:
+        # ~150 ms of start-up (python -X importtime): only a lab or a build on the engine pays it
         import docker
     except ImportError:
         raise BgplabError("the Docker SDK (python package 'docker') is not installed; run `make lab-up`") from None
