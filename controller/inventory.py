@@ -7,21 +7,24 @@ give the same customers, prefixes and bindings.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
+import os
 import random
+import secrets
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from lab.errors import BgplabError
 from lab.plan import LabPlan
+from controller.products import SERVICES
 
-SERVICES = ("cdn", "spectrum", "magic_transit", "dedicated_egress")
 OPERATOR = "acct-operator"
 # The resolver (the 1.1.1.1 analogue), an account of the operator's own. Its website is served
 # from a prefix onboarded through BYOIP before any customer's (1.1.1.1 opened on 2018-04-01) and
@@ -40,8 +43,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('byoip', 'operator')),
-    token TEXT NOT NULL UNIQUE
+    kind TEXT NOT NULL CHECK (kind IN ('byoip', 'operator'))
 );
 CREATE TABLE IF NOT EXISTS prefixes (
     id TEXT PRIMARY KEY,
@@ -63,7 +65,7 @@ CREATE INDEX IF NOT EXISTS prefixes_created ON prefixes(created, id);
 CREATE TABLE IF NOT EXISTS bindings (
     id TEXT PRIMARY KEY,
     prefix_id TEXT NOT NULL REFERENCES prefixes(id),
-    service TEXT NOT NULL CHECK (service IN ('cdn', 'spectrum', 'magic_transit', 'dedicated_egress')),
+    service TEXT NOT NULL CHECK (service IN ({SERVICES})),
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS bindings_prefix ON bindings(prefix_id);
@@ -76,13 +78,14 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
-    token TEXT PRIMARY KEY,
+    digest TEXT PRIMARY KEY,  -- sha256 of the secret: the secret itself is never stored
     name TEXT NOT NULL,
     role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'task', 'customer', 'read-only')),
     account TEXT REFERENCES accounts(id),
     created REAL NOT NULL
 );
 """
+SCHEMA = SCHEMA.replace("{SERVICES}", ", ".join(f"'{s}'" for s in SERVICES))
 
 
 NBIND = "(SELECT COUNT(*) FROM bindings b WHERE b.prefix_id = prefixes.id) AS nbind"
@@ -170,6 +173,23 @@ def cidr_of(prefix_ident: str) -> str:
     return prefix_ident.replace("_", "/")
 
 
+@dataclass(frozen=True)
+class InventoryShape:
+    """The seeded inventory's knobs (inputs): how many customers, how their prefix counts are
+    spread (Zipf's alpha), how many prefixes they onboard at once, and the share of prefixes
+    bound to each service. The sensitivity table moves each of them."""
+
+    customers: int = 300
+    size_alpha: float = 1.2
+    onboarding_session: float = ONBOARDING_SESSION
+    byoip_services: tuple[tuple[str, float], ...] = (("cdn", 0.6), ("spectrum", 0.25), ("magic_transit", 0.3),
+                                                     ("dedicated_egress", 0.1))
+    operator_spectrum: float = 0.2  # share of the operator's own prefixes bound to Spectrum beside the CDN
+
+    def with_service(self, service: str, share: float) -> "InventoryShape":
+        return replace(self, byoip_services=tuple((s, share if s == service else p) for s, p in self.byoip_services))
+
+
 def customer_sizes(total: int, customers: int, rng: random.Random, alpha: float = 1.2) -> list[int]:
     """Prefix counts per customer, heavy-tailed (Zipf-like), summing to ``total``, each at least 1."""
     weights = [1.0 / (i + 1) ** alpha for i in range(customers)]
@@ -183,7 +203,7 @@ def customer_sizes(total: int, customers: int, rng: random.Random, alpha: float 
     return sizes
 
 
-def onboarding_times(sizes: list[int], rng: random.Random) -> list[float]:
+def onboarding_times(sizes: list[int], rng: random.Random, session: float = ONBOARDING_SESSION) -> list[float]:
     """When each BYOIP prefix was onboarded: each customer's run of prefixes in sessions of
     about ``ONBOARDING_SESSION`` prefixes, each session on a day drawn from ``ONBOARDING``.
     Customers' sessions interleave, so the API's onboarding order mixes customers."""
@@ -192,24 +212,23 @@ def onboarding_times(sizes: list[int], rng: random.Random) -> list[float]:
     for size in sizes:
         left = size
         while left:
-            n = min(left, 1 + int(rng.expovariate(1 / ONBOARDING_SESSION)))
+            n = min(left, 1 + int(rng.expovariate(1 / session)))
             day = lo + rng.random() * (hi - lo)
             out += [day + k for k in range(n)]  # a second apart, in the session's own order
             left -= n
     return out
 
 
-def account_token(seed: int, account: str) -> str:
-    """An account's API token: derived from the inventory's seed, so a lab's tokens are stable."""
-    import hashlib
+def token_digest(token: str) -> str:
+    """What the inventory keeps of a token. A token is 192 random bits, so one SHA-256 is enough
+    (a slow password hash guards low-entropy secrets against guessing; these have none to guess)."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
-    return "tok-" + hashlib.sha256(f"bgplab:{seed}:{account}".encode()).hexdigest()[:32]
 
-
-def _bindings_for(byoip: bool, rng: random.Random) -> list[str]:
+def _bindings_for(byoip: bool, rng: random.Random, shape: InventoryShape) -> list[str]:
     if not byoip:
-        return ["cdn"] if rng.random() < 0.8 else ["cdn", "spectrum"]
-    chosen = [s for s, p in zip(SERVICES, (0.6, 0.25, 0.3, 0.1)) if rng.random() < p]
+        return ["cdn"] if rng.random() >= shape.operator_spectrum else ["cdn", "spectrum"]
+    chosen = [s for s, p in shape.byoip_services if rng.random() < p]
     return chosen or ["cdn"]
 
 
@@ -222,6 +241,9 @@ class Inventory:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
+        # It holds the tokens' digests: 0600 from its creation, and SQLite makes its -wal and
+        # -shm with the database's own mode.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -245,22 +267,24 @@ class Inventory:
 
     # -- seeding -----------------------------------------------------------------
 
-    def seed(self, plan: LabPlan, seed: int = 20260220, customers: int = 300, advertised: bool = True) -> dict[str, int]:
+    def seed(self, plan: LabPlan, seed: int = 20260220, advertised: bool = True,
+             shape: InventoryShape = InventoryShape()) -> dict[str, int]:
         """Fill an empty inventory from the lab's plan. Every prefix starts advertised, or with
         ``advertised`` false withdrawn (a lab brought up with nothing announced).
 
         Inputs, deterministic for the seed: the customers (heavy-tailed sizes, each owning a
         contiguous run of the BYOIP pools), their onboarding sessions (the order the API lists
-        prefixes in), their bindings, the resolver's two prefixes, each account's token."""
+        prefixes in), their bindings, the resolver's two prefixes. The seed decides data, never a
+        credential: tokens are random, made through ``create_token`` (the admin API)."""
         rng = random.Random(seed)
         now = time.time()
         byoip = [p for p in plan.prefixes if p.byoip]
         owned = [p for p in plan.prefixes if not p.byoip]
         resolver_web = byoip.pop(0) if byoip else None
         resolver_dns = next((p for p in owned if p.prefix.version == 4), None) if resolver_web else None
-        n_customers = min(customers, len(byoip)) if byoip else 0
-        sizes = customer_sizes(len(byoip), n_customers, rng) if n_customers else []
-        onboarded = onboarding_times(sizes, random.Random(f"{seed}:onboarding"))
+        n_customers = min(shape.customers, len(byoip)) if byoip else 0
+        sizes = customer_sizes(len(byoip), n_customers, rng, shape.size_alpha) if n_customers else []
+        onboarded = onboarding_times(sizes, random.Random(f"{seed}:onboarding"), shape.onboarding_session)
         with self.tx() as db:
             if db.execute("SELECT COUNT(*) FROM prefixes").fetchone()[0]:
                 raise Conflict(f"inventory {self.path} is already seeded")
@@ -273,7 +297,7 @@ class Inventory:
                 accounts.append((acct, f"customer {i + 1}", "byoip"))
                 owners += [acct] * size
             for acct, name, kind in accounts:
-                db.execute("INSERT INTO accounts VALUES (?, ?, ?, ?)", (acct, name, kind, account_token(seed, acct)))
+                db.execute("INSERT INTO accounts VALUES (?, ?, ?)", (acct, name, kind))
             # (plan prefix, owner, created, pinned, services or None for the seeded draw)
             rows = []
             if resolver_web is not None:
@@ -291,7 +315,7 @@ class Inventory:
                     (pfx_id, cidr, p.prefix.version, acct, int(p.byoip), p.pool, ",".join(p.origins), int(advertised),
                      int(pinned), created, now),
                 )
-                for service in services or _bindings_for(p.byoip, rng):
+                for service in services or _bindings_for(p.byoip, rng, shape):
                     bindings += 1
                     db.execute(
                         "INSERT INTO bindings VALUES (?, ?, ?, ?)", (f"bnd-{bindings:06d}", pfx_id, service, now)
@@ -310,34 +334,23 @@ class Inventory:
         return row[0] if row else None
 
     def create_token(self, role: str, name: str, account: str | None = None) -> str:
-        """A new API token (a random secret) for ``role``; a customer token is confined to ``account``."""
-        import secrets
-
+        """A new API token (a random secret) for ``role``; a customer token is confined to ``account``.
+        The secret is returned once; the inventory keeps its digest."""
         token = "bgp-" + secrets.token_urlsafe(24)
         with self.tx() as db:
-            db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?)", (token, name, role, account, time.time()))
+            db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?)", (token_digest(token), name, role, account, time.time()))
         return token
 
     def token_info(self, token: str) -> dict[str, str | None] | None:
-        """Who a token is: name, role and account; an account's own token is that customer's."""
+        """Who a token is (name, role, account), or None for a token this lab never made."""
         with self.lock:
-            row = self.db.execute("SELECT name, role, account FROM tokens WHERE token = ?", (token,)).fetchone()
-            if row is not None:
-                return {"name": row[0], "role": row[1], "account": row[2]}
-            acct = self.db.execute("SELECT id, kind FROM accounts WHERE token = ?", (token,)).fetchone()
-        if acct is None:
-            return None
-        # the operator's own accounts act as the operator; a BYOIP account as that customer
-        return ({"name": acct[0], "role": "operator", "account": None} if acct[1] == "operator"
-                else {"name": acct[0], "role": "customer", "account": acct[0]})
+            row = self.db.execute("SELECT name, role, account FROM tokens WHERE digest = ?",
+                                  (token_digest(token),)).fetchone()
+        return None if row is None else {"name": row[0], "role": row[1], "account": row[2]}
 
     def token_list(self) -> list[dict]:
         with self.lock:
             return [dict(r) for r in self.db.execute("SELECT name, role, account, created FROM tokens ORDER BY created")]
-
-    def tokens(self) -> dict[str, str]:
-        with self.lock:
-            return {r[0]: r[1] for r in self.db.execute("SELECT id, token FROM accounts ORDER BY id")}
 
     # -- reads -------------------------------------------------------------------
 

@@ -6,10 +6,16 @@ the API's own records (the changes its token made, the requests its scope refuse
 for the grade, from the network (controller.drills.analysis.automation_figures).
 
 Each run:
+- runs as the unprivileged system user ``AUTOMATION_USER`` (made by ``scripts/bootstrap``),
+  with no supplementary group, so that its token's scope holds for code that does not
+  cooperate: the lab's directory (its state, admin token and inventory) is closed to it, and
+  entering a namespace or talking to the Docker engine needs privileges it has not. A drill
+  may say ``run_as: root``; the report then says so at its top;
 - is its own process group (``start_new_session``), marked with the lab (``bgplab down``
   ends what a drill left, by that mark);
-- gets ``BGPLAB_API_URL``, ``BGPLAB_API_TOKEN``, ``BGPLAB_LAB``, ``BGPLAB_DRILL`` and
-  ``BGPLAB_TASK`` in its environment, with the drill's ``env`` beside them;
+- gets a clean environment: ``PATH``, a ``HOME`` of its own under the run directory,
+  ``LANG``, ``BGPLAB_API_URL``, ``BGPLAB_API_TOKEN``, ``BGPLAB_LAB``, ``BGPLAB_DRILL``,
+  ``BGPLAB_TASK`` and the drill's ``env``; nothing of the controller's own;
 - writes its stdout and stderr to ``automation/<task>-<n>.out`` and ``.err`` in the run
   directory;
 - is ended past its ``limit`` (lab seconds): SIGTERM to its group, SIGKILL ``grace`` later.
@@ -18,10 +24,10 @@ Each run:
 from __future__ import annotations
 
 import os
+import pwd
 import shlex
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -30,11 +36,31 @@ from controller.client import ApiClient
 from controller.drills.model import ExecTask, parse_duration
 from controller.drills.rundir import DrillState
 from lab.errors import BgplabError
-from lab.procs import mark_env
+from lab.procs import MARK
+
+# The system user a team's automation runs as (scripts/bootstrap creates it).
+AUTOMATION_USER = "bgplab-automation"
+AUTOMATION_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 Log = Callable[..., None]
 Clock = Callable[[], float]
 STDERR_TAIL = 2000  # characters of a failed run's stderr kept in the record and the report
+
+
+def automation_account() -> pwd.struct_passwd:
+    """The unprivileged user, or an error saying how to get it."""
+    try:
+        return pwd.getpwnam(AUTOMATION_USER)
+    except KeyError:
+        raise BgplabError(f"a team's automation runs as the system user '{AUTOMATION_USER}', and this machine "
+                          "has none: run scripts/bootstrap (make setup) to create it, or give the task "
+                          "run_as: root") from None
+
+
+def automation_env(lab: str, home: Path, extra: dict[str, str]) -> dict[str, str]:
+    """The whole environment of an automation's run: nothing of the controller's own."""
+    return {**extra, "PATH": AUTOMATION_PATH, "HOME": str(home), "LANG": os.environ.get("LANG") or "C.UTF-8",
+            MARK: lab}
 
 
 @dataclass
@@ -81,6 +107,8 @@ class ExecRunner:
         self.failed = 0  # runs that exited non-zero, could not start, or were ended at their limit
         self.limit = parse_duration(spec.limit)
         self.grace = parse_duration(spec.grace)
+        # Looked up before anything runs: a drill whose automation cannot be confined says so at once.
+        self.user = automation_account() if spec.run_as == "automation" else None
 
     @property
     def argv(self) -> list[str] | str:
@@ -128,17 +156,30 @@ class ExecRunner:
         n = self.runs
         self.ctx.out_dir.mkdir(parents=True, exist_ok=True)
         out, err = self.ctx.out_dir / f"{self.name}-{n}.out", self.ctx.out_dir / f"{self.name}-{n}.err"
-        env = mark_env(self.ctx.lab, {**self.spec.env, "BGPLAB_API_URL": self.ctx.url, "BGPLAB_API_TOKEN": self.token or "",
-                                      "BGPLAB_LAB": self.ctx.lab, "BGPLAB_DRILL": self.ctx.drill, "BGPLAB_TASK": self.name})
+        home = self.ctx.out_dir / f"home-{self.name}"
+        home.mkdir(mode=0o700, exist_ok=True)
+        ids: dict[str, Any] = {}
+        if self.user is not None:
+            os.chown(home, self.user.pw_uid, self.user.pw_gid)
+            ids = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": [], "umask": 0o077}
+        env = automation_env(self.ctx.lab, home, {
+            **self.spec.env, "BGPLAB_API_URL": self.ctx.url, "BGPLAB_API_TOKEN": self.token or "",
+            "BGPLAB_LAB": self.ctx.lab, "BGPLAB_DRILL": self.ctx.drill, "BGPLAB_TASK": self.name})
         argv = self.argv
         started = self.clock()
         try:
+            # Its output files are opened here, by the controller: the run writes to them through
+            # the descriptors it is handed, and they are collected whoever it runs as.
             with open(out, "wb") as fo, open(err, "wb") as fe:
                 proc = subprocess.Popen(argv, shell=isinstance(argv, str), cwd=self.ctx.cwd, env=env,
-                                        stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, start_new_session=True)
+                                        stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, start_new_session=True,
+                                        **ids)
         except OSError as e:
             # A command that cannot start is a failed run, reported as such (not the drill's error).
-            err.write_text(f"bgplab: could not start {argv!r} in {self.ctx.cwd}: {e}\n")
+            who = f" as user {AUTOMATION_USER}" if self.user is not None else ""
+            hint = (f"; {AUTOMATION_USER} must be able to reach {self.ctx.cwd} and the command"
+                    if self.user is not None and isinstance(e, PermissionError) else "")
+            err.write_text(f"bgplab: could not start {argv!r}{who} in {self.ctx.cwd}: {e}{hint}\n")
             self._record(Run(n, None, started, out, err), exit_code=None, error=str(e))  # type: ignore[arg-type]
             if self.spec.mode != "every":
                 self.running = False

@@ -15,14 +15,18 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from controller.drills.model import failed
+
 FIGURES_AS_PROPERTIES = ("withdrawn_in_network", "withdrawn_not_asked", "bindings_removed", "accounts_affected",
-                         "accounts_unbound", "api_denied", "automation_failed_runs", "observer_min", "held_changes",
+                         "accounts_unbound", "api_denied", "api_unauthorized", "refused_requests", "automation_failed_runs", "observer_min", "held_changes",
                          "breaker_trips")
 
 
 def _value(v: Any) -> str:
     if isinstance(v, dict):
         return ", ".join(f"{k}: {x}" for k, x in sorted(v.items()))
+    if isinstance(v, list):
+        return "; ".join(map(str, v))
     return str(v)
 
 
@@ -31,7 +35,8 @@ def write_junit(path: Path | str, drill: str, checks: list[dict[str, Any]], *, e
     """Write the grade to ``path``; its directory is made if missing. ``seconds``: the whole
     run, lab up to report, wall clock."""
     path = Path(path)
-    failures = sum(1 for c in checks if not c["ok"])
+    failures = len(failed(checks))
+    skipped = sum(1 for c in checks if c["ok"] is None)
     errors = 1 if error else 0
     run = (metrics or {}).get("run", {})
     cls = f"bgplab.drill.{drill}"
@@ -39,7 +44,7 @@ def write_junit(path: Path | str, drill: str, checks: list[dict[str, Any]], *, e
     suite = ET.SubElement(root, "testsuite", {
         "name": cls, "package": "bgplab.drill", "id": "0",
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), "hostname": socket.gethostname() or "localhost",
-        "tests": str(len(checks) + errors), "failures": str(failures), "errors": str(errors), "time": f"{float(seconds):.3f}",
+        "tests": str(len(checks) + errors), "failures": str(failures), "errors": str(errors), "skipped": str(skipped), "time": f"{float(seconds):.3f}",
     })
     props = ET.SubElement(suite, "properties")
     if run_dir is not None:
@@ -54,13 +59,15 @@ def write_junit(path: Path | str, drill: str, checks: list[dict[str, Any]], *, e
             ET.SubElement(props, "property", {"name": f"{key} ({f['source']})", "value": _value(f["value"])})
     for c in checks:
         case = ET.SubElement(suite, "testcase", {"name": c["expectation"], "classname": cls, "time": "0"})
-        if not c["ok"]:
+        if c["ok"] is None:  # reported, not graded (the drill says why)
+            ET.SubElement(case, "skipped", {"message": f"{c['expectation']} = {c['value']}: {c.get('note', 'not held')}"})
+        elif not c["ok"]:
             n = f", n={c['n']}" if c.get("n") is not None else ""
             f = ET.SubElement(case, "failure", {
                 "message": f"{c['expectation']} = {c['value']}, expected {c['range']}",
                 "type": "expectation"})
             f.text = (f"{c['expectation']}: {c['value']} (expected {c['range']}{n}); measured from: "
-                      f"{c.get('source') or 'unknown'}")
+                      f"{c.get('source') or 'unknown'}" + (f"; {c['note']}" if c.get("note") else ""))
     if error:
         case = ET.SubElement(suite, "testcase", {"name": "drill completed", "classname": cls, "time": "0"})
         e = ET.SubElement(case, "error", {"message": error[:500], "type": "drill"})

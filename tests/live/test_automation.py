@@ -111,12 +111,29 @@ def test_an_automation_that_hangs_fails_or_reaches_outside_its_scope_is_reported
     assert "boom: the inventory changed under me" in junit.find("testsuite").find("system-err").text
     # outside: a customer's token asking for three things outside its scope, three 403s that changed nothing
     assert runs["outside"]["ok"]
-    assert F["api_denied"]["value"] == 3
     run_dir = next((tmp_path / "runs").iterdir())
     said = (run_dir / runs["outside"]["stdout"]).read_text().split("\n")
     assert [line.rsplit(" ", 1)[1] for line in said if line] == ["403", "403", "403"]
+    # escapes: every way out of a read-only token, each refused (its own account of them), and
+    # the grade names the two the API saw: its token's 403 and the seed-derived token's 401
+    attempts = [json.loads(x) for x in (run_dir / runs["escapes"]["stdout"]).read_text().splitlines()]
+    assert runs["escapes"]["ok"], (attempts, runs["escapes"])
+    assert all(a["refused"] for a in attempts), attempts
+    tried = {a["attempt"].split(" (")[0] for a in attempts}
+    assert {"read the lab's admin token", "read the lab's inventory", "list the lab's directory",
+            "withdraw every BYOIP prefix with a token derived from the seed",
+            "withdraw every BYOIP prefix with its own read-only token", "bgplab prefixes withdraw",
+            "ip netns exec into a router's namespace", "signal a router's daemon"} <= tried, tried
+    assert next(a for a in attempts if "derived" in a["attempt"])["how"] == "HTTP 401"
+    assert F["api_denied"]["value"] == 4 and F["api_unauthorized"]["value"] == 1
+    refused = F["refused_requests"]["value"]
+    assert sum(r.startswith("403 ") for r in refused) == 4
+    assert [r for r in refused if r.startswith("401 ")] == [
+        "401 PATCH /v1/prefixes/bgp/status: the Authorization header holds no token of this lab's (Bearer <token>)"]
+    assert F["automation_run_as"]["value"] == {n: "automation" for n in runs}
     assert F["withdrawn_in_network"]["value"] == 0 and F["bindings_removed"]["value"] == 0
-    assert set(cases(junit)) == {"automation_killed", "automation_failed_runs", "api_denied", "withdrawn_in_network"}
+    assert set(cases(junit)) == {"automation_killed", "automation_failed_runs", "api_denied", "api_unauthorized",
+                                 "withdrawn_in_network"}
 
 
 def test_automation_needs_an_exec_task(lab: str, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ permission grants and nothing else, a request outside its scope is a 403 that ch
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.api import PERMISSIONS, ROLES, Behaviour, create_app
+from controller.api import PERMISSIONS, ROLES, routes
+from controller.misbehaviours import Behaviour
+from controller.api import create_app
+from tests.unit.apps import make_context
 from controller.dashboard import Dashboard
 from controller.inventory import Inventory, cidr_of
 from controller.edge import Edge
@@ -51,10 +55,10 @@ def lab(tmp_path_factory):
     for b in inv.bindings():
         initial.setdefault(cidr_of(b.prefix_id), []).append(b.service)
     edge = Edge({"edge-ams": 1, "edge-fra": 1}, initial)
-    dash = Dashboard(PLAN, lambda n: tmp_path_factory.mktemp("nodes") / n, None, inv, None,
+    ctx = make_context(inv, lambda p: {"ok": True}, Behaviour(), lab=FakeLab(), edge=edge)
+    dash = Dashboard(PLAN, lambda n: tmp_path_factory.mktemp("nodes") / n, None, inv, ctx.changes,
                      tmp_path_factory.mktemp("obs") / "probes.jsonl", sessions_every=3600)
-    client = TestClient(create_app(inv, lambda p: {"ok": True}, Behaviour(), lab=FakeLab(), edge=edge, dashboard=dash),
-                        raise_server_exceptions=False)
+    client = TestClient(create_app(replace(ctx, dashboard=dash)), raise_server_exceptions=False)
     byoip = [p for p in inv.prefixes(byoip=True, onboarding_order=True) if not p.pinned]
     mine = byoip[10]
     theirs = next(p for p in byoip if p.account_id != mine.account_id)
@@ -130,6 +134,56 @@ def test_every_route_but_the_health_check_needs_a_token_of_the_lab(lab) -> None:
         assert r.status_code == 401 and "no token of this lab's" in r.json()["errors"][0]["message"]
 
 
+# What answers without a token, all of it: the health check, and the API's description for a
+# browser (the OpenAPI document and the two pages that render it: the routes' shapes, which the
+# repository publishes anyway, and no data), and the dashboard's page (no data: it reads the
+# stream with the token it is given).
+OPEN = {"/v1/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/dashboard"}
+
+
+def test_what_answers_without_a_token_is_exactly_the_open_list(lab) -> None:
+    client = lab["client"]
+    answered = set()
+    for route in routes(client.app):
+        for method in sorted(getattr(route, "methods", None) or {"GET"}):
+            if method == "HEAD" or "{" in route.path:
+                continue
+            if client.request(method, route.path).status_code != 401:
+                answered.add(route.path)
+    assert answered == OPEN
+    assert "tok" not in client.get("/openapi.json").text.lower().replace("token", "")
+
+
+def test_no_token_is_derived_from_the_seed_or_stored_in_the_clear(tmp_path) -> None:
+    """Tokens are random (two inventories of one seed share none) and kept as digests: the
+    inventory file holds no secret, and a token derived as bgplab's were before is nobody's."""
+    import hashlib
+    import os
+    import sqlite3
+    import stat
+
+    made = []
+    for n in (1, 2):
+        inv = Inventory(tmp_path / f"inv{n}.sqlite")
+        inv.seed(PLAN, seed=20260220)
+        made.append({role: inv.create_token(role, role) for role in ("admin", "operator", "task", "read-only")})
+        made[-1]["customer"] = inv.create_token("customer", "c", "acct-0001")
+        inv.close()
+        assert stat.S_IMODE(os.stat(tmp_path / f"inv{n}.sqlite").st_mode) == 0o600
+    assert not set(made[0].values()) & set(made[1].values())
+    inv = Inventory(tmp_path / "inv1.sqlite")
+    for role, token in made[0].items():
+        assert inv.token_info(token)["role"] == role
+    for acct in ("acct-operator", "acct-resolver", "acct-0001"):
+        derived = "tok-" + hashlib.sha256(f"bgplab:20260220:{acct}".encode()).hexdigest()[:32]
+        assert inv.token_info(derived) is None
+    inv.close()
+    db = sqlite3.connect(tmp_path / "inv1.sqlite")
+    dump = "\n".join(db.iterdump())
+    assert not any(t in dump for t in made[0].values())
+    assert "token" not in {c[1] for c in db.execute("PRAGMA table_info(accounts)")}
+
+
 def test_a_customer_lists_only_its_own_prefixes(lab) -> None:
     client, mine = lab["client"], lab["mine"]
     h = bearer(lab["tokens"]["customer"])
@@ -173,13 +227,13 @@ def test_a_customer_naming_a_deleted_prefix_of_another_account_gets_403_not_404(
 
 def test_a_refusal_of_scope_is_in_the_audit_log_with_its_caller(lab) -> None:
     c, t = lab["client"], lab["tokens"]
-    assert c.get("/v1/lab/credentials", headers=bearer(t["task"])).status_code == 403
+    assert c.get("/v1/lab/tokens", headers=bearer(t["task"])).status_code == 403
     r = c.delete(f"/v1/prefixes/{lab['theirs'].id}", headers=bearer(t["customer"]))
     assert r.status_code == 403
     log = c.get("/v1/audit", params={"limit": 10000}, headers=bearer(t["admin"])).json()["result"]
     denied = [e for e in log if e["action"] == "denied"][-2:]
     assert [e["actor"] for e in denied] == ["task:t-task", "customer:t-customer"]
-    assert denied[0]["detail"]["path"] == "/v1/lab/credentials" and denied[1]["detail"]["method"] == "DELETE"
+    assert denied[0]["detail"]["path"] == "/v1/lab/tokens" and denied[1]["detail"]["method"] == "DELETE"
 
 
 def test_an_api_fault_answers_one_token_503_or_late_and_ends(lab) -> None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""An automation that reaches outside its token's scope (a customer's): it asks for the
-lab's credentials, switches the API's behaviour and deletes another account's prefix.
+"""An automation that reaches outside its token's scope (a customer's): it lists the lab's
+tokens, switches the API's behaviour and deletes another account's prefix.
 Each should be a 403 that changes nothing; it prints what it got and exits 0."""
 
 import json
@@ -23,7 +23,7 @@ def status(method: str, path: str, body: dict | None = None) -> int:
 
 
 foreign = sys.argv[1]  # a prefix id of another account's
-for method, path, body in (("GET", "/v1/lab/credentials", None),
+for method, path, body in (("GET", "/v1/lab/tokens", None),
                            ("PUT", "/v1/lab/behaviour", {"pending_delete_bug": True}),
                            ("DELETE", f"/v1/prefixes/{foreign}", None)):
     print(method, path, status(method, path, body), flush=True)
