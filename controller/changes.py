@@ -36,7 +36,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from controller.guardrails import Guardrails
 
 from controller.inventory import Conflict, Inventory, InventoryError, NotFound, Prefix, cidr_of, prefix_id
 
@@ -75,54 +75,6 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT
 );
 """
-
-
-# -- guardrail settings (per lab through the API; a drill sets its own) -------------------
-
-class _Cfg(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class BlastRadius(_Cfg):
-    """Hold a change that, alone or with the changes of the last ``window`` seconds, withdraws
-    more than ``max_prefixes`` prefixes or ``max_share`` of the BYOIP prefixes, or touches
-    (withdraws from, or removes a binding of) more than ``max_accounts`` accounts."""
-
-    max_prefixes: int | None = Field(default=None, ge=1)
-    max_share: float | None = Field(default=None, gt=0, le=1)
-    max_accounts: int | None = Field(default=None, ge=1)
-    window: float = Field(default=0.0, ge=0, description="seconds; 0: each change alone")
-
-
-class Breaker(_Cfg):
-    """Trip when the withdrawals of the last ``window`` seconds, this change's included, would
-    exceed ``max_withdrawals``: prefixes withdrawn plus service bindings removed (a removed
-    binding withdraws a service from the edge). Open, it holds every withdrawal until reset."""
-
-    max_withdrawals: int = Field(ge=1)
-    window: float = Field(gt=0, description="seconds")
-
-
-class Staged(_Cfg):
-    """A withdrawing change goes to one PoP first (``first``; default the first PoP) and waits
-    ``health_window`` seconds; the probes in that window decide: at most ``max_unhealthy`` of
-    the end hosts' probe results not ok, and it goes on to every other PoP; more, and it is
-    rolled back on the PoP that has it. One change at a time: a withdrawing change that comes
-    while another is in its window is held. Restores and approved changes go everywhere at once."""
-
-    first: str | None = None
-    health_window: float = Field(gt=0, description="seconds")
-    max_unhealthy: float = Field(default=0.01, ge=0, le=1)
-
-
-class Guardrails(_Cfg):
-    """Which guardrails act, and their limits. ``strict_api``: the Addressing API's strict
-    schema is locked on (the 2026-02-20 handler cannot be switched on)."""
-
-    strict_api: StrictBool = False
-    blast_radius: BlastRadius | None = None
-    breaker: Breaker | None = None
-    staged: Staged | None = None
 
 
 # -- the diff -------------------------------------------------------------------------
@@ -324,7 +276,10 @@ OPS: dict[str, Callable[[Inventory, dict[str, Any], Callable], Any]] = {
 }
 # Changes that go everywhere at once under the staged rollout: they put known state back.
 UNSTAGED = ("restore", "stage_rollback")
-Health = Callable[[float, float], dict[str, Any]]
+# The staged rollout's signal: (since, until, the pipeline) -> {"total", "not_ok", "basis"}
+Health = Callable[[float, float, "Changes"], dict[str, Any]]
+# The staged rollout's watchers: the CIDRs of the change in its window ([] between stages)
+OnStage = Callable[[list[str]], None]
 
 
 @dataclass
@@ -341,8 +296,16 @@ class Changes:
     RECENT = 4096  # applied changes kept for the sliding windows (more than any window needs)
 
     def __init__(self, inv: Inventory, on_change: OnChange | None = None, edge: Any = None,
-                 pops: Iterable[str] | None = None, clock: Clock = time.time):
+                 pops: Iterable[str] | None = None, clock: Clock = time.time, health: "Health | None" = None,
+                 on_stage: "OnStage | None" = None):
+        """``on_change``: the speakers (the reconciler); ``edge``: the edge's machines, whose PoPs
+        are the stages (``pops`` when there is no edge); ``health``: the staged rollout's signal
+        (``Health``): the service's probes, or the mechanism's model; ``on_stage``: told the
+        CIDRs of a change as it enters its health window, and [] once it is decided (the
+        service's probes then watch those prefixes)."""
         self.inv, self.on_change, self.edge, self.clock = inv, on_change, edge, clock
+        if pops is None and edge is not None:
+            pops = sorted({m.rpartition("/")[0] for m in edge.machines})
         self.pops = list(pops) if pops else ["edge"]
         self.lock = threading.RLock()
         with inv.lock:
@@ -356,7 +319,7 @@ class Changes:
         # and the health signal (since, until) -> {"ok", ...}: the service's probes, or a model.
         self.stage: dict[str, Any] | None = None
         self.pending: dict[tuple[str, str], bool] = {}
-        self.health: Health | None = None
+        self.health, self.on_stage = health, on_stage
         self.stages = {"promoted": 0, "rolled_back": 0}
         self.byoip_total = len(inv.prefixes(byoip=True))
         self.cidrs = sorted(p.cidr for p in inv.prefixes(include_deleted=True))  # what a restore may touch
@@ -509,6 +472,8 @@ class Changes:
                           "actor": box["actor"], "diff": d.summary()}
             self.audit("guardrail:staged", "stage_started", change_id=box["id"], prefixes=len(d.withdraw),
                        accounts=d.accounts, detail={"pop": self.stage["pop"], "window": self.stage["window"]})
+            if self.on_stage is not None:
+                self.on_stage([cidr_of(i) for i in self.stage["ids"]])
         if not d.harmless:
             self.recent.append(Recent(self.clock(), len(d.withdraw), d.byoip_withdrawn, d.withdrawals,
                                       frozenset(d.accounts)))
@@ -616,13 +581,15 @@ class Changes:
             st = self.stage
             if st is None or self.clock() < st["until"]:
                 return None
-            health = dict(self.health(st["started"], self.clock()) if self.health is not None
+            health = dict(self.health(st["started"], self.clock(), self) if self.health is not None
                           else {"total": 0, "not_ok": 0, "basis": "no health signal"})
             total, bad = health.get("total", 0), health.get("not_ok", 0)
             health["unhealthy_share"] = round(bad / total, 4) if total else None
             # No probe result in the window: nothing vouches for the change, so it goes back.
             health["ok"] = bool(total) and bad / total <= st["max_unhealthy"]
             self.stage = None
+            if self.on_stage is not None:
+                self.on_stage([])
             return self._promote(st, health) if health["ok"] else self._rollback(st, health)
 
     def _promote(self, st: dict[str, Any], health: dict[str, Any]) -> str:

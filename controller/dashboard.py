@@ -11,7 +11,6 @@ every ``sessions_every`` seconds (5): a lab nobody watches pays nothing for the 
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from pathlib import Path
@@ -19,18 +18,14 @@ from typing import Any, Callable
 
 from lab.daemons import frr
 from lab.errors import BgplabError
-from lab.plan import Kind, LabPlan
+from lab.plan import LabPlan
 
 PAGE = Path(__file__).with_name("dashboard.html")
 
-# mrtparse sets SIGPIPE to its default (end the process) when it is imported, and only the main
-# thread may do that: imported here, at the controller's start, with the server's own setting
-# put back (a browser that goes away mid-write must be an error on that socket, not the end of
-# the controller).
-_pipe = signal.getsignal(signal.SIGPIPE)
-import mrtparse  # noqa: E402
-
-signal.signal(signal.SIGPIPE, _pipe)
+from controller.observe import mrt
+from controller.observe.mrt import UPDATE, ReadStats, _key, _prefixes
+from controller.observe.probe import by_end_host
+from controller.observe.tail import recent
 
 
 def topology(plan: LabPlan) -> dict[str, Any]:
@@ -110,6 +105,7 @@ class MrtTail:
     def __init__(self, path: Path, vantage_points: dict[str, str], keep: int = 200, per_read: int = 3000):
         self.path, self.vps, self.keep, self.per_read = path, vantage_points, keep, per_read
         self.offset = 0
+        self.stats = ReadStats()  # records read so far, across reads (named in an error)
         self.paths: dict[tuple[str, str], tuple[int, ...]] = {}
         self.events: list[dict[str, Any]] = []
         self.seen = 0  # events so far (a client asks for those after its last)
@@ -117,29 +113,12 @@ class MrtTail:
     def read(self) -> None:
         if not self.path.exists() or self.path.stat().st_size <= self.offset:
             return
-        reader = mrtparse.Reader(str(self.path))
-        reader.f.seek(self.offset)
-        try:
-            for _ in range(self.per_read):
-                at = reader.f.tell()
-                try:
-                    entry = next(reader)
-                except StopIteration:
-                    break
-                except Exception:  # noqa: BLE001 - a record still being written: read it next time
-                    reader.f.seek(at)
-                    break
-                if entry.err:
-                    reader.f.seek(at)
-                    break
-                self.offset = reader.f.tell()
-                self._entry(entry.data)
-        finally:
-            reader.f.close()
+        # the last record, still being written, is read next time; damage inside the file is an
+        # MrtError, on the page
+        for data, self.offset in mrt.records(self.path, self.offset, self.per_read, self.stats):
+            self._entry(data)
 
     def _entry(self, d: dict[str, Any]) -> None:
-        from controller.observe.mrt import UPDATE, _key, _prefixes
-
         msg = d.get("bgp_message")
         if not msg or _key(msg.get("type")) != UPDATE:
             return
@@ -211,14 +190,11 @@ class Dashboard:
 
     def _frame(self) -> dict[str, Any]:
         """The part of an update every client shares: each part says where it comes from."""
-        from controller.observe.probe import by_end_host
-        from controller.service import recent_probes
-
         s = self.sampler.latest if self.sampler is not None else {}
         received = s.get("observer_received") or {}
         observer = sum(v for c in received.values() for v in c.values() if isinstance(v, int)) if received else None
         probes: dict[str, dict[str, list[int]]] = {}
-        for e in recent_probes(self.probes, 2.0):
+        for e in recent(self.probes, 2.0):
             if not by_end_host(e):
                 continue  # the PoPs' own egress attempts
             ok, n = probes.setdefault(e.get("product", "cdn"), {}).setdefault(e["host"], [0, 0])
@@ -228,6 +204,9 @@ class Dashboard:
         return {
             "t": time.time(),
             "observer": observer,  # network: the observer's BGP table (the sampler, 10 Hz)
+            # what the count is: routes from the edge's speakers, or (an observer with no session to
+            # one) its whole BGP table
+            "observer_from": sorted({c["from"] for c in received.values() if "from" in c}),
             "kernel": kernel,  # network: each router's kernel table, pool prefixes
             "received": polled.get("received", {}),  # network: BGP routes each router received (vtysh)
             "sessions": polled.get("sessions", {}),  # network: each session's state, as one end sees it

@@ -107,7 +107,9 @@ class SyncResult:
 
 
 class Reconciler:
-    def __init__(self, plan: LabPlan, state: LabState, inventory: Inventory, announced: dict[str, set[str]], log: Log):
+    def __init__(self, plan: LabPlan, state: LabState, inventory: Inventory, announced: dict[str, set[str]], log: Log,
+                 overlay: Callable[[str, set[str]], set[str]] | None = None,
+                 settled: Callable[[list[str], float, float], None] | None = None):
         self.plan, self.state, self.inv, self.log = plan, state, inventory, log
         self.announced = {s.name: set(announced.get(s.name, set())) for s in plan.speakers()}
         self.lock = threading.Lock()
@@ -123,10 +125,10 @@ class Reconciler:
         self.verify_queries = 0  # queries to bgpd the verifier has made, all told
         # overlay(speaker, wanted) -> what it should announce now: the change pipeline's staged
         # rollout keeps a change from the PoPs it has not reached yet (controller.changes).
-        self.overlay: Callable[[str, set[str]], set[str]] | None = None
+        self.overlay = overlay
         # settled(routers, quiet, timeout): returns once those routers' kernel tables have not
-        # changed for ``quiet`` seconds (or at timeout). Set by the service from its sampler.
-        self.settled: Callable[[list[str], float, float], None] | None = None
+        # changed for ``quiet`` seconds (or at timeout): the service's sampler.
+        self.settled = settled
         # One verifier, woken by changes: changes that come while it runs are covered by
         # its next run, so a burst of API calls costs one verification, not one each.
         self.verify_wanted = threading.Event()
@@ -152,7 +154,11 @@ class Reconciler:
                 return
             try:
                 self.verify(wait=10.0)
-            except Exception as e:  # a verification must never take the controller down
+            except Exception as e:  # a verification must never take the controller down...
+                # ...nor be lost: the last result stays, marked stale, with what stopped the next one
+                with self.lock:
+                    self.last_verify = {**self.last_verify, "stale": True, "error": f"{type(e).__name__}: {e}",
+                                        "error_at": time.time()}
                 self.log("verify_error", {"error": str(e)})
 
     def sync(self, only: list[str] | None = None) -> SyncResult:
@@ -208,7 +214,7 @@ class Reconciler:
             for t in threads:
                 t.join()
         result.seconds = time.monotonic() - t0
-        self.last_sync = result.as_dict()
+        self.last_sync = {**result.as_dict(), "at": time.time()}
         self.log("sync", self.last_sync)
         return result
 
@@ -231,6 +237,14 @@ class Reconciler:
         with self.inv.lock, self.lock:
             self.suspect |= set(self.links)
         return self.sync()
+
+    def verification(self) -> dict[str, Any]:
+        """The last verification, marked stale when a sync came after it or the next one failed:
+        what the speakers hold may no longer be what it says."""
+        v = dict(self.last_verify)
+        if v and (v.get("stale") or self.last_sync.get("at", 0) > v.get("at", 0)):
+            v["stale"] = True
+        return v
 
     def expected(self) -> dict[str, dict[str, dict[str, int]]]:
         """Per speaker, per session peer: how many prefixes of each family it should have received."""

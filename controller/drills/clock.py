@@ -13,7 +13,26 @@ piecewise linearly: slope ``speed`` outside the windows, 1 inside.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+
+
+def parse_clock(text: str) -> float:
+    """'17:48' or '17:48:30' -> seconds since midnight."""
+    m = CLOCK.match(text.strip())
+    if not m:
+        raise ValueError(f"{text!r} is not a clock time (HH:MM or HH:MM:SS, UTC)")
+    h, mi, s = int(m[1]), int(m[2]), int(m[3] or 0)
+    if h > 23 or mi > 59 or s > 59:
+        raise ValueError(f"{text!r} is not a time of day")
+    return h * 3600 + mi * 60 + s
+
+
+def fmt_clock(seconds: float) -> str:
+    s = int(round(seconds)) % 86400
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 @dataclass(frozen=True)
@@ -24,10 +43,13 @@ class Window:
 
 
 class DrillClock:
-    def __init__(self, speed: float, windows: list[Window] | tuple[Window, ...] = (), realtime: bool = True):
+    def __init__(self, speed: float, windows: list[Window] | tuple[Window, ...] = (), realtime: bool = True,
+                 start: str = "00:00"):
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.speed = speed
+        self.start = start  # the incident's clock time at the drill's start (UTC)
+        self._start_s = parse_clock(start)
         # realtime=False compresses the windows too (every incident second at the speed);
         # the record says so, and no figure is then said to be on BGP's own time.
         self.windows = tuple(sorted(windows, key=lambda w: w.start)) if realtime else ()
@@ -66,3 +88,13 @@ class DrillClock:
 
     def speed_at(self, incident_offset: float) -> float:
         return 1.0 if self.window_at(incident_offset) else self.speed
+
+    def text(self, incident_offset: float, seconds: bool = True) -> str:
+        """The incident's clock time (UTC) ``incident_offset`` seconds after the drill's start:
+        '17:56:11', or '17:56' without seconds. The one place clock text is made."""
+        text = fmt_clock(self._start_s + incident_offset)
+        return text if seconds else text[:5]
+
+    def text_at(self, lab_elapsed: float, seconds: bool = True) -> str:
+        """The incident's clock time after ``lab_elapsed`` lab seconds since the drill's start."""
+        return self.text(self.incident(lab_elapsed), seconds)

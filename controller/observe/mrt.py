@@ -6,14 +6,22 @@ withdraw, from which peer, when (microseconds, as the collector stamped it).
 
 from __future__ import annotations
 
+import signal
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import mrtparse
+# mrtparse sets SIGPIPE to its default (end the process) when it is imported, and only the main
+# thread may do that: this module is imported at the controller's start (the dashboard), and the
+# process's own setting is put back (a browser that goes away mid-write must be an error on that
+# socket, not the end of the controller).
+_pipe = signal.getsignal(signal.SIGPIPE)
+import mrtparse  # noqa: E402
 
-from lab.errors import BgplabError
+signal.signal(signal.SIGPIPE, _pipe)
+
+from lab.errors import BgplabError  # noqa: E402
 
 UPDATE = 2
 
@@ -65,31 +73,47 @@ class ReadStats:
     truncated_tail_bytes: int = 0
 
 
-def updates(path: Path | str, stats: ReadStats | None = None) -> Iterator[Update]:
-    """Every UPDATE in the file, in file order. A record cut short at the very end ends the
-    iteration and is counted in ``stats``; a damaged record anywhere else is an MrtError
-    naming the file, the record and its offset."""
+def records(path: Path | str, offset: int = 0, limit: int | None = None,
+            stats: ReadStats | None = None) -> Iterator[tuple[dict[str, Any], int]]:
+    """The dump's records from byte ``offset`` on, each with the offset after it (where a later
+    read goes on: the one MRT reader, for whole files and for the dashboard's tail). At most
+    ``limit`` records. A record cut short at the very end (a writer still writing, or stopped
+    mid-way) ends the iteration and is counted in ``stats``; a damaged record anywhere else is an
+    MrtError naming the file, the record and its offset."""
     stats = stats if stats is not None else ReadStats()
     size = Path(path).stat().st_size
     reader = mrtparse.Reader(str(path))
-    while True:
-        offset = reader.f.tell()
-        try:
-            entry = next(reader)
-        except StopIteration:
-            return
-        except Exception as e:  # noqa: BLE001 - mrtparse raises bare errors; each is named below
-            if reader.f.tell() >= size:
-                stats.truncated_tail_bytes = size - offset
+    try:
+        reader.f.seek(offset)
+        n = 0
+        while limit is None or n < limit:
+            at = reader.f.tell()
+            try:
+                entry = next(reader)
+            except StopIteration:
                 return
-            raise MrtError(f"{path}: record {stats.records + 1} at byte {offset} cannot be read: {e!r}") from None
-        if entry.err:
-            if reader.f.tell() >= size and "length" in (entry.err_msg or ""):
-                stats.truncated_tail_bytes = size - offset
-                return
-            raise MrtError(f"{path}: record {stats.records + 1} at byte {offset}: {entry.err_msg}")
-        stats.records += 1
-        d = entry.data
+            except Exception as e:  # noqa: BLE001 - mrtparse raises bare errors; each is named below
+                if reader.f.tell() >= size:
+                    stats.truncated_tail_bytes = size - at
+                    return
+                raise MrtError(f"{path}: record {stats.records + 1} at byte {at} cannot be read: {e!r}") from None
+            if entry.err:
+                if reader.f.tell() >= size and "length" in (entry.err_msg or ""):
+                    stats.truncated_tail_bytes = size - at
+                    return
+                raise MrtError(f"{path}: record {stats.records + 1} at byte {at}: {entry.err_msg}")
+            stats.records += 1
+            stats.truncated_tail_bytes = 0
+            n += 1
+            yield entry.data, reader.f.tell()
+    finally:
+        reader.f.close()
+
+
+def updates(path: Path | str, stats: ReadStats | None = None) -> Iterator[Update]:
+    """Every UPDATE in the file, in file order (``records``: a tail cut short is counted in
+    ``stats``, damage elsewhere is an MrtError)."""
+    for d, _ in records(path, stats=stats):
         if "bgp_message" not in d:
             continue
         msg = d["bgp_message"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import socket
 import struct
@@ -21,6 +22,8 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+from controller.products import BY_NAME
 
 
 # The resolver's website is the replay's canary: it is probed every CANARY_INTERVAL seconds, so
@@ -85,7 +88,7 @@ def _dns(target: str, port: int, timeout: float) -> tuple[str, str | None]:
     return ("ok" if ok else "dns_bad_answer"), None
 
 
-KINDS = {"cdn": _http, "resolver_web": _http, "spectrum": _relay, "magic_transit": _relay, "dns": _dns}
+KINDS = {"http": _http, "relay": _relay, "dns": _dns}
 
 
 def probe(target: dict, timeout: float) -> tuple[str, float, str | None]:
@@ -93,7 +96,8 @@ def probe(target: dict, timeout: float) -> tuple[str, float, str | None]:
     t0 = time.monotonic()
     machine = None
     try:
-        result, machine = KINDS[target.get("product", "cdn")](target["address"], int(target.get("port", 80)), timeout)
+        kind = KINDS[BY_NAME[target.get("product", "cdn")].probe]
+        result, machine = kind(target["address"], int(target.get("port", 80)), timeout)
     except TimeoutError:
         result = "timeout"
     except ConnectionRefusedError:
@@ -111,34 +115,68 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=0.5)
     ap.add_argument("--timeout", type=float, default=1.0)
     ap.add_argument("--max-rounds", type=int, default=1_000_000)
+    ap.add_argument("--stage-targets", help="JSON file the controller rewrites: the prefixes of the change in its "
+                    "staged rollout's health window ([] between stages); re-read when it changes")
+    ap.add_argument("--stage-out", help="where the stage's probes go (default: --out)")
     args = ap.parse_args()
     targets = json.load(open(args.targets))
     out = open(args.out, "a", buffering=1)
+    stage_out = open(args.stage_out, "a", buffering=1) if args.stage_out else out
     lock = threading.Lock()
+
+    def one_round(pool: ThreadPoolExecutor, group: list[dict], dest) -> None:
+        t = time.time()
+        results = list(pool.map(lambda x: probe(x, args.timeout), group))
+        lines = []
+        for target, (result, ms, machine) in zip(group, results):
+            rec = {"t": t, "host": args.host, "product": target.get("product", "cdn"), "prefix": target["prefix"],
+                   "address": target["address"], "result": result, "ms": round(ms, 2)}
+            if machine:
+                rec["machine"] = machine
+            lines.append(json.dumps(rec) + "\n")
+        with lock:
+            dest.writelines(lines)
 
     def rounds(group: list[dict], interval: float) -> None:
         """Probe ``group`` every ``interval`` seconds, each target once a round, in parallel."""
         with ThreadPoolExecutor(max_workers=min(32, max(1, len(group)))) as pool:
             for _ in range(args.max_rounds):
                 start = time.monotonic()
-                t = time.time()
-                results = list(pool.map(lambda x: probe(x, args.timeout), group))
-                lines = []
-                for target, (result, ms, machine) in zip(group, results):
-                    rec = {"t": t, "host": args.host, "product": target.get("product", "cdn"), "prefix": target["prefix"],
-                           "address": target["address"], "result": result, "ms": round(ms, 2)}
-                    if machine:
-                        rec["machine"] = machine
-                    lines.append(json.dumps(rec) + "\n")
-                with lock:
-                    out.writelines(lines)
+                one_round(pool, group, out)
                 time.sleep(max(0.0, interval - (time.monotonic() - start)))
+
+    def stage_rounds(path: str, interval: float) -> None:
+        """The stage's prefixes, on the probes' own round: the file is stat'ed each round and
+        re-read only when it changed (the controller replaces it whole)."""
+        seen, group = None, []
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            for _ in range(args.max_rounds):
+                start = time.monotonic()
+                try:
+                    st = os.stat(path)
+                    if (st.st_mtime_ns, st.st_ino) != seen:
+                        group, seen = json.loads(open(path).read()), (st.st_mtime_ns, st.st_ino)
+                except FileNotFoundError:
+                    group, seen = [], None
+                if group:
+                    one_round(pool, group, stage_out)
+                time.sleep(max(0.0, interval - (time.monotonic() - start)))
+
+    def guarded(fn, *a) -> None:
+        try:
+            fn(*a)
+        except BaseException as e:  # surfaces: the process ends non-zero and says why
+            print(f"probe: {fn.__name__} stopped: {e!r}", file=sys.stderr, flush=True)
+            os._exit(1)
 
     # A target may ask for its own pace (the drill's canary: a finer clock for detection).
     groups: dict[float, list[dict]] = {}
     for target in targets:
         groups.setdefault(float(target.get("interval", args.interval)), []).append(target)
-    threads = [threading.Thread(target=rounds, args=(g, iv), daemon=True) for iv, g in groups.items()]
+    threads = [threading.Thread(target=guarded, args=(rounds, g, iv), daemon=True) for iv, g in groups.items()]
+    if args.stage_targets:
+        threads.append(threading.Thread(target=guarded, args=(stage_rounds, args.stage_targets, args.interval),
+                                        daemon=True))
     for th in threads:
         th.start()
     for th in threads:

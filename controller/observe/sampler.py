@@ -135,18 +135,24 @@ class Sampler:
                 return False
 
     def _observer_counts(self) -> dict[str, Any]:
-        out = {}
+        """Per observer: the prefixes it received from the edge's speakers; an observer with no
+        session to a speaker (it hears the edge through a transit, as minimal.yaml's r2 does) is
+        counted by its BGP table instead, and says so (``from``): never a 0 that does not apply."""
+        out: dict[str, Any] = {}
         for name, (paths, speakers) in self.observers.items():
             try:
+                if not speakers:
+                    out[name] = {**frr.rib_counts(paths), "from": "table"}
+                    continue
                 sessions = frr.sessions(paths)
             except BgplabError as e:
                 out[name] = {"error": str(e)[:200]}
                 continue
-            got = {"ipv4": 0, "ipv6": 0}
+            got: dict[str, Any] = {"ipv4": 0, "ipv6": 0}
             for addr in speakers:
                 for fam, n in sessions.get(addr, {}).get("received", {}).items():
                     got[fam] += n
-            out[name] = got
+            out[name] = {**got, "from": "speakers"}
         return out
 
     def sample(self) -> dict[str, Any]:

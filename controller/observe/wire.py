@@ -9,20 +9,30 @@ prefix: the AS paths it carried, link by link, in time order.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from scapy.config import conf
-from scapy.contrib import bgp as scapy_bgp
+
+# scapy's BGP layer logs its 2-byte-ASN default as a warning when it loads (to whoever runs the
+# CLI); the lab sets 4-byte ASNs right after, so that line is noise: its logger is quiet for
+# the import alone.
+_scapy_log = logging.getLogger("scapy.runtime")
+_level = _scapy_log.level
+_scapy_log.setLevel(logging.ERROR)
+try:
+    from scapy.contrib import bgp as scapy_bgp
+finally:
+    _scapy_log.setLevel(_level)
 from scapy.contrib.bgp import BGPHeader, BGPUpdate
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 from scapy.utils import PcapReader
 
-# Every lab session negotiates 4-byte ASNs (RFC 6793): AS_PATH carries 4 bytes per AS.
-scapy_bgp.bgp_module_conf.use_2_bytes_asn = False
+scapy_bgp.bgp_module_conf.use_2_bytes_asn = False  # AS_PATH carries 4 bytes per AS
 # scapy stops decoding a list field at conf.max_list_count (100) elements where the field
 # sets no limit of its own, as the withdrawn routes do: an UPDATE withdrawing 1,100
 # prefixes was left undecoded and uncounted. A packed UPDATE of 65,535 bytes carries at

@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.api import Behaviour, create_app
+from controller.misbehaviours import Behaviour
+from tests.unit.apps import make_app
 from tests.unit.auth import admin
 from controller.inventory import OPERATOR, Inventory, customer_sizes, prefix_id
 from lab.plan import build_plan
@@ -38,7 +39,7 @@ def client(inv: Inventory, changes: list) -> TestClient:
         changes.append([p.id for p in prefixes])
         return {"announced": sum(p.advertised for p in prefixes)}
 
-    return TestClient(create_app(inv, on_change, Behaviour()), headers=admin(inv))
+    return TestClient(make_app(inv, on_change, Behaviour()), headers=admin(inv))
 
 
 def test_seed_counts_and_determinism(tmp_path: Path, inv: Inventory) -> None:
@@ -267,7 +268,7 @@ def test_a_selector_never_reaches_outside_what_it_names(shared_client, account, 
 def shared_client(tmp_path_factory):
     inv = Inventory(tmp_path_factory.mktemp("prop") / "inventory.sqlite")
     inv.seed(PLAN, seed=3)
-    return TestClient(create_app(inv), headers=admin(inv)), inv
+    return TestClient(make_app(inv), headers=admin(inv)), inv
 
 
 def test_prefix_id_is_url_safe() -> None:
@@ -337,7 +338,7 @@ class FakeLab:
 
 @pytest.fixture
 def lab_client(inv: Inventory) -> TestClient:
-    return TestClient(create_app(inv, lambda prefixes: {"ok": True}, Behaviour(), lab=FakeLab()), raise_server_exceptions=False,
+    return TestClient(make_app(inv, lambda prefixes: {"ok": True}, Behaviour(), lab=FakeLab()), raise_server_exceptions=False,
                       headers=admin(inv))
 
 
@@ -387,7 +388,7 @@ def test_a_change_that_does_not_reach_a_speaker_is_rolled_back_with_a_503(inv: I
                     "failed": {"edge-fra": {"error": "broken pipe", "announce": 0, "withdraw": 1, "prefixes": ["100.64.1.0/24"]}}}
         return {"ok": True, "errors": []}  # then the others are brought back to the rolled-back inventory
 
-    client = TestClient(create_app(inv, on_change, Behaviour()), headers=admin(inv))
+    client = TestClient(make_app(inv, on_change, Behaviour()), headers=admin(inv))
     r = client.patch("/v1/prefixes/100.64.1.0_24/bgp/status", json={"advertised": False})
     assert r.status_code == 503
     err = r.json()["errors"][0]
@@ -436,7 +437,7 @@ def test_no_request_gets_a_5xx_or_hangs_and_a_4xx_changes_nothing(hostile, metho
         assert _digest(inv) == before, (method, path, query, body)
     elif _digest(inv) != before:  # a change that went through: put the inventory back for the next example
         hostile[1] = _fresh_inventory(hostile[2])
-        hostile[0] = TestClient(create_app(hostile[1], lambda p: {"ok": True}, Behaviour(), lab=FakeLab()),
+        hostile[0] = TestClient(make_app(hostile[1], lambda p: {"ok": True}, Behaviour(), lab=FakeLab()),
                                 raise_server_exceptions=False, headers=admin(hostile[1]))
 
 
@@ -454,7 +455,7 @@ def _fresh_inventory(directory: Path) -> Inventory:
 def hostile(tmp_path_factory):
     d = tmp_path_factory.mktemp("hostile")
     inv = _fresh_inventory(d)
-    return [TestClient(create_app(inv, lambda p: {"ok": True}, Behaviour(), lab=FakeLab()), raise_server_exceptions=False,
+    return [TestClient(make_app(inv, lambda p: {"ok": True}, Behaviour(), lab=FakeLab()), raise_server_exceptions=False,
                        headers=admin(inv)), inv, d]
 
 
@@ -502,7 +503,7 @@ def test_a_bad_rollout_changes_nothing(inv: Inventory) -> None:
     from controller.edge import Edge
 
     edge = Edge({"a": 2}, {})
-    client = TestClient(create_app(inv, lambda p: {}, Behaviour(), edge=edge), headers=admin(inv))
+    client = TestClient(make_app(inv, lambda p: {}, Behaviour(), edge=edge), headers=admin(inv))
     pid = inv.prefixes(byoip=True)[3].id
     inv.set_advertised([pid], False)
     body = {"prefixes": [{"id": pid, "services": ["cdn"]}], "rollout": [{"machine": "a/0", "at": 0}]}
@@ -512,7 +513,7 @@ def test_a_bad_rollout_changes_nothing(inv: Inventory) -> None:
     body["rollout"].append({"machine": "a/1", "at": 5})
     r = client.post("/v1/lab/config_push", json=body)
     assert r.status_code == 200 and inv.get(pid).advertised and len(edge.pending) == 2
-    no_edge = TestClient(create_app(inv, lambda p: {}, Behaviour()), headers=admin(inv))
+    no_edge = TestClient(make_app(inv, lambda p: {}, Behaviour()), headers=admin(inv))
     assert no_edge.post("/v1/lab/config_push", json=body).status_code == 400
 
 

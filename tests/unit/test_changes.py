@@ -3,16 +3,21 @@ with them, the breaker, snapshots and their restore, the audit log, the strict A
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from controller.api import Behaviour, create_app
+from controller.misbehaviours import Behaviour
+from controller.api import create_app
+from tests.unit.apps import make_app, make_context
 from tests.unit.auth import admin
 from controller.changes import GUARDRAILS, Diff, Guardrails, Recent
 from controller.edge import Edge
 from controller.inventory import Inventory, cidr_of
+from controller.observe.targets import STAGE_PROBES, stage_targets
+from controller.products import BY_NAME
 from lab.plan import build_plan
 from lab.topology import load_topology
 
@@ -59,7 +64,7 @@ def client(inv: Inventory, sent: list, edge: Edge, clock: Clock) -> TestClient:
         sent.append(sorted(p.cidr for p in prefixes))
         return {"ok": True}
 
-    return TestClient(create_app(inv, on_change, Behaviour(), edge=edge, clock=clock), headers=admin(inv))
+    return TestClient(make_app(inv, on_change, Behaviour(), edge=edge, clock=clock), headers=admin(inv))
 
 
 def byoip_ids(inv: Inventory, n: int, skip: int = 0) -> list[str]:
@@ -170,7 +175,7 @@ def test_approving_a_held_change_applies_it_and_rejecting_ends_it(client, inv, s
     assert client.get("/v1/changes/chg-999999").status_code == 404
     assert client.get("/v1/changes/nonsense").status_code == 400
     # customers cannot decide for the operator
-    token = inv.tokens()[inv.get(a[0]).account_id]
+    token = inv.create_token("customer", "c", inv.get(a[0]).account_id)
     assert client.post(f"/v1/changes/{held_b}/reject", headers={"Authorization": f"Bearer {token}"}).status_code == 403
 
 
@@ -250,7 +255,7 @@ def test_guardrail_settings_are_validated_and_kept_across_a_restart(client, inv,
     problems = " ".join(bad.json()["errors"][0]["problems"])
     assert "breaker.max_withdrawals" in problems and "nope" in problems
     guard(client, blast_radius={"max_accounts": 3, "window": 60})
-    again = TestClient(create_app(inv, None, Behaviour(), edge=edge, clock=clock), headers=admin(inv))
+    again = TestClient(make_app(inv, None, Behaviour(), edge=edge, clock=clock), headers=admin(inv))
     assert again.get("/v1/lab/guardrails").json()["result"]["guardrails"] == {
         "strict_api": False, "blast_radius": {"max_accounts": 3, "window": 60.0}}
 
@@ -259,7 +264,7 @@ def test_the_audit_log_says_who_what_how_many_and_which_accounts(client, inv) ->
     ids = byoip_ids(inv, 3)
     withdraw(client, ids)
     p = inv.get(ids[0])
-    token = inv.tokens()[p.account_id]
+    token = inv.create_token("customer", p.account_id, p.account_id)
     client.patch(f"/v1/prefixes/{ids[0]}/bgp/status", json={"advertised": True}, headers={"Authorization": f"Bearer {token}"})
     log = client.get("/v1/audit").json()["result"]
     w, a = log[-2], log[-1]
@@ -271,17 +276,16 @@ def test_the_audit_log_says_who_what_how_many_and_which_accounts(client, inv) ->
 
 # -- the staged, health-mediated rollout ------------------------------------------------------
 
-def staged_client(inv, sent, edge, clock, health):
-    app = create_app(inv, lambda prefixes: sent.append(sorted(p.cidr for p in prefixes)) or {"ok": True},
-                     Behaviour(), edge=edge, clock=clock)
-    app.state.changes.health = health
-    client = TestClient(app, headers=admin(inv))
+def staged_client(inv, sent, edge, clock, health, on_stage=None):
+    ctx = make_context(inv, lambda prefixes: sent.append(sorted(p.cidr for p in prefixes)) or {"ok": True},
+                       Behaviour(), edge=edge, clock=clock, health=health, on_stage=on_stage)
+    client = TestClient(create_app(ctx), headers=admin(inv))
     guard(client, staged={"first": "edge-ams", "health_window": 60})
-    return client, app.state.changes
+    return client, ctx.changes
 
 
 def test_a_staged_withdrawal_reaches_one_pop_first_and_every_pop_once_healthy(inv, sent, edge, clock) -> None:
-    client, ch = staged_client(inv, sent, edge, clock, lambda since, until: {"total": 100, "not_ok": 1})
+    client, ch = staged_client(inv, sent, edge, clock, lambda since, until, pipeline: {"total": 100, "not_ok": 1})
     ids = byoip_ids(inv, 5)
     cidrs = {cidr_of(i) for i in ids}
     assert withdraw(client, ids).status_code == 200
@@ -302,7 +306,7 @@ def test_a_staged_withdrawal_reaches_one_pop_first_and_every_pop_once_healthy(in
 
 
 def test_an_unhealthy_stage_is_rolled_back_on_its_pop_and_the_other_never_moved(inv, sent, edge, clock) -> None:
-    client, ch = staged_client(inv, sent, edge, clock, lambda since, until: {"total": 100, "not_ok": 7})
+    client, ch = staged_client(inv, sent, edge, clock, lambda since, until, pipeline: {"total": 100, "not_ok": 7})
     pid = byoip_ids(inv, 1, skip=3)[0]
     cidr = cidr_of(pid)
     services = sorted(b.service for b in inv.bindings(pid))
@@ -323,8 +327,30 @@ def test_an_unhealthy_stage_is_rolled_back_on_its_pop_and_the_other_never_moved(
     assert status["stages"] == {"promoted": 0, "rolled_back": 1} and status["stage"] is None
 
 
+def test_the_probes_watch_each_stage_s_own_prefixes_while_it_is_in_its_window(inv, sent, edge, clock) -> None:
+    # A stage's prefixes go to the end hosts' probes as it enters its window, and come off once
+    # it is decided: the lab's fixed sample seldom holds any of a 22-prefix change.
+    told: list[list[str]] = []
+    client, ch = staged_client(inv, sent, edge, clock, lambda since, until, pipeline: {"total": 10, "not_ok": 0},
+                               on_stage=told.append)
+    ids = byoip_ids(inv, 22)
+    assert withdraw(client, ids).status_code == 200
+    assert len(told) == 1 and sorted(told[0]) == sorted(cidr_of(i) for i in ids)
+    targets = stage_targets(inv, told[0], relay=True)
+    bound = {cidr_of(b.prefix_id): b.service for b in inv.bindings()}
+    assert 0 < len(targets) <= STAGE_PROBES and all(t["prefix"] in told[0] for t in targets)
+    for t in targets:  # each by a product bound to it that an end host probes, at its first address
+        assert t["product"] in {b.service for b in inv.bindings() if cidr_of(b.prefix_id) == t["prefix"]}
+        assert BY_NAME[t["product"]].probe in ("http", "relay") 
+        assert t["address"] == str(ipaddress.ip_network(t["prefix"]).network_address + 1)
+    assert not any(BY_NAME[t["product"]].probe == "relay" for t in stage_targets(inv, told[0], relay=False))
+    assert stage_targets(inv, [c for c in told[0] if c not in bound], relay=True) == []
+    clock.t += 61
+    assert ch.tick() == "promoted" and told[-1] == []
+
+
 def test_no_health_signal_means_no_promotion(inv, sent, edge, clock) -> None:
-    client, ch = staged_client(inv, sent, edge, clock, lambda since, until: {"total": 0, "not_ok": 0})
+    client, ch = staged_client(inv, sent, edge, clock, lambda since, until, pipeline: {"total": 0, "not_ok": 0})
     ids = byoip_ids(inv, 2)
     withdraw(client, ids)
     clock.t += 61
@@ -332,7 +358,7 @@ def test_no_health_signal_means_no_promotion(inv, sent, edge, clock) -> None:
 
 
 def test_a_drill_changing_pace_rescales_what_is_left_of_a_stage_window(inv, sent, edge, clock) -> None:
-    client, ch = staged_client(inv, sent, edge, clock, lambda since, until: {"total": 1, "not_ok": 0})
+    client, ch = staged_client(inv, sent, edge, clock, lambda since, until, pipeline: {"total": 1, "not_ok": 0})
     withdraw(client, byoip_ids(inv, 1))
     clock.t += 30  # half the 60 s window
     guard(client, staged={"first": "edge-ams", "health_window": 6})  # ten times faster now
@@ -350,13 +376,13 @@ def test_a_promotion_a_speaker_cannot_take_surfaces(inv, edge, clock) -> None:
         calls.append(len(prefixes))
         return {"ok": True} if len(calls) == 1 else {"errors": ["edge-fra: down"], "failed": {"edge-fra": {"error": "down"}}}
 
-    app = create_app(inv, on_change, Behaviour(), edge=edge, clock=clock)
-    app.state.changes.health = lambda since, until: {"total": 10, "not_ok": 0}
-    client = TestClient(app, headers=admin(inv))
+    ctx = make_context(inv, on_change, Behaviour(), edge=edge, clock=clock,
+                       health=lambda since, until, pipeline: {"total": 10, "not_ok": 0})
+    client = TestClient(create_app(ctx), headers=admin(inv))
     guard(client, staged={"first": "edge-ams", "health_window": 5})
     assert withdraw(client, byoip_ids(inv, 2)).status_code == 200
     clock.t += 6
     with pytest.raises(PropagationFailed, match="edge-fra"):
-        app.state.changes.tick()  # the service's ticker stops on it and its routes report it
+        ctx.changes.tick()  # the service's ticker stops on it and its routes report it
     log = [e["action"] for e in client.get("/v1/audit").json()["result"]]
     assert "stage_promoted" in log

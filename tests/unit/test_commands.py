@@ -68,3 +68,29 @@ def test_channel_refuses_command_without_neighbor(tmp_path: Path) -> None:
 def test_channel_unreachable_names_speaker(tmp_path: Path) -> None:
     with pytest.raises(SpeakerError, match="speaker edge: cannot reach its API channel"):
         SpeakerChannel("edge", tmp_path / "nothing.sock")
+
+
+def test_every_command_that_takes_a_lab_gets_the_one_lab_context() -> None:
+    """--lab (and status's LAB) is the one shared option: it gives the command a LabContext, never
+    a bare name (a command wired otherwise failed with AttributeError when it first ran)."""
+    import click
+
+    from controller.cli import cli
+    from controller.cli.base import LabContext
+
+    def commands(group: click.Group, ctx: click.Context, path: str = ""):
+        for name in group.list_commands(ctx):
+            c = group.get_command(ctx, name)
+            if isinstance(c, click.Group):
+                yield from commands(c, click.Context(c, parent=ctx), f"{path}{name} ")
+            else:
+                yield f"{path}{name}", c
+
+    checked = 0
+    for name, c in commands(cli, click.Context(cli)):
+        for p in c.params:
+            if p.name == "lab" and name != "down":  # down takes lab names, or --all
+                got = p.process_value(click.Context(c), "lab1")
+                assert isinstance(got, LabContext) and got.given == "lab1", name
+                checked += 1
+    assert checked >= 30

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from controller.api import Behaviour, create_app
+from controller.misbehaviours import Behaviour
+from controller.api import create_app
+from tests.unit.apps import make_context
 from controller.dashboard import PAGE, Dashboard, topology
 from controller.inventory import Inventory
 from lab.plan import build_plan
@@ -29,8 +32,9 @@ class Sampled:
 def app(tmp_path: Path):
     inv = Inventory(tmp_path / "inv.sqlite")
     inv.seed(PLAN, seed=1)
-    dash = Dashboard(PLAN, lambda n: tmp_path / n, Sampled(), inv, None, tmp_path / "probes.jsonl", sessions_every=60)
-    app = create_app(inv, lambda p: {"ok": True}, Behaviour(), dashboard=dash)
+    ctx = make_context(inv, lambda p: {"ok": True}, Behaviour())
+    dash = Dashboard(PLAN, lambda n: tmp_path / n, Sampled(), inv, ctx.changes, tmp_path / "probes.jsonl", sessions_every=60)
+    app = create_app(replace(ctx, dashboard=dash))
     yield TestClient(app), inv, dash
     dash.stop()
 
@@ -110,6 +114,28 @@ def test_the_mrt_tail_reads_a_dump_as_it_is_written(tmp_path: Path) -> None:
     assert sum(1 for e in tail.events if e["kind"] == "withdraw") == sum(1 for e in whole if e.kind == "withdraw")
     changes = [e for e in tail.events if e["kind"] == "path"]
     assert changes and all(e["as_path"] != e["was"] for e in changes)
+
+
+def test_the_mrt_tail_says_a_damaged_record_inside_the_file(tmp_path: Path) -> None:
+    """A record damaged inside the dump (not the last one, still being written) is an error
+    naming the file and the byte, as controller.observe.mrt raises it, not a silent stop."""
+    import pytest
+
+    from controller.dashboard import MrtTail
+    from controller.observe.mrt import MrtError
+
+    src = ROOT / "tests" / "fixtures" / "run-mini" / "mrt" / "collector.mrt"
+    vps = json.loads((src.parents[1] / "lab.json").read_text())["lab"]["vantage_points"]
+    data = bytearray(src.read_bytes())
+    # the second record's MRT type (bytes 4-5 of its header) made nonsense: 0xffff
+    first_len = int.from_bytes(data[8:12], "big")
+    second = 12 + first_len
+    data[second + 4:second + 6] = b"\xff\xff"
+    bad = tmp_path / "updates.mrt"
+    bad.write_bytes(bytes(data))
+    tail = MrtTail(bad, vps)
+    with pytest.raises(MrtError, match=f"updates.mrt: record 2 at byte {second}"):
+        tail.read()
 
 
 def test_a_script_can_ask_for_a_few_frames(app) -> None:

@@ -120,6 +120,12 @@ def test_the_resolver_drops_replies_it_cannot_send_and_goes_on_answering() -> No
                           server.getsockname())
         reply, _ = client.recvfrom(512)
         assert struct.unpack("!H", reply[:2])[0] == 4
+        # the resolver says "go out again" after the fourth reply is sent: a fifth answered query
+        # means that line has been said (one thread, in order), with no race against the reply
+        client.sendto(struct.pack("!HHHHHH", 5, 0x0100, 1, 0, 0, 0) + name + struct.pack("!HH", 1, 1),
+                      server.getsockname())
+        reply, _ = client.recvfrom(512)
+        assert struct.unpack("!H", reply[:2])[0] == 5
         assert t.is_alive()
         assert said == ["dns: a reply to 127.0.0.1 cannot be sent (Network is unreachable); dropping replies until one "
                         "can be", "dns: replies go out again; 3 dropped meanwhile"]
