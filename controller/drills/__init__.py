@@ -18,11 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from controller.drills import model as m, report
 from controller.drills.analysis import Analysis, analyse, check
 from controller.drills.junit import write_junit
 from controller.drills.model import DrillError, load_drill
 from controller.drills.rundir import RunDir
 from controller.drills.runner import DrillInterrupted, DrillRunner, interrupts
+from controller.drills.sensitivity import sensitivity as table
+from controller.drills.simulation import simulate_many
+from lab.topology import load_topology
 
 
 @dataclass
@@ -40,8 +44,6 @@ def write_report(rd: RunDir, checks: list[dict[str, Any]] | None = None,
                  a: Analysis | None = None) -> tuple[dict[str, Any], Path]:
     """Write metrics.json and the report from one analysis of the run directory (made here
     unless given). Without ``checks``, the expectations already in metrics.json are kept."""
-    from controller.drills import report
-
     a = a or analyse(rd)
     metrics = a.metrics()
     if checks is None and rd.metrics.exists():
@@ -53,8 +55,6 @@ def write_report(rd: RunDir, checks: list[dict[str, Any]] | None = None,
 
 def mechanism_applies(drill) -> bool:
     """A drill the sensitivity table is about: a cleanup task, detection and a dashboard."""
-    from controller.drills import model as m
-
     return bool(drill.tasks) and any(isinstance(s, m.Detect) for s in drill.steps) and any(
         isinstance(s, m.Dashboard) for s in drill.steps)
 
@@ -62,8 +62,6 @@ def mechanism_applies(drill) -> bool:
 def guarded_base(path: str | Path, drill) -> tuple[Any, Path] | None:
     """The drill a guarded variant extends (with its topology), when ``drill`` is one: it has
     guardrails or restores a snapshot, and its file ``extends:`` another."""
-    from controller.drills import model as m
-
     guarded = drill.guardrails.active() or any(isinstance(s, m.RestoreSnapshot) for s in drill.steps)
     base = m.extends_of(Path(path))
     return load_drill(base) if guarded and base is not None else None
@@ -72,7 +70,8 @@ def guarded_base(path: str | Path, drill) -> tuple[Any, Path] | None:
 def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float | None = None, lab: str | None = None,
               keep: bool = False, progress: Callable[[str], None] | None = None,
               runtime: str = "netns", realtime: bool = True, topology: Path | None = None,
-              sensitivity: bool = False, automation: str | None = None, junit: Path | None = None,
+              sensitivity: bool = False, baseline: bool = False, automation: str | None = None,
+              junit: Path | None = None,
               on_ready: Callable[[Any, str], None] | None = None,
               status: Callable[[dict[str, Any], str], None] | None = None) -> DrillResult:
     """Validate, run, analyse, report. A run that did not complete (interrupted, overrun,
@@ -85,8 +84,6 @@ def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float |
     drill, own_topology = load_drill(path)
     if topology is not None:
         # The same drill on another lab (the replay on byoip-internet.yaml): validated like any.
-        from lab.topology import load_topology
-
         load_topology(topology)
         topology = Path(topology).resolve()
     topology = topology or own_topology
@@ -115,18 +112,14 @@ def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float |
                         seconds=time.monotonic() - began)
         raise error if error else RuntimeError("the drill wrote no record")
     if sensitivity and error is None and mechanism_applies(drill):
-        # After the lab is gone: the mechanism alone, 13 times, must not compete with the routers.
-        from controller.drills.mechanism import sensitivity as table
-
+        # After the lab is gone: the mechanism alone, ~120 times, must not compete with the routers.
         if progress:
-            progress("the sensitivity table: the mechanism alone, each knob moved by 10%")
+            progress("the sensitivity table: the mechanism alone, each knob moved by 10% and 50%, down and up")
         (rd.path / "sensitivity.json").write_text(json.dumps(table(drill, topology, speed=runner.speed), indent=1))
     base = guarded_base(path, drill)
-    if sensitivity and error is None and base is not None:
+    if baseline and error is None and base is not None:
         # The unguarded replay beside this one, both as the mechanism alone (controller figures,
         # no BGP), after the lab is gone; the live run's network figures sit beside them.
-        from controller.drills.mechanism import simulate_many
-
         if progress:
             progress(f"the unguarded replay beside this run: the mechanism alone of {base[0].name} and of this drill")
         unguarded, guarded = simulate_many([(base[0], base[1], runner.speed), (drill, topology, runner.speed)])

@@ -36,18 +36,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from controller.drills.clock import DrillClock, Window
+from controller.drills.clock import DrillClock
 from controller.drills.model import Expect
 from controller.drills.rundir import RunDir, RunRecord, read_jsonl
 from controller.observe.probe import by_end_host
 from controller.observe import mrt, wire
+from controller.products import NAMES, PRODUCTS
 
-SOURCES = ("input", "controller", "network")
+SOURCES = ("input", "controller", "network", "calibrated")
 
 
-def figure(value: Any, source: str, basis: str, **extra: Any) -> dict[str, Any]:
-    assert source in SOURCES, source
+def figure(value: Any, source: str, basis: str, *, unmeasured: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A figure and where it comes from. ``unmeasured``: why a network figure has no evidence
+    behind it; the value is then None whatever was computed, and says so (an expectation on
+    it fails, naming the reason), rather than standing in a value from another source."""
+    if source not in SOURCES:
+        raise ValueError(f"a figure's source is one of {', '.join(SOURCES)} (got {source!r})")
+    if unmeasured:
+        return {"value": None, "source": source, "basis": basis, "reason": unmeasured, **extra}
     return {"value": value, "source": source, "basis": basis, **extra}
+
+
+def mrt_gap(collector: Path | None, vps: dict[str, str], recorded: set[str]) -> str | None:
+    """Why the collector's MRT cannot vouch for every vantage point, or None when it can: a
+    vantage point the collector never recorded an UPDATE from (its session never came up, or
+    the lab has no collector) has no evidence for anything it did."""
+    if collector is None or not vps:
+        return "not measured: the lab has no route collector (no MRT record)"
+    missing = sorted(vp for ip, vp in vps.items() if ip not in recorded)
+    return f"not measured: no MRT record from {', '.join(missing)}" if missing else None
 
 
 @dataclass
@@ -62,8 +79,13 @@ class PrefixResult:
     convergence: float | None = None  # from the withdrawal until withdrawn at every vantage point
     restored_at: float | None = None  # the controller's restore call
     back: dict[str, float] = field(default_factory=dict)  # vantage point -> announced again
+    # vantage points that never lost it (the collector, which records them, heard nothing of it
+    # between the withdrawal and the restore): present, with no time of coming back to give
+    stayed: set[str] = field(default_factory=set)
     restore_convergence: float | None = None  # from the restore call until back at every vantage point
-    reachable_again: dict[str, float] = field(default_factory=dict)  # host -> first ok probe after the restore
+    # host -> after the restore, when its probes of the prefix were ok again and stayed so
+    # (SUSTAINED_PROBES in a row, no failure after)
+    reachable_again: dict[str, float] = field(default_factory=dict)
     probed_by: set[str] = field(default_factory=set)  # hosts that probed it after the restore
     announced_at: float | None = None  # the restore's announcement leaving a speaker (wire), else the call
     window: str | None = None  # the real-time window its withdrawal call fell in
@@ -79,11 +101,39 @@ class PrefixResult:
 
     def recovered_at(self, vantage_points: int) -> float | None:
         """When it was back at every vantage point and every probe of it succeeded again."""
-        if self.restored_at is None or len(self.back) < vantage_points:
-            return None
+        if self.restored_at is None or not self.everywhere(vantage_points):
+            return None  # not restored, not back everywhere, or nowhere to see it (no collector)
         if self.probed_by - set(self.reachable_again):
             return None  # some end host never reached it again
-        return max([*self.back.values(), *(self.restored_at + d for d in self.reachable_again.values())])
+        times = [*self.back.values(), *(self.restored_at + d for d in self.reachable_again.values())]
+        return max(times) if times else None  # it never left and nobody probed it: no time to give
+
+    def everywhere(self, vantage_points: int) -> bool:
+        """At every vantage point after its restore: back, or never gone."""
+        return vantage_points > 0 and len(self.back) + len(self.stayed) >= vantage_points
+
+    def never_left(self, vantage_points: int) -> bool:
+        """No vantage point lost it: it was withdrawn through the API, not from the network."""
+        return vantage_points > 0 and len(self.stayed) >= vantage_points
+
+
+# Probes in a row, every one ok and none failing after them, that make a recovery: a single
+# ok probe between failures (a machine the binding has reached, then one it has not) is not one.
+SUSTAINED_PROBES = 3
+
+
+def sustained_from(runs: list[tuple[float, bool]], n: int = SUSTAINED_PROBES) -> float | None:
+    """When the last run of ok probes began, if it holds at least ``n`` probes and nothing
+    failed after it; else None (still failing at the end, or too few oks to call it back)."""
+    start, count = None, 0
+    for t, ok in runs:
+        if ok:
+            if start is None:
+                start = t
+            count += 1
+        else:
+            start, count = None, 0
+    return start if start is not None and count >= n else None
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -131,20 +181,21 @@ def per_prefix(
     probes: list[dict[str, Any]] | None = None,
     on_wire: dict[str, list[float]] | None = None,
     announced_on_wire: dict[str, list[float]] | None = None,
+    recorded: set[str] | None = None,
 ) -> list[PrefixResult]:
     """One result per withdrawn prefix (keys: CIDR). ``withdrawn`` and ``restored`` hold the
-    controller's times; the network's come from ``events`` (the collector) and ``on_wire``."""
+    controller's times; the network's come from ``events`` (the collector) and ``on_wire``.
+    ``recorded``: the vantage points (addresses) the collector recorded anything from; only
+    for those does the lack of an UPDATE mean the prefix stayed (None: all of them)."""
     by_prefix: dict[str, list[mrt.PrefixEvent]] = defaultdict(list)
     for e in events:
         if e.prefix in withdrawn:
             by_prefix[e.prefix].append(e)
-    ok_probes: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    probe_times: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    # prefix -> host -> its probes of the prefix in time order: (t, ok); a 403 is a failure
+    probe_runs: dict[str, dict[str, list[tuple[float, bool]]]] = defaultdict(lambda: defaultdict(list))
     for p in probes or []:
         if p["prefix"] in withdrawn:
-            probe_times[p["prefix"]].append((p["t"], p["host"]))
-            if p["result"] == "ok":
-                ok_probes[p["prefix"]][p["host"]].append(p["t"])
+            probe_runs[p["prefix"]][p["host"]].append((p["t"], p["result"] == "ok"))
     out = []
     for prefix, t_ctl in sorted(withdrawn.items(), key=lambda x: x[1]):
         r = PrefixResult(prefix, t_ctl, None, None, restored_at=restored.get(prefix))
@@ -167,26 +218,32 @@ def per_prefix(
                     r.final_withdraw[vp] = withdraws[-1].t
                     during = [e for e in during if e.t <= withdraws[-1].t]
                 r.paths[vp] = len({e.as_path for e in during if e.kind == "announce"})
-            if len(r.final_withdraw) == len(vantage_points):
+            if vantage_points and len(r.final_withdraw) == len(vantage_points):
                 r.convergence = max(r.final_withdraw.values()) - t_w
         if r.restored_at is not None:
             sent = (announced_on_wire or {}).get(prefix, [])
             j = bisect_left(sent, r.restored_at)
-            r.announced_at = sent[j] if j < len(sent) else r.restored_at
+            r.announced_at = sent[j] if j < len(sent) else None  # no capture of it: not known
             for ip, vp in vantage_points.items():
                 gone = r.final_withdraw.get(vp)
                 first = next((e.t for e in evs if e.peer_ip == ip and e.t >= r.restored_at and e.kind == "announce"), None)
                 if first is not None:
                     r.back[vp] = first
-                elif gone is None and r.withdrawn_at is not None and not r.updates.get(vp):
-                    r.back[vp] = r.restored_at  # never left this vantage point's table
-            if len(r.back) == len(vantage_points):
+                elif (gone is None and r.withdrawn_at is not None and not r.updates.get(vp)
+                      and (recorded is None or ip in recorded)):
+                    # never left this vantage point's table: the collector, which records this
+                    # vantage point, heard nothing of it between the withdrawal and the restore
+                    r.stayed.add(vp)
+            if r.back and r.everywhere(len(vantage_points)):
                 r.restore_convergence = max(r.back.values()) - r.restored_at
-            r.probed_by = {h for t, h in probe_times.get(prefix, []) if t >= r.restored_at}
-            for host, times in ok_probes.get(prefix, {}).items():
-                after = [t for t in times if t >= r.restored_at]
-                if after:
-                    r.reachable_again[host] = min(after) - r.restored_at
+            for host, runs in probe_runs.get(prefix, {}).items():
+                after = sorted(x for x in runs if x[0] >= r.restored_at)
+                if not after:
+                    continue
+                r.probed_by.add(host)
+                back = sustained_from(after)
+                if back is not None:
+                    r.reachable_again[host] = back - r.restored_at
         out.append(r)
     return out
 
@@ -235,7 +292,11 @@ def analyse(rd: RunDir) -> Analysis:
     vps = lab.vantage_points if lab else {}
     collector = rd.collector_mrt(record)
     mrt_stats = mrt.ReadStats()
-    events = [e for e in mrt.events(collector, stats=mrt_stats) if e.t >= t0] if collector else []
+    every_event = list(mrt.events(collector, stats=mrt_stats)) if collector else []
+    recorded = {e.peer_ip for e in every_event}  # the vantage points the collector recorded at all
+    events = [e for e in every_event if e.t >= t0]
+    del every_event
+    gap = mrt_gap(collector, vps, recorded)
     affected = st.affected()
     speaker_files = [rd.captures / f for node in (lab.speaker_addresses if lab else {}) for f in st.captures.get(node, [])]
     speaker_files = [f for f in speaker_files if f.exists() and f.stat().st_size > 24]
@@ -246,8 +307,8 @@ def analyse(rd: RunDir) -> Analysis:
     # Recovery by the end hosts' probes; the PoPs' egress attempts only work at the PoP the
     # replies return to, so they count in the products' figures, not in each prefix's recovery.
     host_probes = [p for p in probes if by_end_host(p)]
-    results = per_prefix(events, affected, st.restore_times, vps, host_probes, on_wire, announced)
-    clock = DrillClock(speed, [Window(w["start"], w["end"], w["label"]) for w in st.windows])
+    results = per_prefix(events, affected, st.restore_times, vps, host_probes, on_wire, announced, recorded)
+    clock = st.clock()
 
     def window_of(t: float | None) -> str | None:
         w = None if t is None else clock.window_at(clock.incident(t - t0))
@@ -300,39 +361,60 @@ def analyse(rd: RunDir) -> Analysis:
     for how in ("dashboard", "revert", "config_push", "api", "snapshot"):
         asked = st.restore_requests.get(how, [])
         if how != "api" or asked:
-            back = sum(1 for r in results if r.prefix in set(asked) and len(r.back) == n_vp)
+            back = sum(1 for r in results if r.prefix in set(asked) and r.everywhere(n_vp))
             F[f"restored_by_{how}"] = figure(len(asked), "controller", f"prefixes the {how.replace('_', ' ')} asked the API to restore")
-            F[f"restored_by_{how}_in_network"] = figure(back, "network", f"of those, back at every vantage point ({mrt_basis})")
+            F[f"restored_by_{how}_in_network"] = figure(back, "network", f"of those, back at every vantage point ({mrt_basis})",
+                                                        unmeasured=gap)
     F["dashboard_refused"] = figure(st.dashboard_refused, "controller", "dashboard toggles the API refused (no service "
                                     "bound), each with the customer's own token")
-    F["restored_in_network"] = figure(sum(1 for r in results if r.restored_at is not None and len(r.back) == n_vp), "network",
-                                      f"affected prefixes back at every vantage point after a restore ({mrt_basis})")
-    F["not_recovered"] = figure(sum(1 for r in results if r.recovered_at(n_vp) is None), "network",
-                                "affected prefixes not back at every vantage point with probes ok by the end")
+    F["restored_in_network"] = figure(sum(1 for r in results if r.restored_at is not None and r.everywhere(n_vp)), "network",
+                                      f"affected prefixes back at every vantage point after a restore ({mrt_basis})",
+                                      unmeasured=gap)
+    F["not_recovered"] = figure(sum(1 for r in results if not r.never_left(n_vp) and r.recovered_at(n_vp) is None),
+                                "network", "affected prefixes not back at every vantage point with probes ok by the "
+                                "end (a prefix no vantage point lost is not counted: it was never out)",
+                                unmeasured=gap)
 
-    F.update(guard_figures(st, results, samples, n_vp, mrt_basis, host_probes, events))
+    stage_probes = [p for p in read_jsonl(rd.stage_probes) if p["t"] >= t0]
+    F.update(guard_figures(st, results, samples, n_vp, mrt_basis, host_probes + stage_probes, events))
 
-    # The duration: from the first withdrawal the task caused in the network, to the moment
-    # the last affected prefix was back at every vantage point and its probes succeeded again.
+    # The duration: from the first withdrawal the task caused in the network, to the later of
+    # the last affected prefix back at every vantage point with its probes ok and staying so,
+    # and the last failed end-host probe of any product after the first withdrawal (a binding
+    # the edge had not got back yet answers 403 on a prefix that never left BGP: the rollout's
+    # tail is the incident's too).
     first = min((r.withdrawn_at for r in by_task or results if r.withdrawn_at is not None), default=None)
-    recovered = [r.recovered_at(n_vp) for r in results]
+    # a prefix no vantage point lost was withdrawn through the API, not from the network: it has
+    # no recovery to wait for (its probes' failures still count, below)
+    recovered = [r.recovered_at(n_vp) for r in results if not r.never_left(n_vp)]
     duration = None
+    ends: dict[str, float] = {}
     if first is not None and recovered and all(t is not None for t in recovered):
-        duration = max(recovered) - first
+        ends["last affected prefix back at every vantage point, its probes ok and staying so"] = max(recovered)
+        last_failed = max((p["t"] for p in host_probes if p["result"] != "ok" and p["t"] >= first), default=None)
+        if last_failed is not None:
+            ends["the last failed end-host probe"] = last_failed
+        duration = max(ends.values()) - first
+    ended_by = max(ends, key=ends.get) if ends else None
     F["duration_s"] = figure(None if duration is None else round(duration, 3), "network",
-                             f"first withdrawal ({withdrawal_basis}) to the last affected prefix back at every vantage "
-                             "point and its probes ok again; None if some prefix never recovered", clock="lab")
+                             f"first withdrawal ({withdrawal_basis}) to the later of the last affected prefix back at "
+                             f"every vantage point with its probes ok and staying so ({SUSTAINED_PROBES} in a row) and "
+                             "the last failed end-host probe; None if some prefix never recovered", clock="lab",
+                             unmeasured=gap if results else None,
+                             endpoints={"start": None if first is None else round(clock.incident(first - t0), 1),
+                                        "end": None if duration is None else round(clock.incident(first + duration - t0), 1),
+                                        "ended_by": ended_by, "clock": "incident seconds from the drill's start (played)"})
     F["duration_incident_s"] = figure(
         None if duration is None else round(clock.incident(first + duration - t0) - clock.incident(first - t0), 1),
         "network", "the same, on the incident clock (lab seconds x speed, one for one in real-time windows)",
-        clock="incident")
+        clock="incident", unmeasured=gap if results else None)
     F["first_withdrawal_incident_s"] = figure(None if first is None else round(clock.incident(first - t0), 1), "network",
                                               "incident seconds from the drill's start to the first withdrawal", clock="incident")
 
     failures = sum(1 for p in host_probes if p["result"] != "ok")
     F["probe_failures"] = figure(failures, "network", "end hosts' probe results that were not ok during the drill")
     F["probes_total"] = figure(len(host_probes), "network", "end hosts' probe results during the drill")
-    F.update(product_figures(probes, t0, clock, st.start, st.marks))
+    F.update(product_figures(probes, t0, clock, st.marks))
     F.update(customer_figures(st, rd.bindings_before))
     end_counts: dict[str, int] = defaultdict(int)
     for s in samples[-12:]:
@@ -356,11 +438,14 @@ def analyse(rd: RunDir) -> Analysis:
     F["updates_per_prefix"] = figure(distribution(sum(r.updates.values()) for r in results), "network",
                                      f"UPDATEs about a withdrawn prefix at all vantage points until restored ({mrt_basis})")
     F["convergence_s"] = figure(distribution(r.convergence for r in results), "network",
-                                "from the withdrawal in the network to the last vantage point's final withdrawal", clock="lab")
+                                "from the withdrawal in the network to the last vantage point's final withdrawal", clock="lab",
+                                unmeasured=gap if results else None)
     F["restore_convergence_s"] = figure(distribution(r.restore_convergence for r in results), "network",
-                                        "from the controller's restore call until every vantage point had it again", clock="lab")
+                                        "from the controller's restore call until every vantage point had it again", clock="lab",
+                                        unmeasured=gap if results else None)
     F["reachable_again_s"] = figure(distribution(v for r in results for v in r.reachable_again.values()), "network",
-                                    "from the restore call to each end host's first ok probe of it", clock="lab")
+                                    f"from the restore call until each end host's probes of it were ok and stayed so ({SUSTAINED_PROBES} in a "
+                                    "row, a 403 a failure, none failing after)", clock="lab")
     F.update(internet_figures(results, events, vps, bool(st.windows), mrt_basis))
     if st.windows:
         inside = [r for r in results if r.window]
@@ -374,11 +459,27 @@ def analyse(rd: RunDir) -> Analysis:
             "outside, the drill's next steps come speed times sooner than on the day, so a restore can overtake a "
             f"withdrawal still being hunted (restored_before_converging) ({mrt_basis})", clock="lab")
     if st.automation or st.asked:
-        F.update(automation_figures(st, rd, events, vps, mrt_basis))
+        F.update(automation_figures(st, rd, events, vps, mrt_basis, gap))
     F["mrt_events"] = figure(len(events), "network", f"per-prefix UPDATE events at the collector during the drill ({mrt_basis})")
     F["mrt_truncated_tail_bytes"] = figure(mrt_stats.truncated_tail_bytes, "network",
                                            f"bytes of a last MRT record cut short and not read ({mrt_stats.records} records read)")
+    apply_calibration(F, json.loads(rd.drill.read_text()).get("calibration") or {} if rd.drill.exists() else {})
     return Analysis(record, F, results, events, samples, probes)
+
+
+def apply_calibration(F: dict[str, dict[str, Any]], calibration: dict[str, dict[str, Any]]) -> None:
+    """Mark the figures the drill file's calibrated knobs fix (``calibration:``). A count of the
+    controller's that such knobs fix is no result: its source becomes ``calibrated``. A network
+    figure stays a measurement (the network did show it), and carries which knobs set it, so
+    that the report sets it beside the incident as "set to match", never as agreement."""
+    for name, cal in calibration.items():
+        f = F.get(name)
+        if f is None:
+            continue
+        f["calibrated_by"] = list(cal["knobs"])
+        f["derived_from"] = cal["derived_from"]
+        if f["source"] in ("controller", "input"):
+            f["source"] = "calibrated"
 
 
 def guard_figures(st: Any, results: list[PrefixResult], samples: list[dict[str, Any]], n_vp: int,
@@ -405,7 +506,7 @@ def guard_figures(st: Any, results: list[PrefixResult], samples: list[dict[str, 
     if st.snapshot_restores:
         r0 = st.snapshot_restores[0]
         mine = [r for r in results if r.prefix in set(st.restore_requests.get("snapshot", []))]
-        back = [r.recovered_at(n_vp) for r in mine]
+        back = [r.recovered_at(n_vp) for r in mine if not r.never_left(n_vp)]
         done = max(back) if back and all(t is not None for t in back) else None
         kernel_at = None
         first = next((s.get("kernel") for s in samples if s.get("kernel")), None)
@@ -456,7 +557,8 @@ def stage_figures(st: Any, probes: list[dict[str, Any]], events: list[mrt.Prefix
         withdrawn_at_vp += sum(1 for k in state.values() if k == "withdraw")
     F["staged_reachable"] = figure({"probes": total, "ok_share": round(ok / total, 4) if total else None},
                                    "network", "the end hosts' probes of a stage's prefixes while it was in its window "
-                                   "(withdrawn at the first PoP only): reached through the other PoP")
+                                   "(withdrawn at the first PoP only): reached through the other PoP. The probes "
+                                   "are the lab's sample and, from the stage's start, up to 8 of its own prefixes")
     F["staged_failover_s"] = figure(
         {**distribution(settle), "left_withdrawn_at_a_vantage_point": withdrawn_at_vp}, "network",
         f"per staged prefix, from the stage's start to its last UPDATE at a vantage point inside the window: the "
@@ -484,12 +586,13 @@ def gone_from_every_vantage_point(events: list[mrt.PrefixEvent], vps: dict[str, 
 
 # The figures only a drill with an exec task has (a team's automation, graded).
 AUTOMATION_FIGURES = ("asked", "withdrawn_in_network", "withdrawn_not_asked", "bindings_removed_not_asked",
-                      "accounts_affected", "accounts_unbound", "api_denied", "automation_changes", "breaker_trips", "automation_runs",
+                      "accounts_affected", "accounts_unbound", "api_denied", "api_unauthorized", "refused_requests",
+                      "automation_changes", "breaker_trips", "automation_runs",
                       "automation_failed_runs", "automation_killed")
 
 
 def automation_figures(st: Any, rd: RunDir, events: list[mrt.PrefixEvent], vps: dict[str, str],
-                       mrt_basis: str) -> dict[str, dict[str, Any]]:
+                       mrt_basis: str, gap: str | None = None) -> dict[str, dict[str, Any]]:
     """A team's automation graded by what it did to the network: what went from every vantage
     point and whether it was asked to touch it (network, against the drill's input), bindings
     gone (controller: the inventory before and after), the accounts all that touched, and
@@ -498,12 +601,14 @@ def automation_figures(st: Any, rd: RunDir, events: list[mrt.PrefixEvent], vps: 
     asked = {c for cidrs in st.asked.values() for c in cidrs}
     F["asked"] = figure(len(asked), "input", "prefixes the automation was asked to touch: those pending deletion when "
                         f"it started (of them, {len(st.deletion_requests)} flagged by the drill's deletion_requests)")
+    # A grade fails closed: with no record from some vantage point, "gone from every vantage
+    # point" cannot be told, and these figures are not known (not 0).
     gone = gone_from_every_vantage_point(events, vps) if vps else {}
     not_asked = sorted(c for c in gone if c not in asked)
     F["withdrawn_in_network"] = figure(len(gone), "network", "prefixes gone from every vantage point at some moment of "
-                                       f"the drill ({mrt_basis})")
+                                       f"the drill ({mrt_basis})", unmeasured=gap)
     F["withdrawn_not_asked"] = figure(len(not_asked), "network", "of those, prefixes the automation was not asked to touch",
-                                      examples=not_asked[:20])
+                                      unmeasured=gap, examples=not_asked[:20])
     before = json.loads(rd.bindings_before.read_text()) if rd.bindings_before.exists() else {}
     after = json.loads(rd.bindings_after.read_text()) if rd.bindings_after.exists() else None
     removed: dict[str, list[str]] = {}
@@ -525,13 +630,27 @@ def automation_figures(st: Any, rd: RunDir, events: list[mrt.PrefixEvent], vps: 
     owners = json.loads(rd.owners.read_text()) if rd.owners.exists() else {}
     F["accounts_affected"] = figure(len({owners.get(c, "?") for c in not_asked}), "network",
                                     "accounts owning a prefix it was not asked to touch that went from every vantage "
-                                    "point (owners: the inventory's, input)")
+                                    "point (owners: the inventory's, input)", unmeasured=gap)
     F["accounts_unbound"] = figure(len({owners.get(c, "?") for c in unbound_not_asked}), "controller",
                                    "accounts owning a prefix it was not asked to touch that lost a binding (the inventory)")
     api = st.automation_api
     F["api_denied"] = figure(sum(v.get("denied", 0) for v in api.values()), "controller",
-                             "the automation's requests its token's scope refused (403s, from the audit log)",
-                             examples=[x for v in api.values() for x in v.get("denied_examples", [])][:5])
+                             "the automation's requests its token's scope refused (403s, from the audit log)")
+    as_user = [v for v in api.values() if v.get("unauthorized") is not None]
+    F["api_unauthorized"] = (
+        figure(len({seq for v in as_user for seq in v["unauthorized"]}), "controller",
+               "requests with no token of the lab's (a guessed or derived one: 401s) from the automation's own "
+               "user while it ran (the audit log, by the requesting socket's owner)")
+        if as_user else
+        figure(None, "controller", "not known: the automation ran as root, whose requests are not told from the "
+               "controller's own"))
+    F["automation_run_as"] = figure({n: v.get("run_as", "automation") for n, v in api.items()}, "input",
+                                    "who each automation ran as (the drill's run_as): root only where the drill says so")
+    refused = {r["seq"]: r for v in api.values() for r in v.get("refused", [])}
+    F["refused_requests"] = figure([f"{r['status']} {r['method']} {r['path']}: {r['error']}"
+                                    for r in sorted(refused.values(), key=lambda r: (-r["status"], r["seq"]))],
+                                   "controller",
+                                   "each request of the automation's that the API refused, 403s then 401s (the audit log)")
     F["automation_changes"] = figure({n: v.get("changes", {}) for n, v in api.items()}, "controller",
                                      "changes the automation's token made, by what became of them (the pipeline's records"
                                      + ("" if all(v.get("changes_read_in_full", True) for v in api.values())
@@ -551,18 +670,6 @@ def automation_figures(st: Any, rd: RunDir, events: list[mrt.PrefixEvent], vps: 
     return F
 
 
-PRODUCTS = ("cdn", "spectrum", "magic_transit", "dedicated_egress", "resolver_web", "dns")
-PRODUCT_PROBES = {
-    "cdn": "HTTP to a bound address, from the end hosts",
-    "spectrum": "TCP through the edge's proxy to the origin on an end host",
-    "magic_transit": "TCP through the edge's relay to the customer's network on an end host",
-    "dedicated_egress": "TCP from a BYOIP source at each PoP's gateway to a server behind an eyeball; a second "
-                        "counts as working when some PoP got through (the lab's PoPs do not forward to each other)",
-    "resolver_web": "HTTP to the resolver's website (the canary)",
-    "dns": "a DNS query to the resolver's address",
-}
-
-
 def product_rounds(probes: list[dict[str, Any]], t0: float) -> dict[str, list[tuple[float, bool]]]:
     """Per product, (lab second since t0, worked) per target and second: a product works in a
     second when a probe of that target succeeded in it (for egress: at any PoP)."""
@@ -576,23 +683,33 @@ def product_rounds(probes: list[dict[str, Any]], t0: float) -> dict[str, list[tu
     return out
 
 
-def product_figures(probes: list[dict[str, Any]], t0: float, clock: DrillClock, start: str,
+def product_figures(probes: list[dict[str, Any]], t0: float, clock: DrillClock,
                     marks: list[dict[str, Any]] = ()) -> dict[str, dict[str, Any]]:
     """Each product's own probe: when it failed, how, and whether it works at the end; and the
     403s each PoP answered (the edge names the machine in every answer)."""
-    from controller.drills.model import fmt_clock, parse_clock
-
     def at(sec: float) -> str:
-        return fmt_clock(parse_clock(start) + clock.incident(sec))
+        return clock.text_at(sec)
 
     rounds = product_rounds(probes, t0)
     # "At the end": after the drill's last step (the settle time), when one was recorded; else the last 6 s.
     last_step = max((mk["t"] for mk in marks), default=None)
     results: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    egress: dict[tuple[str, int], list[str]] = defaultdict(list)
     for p in probes:
-        results[p.get("product", "cdn")][p["result"]] += 1
+        if by_end_host(p):
+            results[p.get("product", "cdn")][p["result"]] += 1
+        else:
+            egress[(p["prefix"], int(p["t"] - t0))].append(p["result"])
+    # Dedicated Egress is attempted from each PoP's gateway, and the replies come back to the one
+    # PoP the server's network prefers (the lab's PoPs do not forward to each other): the other
+    # PoP's attempts cannot succeed, at baseline as in the incident. Counted per target and
+    # second, as the product's rule judges it (ok when some PoP got through), not per attempt:
+    # per attempt, a third of a quiet lab's egress probes were timeouts that were never failures.
+    for results_in_second in egress.values():
+        ok = "ok" in results_in_second
+        results["dedicated_egress"]["ok" if ok else next(r for r in results_in_second if r != "ok")] += 1
     value = {}
-    for product in PRODUCTS:
+    for product in NAMES:
         r = rounds.get(product, [])
         if not r:
             continue
@@ -605,8 +722,9 @@ def product_figures(probes: list[dict[str, Any]], t0: float, clock: DrillClock, 
                           "ok_share_end": round(sum(end) / len(end), 4) if end else None,
                           "results": dict(results[product])}
     F = {"products": figure(value, "network", "per product, its own probe (" + "; ".join(
-        f"{k}: {v}" for k, v in PRODUCT_PROBES.items()) + "); target_seconds: targets x seconds probed; ok_share_end: "
-        "after the drill's last step (its settle time)", clock="incident")}
+        f"{p.name}: {p.probed}" for p in PRODUCTS) + "); target_seconds: targets x seconds probed; ok_share_end: "
+        "after the drill's last step (its settle time); results: per probe, but for dedicated egress per target and "
+        "second (the attempts from the PoP the replies do not come back to cannot succeed)", clock="incident")}
     edge403: dict[str, dict[str, Any]] = {}
     for p in probes:
         if p["result"] == "http_403" and p.get("machine"):
@@ -655,7 +773,8 @@ RIPE_BEACONS = {
     "announce_100_s": {"value": 38.0, "claim": "and 100% of them in about 38 s"},
     "withdraw_90_s": {"value": 120.0, "claim": "a withdrawal is below 10% visibility only after about 2 minutes"},
     "update_ratio": {"value": 4.0, "claim": "withdrawals cause about 4 times the update traffic of announcements"},
-    "updates_per_withdrawal_under_10": {"value": 0.5, "claim": "most withdrawals cause fewer than 10 updates per peer"},
+    "updates_per_withdrawal_under_10": {"value": 0.5, "kind": "majority",
+                                        "claim": "most withdrawals cause fewer than 10 updates per peer"},
 }
 RIPE_SOURCE = ("RIPE NCC routing beacons (RIS): visibility and update counts after scheduled announcements "
                "and withdrawals; Labovitz et al. 2000 for withdrawals' path exploration")
@@ -682,8 +801,11 @@ def internet_figures(results: list[PrefixResult], events: list[mrt.PrefixEvent],
     per_vp_updates = [n for r in gone for n in r.updates.values() if n]
     paths = [n for r in gone for n in r.paths.values()]
     a50, a100 = [], []
+    # From the announcement leaving the edge (captures); a prefix with no capture of it is left
+    # out rather than timed from the controller's call (another clock, another source).
+    back = [r for r in back if r.announced_at is not None]
     for r in back:
-        t0 = r.announced_at or r.restored_at
+        t0 = r.announced_at
         times = sorted(t - t0 for t in r.back.values())
         if len(times) == n_vp and times:
             a50.append(times[max(0, -(-n_vp // 2) - 1)])
@@ -696,7 +818,7 @@ def internet_figures(results: list[PrefixResult], events: list[mrt.PrefixEvent],
         if e.prefix in wanted:
             by_prefix_vp[(e.prefix, e.peer_ip)].append(e.t)
     for r in back:
-        t0 = r.announced_at or r.restored_at
+        t0 = r.announced_at
         for ip in vps:
             ann_updates.append(sum(1 for t in by_prefix_vp.get((r.prefix, ip), []) if t0 <= t <= t0 + 300))
     mean_w = statistics.mean(per_vp_updates) if per_vp_updates else None
@@ -767,11 +889,22 @@ def check(expect: Expect, figures: dict[str, dict[str, Any]], prefix: str = "") 
                             "source": source, "note": "nothing to check it at (no vantage point, product or PoP has it)"})
             for vp, d in sorted((value or {}).items()):
                 r = rng.for_vantage(vp)
-                out.append({"expectation": f"{prefix}{name} at {vp}", "value": d.get(key), "range": str(r),
-                            "ok": r.check(d.get(key)), "source": source, "n": d.get("n")})
+                row = {"expectation": f"{prefix}{name} at {vp}", "value": d.get(key), "range": str(r),
+                       "ok": r.check(d.get(key)), "source": source, "n": d.get("n")}
+                if r.unheld is not None:  # reported, not graded (its check is None)
+                    row["note"] = f"not held: {r.unheld}"
+                if r.modes:
+                    row["mode"] = r.mode(d.get(key))  # which of its named behaviours it showed (None: neither)
+                out.append(row)
             continue
-        v = value.get(key) if key else value
+        v = value.get(key) if key and isinstance(value, dict) else value
         row = {"expectation": prefix + name, "value": v, "range": str(rng), "ok": rng.check(v), "source": source}
+        if rng.modes:
+            row["mode"] = rng.mode(v)
+        if rng.unheld is not None:
+            row["note"] = f"not held: {rng.unheld}"
+        elif v is None:
+            row["note"] = fig.get("reason") or "no value: nothing measured it"
         if key and isinstance(value, dict) and "n" in value:
             row["n"] = value["n"]
         out.append(row)

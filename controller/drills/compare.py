@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from controller.drills.rundir import RunDir, RunDirError
+from controller.products import PRODUCTS
 
 # (row label, source, how to read it from a run's figures)
 Row = tuple[str, str, Callable[[dict[str, Any]], Any]]
@@ -59,11 +60,8 @@ ROWS: list[Row] = [
      lambda F: None if not (F.get("stages") or {}).get("value", {}).get("started") else
      f"{F['stages']['value']['promoted']} / {F['stages']['value']['rolled_back']}"),
     ("staged prefixes reached through the other PoP (ok share)", "network", _v("staged_reachable", "ok_share")),
-    ("probe failures, CDN (target-seconds)", "network", _product("cdn")),
-    ("probe failures, Spectrum", "network", _product("spectrum")),
-    ("probe failures, Magic Transit", "network", _product("magic_transit")),
-    ("probe failures, Dedicated Egress", "network", _product("dedicated_egress")),
-    ("probe failures, resolver website", "network", _product("resolver_web")),
+    *((f"probe failures, {p.label}" + (" (target-seconds)" if i == 0 else ""), "network", _product(p.name))
+      for i, p in enumerate(q for q in PRODUCTS if q.failed_2026_02_20)),
     ("403 answers at the edge", "network", lambda F: sum(d.get("n", 0) for d in ((F.get("edge_403") or {}).get("value") or {}).values())),
     ("time to full recovery (incident s)", "network", _v("duration_incident_s")),
     ("snapshot restore to every table and probe (lab s)", "network", _v("snapshot_recovery_s")),

@@ -13,17 +13,17 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from controller.drills.analysis import PRODUCTS, Analysis, product_rounds
-from controller.drills.clock import DrillClock, Window
-from controller.drills.model import fmt_clock, parse_clock
+import plotly
+
+from controller.drills.analysis import Analysis, product_rounds
+from controller.products import NAMES
+from controller.observe.probe import by_end_host
 
 COLOURS = {"withdrawn_only": "#1f77b4", "some_bindings": "#ff7f0e", "all_bindings": "#d62728"}
 
 
 def plotly_js() -> str:
     """plotly.js as the plotly package ships it (embedded whole: the report works offline)."""
-    import plotly
-
     return (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text()
 
 
@@ -34,25 +34,40 @@ def human(v: Any) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
+        if abs(v) >= 1000:  # 20320.4, not 2.032e+04
+            return f"{v:,.1f}".rstrip("0").rstrip(".")
         return f"{v:.4g}"
     if isinstance(v, dict):
         if {"n", "median"} <= set(v):
             return f"median {human(v['median'])}, p90 {human(v.get('p90'))}, max {human(v.get('max'))} (n={v['n']})"
-        return "; ".join(f"{str(k).replace('_', ' ')}: {human(x)}" for k, x in v.items()) or "-"
+        # a nested record stays one: its fields in parentheses after its name, not run into the outer ones
+        return "; ".join(f"{str(k).replace('_', ' ')} ({human(x)})" if isinstance(x, dict) and x
+                         else f"{str(k).replace('_', ' ')}: {human(x)}" for k, x in v.items()) or "-"
     if isinstance(v, (list, tuple)):
         return ", ".join(f"({human(x)})" if isinstance(x, dict) else human(x) for x in v) or "-"
     return str(v)
 
 
-def _clock(start: str, incident_s: float) -> str:
-    return fmt_clock(parse_clock(start) + incident_s)
+# The narrowest plot the lanes are laid out for: a 900 px window less the page's and the plot's
+# margins. The labels' text keeps its size in pixels as the plot narrows, so lanes laid out for a
+# wider plot overlap in a narrower one.
+PLOT_WIDTH_PX = 760
+LABEL_CHARS = 48
 
 
-def step_lanes(marks: list[dict[str, Any]], span: float, width_px: int = 1000) -> list[dict[str, Any]]:
+def short_label(text: str, limit: int = LABEL_CHARS) -> str:
+    """A step's label cut at a word, with an ellipsis, never mid-word."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:(")
+    return cut + "…"
+
+
+def step_lanes(marks: list[dict[str, Any]], span: float, width_px: int = PLOT_WIDTH_PX) -> list[dict[str, Any]]:
     """Each step (x in incident minutes) with a lane: a label goes in the lowest lane where the
-    label before it has ended, so no two labels overlap (a label's width estimated at 6.5 px a
-    character over a plot ``width_px`` wide spanning ``span`` minutes)."""
-    per_char = span / width_px * 6.5 if span > 0 else 0.0
+    label before it has ended, so no two labels overlap (a label's width estimated at 7 px a
+    character, the font's widest average, over a plot ``width_px`` wide spanning ``span`` minutes)."""
+    per_char = span / width_px * 7.0 if span > 0 else 0.0
     ends: list[float] = []
     out = []
     for m in sorted(marks, key=lambda m: m["x"]):
@@ -67,7 +82,10 @@ def step_lanes(marks: list[dict[str, Any]], span: float, width_px: int = 1000) -
 
 def _marks_layout(a: Analysis, span: float) -> tuple[list[dict], list[dict], int]:
     st = a.record.state
-    marks = [{"x": mk["incident"] / 60, "label": f"{_clock(st.start, mk['incident'])[:5]} {mk['label'][:48]}"}
+    clk = st.clock()
+    # a step is drawn where it was played (the x axis is the played clock, as every sample is)
+    marks = [{"x": mk.get("played", mk["incident"]) / 60,
+              "label": f"{clk.text(mk.get('played', mk['incident']), seconds=False)} {short_label(mk['label'])}"}
              for mk in st.marks]
     lanes = step_lanes(marks, span)
     n = 1 + max((m["lane"] for m in lanes), default=-1)
@@ -93,7 +111,8 @@ def figures(a: Analysis) -> dict[str, dict[str, Any]]:
     st = a.record.state
     samples = a.samples
     x = [s["incident"] / 60 for s in samples]
-    clocks = [_clock(st.start, s["incident"]) for s in samples]
+    clk = st.clock()
+    clocks = [clk.text(s["incident"]) for s in samples]
     span = (max(x) - min(x)) if x else 1.0
     out: dict[str, dict[str, Any]] = {}
 
@@ -110,39 +129,59 @@ def figures(a: Analysis) -> dict[str, dict[str, Any]]:
                                                  ("some_bindings", "withdrawn, some bindings removed"),
                                                  ("all_bindings", "withdrawn, all bindings removed"))],
                      "layout": _layout(a, "BYOIP prefixes in each impact state (controller)", "prefixes", span)}
-    rates = []
-    for s in samples:
-        res = list((s.get("probes") or {}).values())
-        ok = sum(h.get("ok", 0) for h in res)
-        total = sum(sum(h.values()) for h in res)
-        rates.append(round(100 * ok / total, 1) if total else None)
-    clock = DrillClock(st.speed, [Window(w["start"], w["end"], w["label"]) for w in st.windows])
+    clock = clk
+
+    def minute(t: float) -> int:
+        return int(clock.incident(t - st.t0) // 60)
+
+    # Every end host's probes, per incident minute (a sample holds the probes that came since the
+    # last, of one product or another: per sample the share saw-toothed between products).
+    everyone: dict[int, list[bool]] = defaultdict(list)
+    for p in a.probes:
+        if by_end_host(p):
+            everyone[minute(p["t"])].append(p["result"] == "ok")
+    all_minutes = sorted(everyone)
     products = []
     for product, rounds in sorted(product_rounds(a.probes, st.t0).items(),
-                                  key=lambda kv: PRODUCTS.index(kv[0]) if kv[0] in PRODUCTS else 99):
+                                  key=lambda kv: NAMES.index(kv[0]) if kv[0] in NAMES else 99):
         per_min: dict[int, list[bool]] = defaultdict(list)
         for sec, ok in rounds:
             per_min[int(clock.incident(sec) // 60)].append(ok)
         xs = sorted(per_min)
         products.append({"type": "scatter", "mode": "lines", "name": product.replace("_", " "), "x": xs,
                          "y": [round(100 * sum(per_min[m]) / len(per_min[m]), 1) for m in xs],
-                         "customdata": [_clock(st.start, m * 60)[:5] for m in xs],
+                         "customdata": [clk.text(m * 60, seconds=False) for m in xs],
                          "hovertemplate": "%{customdata}: %{y}% of targets<extra>%{fullData.name}</extra>"})
-    out["probes"] = {"data": [line("all end-host probes", rates, "#2ca02c", "%")] + products,
+    every = {"type": "scatter", "mode": "lines", "name": "all end-host probes", "x": all_minutes,
+             "y": [round(100 * sum(everyone[m]) / len(everyone[m]), 1) for m in all_minutes],
+             "customdata": [clk.text(m * 60, seconds=False) for m in all_minutes], "line": {"width": 3, "color": "#111"},
+             "hovertemplate": "%{customdata}: %{y}% ok<extra>all end-host probes</extra>"}
+    out["probes"] = {"data": [every] + products,
                      "layout": _layout(a, "Probes that worked: all, and each product's own (network, per minute)",
                                        "% ok", span, yaxis={"title": {"text": "% ok"}, "range": [-5, 105]})}
     per_pop: dict[str, dict[int, int]] = defaultdict(dict)
     for p in a.probes:
         if p["result"] == "http_403" and p.get("machine"):
             pop = p["machine"].rpartition("/")[0]
-            m = int(clock.incident(p["t"] - st.t0) // 60)
+            m = minute(p["t"])
             per_pop[pop][m] = per_pop[pop].get(m, 0) + 1
     if per_pop:
+        # The probes run at a lab pace: an incident minute in a real-time window lasts 60 lab s and
+        # gets 60 s of probing, elsewhere 60/speed. A count per incident minute would draw the pace
+        # (spikes in the windows), not the incident: each minute's count over its lab seconds.
+        def lab_seconds(m: int) -> float:
+            return clock.lab((m + 1) * 60.0) - clock.lab(m * 60.0)
+
         out["edge_403"] = {"data": [{"type": "scatter", "mode": "lines", "name": pop, "x": sorted(c),
-                                     "y": [c[m] for m in sorted(c)], "line": {"shape": "hv"}}
+                                     "y": [round(c[m] / lab_seconds(m), 2) for m in sorted(c)], "line": {"shape": "hv"},
+                                     "customdata": [[clk.text(m * 60, seconds=False), c[m], round(lab_seconds(m), 2)]
+                                                    for m in sorted(c)],
+                                     "hovertemplate": "%{customdata[0]}: %{y} a lab second (%{customdata[1]} answers "
+                                                      "in %{customdata[2]} lab s)<extra>%{fullData.name}</extra>"}
                                     for pop, c in sorted(per_pop.items())],
-                           "layout": _layout(a, 'HTTP 403 "Edge IP Restricted" per PoP (network, per minute)',
-                                             "403 answers", span)}
+                           "layout": _layout(a, 'HTTP 403 "Edge IP Restricted" per PoP (network: answers per lab second '
+                                             'of each incident minute, so that the drill\'s pace is not drawn as the '
+                                             'incident)', "403 answers a lab second", span)}
     vps = sorted(a.record.lab.vantage_points.values()) if a.record.lab else []
     hunting = [{"type": "histogram", "name": vp, "x": [r.paths[vp] for r in a.results if vp in r.paths],
                 "xbins": {"size": 1}, "opacity": 0.75} for vp in vps]
@@ -207,7 +246,7 @@ def prefix_timeline(a: Analysis, prefix: str, horizon: float | None = None) -> l
 def narrative(a: Analysis) -> list[str]:
     """What happened, in order, from what was measured and recorded (each sentence says how)."""
     st, F = a.record.state, a.figures
-    start = st.start
+    clk = st.clock()
 
     def v(name: str) -> Any:
         return (F.get(name) or {}).get("value")
@@ -215,14 +254,40 @@ def narrative(a: Analysis) -> list[str]:
     out = []
     first = v("first_withdrawal_incident_s")
     if first is not None:
-        out.append(f"The first withdrawal reached the network at {_clock(start, first)} (network: "
+        out.append(f"The first withdrawal reached the network at {clk.text(first)} (network: "
                    f"{F['first_withdrawal_incident_s']['basis']}).")
     det = st.detection or {}
     if det.get("failed") is not None:
-        out.append(f"The canary ({det.get('canary')}) was failing from {_clock(start, det['failed'])} (network: the end "
+        out.append(f"The canary ({det.get('canary')}) was failing from {clk.text(det['failed'])} (network: the end "
                    "hosts' probes, three failed in a row).")
+    web = (v("products") or {}).get("resolver_web") or {}
+    e403 = v("edge_403") or {}
+    if web.get("first_failure") or e403:
+        # One account of the website's failure, each time with what it is: they differ because they
+        # measure different things, not because one is wrong.
+        parts = []
+        first403 = min((d["first"] for d in e403.values() if d.get("first")), default=None)
+        last403 = max((d["last"] for d in e403.values() if d.get("last")), default=None)
+        if first403:
+            parts.append(f"its first 403 at {first403} (one end host's probe, answered by a machine its binding had "
+                         "left)")
+        if det.get("failed") is not None and det.get("canary") == "resolver":
+            parts.append(f"three failed probes in a row from {clk.text(det['failed'])} (the detection's signal)")
+        if web.get("first_failure"):
+            parts.append(f"a second in which no end host got through from {web['first_failure']} to "
+                         f"{web['last_failure']} (the product's figure: while some machines still served it, some "
+                         "probes got through)")
+        if last403:
+            parts.append(f"its last 403 at {last403} (a machine the push had not reached yet, while others had)")
+        out.append("The resolver's website, in the order of the times: " + "; ".join(parts) + " (network: the end "
+                   "hosts' probes; times on the played clock).")
     if det.get("stopped") is not None:
-        out.append(f"The operators stopped the task at {_clock(start, det['stopped'])}, after "
+        played = det.get("stopped_played", det["stopped"])
+        late = played - det["stopped"]
+        when = (f"{clk.text(played)} (played; scheduled for {clk.text(det['stopped'])}, the failure plus the "
+                f"response: the controller ran {abs(late):.0f} incident seconds {'behind' if late > 0 else 'ahead of'} "
+                "the drill's pace)" if abs(late) >= 1 else clk.text(played))
+        out.append(f"The operators stopped the task at {when}, after "
                    f"{human(v('withdrawn_by_task'))} prefixes had been withdrawn through the API (controller).")
     elif v("withdrawn_by_task"):
         out.append(f"{human(v('withdrawn_by_task'))} prefixes were withdrawn through the API (controller); "
@@ -231,7 +296,7 @@ def narrative(a: Analysis) -> list[str]:
         low = min((s for s in a.samples if s.get("observer") is not None), key=lambda s: s["observer"], default=None)
         if low is not None:
             out.append(f"The observer's count was lowest, {low['observer']:,} prefixes, at "
-                       f"{_clock(start, low['incident'])} (network: the observer's BGP table).")
+                       f"{clk.text(low['incident'])} (network: the observer's BGP table).")
     products = v("products") or {}
     failed = sorted((p["first_failure"], name) for name, p in products.items() if p.get("first_failure"))
     if failed:
@@ -247,7 +312,7 @@ def narrative(a: Analysis) -> list[str]:
         out.append(f"Guardrails held {human(held)} of the task's requests (controller: the change pipeline).")
     trip = v("breaker_tripped_incident_s")
     if trip is not None:
-        out.append(f"The withdrawal breaker tripped at {_clock(start, trip)} (controller: the audit log).")
+        out.append(f"The withdrawal breaker tripped at {clk.text(trip)} (controller: the audit log).")
     if v("duration_incident_s") is not None:
         d = int(v("duration_incident_s"))
         out.append(f"From the first withdrawal until every affected prefix was back at every vantage point: "

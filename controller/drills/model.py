@@ -2,7 +2,7 @@
 expectations. Pure: parsing and validation only, every error at once with its path.
 
 The step kinds are the ``Step`` union below, each a class whose ``do`` literal names it;
-the mechanism has one handler per kind (``Mechanism._do_<kind>`` in controller.drills.mechanism).
+the mechanism has one handler per kind (``_do_<kind>`` in controller.drills.events).
 """
 
 from __future__ import annotations
@@ -12,41 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
+from controller.drills.clock import DrillClock, Window, parse_clock
+from controller.guardrails import Guardrails
+from controller.misbehaviours import NAMES as MISBEHAVIOURS
+from controller.units import parse_duration  # noqa: F401 (the drill files' durations; their users import it here)
 from lab.errors import BgplabError
+from lab.faults import FAULTS
 from lab.topology import Timers, _pydantic_problems, load_topology
-
-DURATION = re.compile(r"^(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+(?:\.\d+)?)s)?$")
-CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
-
-
-def parse_duration(text: str | int | float) -> float:
-    """'1h', '8m', '90s', '1h 7m' -> seconds."""
-    if isinstance(text, (int, float)):
-        return float(text)
-    m = DURATION.match(str(text).strip())
-    if not m or not any(m.groups()):
-        raise ValueError(f"{text!r} is not a duration (examples: 90s, 8m, 1h 7m)")
-    h, mi, s = m.groups()
-    return int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
-
-
-def parse_clock(text: str) -> float:
-    """'17:48' or '17:48:30' -> seconds since midnight."""
-    m = CLOCK.match(text.strip())
-    if not m:
-        raise ValueError(f"{text!r} is not a clock time (HH:MM or HH:MM:SS, UTC)")
-    h, mi, s = int(m[1]), int(m[2]), int(m[3] or 0)
-    if h > 23 or mi > 59 or s > 59:
-        raise ValueError(f"{text!r} is not a time of day")
-    return h * 3600 + mi * 60 + s
-
-
-def fmt_clock(seconds: float) -> str:
-    s = int(round(seconds)) % 86400
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
 
 def _duration_text(v: str) -> str:
     parse_duration(v)
@@ -60,7 +34,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Range(_Strict):
+class Bounds(_Strict):
     min: float | None = None
     max: float | None = None
 
@@ -73,14 +47,75 @@ class Range(_Strict):
         return f"[{'' if self.min is None else self.min}, {'' if self.max is None else self.max}]"
 
 
+class Range(Bounds):
+    """An expectation's range: ``min`` and/or ``max``; or ``modes``, named ranges of which the
+    value must fall in one (a figure with two known behaviours, each asserted by name: the
+    check says which one it met). A range with neither bound nor mode would pass anything, and
+    is refused. ``unheld`` (a figure's range, or a vantage point's in ``at``): the figure is
+    reported but not graded, for the reason it gives; its check is None, "not held", neither a
+    pass nor a failure (JUnit: skipped)."""
+
+    modes: dict[str, Bounds] = {}
+    unheld: str | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "Range":
+        if self.modes and (self.min is not None or self.max is not None):
+            raise ValueError("a range has min/max or modes, not both")
+        if self.unheld is not None:
+            if self.modes or self.min is not None or self.max is not None:
+                raise ValueError("an unheld range has no min, max or modes: it is not graded")
+            if not self.unheld.strip():
+                raise ValueError("unheld: say why the figure is not held here")
+            return self
+        if not self.modes and self.min is None and self.max is None and not getattr(self, "at", None):
+            raise ValueError("an empty range passes anything: give min, max or modes")
+        empty = [name for name, b in self.modes.items() if b.min is None and b.max is None]
+        if empty:
+            raise ValueError(f"mode {', '.join(map(repr, empty))} is empty: it would pass anything")
+        return self
+
+    def check(self, value: float | None) -> bool | None:  # type: ignore[override]
+        if self.unheld is not None:
+            return None  # not graded: neither a pass nor a failure
+        if self.modes:
+            return self.mode(value) is not None
+        return super().check(value)
+
+    def mode(self, value: float | None) -> str | None:
+        """The mode the value is in, or None."""
+        return next((name for name, b in self.modes.items() if b.check(value)), None)
+
+    def __str__(self) -> str:
+        if self.unheld is not None:
+            return "not held"
+        if self.modes:
+            return "one of " + " | ".join(f"{name} {b}" for name, b in self.modes.items())
+        return super().__str__()
+
+
+def failed(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The checks that failed: a check not held (ok None) is not one."""
+    return [c for c in checks if c["ok"] is False]
+
+
 class VantageRange(Range):
     """A range checked at every vantage point, with ``at`` naming vantage points whose
     position makes them behave otherwise (each with its own range; say why in the file)."""
 
     at: dict[str, Range] = {}
 
+    @model_validator(mode="after")
+    def _default_not_empty(self) -> "VantageRange":
+        if self.unheld is not None:
+            raise ValueError("unheld belongs to a vantage point in 'at', not to the default range")
+        if self.min is None and self.max is None and not self.modes:
+            raise ValueError("an empty range passes anything at the vantage points 'at' does not name: give "
+                             "min, max or modes")
+        return self
+
     def for_vantage(self, vp: str) -> Range:
-        return self.at.get(vp) or Range(min=self.min, max=self.max)
+        return self.at.get(vp) or Range(min=self.min, max=self.max, modes=self.modes)
 
     def __str__(self) -> str:
         return super().__str__() + "".join(f", at {vp} {r}" for vp, r in sorted(self.at.items()))
@@ -133,7 +168,13 @@ class ExecTask(_Strict):
     ``limit`` is lab (wall-clock) seconds per run: a run past it is ended (SIGTERM to its
     process group, SIGKILL ``grace`` later) and counted as killed. ``asked`` says what the
     automation is asked to touch, for the grade: ``pending_delete`` is the prefixes flagged for
-    deletion when it starts; ``nothing`` is a read-only job."""
+    deletion when it starts; ``nothing`` is a read-only job.
+
+    ``run_as``: ``automation`` (the default) runs the command as the unprivileged system user
+    ``scripts/bootstrap`` creates, with a clean environment: it can reach the API with its
+    token and nothing else of the lab's (its state, tokens, inventory, namespaces, containers).
+    ``root`` runs it as root with that same environment: for an automation that truly needs it;
+    its token's scope then holds only for code that cooperates, and the report says so at its top."""
 
     kind: Literal["exec"]
     command: str | list[str] = Field(description="a shell command line, or an argv list (no shell)")
@@ -144,6 +185,7 @@ class ExecTask(_Strict):
     scope: ExecScope = ExecScope()
     asked: Literal["pending_delete", "nothing"] = "pending_delete"
     env: dict[str, str] = {}
+    run_as: Literal["automation", "root"] = "automation"
 
     @field_validator("command")
     @classmethod
@@ -187,10 +229,28 @@ class _Step(_Strict):
 
 
 class SetBehaviour(_Step):
-    """Switch a behaviour of the Addressing API (the 2026-02-20 handler bug)."""
+    """Switch misbehaviours of the Addressing API on or off by name (controller.misbehaviours:
+    ``pending_delete_bug: true``, the 2026-02-20 handler)."""
 
     do: Literal["behaviour"]
-    pending_delete_bug: bool
+    misbehaviours: dict[str, bool]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _by_name(cls, v: Any) -> Any:
+        """Each misbehaviour is named as a key of the step; they are gathered here."""
+        if not isinstance(v, dict) or "misbehaviours" in v:
+            return v
+        names = {k: v[k] for k in v if k in MISBEHAVIOURS}
+        if not names:
+            raise ValueError(f"a behaviour step names at least one misbehaviour: {', '.join(MISBEHAVIOURS)}")
+        return {**{k: x for k, x in v.items() if k not in names}, "misbehaviours": names}
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: Any) -> dict[str, Any]:
+        """Dumped as the drill file says it: each misbehaviour a key of the step."""
+        d = handler(self)
+        return {**{k: x for k, x in d.items() if k != "misbehaviours"}, **d.get("misbehaviours", {})}
 
 
 class TaskStart(_Step):
@@ -267,8 +327,6 @@ class Fault(_Step):
     @field_validator("fault")
     @classmethod
     def _kind(cls, v: str) -> str:
-        from lab.faults import FAULTS
-
         if v not in FAULTS:
             raise ValueError(f"unknown fault '{v}' (faults: {', '.join(FAULTS)})")
         return v
@@ -370,6 +428,7 @@ class Expect(_Strict):
     accounts_unbound: Range | None = None  # controller: owners of what lost a binding, not asked
     breaker_trips: Range | None = None  # controller: times the withdrawal breaker tripped
     api_denied: Range | None = None  # controller: the automation's requests refused with a 403 (its scope)
+    api_unauthorized: Range | None = None  # controller: its requests with no token of the lab's (401s), by its user
     automation_failed_runs: Range | None = None  # the automation's runs that exited non-zero or were killed
     automation_killed: Range | None = None  # the automation's runs ended at their time limit
 
@@ -396,54 +455,6 @@ class EdgeSpec(_Strict):
     inventory_seed: int = 20260220  # the seeded inventory (customers, onboarding, bindings)
 
 
-class BlastRadiusSpec(_Strict):
-    """controller.changes.BlastRadius, its window on the incident clock."""
-
-    max_prefixes: int | None = Field(default=None, ge=1)
-    max_share: float | None = Field(default=None, gt=0, le=1)
-    max_accounts: int | None = Field(default=None, ge=1)
-    window: Duration = "0s"
-
-
-class BreakerSpec(_Strict):
-    """controller.changes.Breaker, its window on the incident clock."""
-
-    max_withdrawals: int = Field(ge=1)
-    window: Duration
-
-
-class StagedSpec(_Strict):
-    """controller.changes.Staged, its health window on the incident clock."""
-
-    first: str | None = None
-    health_window: Duration
-    max_unhealthy: float = Field(default=0.01, ge=0, le=1)
-
-
-class GuardrailSpec(_Strict):
-    """The guardrails a drill runs with (none: the replay as it happened). Windows are incident
-    time; the runner gives the API lab seconds at the pace the drill runs."""
-
-    strict_api: bool = False
-    blast_radius: BlastRadiusSpec | None = None
-    breaker: BreakerSpec | None = None
-    staged: StagedSpec | None = None
-
-    def for_api(self, speed: float) -> dict[str, Any]:
-        """The settings PUT /v1/lab/guardrails takes, windows in lab seconds at ``speed``."""
-        out: dict[str, Any] = {"strict_api": self.strict_api}
-        for name, window in (("blast_radius", "window"), ("breaker", "window"), ("staged", "health_window")):
-            spec = getattr(self, name)
-            if spec is not None:
-                d = spec.model_dump(exclude_none=True)
-                d[window] = parse_duration(getattr(spec, window)) / speed
-                out[name] = d
-        return out
-
-    def active(self) -> list[str]:
-        return [n for n in ("strict_api", "blast_radius", "breaker", "staged") if getattr(self, n)]
-
-
 class RealtimeWindow(_Strict):
     """An incident clock range played at speed 1, so that BGP's timers (MRAI, hold) act in it
     as they would on the day; the rest of the drill is compressed by its speed."""
@@ -458,6 +469,48 @@ Step = Annotated[
           TakeSnapshot, RestoreSnapshot, DeletionRequests, ApiFaultStep],
     Field(discriminator="do"),
 ]
+
+
+class Calibration(_Strict):
+    """A figure fixed by knobs that were derived from the incident's own figures: the lab's
+    value is set to match, so it is never shown as agreement (controller.drills.analysis)."""
+
+    knobs: list[str] = Field(min_length=1, description="the drill file's knobs that fix it: tasks.cleanup.batch, "
+                             "steps.detect.response, edge.machines_per_pop")
+    derived_from: str = Field(min_length=1, description="the incident's figure the knobs were derived from")
+
+
+def knob(drill: "Drill", path: str) -> Any:
+    """The value at a knob's path in ``drill``: ``tasks.<task>.<field>``, ``edge.<field>``,
+    ``steps.<do>.<field>`` (the first step of that kind) or ``steps.<index>.<field>``,
+    ``guardrails.<...>``. KeyError names the part of the path that is not there."""
+    parts = path.split(".")
+    node: Any = drill
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if node is drill and part == "steps":
+            if i + 1 >= len(parts):
+                raise KeyError(f"{path}: name a step kind (or index) after steps")
+            which = parts[i + 1]
+            if which.isdigit():
+                node = drill.steps[int(which)] if int(which) < len(drill.steps) else None
+            else:
+                node = next((s for s in drill.steps if s.do == which), None)
+            if node is None:
+                raise KeyError(f"{path}: the drill has no '{which}' step")
+            i += 2
+            continue
+        if isinstance(node, dict):
+            if part not in node:
+                raise KeyError(f"{path}: no '{part}' (there are: {', '.join(map(str, node)) or 'none'})")
+            node = node[part]
+        elif isinstance(node, BaseModel) and part in type(node).model_fields:
+            node = getattr(node, part)
+        else:
+            raise KeyError(f"{path}: no '{part}' in {type(node).__name__}")
+        i += 1
+    return node
 
 
 class Drill(_Strict):
@@ -476,11 +529,13 @@ class Drill(_Strict):
     max_duration: Duration | None = None
     tasks: dict[str, Annotated[Union[CleanupTask, ExecTask], Field(discriminator="kind")]] = {}
     edge: EdgeSpec = EdgeSpec()
-    guardrails: GuardrailSpec = GuardrailSpec()
+    guardrails: Guardrails = Guardrails()  # windows on the incident clock (controller.guardrails)
     # Real-time windows (controller.drills.clock): BGP in them runs on its own time.
     realtime: list[RealtimeWindow] = []
     steps: list[Step]
     expect: Expect = Expect()
+    # figure name -> the knobs derived from the incident that fix it (shown as "set to match")
+    calibration: dict[str, Calibration] = {}
 
     @field_validator("start")
     @classmethod
@@ -499,12 +554,10 @@ class Drill(_Strict):
         """Incident seconds from the start to the last scheduled step."""
         return max([self.offset(s) for s in self.steps] + [0.0])
 
-    def clock(self, speed: float, realtime: bool = True):  # -> controller.drills.clock.DrillClock
+    def clock(self, speed: float, realtime: bool = True) -> DrillClock:
         """The drill's clock at ``speed``; with ``realtime`` false its windows are compressed too."""
-        from controller.drills.clock import DrillClock, Window
-
         windows = [Window(self._clock_offset(w.start), self._clock_offset(w.end), w.label) for w in self.realtime]
-        return DrillClock(speed, windows, realtime=realtime)
+        return DrillClock(speed, windows, realtime=realtime, start=self.start)
 
     def deadline(self, speed: float, realtime: bool = True) -> float:
         """Lab seconds the drill may take before it fails as overrun."""
@@ -547,6 +600,12 @@ class Drill(_Strict):
                 problems.append(f"realtime[{i}]: starts at {w.start}, inside realtime[{i - 1}] (windows are in "
                                 "order and do not overlap)")
             previous = (a, b)
+        for name, cal in self.calibration.items():
+            for k in cal.knobs:
+                try:
+                    knob(self, k)
+                except KeyError as e:
+                    problems.append(f"calibration.{name}.knobs: {e.args[0]}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

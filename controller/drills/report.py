@@ -10,9 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from controller.drills.analysis import Analysis
+from controller.drills.analysis import Analysis, RIPE_SOURCE
 from controller.drills.figures import figures, human, hunted_longest, narrative, plotly_js, prefix_timeline
 from controller.drills.rundir import RunDir
+from controller.drills.sensitivity import SHORT
+from controller.products import BY_NAME, PRODUCTS
 
 # The incident's own figures (postmortem of 2026-02-20), for the side-by-side table.
 INCIDENT = {
@@ -25,12 +27,6 @@ INCIDENT = {
 }
 
 
-def _clock(start: str, incident_s: float) -> str:
-    h, m = (int(x) for x in start.split(":")[:2])
-    s = int(h * 3600 + m * 60 + incident_s) % 86400
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
-
-
 def _hms(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -38,36 +34,109 @@ def _hms(seconds: float | None) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} m {s % 60:02d} s"
 
 
-def lab_vs_incident(a: Analysis) -> list[tuple[str, str, str, str]]:
-    """(figure, the lab's value, where it comes from, the incident's) for the side-by-side table."""
+# The products the postmortem names as failing, and the one it names as not affected.
+INCIDENT_PRODUCTS_FAILED = {p.name for p in PRODUCTS if p.failed_2026_02_20}
+INCIDENT_PRODUCTS_OK = {p.name for p in PRODUCTS if not p.failed_2026_02_20}
+
+
+def _set_to_match(*fs: dict[str, Any] | None) -> str | None:
+    """"Set to match" with the knobs and the incident figure they came from, when any of the
+    row's figures is fixed by calibrated knobs; None for an emergent row."""
+    cal = [f for f in fs if f and f.get("calibrated_by")]
+    if not cal:
+        return None
+    knobs = sorted({k for f in cal for k in f["calibrated_by"]})
+    return f"set to match, not agreement: {', '.join(knobs)} derived from {cal[0]['derived_from']}"
+
+
+def _duration(a: Analysis) -> str:
+    """The duration with both its ends, on the played incident clock, and what ended it."""
+    F = a.figures
+    d = F["duration_s"]
+    if d["value"] is None:
+        return d.get("reason") or "not known: some affected prefix never recovered"
+    ends = d.get("endpoints") or {}
+    clock = a.record.state.clock()
+    text = (f"{_hms(F['duration_incident_s']['value'])} on the incident clock ({d['value']} lab s): from the first "
+            f"withdrawal at {clock.text(ends.get('start') or 0)}")
+    if ends.get("end") is not None:
+        text += f" to {clock.text(ends['end'])}, {ends.get('ended_by')} (played times)"
+    return text + (". The incident's 6 h 07 m counts from 17:48, when the sub-task started; the lab's from the "
+                   "first withdrawal in the network, and the sub-task's first eight minutes withdrew nothing")
+
+
+def lab_vs_incident(a: Analysis) -> list[tuple[str, str, str, str, str]]:
+    """(figure, the lab's value, where it comes from, the incident's, the comparison) for the
+    side-by-side table. A row whose figure a calibrated knob fixes says "set to match"; only an
+    emergent figure is compared, and one the postmortem gives no number for says so."""
     F = a.figures
 
     def v(name: str) -> Any:
-        return F[name]["value"] if name in F else None
+        f = F.get(name)
+        if f is None:
+            return None
+        return f["reason"] if f["value"] is None and f.get("reason") else f["value"]
+
+    def src(*names: str) -> str:
+        return "; ".join(f"{F[n]['source']}: {F[n]['basis']}" for n in names if n in F)
 
     def restored(how: str) -> str:
         return f"{v(f'restored_by_{how}')} asked; {v(f'restored_by_{how}_in_network')} back at every vantage point"
 
-    return [
-        ("prefixes advertised to the peer", str(v("observer_start")), "network: " + F["observer_start"]["basis"],
-         INCIDENT["prefixes advertised to the peer"]),
-        ("of them BYOIP", str(v("byoip")), "input: " + F["byoip"]["basis"], INCIDENT["of them BYOIP"]),
+    def calibrated(*names: str) -> str:
+        return _set_to_match(*(F.get(n) for n in names)) or "emergent"
+
+    rows = [
+        ("prefixes advertised to the peer", str(v("observer_start")), src("observer_start"),
+         INCIDENT["prefixes advertised to the peer"],
+         "set by the topology (input): each PoP announces 6,500 (6,499 anycast and its own /24), so the lab holds "
+         "6,501 and the observer hears one PoP's 6,500"),
+        ("of them BYOIP", str(v("byoip")), src("byoip"), INCIDENT["of them BYOIP"], "set by the topology (input)"),
         ("withdrawn", f"{v('withdrawn_by_task')} by the task; {v('withdrawn_on_wire')} seen withdrawn in the network",
-         "controller: API calls of the task; network: " + F["withdrawn_on_wire"]["basis"], INCIDENT["withdrawn"]),
-        ("restored by the revert", restored("revert"), "controller: the revert's API call; network: collector MRT",
-         INCIDENT["restored by the revert"]),
+         src("withdrawn_by_task", "withdrawn_on_wire"), INCIDENT["withdrawn"],
+         calibrated("withdrawn_by_task", "withdrawn_on_wire")),
+        ("restored by the revert", restored("revert"), src("restored_by_revert", "restored_by_revert_in_network"),
+         INCIDENT["restored by the revert"], calibrated("restored_by_revert", "restored_by_revert_in_network")),
         ("restored by the global config push", restored("config_push"),
-         "controller: the push's API call; network: collector MRT", INCIDENT["restored by the global config push"]),
-        ("duration", f"{_hms(v('duration_incident_s'))} on the incident clock ({v('duration_s')} lab s), "
-         f"from the first withdrawal at {_clock(a.record.state.start, v('first_withdrawal_incident_s') or 0)}",
-         "network: " + F["duration_s"]["basis"], INCIDENT["duration"]),
+         src("restored_by_config_push", "restored_by_config_push_in_network"),
+         INCIDENT["restored by the global config push"],
+         calibrated("restored_by_config_push", "restored_by_config_push_in_network")),
+        ("duration", _duration(a),
+         src("duration_s"), INCIDENT["duration"], calibrated("duration_incident_s", "duration_s")),
     ]
+    cust = F.get("affected_customers")
+    if cust is not None:
+        share = f" of {cust.get('of')} ({cust['share']:.0%})" if cust.get("share") is not None else ""
+        rows.append(("customers affected", f"{cust['value']}{share}", src("affected_customers"),
+                     "no incident figure: the postmortem gives 25% of BYOIP prefixes, and the 25% of customers in its "
+                     "summary repeats that figure", calibrated("affected_customers") if cust.get("calibrated_by")
+                     else "emergent: no incident figure to set it beside"))
+    products = (F.get("products") or {}).get("value") or {}
+    if products:
+        failed = {p for p, d in products.items() if d.get("failed_target_seconds")}
+        probed = set(products)
+        expected_failed = INCIDENT_PRODUCTS_FAILED & probed
+        expected_ok = INCIDENT_PRODUCTS_OK & probed
+        agrees = failed >= expected_failed and not (failed & expected_ok)
+        rows.append(("products that failed", ", ".join(sorted(failed)) or "none", src("products"),
+                     "CDN, Spectrum, Magic Transit and Dedicated Egress on BYOIP, the resolver's website (403); "
+                     "DNS over 1.1.1.1 not affected",
+                     "emergent: " + ("agrees" if agrees else "differs") + " (which products failed, not for how long)"))
+    e403 = (F.get("edge_403") or {}).get("value") or {}
+    if e403:
+        first = min(d["first"] for d in e403.values() if d.get("first"))
+        rows.append(("the resolver's website answering 403", f"{sum(d['n'] for d in e403.values())} answers, the "
+                     f"first at {first}", src("edge_403"), "403 'Edge IP Restricted' (no count or time given)",
+                     "emergent: the 403s agree in kind; no incident figure for their number or start"))
+    if "dashboard_refused" in F:
+        rows.append(("dashboard toggles refused", str(v("dashboard_refused")), src("dashboard_refused"),
+                     "some customers could not toggle (no service bound); no count given",
+                     "emergent: agrees in kind; no incident figure for the number"))
+    return rows
 
 
 def beside_the_internet(a: Analysis) -> list[tuple[str, str, str, str]]:
     """(figure, the lab's value, where it comes from and on which clock, RIPE's beacons) rows."""
-    from controller.drills.analysis import RIPE_SOURCE
-
     F = a.figures
     rows = []
     for name, what in (("internet_announce_50_s", "announcement: half the vantage points have it (s)"),
@@ -91,7 +160,10 @@ def beside_the_internet(a: Analysis) -> list[tuple[str, str, str, str]]:
         beacon = f.get("beacon")
         mine = v.get("share_under_10") if isinstance(v, dict) and "share_under_10" in v else (
             v.get("median") if isinstance(v, dict) else v)
-        if beacon and mine:
+        if beacon and mine is not None and beacon.get("kind") == "majority":
+            # "most withdrawals": a word, not a number to divide by
+            verdict = (f"lab: {mine:.0%}; " + ("agrees: more than half" if mine > 0.5 else "differs: half or fewer"))
+        elif beacon and mine:
             ratio = mine / beacon["value"]
             verdict = (f"lab/Internet {ratio:.2g}: " +
                        ("same order of magnitude" if 0.1 <= ratio <= 10 else "differs by more than 10x"))
@@ -103,17 +175,30 @@ def beside_the_internet(a: Analysis) -> list[tuple[str, str, str, str]]:
 
 
 # Why the lab's figures differ from the beacons': what the lab is not.
-INTERNET_DIFFERENCES = (
-    "Where the lab differs, and why: its AS graph has tens of ASes where the Internet has ~75,000, so a "
-    "withdrawn prefix has fewer alternative paths to hunt through and its paths are shorter (2-4 AS hops); "
-    "every session here uses one MRAI (FRR's, per peer, counted in whole seconds and not jittered), while RIS "
-    "peers run many implementations and settings, some with no MRAI at all; RIS's figures come from a few "
-    "hundred full-feed peers spread over the world, the lab's from its collector's vantage points; and "
-    "announcements here follow withdrawals by minutes, so MRAI timers still running slow them down, where a "
-    "beacon's announcement comes after two quiet hours.")
+def internet_differences(mrai: list[int] | None) -> str:
+    """Where the lab differs from RIS, and why; what it says of MRAI follows the lab's own."""
+    if mrai is None:
+        timers = "the lab's MRAI is not in this run's record"
+        slowed = ""
+    elif mrai == [0]:
+        timers = ("every session here has no MRAI (0 s: FRR sends each change at once), while RIS peers run many "
+                  "implementations and settings, most eBGP ones with an MRAI near RFC 4271's 30 s")
+        slowed = ""
+    else:
+        timers = (f"the sessions here use MRAI {', '.join(f'{x} s' for x in mrai)} (FRR's, per peer, counted in whole "
+                  "seconds and not jittered), while RIS peers run many implementations and settings, some with no "
+                  "MRAI at all")
+        slowed = ("; and announcements here follow withdrawals by minutes, so MRAI timers still running slow them "
+                  "down, where a beacon's announcement comes after two quiet hours")
+    return ("Where the lab differs, and why: its AS graph has tens of ASes where the Internet has ~75,000, so a "
+            "withdrawn prefix has fewer alternative paths to hunt through and its paths are shorter (2-4 AS hops); "
+            f"{timers}; RIS's figures come from a few hundred full-feed peers spread over the world, the lab's from "
+            f"its collector's vantage points{slowed}.")
 
 
 def _value(f: dict[str, Any]) -> str:
+    if f["value"] is None and f.get("reason"):
+        return f["reason"]
     return human(f["value"])
 
 
@@ -126,11 +211,14 @@ def _compression(F: dict[str, Any]) -> str:
     def d(x: dict[str, Any]) -> str:
         return "none converged" if not x["n"] else f"median {x['median']} s, p90 {x['p90']} s (n={x['n']})"
 
+    cut = v["restored_before_converging"]
+    what = (f"{cut} were restored before every vantage point had withdrawn them: compressed, the revert came while "
+            "BGP was still hunting, which on the day it did not" if cut else
+            "none was restored before every vantage point had withdrawn it: BGP had settled before the revert, "
+            "compressed or not")
     return (f"<p><b>What the compression changes.</b> Withdrawal convergence inside real-time windows: "
             f"{html.escape(d(v['in_windows']))}; outside them: {html.escape(d(v['compressed']))}. Of "
-            f"{v['compressed_withdrawals']} prefixes withdrawn outside the windows, {v['restored_before_converging']} "
-            "were restored before every vantage point had withdrawn them: compressed, the revert came while BGP was "
-            "still hunting, which on the day it did not.</p>")
+            f"{v['compressed_withdrawals']} prefixes withdrawn outside the windows, {html.escape(what)}.</p>")
 
 
 def _windows(F: dict[str, Any]) -> str:
@@ -145,14 +233,13 @@ def _windows(F: dict[str, Any]) -> str:
 
 
 def _products(F: dict[str, Any]) -> str:
-    from controller.drills.analysis import PRODUCT_PROBES
 
     f = F.get("products")
     if not f or not f["value"]:
         return ""
     rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
-            name.replace("_", " "), PRODUCT_PROBES.get(name, ""), v["failed_target_seconds"], v["target_seconds"],
+            name.replace("_", " "), (BY_NAME[name].probed if name in BY_NAME else ""), v["failed_target_seconds"], v["target_seconds"],
             v["first_failure"] or "-", v["last_failure"] or "-",
             ", ".join(f"{k}: {n}" for k, n in sorted(v["results"].items())), v["ok_share_end"])) + "</tr>"
         for name, v in f["value"].items())
@@ -244,33 +331,45 @@ def _automation(F: dict[str, Any]) -> str:
 
     radius = "".join(line(n) for n in ("asked", "withdrawn_in_network", "withdrawn_not_asked", "bindings_removed",
                                        "bindings_removed_not_asked", "accounts_affected", "accounts_unbound", "observer_min", "api_denied",
-                                       "automation_changes", "held_changes", "breaker_trips"))
+                                       "api_unauthorized", "automation_changes", "held_changes", "breaker_trips"))
+    refused = (F.get("refused_requests") or {}).get("value") or []
+    refused_list = ("<h3>What its scope refused, request by request</h3><ol>"
+                    + "".join(f"<li><code>{esc(r)}</code></li>" for r in refused) + "</ol>") if refused else ""
     return (f"<h2>Your automation</h2><table><tr><th>task</th><th>run</th><th>exit</th><th>lab s</th><th>result</th>"
             f"<th>output</th><th>stderr (failed runs)</th></tr>{runs}</table>"
             f"<h3>What it did to the network</h3><table><tr><th>figure</th><th>value</th><th>source</th><th>from</th></tr>"
-            f"{radius}</table>")
+            f"{radius}</table>{refused_list}")
 
 
 def _sensitivity(rd: RunDir) -> str:
-    """The sensitivity table, when the run has one (``bgplab drill run`` computes it after the lab is down)."""
+    """The sensitivity table, when the run has one (``bgplab drill sensitivity RUN_DIR`` adds it)."""
     path = rd.path / "sensitivity.json"
     if not path.exists():
-        return ("<h2>Sensitivity</h2><p>Not computed for this run (it runs the mechanism 13 times: "
-                "<code>bgplab drill sensitivity DRILL</code>).</p>")
+        return ("<h2>Sensitivity</h2><p>Not computed for this run: <code>bgplab drill sensitivity "
+                f"{html.escape(str(rd.path))}</code> adds it (the mechanism alone, every knob moved alone; ~10 minutes).</p>")
     t = json.loads(path.read_text())
-    base = t["base"]
-    head = "".join(f"<th>{h}</th>" for h in ("knob", "what", "moved to", "withdrawn", "restored by the revert",
-                                              "restored by the config push"))
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
-            r["knob"], r["what"], r["value"],
-            *(f"{r[h]} ({r['change'][h]:+.1%})" for h in ("withdrawn", "restored_by_revert", "restored_by_config_push"))))
-        + "</tr>" for r in t["rows"])
-    return (f"<h2>Sensitivity</h2><p>controller (the mechanism alone: the real API over a fresh inventory, no BGP; "
-            f"controller.drills.mechanism): each knob moved by {t['step']:.0%} alone. With the shipped knobs: "
-            f"{base['withdrawn']} withdrawn, {base['restored_by_revert']} restored by the revert, "
-            f"{base['restored_by_config_push']} by the config push. The largest change of a headline figure: "
-            f"{t['largest_change']:.1%}.</p><table><tr>{head}</tr>{rows}</table>")
+    if "figures" not in t:
+        return "<h2>Sensitivity</h2><p>This run's table is of an older form; compute it again.</p>"
+    esc = html.escape
+    head = "".join(f"<th>{h}</th>" for h in ("knob", "base", "moved to", *(SHORT[f] for f in t["figures"])))
+
+    def cell(r: dict[str, Any], f: str) -> str:
+        c, e = r["change"][f], r["elasticity"][f]
+        if c is None:
+            return "-"
+        return f"{c:+.1%}" + ("" if e is None else f" (e {e:+.2f})")
+
+    rows = "".join("<tr>" + "".join(f"<td>{esc(str(x))}</td>" for x in (r["knob"], r["base"], r["value"],
+                                                                    *(cell(r, f) for f in t["figures"]))) + "</tr>"
+                   for r in t["rows"])
+    not_moved = "".join(f"<li><code>{esc(k)}</code>: {esc(why)}</li>" for k, why in t["not_moved"].items())
+    base = ", ".join(f"{SHORT[f]} {t['base'][f]}" for f in t["figures"])
+    return (f"<h2>Sensitivity</h2><p>controller ({esc(t['source'])}): every knob of the drill file, the seeded "
+            f"inventory and the mechanism moved alone by {', '.join(f'{x:.0%}' for x in t['steps'])}, down and up. "
+            f"With the shipped knobs: {esc(base)}. Each cell is the figure's change and its elasticity (e: the "
+            "figure's relative change over the knob's). A figure a knob sets by arithmetic (the withdrawn count "
+            "and the batch) shows an elasticity near 1: that is the mechanism, not a finding.</p>"
+            f"<table><tr>{head}</tr>{rows}</table><p>Not moved:</p><ul>{not_moved}</ul>")
 
 
 def _hunted(a: Analysis) -> str:
@@ -317,7 +416,8 @@ def write(rd: RunDir, a: Analysis, metrics: dict[str, Any]) -> Path:
         return "<tr>" + "".join(f"<{tag}>{esc(c if isinstance(c, str) else human(c))}</{tag}>" for c in cells) + "</tr>"
 
     checks_html = "".join(
-        row(c["expectation"], c["value"], c.get("n", ""), c["range"], c.get("source") or "-", "ok" if c["ok"] else "FAILED")
+        row(c["expectation"], c["value"], c.get("n", ""), c["range"], c.get("source") or "-",
+            "ok" if c["ok"] else (c["note"] if c["ok"] is None else "FAILED" + (f": {c['note']}" if c.get("note") else "")))
         for c in metrics.get("expectations", [])
     )
     figures_html = "".join(
@@ -328,12 +428,20 @@ def write(rd: RunDir, a: Analysis, metrics: dict[str, Any]) -> Path:
     if run["outcome"] != "completed":
         outcome = (f'<p style="color:#b00;font-weight:bold">This run did not complete: {esc(run["outcome"])}. '
                    f'{esc(run.get("error") or "")} The figures below cover what was recorded until then.</p>')
+    as_root = sorted(n for n, who in ((F.get("automation_run_as") or {}).get("value") or {}).items() if who == "root")
+    if as_root:
+        outcome += (f'<p style="color:#b00;font-weight:bold">Ran as root, as the drill asked (run_as: root): '
+                    f'{esc(", ".join(as_root))}. Its token\'s scope held only as far as its code cooperated: root can '
+                    f'read the lab\'s admin token and enter its namespaces.</p>')
     incident_html = f"""<h2>The lab beside the incident</h2>
-<table>{row('figure', 'lab', 'source', 'incident', tag='th')}{''.join(row(*r) for r in lab_vs_incident(a))}</table>
+<p>Only an emergent figure (one no knob fixes) is compared with the incident. A figure fixed by a knob that was derived
+from the incident's own numbers is <b>set to match</b>, and says which knob; the drill file's <code>calibration:</code>
+names them.</p>
+<table>{row('figure', 'lab', 'source', 'incident', 'comparison', tag='th')}{''.join(row(*r) for r in lab_vs_incident(a))}</table>
 <h2>The lab beside the Internet</h2>
 <p>{esc(F['internet_withdraw_last_s']['basis'] if 'internet_withdraw_last_s' in F else '')}</p>
 <table>{row('figure', 'lab', 'source and clock', 'RIPE RIS beacons', 'comparison', tag='th')}{''.join(row(*r) for r in beside_the_internet(a))}</table>
-<p>{esc(INTERNET_DIFFERENCES)}</p>
+<p>{esc(internet_differences(a.record.lab.mrai if a.record.lab else None))}</p>
 {_compression(F)}"""
     story = "".join(f"<li>{esc(x)}</li>" for x in narrative(a))
     specs = json.dumps({k: v for k, v in figs.items()}).replace("</", "<\\/")
@@ -348,8 +456,12 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}}
 <p>{esc(drill.get('description', ''))}</p>
 <p>Speed {run['speed']:g} (incident seconds per lab second; BGP's timers do not compress){_windows(F)}, FRR {esc(str(run['frr_version']))},
 {esc(str(run['runtime']))} runtime. Each figure below says where it comes from: <b>input</b> (the drill file, the
-topology, the seeded inventory), <b>controller</b> (what the drill and its tasks did through the API) or <b>network</b>
-(measured: the collector's MRT, the speakers' link captures, the observer's BGP table, the end hosts' probes).
+topology, the seeded inventory), <b>controller</b> (what the drill and its tasks did through the API), <b>network</b>
+(measured: the collector's MRT, the speakers' link captures, the observer's BGP table, the end hosts' probes) or
+<b>calibrated</b> (fixed by a knob derived from the incident's own figures: set to match, never agreement).
+Times of day are on the drill's clock as <b>played</b>: the lab's time converted by the drill's pace, which is when
+things happened in the network; where the drill had scheduled something for another time (a step, the stop the
+detection set), the scheduled time is given beside it and called so.
 The plots zoom (drag), and show exact values and times on hover.</p>
 <h2>What happened</h2><ol>{story}</ol>
 {_automation(F)}

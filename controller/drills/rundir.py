@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controller.drills.clock import DrillClock, Window
 from lab.errors import BgplabError
 
 # How a run ended: the runner sets it, the report shows it, the CLI maps it to an exit code.
@@ -36,6 +37,8 @@ class LabFacts:
     vantage_points: dict[str, str]  # collector peer address -> router name
     speaker_addresses: dict[str, list[str]]  # speaker -> its link addresses (UPDATEs on the wire from it)
     observer: str | None  # the incident graph's peer (role peer)
+    # input: the MRAI values (s) of the routers' sessions, as the plan set them (None: an older record)
+    mrai: list[int] | None = None
 
 
 @dataclass
@@ -78,6 +81,10 @@ class DrillState:
     automation: list[dict[str, Any]] = field(default_factory=list)  # each run: exit code, seconds, killed, stderr
     # controller, from the API's records: per task, its token's changes and the 403s its scope got
     automation_api: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def clock(self) -> DrillClock:
+        """The clock the drill played: its speed, its windows as played, its start."""
+        return DrillClock(self.speed, [Window(w["start"], w["end"], w["label"]) for w in self.windows], start=self.start)
 
     def affected(self) -> dict[str, float]:
         """Every prefix the drill withdrew (task or API step), with the controller's time."""
@@ -141,6 +148,10 @@ class RunDir:
     @property
     def probes(self) -> Path:
         return self.observe / "probes.jsonl"
+
+    @property
+    def stage_probes(self) -> Path:
+        return self.observe / "stage-probes.jsonl"  # the staged rollout's own probes (controller.dataplane)
 
     @property
     def faults(self) -> Path:

@@ -27,12 +27,16 @@ from typing import Any, Callable, Iterator
 
 import yaml
 
-from controller import service
-from controller.client import ApiClient
+from controller import launch
+from controller.client import ApiClient, ApiError
 from controller.drills import model as m
+from controller.drills.automation import ExecContext, ExecRunner
 from controller.drills.rundir import DrillState, LabFacts, RunDir, RunRecord, read_jsonl
-from controller.drills.mechanism import Mechanism, impact_states
+from controller.drills.events import impact_states
+from controller.drills.mechanism import Mechanism
 from controller.inventory import cidr_of
+from controller.observe.tail import JsonlTail
+from controller.paths import observe_dir
 from lab import capture, faults, lifecycle
 from lab.errors import BgplabError
 from lab.plan import LabPlan, Role
@@ -143,25 +147,6 @@ class LiveHooks:
         return self.runner.sampler.latest if self.runner.sampler else {}
 
 
-class ProbeTail:
-    """New lines of the probes' file since the last read (the file only grows)."""
-
-    def __init__(self, path: Path):
-        self.path, self.pos, self.rest = path, 0, b""
-
-    def read(self) -> list[dict[str, Any]]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.pos)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        self.pos += len(data)
-        lines = (self.rest + data).split(b"\n")
-        self.rest = lines.pop()
-        return [json.loads(line) for line in lines if line.strip()]
-
-
 class DrillRunner:
     def __init__(self, drill: m.Drill, topology: Path, run_dir: Path, *, lab: str | None = None,
                  speed: float | None = None, progress: Progress | None = None, keep: bool = False,
@@ -197,7 +182,7 @@ class DrillRunner:
         return self.timeline.incident(time.time() - self.st.t0) if self.st.t0 else 0.0
 
     def clock(self, incident_offset: float) -> str:
-        return m.fmt_clock(m.parse_clock(self.drill.start) + incident_offset)
+        return self.timeline.text(incident_offset)
 
     def log(self, kind: str, **data: Any) -> None:
         rec = {"t": time.time(), "incident": round(self.incident_now(), 1), "kind": kind, **data}
@@ -243,10 +228,10 @@ class DrillRunner:
             if self.attached:
                 self._found(state)
             else:
-                service.start(self.running, seed=edge.inventory_seed, probes=self.drill.probes,
+                launch.start(self.running, seed=edge.inventory_seed, probes=self.drill.probes,
                               probe_prefixes=self._canaries(up.plan), machines=edge.machines_per_pop, edge_seed=edge.seed)
             if self.drill.capture:
-                started = capture.start(self.running, self.rd.captures, all_=True, bgp_only=True)
+                started = capture.start(self.running, self.rd.captures, each_link_once=True, bgp_only=True)
                 self.st.captures = {}
                 for c in started:
                     self.st.captures.setdefault(c["node"], []).append(Path(c["file"]).name)
@@ -323,8 +308,6 @@ class DrillRunner:
         withdrawn, behaviour, guardrails and edge back."""
         if not self.attached or not self.found or LabState.load(self.lab) is None:
             return
-        from controller.client import ApiError
-
         with ApiClient(self.lab) as api:
             api.call("PUT", "/v1/lab/faults/api", json={"kind": "none"})
             api.call("PUT", "/v1/lab/guardrails", json={})  # none while restoring: the restore is the operator's
@@ -345,8 +328,6 @@ class DrillRunner:
 
     def _end_automation(self) -> None:
         """No automation outlives its drill: runs still going are ended (SIGTERM, then SIGKILL)."""
-        from controller.drills.automation import ExecRunner
-
         for t in (self.mech.tasks.values() if self.mech else []):
             if isinstance(t, ExecRunner):
                 t.shutdown()
@@ -375,11 +356,9 @@ class DrillRunner:
 
     def _play(self, api: ApiClient, state: LabState) -> None:
         drill = self.drill
-        observe = service.observe_dir(state)
+        observe = observe_dir(state)
         targets_file = observe / "probe-targets.json"
         targets = json.loads(targets_file.read_text()) if targets_file.exists() else []
-        from controller.drills.automation import ExecContext
-
         ctx = ExecContext(lab=self.lab, url=api.url, drill=drill.name, out_dir=self.rd.path / "automation",
                           cwd=Path.cwd() if self.automation else self.drill_dir, command=self.automation)
         mech = Mechanism(drill, api, self.st, self.log, self.timeline, time.time, hooks=LiveHooks(self), targets=targets,
@@ -392,7 +371,7 @@ class DrillRunner:
         if self.graded:  # a team's automation is graded by whose prefixes it touched: every owner, before
             self.rd.owners.write_text(json.dumps({x["cidr"]: x["account_id"] for x in api.prefixes()}))
         deadline = drill.deadline(self.speed, self.st.realtime)
-        probes = ProbeTail(observe / "probes.jsonl")
+        probes = JsonlTail(observe / "probes.jsonl")
         self.st.t0 = time.time()
         self.st.windows = [{"label": w.label, "start": w.start, "end": w.end} for w in self.timeline.windows]
         self.log("start", clock=drill.start, speed=self.speed, max_lab_seconds=round(deadline, 1),
@@ -550,17 +529,26 @@ def lab_facts(lab: str, runtime: str, frr_version: str | None, state: LabState, 
         speaker_addresses={n.name: sorted({str(a) for s in n.sessions for a in (s.local_v4, s.local_v6)})
                            for n in plan.speakers()},
         observer=observer,
+        mrai=sorted({s.timers.mrai or 0 for r in plan.routers() for s in r.sessions}),
     )
 
 
 def step_comments(rd: RunDir) -> list[tuple[float, str]]:
     """Drill steps, detection and faults with their times, as capture packet comments."""
     out = []
+    clock = rd.record().state.clock() if rd.record_file.exists() else None
     for e in read_jsonl(rd.events):
+        # the packet a comment sits on is at the event's lab time: its text says that time on the
+        # drill's clock as played, and the scheduled one beside it where they differ
+        played = clock.text(e["incident"]) if clock is not None and e.get("incident") is not None else None
+        scheduled = e.get("clock")
+        when = played or scheduled or ""
+        if played and scheduled and scheduled != played:
+            when = f"{played} (scheduled {scheduled})"
         if e["kind"] == "step":
-            out.append((e["t"], f"step {e.get('clock', '')}: {e.get('label') or e['do']}"))
+            out.append((e["t"], f"step {when}: {e.get('label') or e['do']}"))
         elif e["kind"] in ("canary_failed", "task_stopped", "restore", "dashboard"):
-            out.append((e["t"], f"{e['kind'].replace('_', ' ')} {e.get('clock', '')}".strip()))
+            out.append((e["t"], f"{e['kind'].replace('_', ' ')} {when}".strip()))
     for f in read_jsonl(rd.faults):
         where = " ".join(str(f[k]) for k in ("node", "peer", "daemon") if f.get(k))
         out.append((f["t"], f"fault: {f['fault']} {where}".strip()))

@@ -70,7 +70,7 @@ _docker_ready: dict[str, str | None] = {}
 def _docker_missing() -> str | None:
     """Why the docker runtime cannot run here (no engine, no image); None when it can. Asked once."""
     if "reason" not in _docker_ready:
-        from lab.runtime.engine import engine
+        from lab.engine import engine
         from lab.images.build import ensure_image
 
         try:

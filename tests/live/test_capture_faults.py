@@ -88,6 +88,28 @@ def test_capture_sees_what_was_sent_and_agrees_with_the_collector(lab_factory, t
     times = [float(x) for x in tshark("-r", str(merged), "-T", "fields", "-e", "frame.time_epoch").split()]
     assert times == sorted(times) and len(times) > 10
 
+    # Both ends of a veth pair see every segment: merged, Wireshark reads each second copy as a
+    # retransmission (a sick network that is not there). The merge above is of both ends...
+    assert wireshark_flags(merged)["tcp.analysis.retransmission"] > 0
+    # ...one end of every link (what a drill captures) is each packet once: none, on a quiet lab
+    once = capture.start(report.running(), tmp_path / "once", each_link_once=True, bgp_only=True)
+    links = {i.link for n in plan.nodes.values() for i in n.interfaces}
+    assert len(once) == len(links) == len({(c["node"], c["iface"]) for c in once})
+    for c in once:  # the speaker's end where a link has one: the drill's analysis reads the speakers' files
+        iface = next(i for i in plan.nodes[c["node"]].interfaces if i.name == c["iface"])
+        if "edge" in (c["node"], iface.peer):
+            assert c["node"] == "edge", c
+    time.sleep(7)  # keepalives every 3 s on every session
+    capture.stop(report.running())
+    seen = wireshark_flags(capture.merge(capture.files_in(tmp_path / "once"), tmp_path / "once.pcapng"))
+    assert seen["bgp"] > 0 and seen["tcp.analysis.retransmission"] == seen["tcp.analysis.duplicate_ack"] == 0, seen
+
+
+def wireshark_flags(merged: Path) -> dict[str, int]:
+    """How many frames Wireshark's TCP analysis flags, and how many are BGP."""
+    return {flag: len(tshark("-r", str(merged), "-Y", flag, "-T", "fields", "-e", "frame.number").split())
+            for flag in ("tcp.analysis.retransmission", "tcp.analysis.duplicate_ack", "bgp")}
+
 
 def test_down_with_captures_running_leaves_complete_files(lab_factory, tmp_path: Path) -> None:
     from lab import lifecycle

@@ -3,6 +3,7 @@ timeline and the probes, and come back; a restarted speaker gets its state back.
 
 from __future__ import annotations
 
+import grp
 import json
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller import service
+from controller import launch
 from controller.client import ApiClient
 from controller.observe import mrt
 from controller.observe.probe import by_end_host
@@ -28,7 +29,7 @@ CTL = str(Path(__file__).parent / "topologies" / "ctl.yaml")
 @pytest.fixture
 def ctl(lab_factory):
     report = lab_factory(CTL)
-    info = {**service.start(report.running(), probes=30), "lab": report.lab}
+    info = {**launch.start(report.running(), probes=30), "lab": report.lab}
     api = ApiClient(report.lab)
     info["headers"] = api.headers  # the lab's admin token, for requests made by hand
     yield report, api, info
@@ -295,8 +296,15 @@ def test_a_guardrail_holds_a_mass_withdrawal_until_an_operator_approves_it(ctl) 
 
 def test_the_api_needs_a_token_and_bgplab_up_keeps_the_admin_one_for_root_alone(ctl) -> None:
     report, api, info = ctl
-    path = LabState.load(report.lab).dir / "admin.token"
+    lab_dir = LabState.load(report.lab).dir
+    path = lab_dir / "admin.token"
     assert path.stat().st_mode & 0o777 == 0o600
+    # the lab's directory: root's, FRR's group may pass through to its nodes' files (0710), no one
+    # else may enter; the inventory (token digests) and its WAL are root's alone
+    st = lab_dir.stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o710) and st.st_gid == grp.getgrnam("frr").gr_gid
+    for f in lab_dir.glob("inventory.sqlite*"):
+        assert f.stat().st_mode & 0o777 == 0o600, f
     url = f"{info['url']}/v1/prefixes"
     assert httpx.get(url, params={"limit": 1}).status_code == 401
     out = bgplab("token", "create", "--lab", report.lab, "--role", "read-only", "--name", "dashboard-viewer")
@@ -309,3 +317,27 @@ def test_the_api_needs_a_token_and_bgplab_up_keeps_the_admin_one_for_root_alone(
     assert api.call("GET", f"/v1/prefixes/{target}")["result"]["advertised"]
     listed = bgplab("token", "list", "--lab", report.lab).stdout
     assert "dashboard-viewer" in listed and "admin" in listed
+
+
+def test_an_observer_with_no_session_to_a_speaker_is_counted_by_its_table(lab_factory) -> None:
+    """minimal.yaml's observer r2 hears the edge through r1: it has no speaker session to count
+    routes on. The sampler and the dashboard count its BGP table instead, and say so (the
+    headline showed 0 while r2 held all 250)."""
+    report = lab_factory("minimal")
+    info = launch.start(report.running(), probes=0)
+    api = ApiClient(report.lab)
+    try:
+        want = len(report.plan.prefixes)
+
+        def counted() -> tuple[bool, str]:
+            sample = api.call("GET", "/v1/lab/observe")["result"]["sample"] or {}
+            c = (sample.get("observer_received") or {}).get("r2", {})
+            return c.get("from") == "table" and c.get("ipv4", 0) + c.get("ipv6", 0) == want, str(c)
+
+        wait_until(counted, timeout=30, what="the sampler to count r2's table")
+        with httpx.stream("GET", f"{info['url']}/v1/lab/stream", params={"frames": 2}, headers=api.headers,
+                          timeout=30) as r:
+            frames = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+        assert frames and frames[-1]["observer"] == want and frames[-1]["observer_from"] == ["table"], frames[-1]
+    finally:
+        api.close()

@@ -17,7 +17,7 @@ from lab.export import containerlab
 from lab.images import build
 from lab.plan import build_plan
 from lab.runtime.docker import CAPABILITIES, SYSCTLS
-from lab.runtime.engine import engine
+from lab.engine import engine
 from lab.state import LabState, lab_dir
 from lab.topology import load_topology
 
@@ -68,11 +68,11 @@ def test_containers_labels_isolation_exec_and_logs(lab_factory) -> None:
 
 
 def test_down_removes_containers_when_record_and_controller_are_gone(lab_factory) -> None:
-    from controller import service
+    from controller import launch
 
     report = lab_factory("minimal")
     lab = report.lab
-    info = service.start(report.running(), probes=5)  # the controller, its responders (in the edge's namespace) and probes
+    info = launch.start(report.running(), probes=5)  # the controller, its responders (in the edge's namespace) and probes
     # the controller killed, the state record (and so the topology) gone: down finds it all by label and mark
     os.kill(info["pid"], 9)
     (lab_dir(lab) / "state.json").unlink()

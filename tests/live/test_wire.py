@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import service
+from controller import launch
 from controller.client import ApiClient, ApiError
 from controller.observe import wire
 from lab import capture
@@ -90,7 +90,7 @@ def test_a_batch_leaves_packed_to_the_message_size(lab_factory, tmp_path) -> Non
 def test_a_speaker_killed_in_a_large_batch_is_resynchronised(lab_factory) -> None:
     report = lab_factory(WIRE, announce=False)
     running = report.running()
-    service.start(running, probes=0)
+    launch.start(running, probes=0)
     r1 = report.plan.nodes["r1"]
     total = len(report.plan.prefixes)
     outcome: dict[str, object] = {}

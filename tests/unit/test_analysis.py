@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from controller.drills.analysis import check, distribution, figure, per_prefix, percentile
-from controller.drills.model import Expect, Range, VantageRange
+from pathlib import Path
+
+import pytest
+
+from controller.drills.analysis import check, distribution, figure, mrt_gap, per_prefix, percentile, sustained_from
+from controller.drills.junit import write_junit
+from controller.drills.model import Expect, Range, VantageRange, failed
 from controller.observe.mrt import PrefixEvent
 
 A, B = "198.18.0.1", "198.18.0.3"
@@ -28,8 +33,9 @@ EVENTS = [
 ]
 PROBES = [
     {"t": 150.0, "host": "host1", "prefix": P, "result": "timeout"},
-    {"t": 200.7, "host": "host1", "prefix": P, "result": "ok"},
-    {"t": 200.9, "host": "host2", "prefix": P, "result": "ok"},
+    # ok from 200.7 (host1) and 200.9 (host2), three probes in a row each: sustained
+    *({"t": 200.7 + k, "host": "host1", "prefix": P, "result": "ok"} for k in range(3)),
+    *({"t": 200.9 + k, "host": "host2", "prefix": P, "result": "ok"} for k in range(3)),
 ]
 
 
@@ -60,9 +66,24 @@ def test_not_converged_when_a_vantage_point_never_withdrew() -> None:
 
 
 def test_not_recovered_while_a_host_still_fails() -> None:
-    probes = PROBES[:2] + [{"t": 200.9, "host": "host2", "prefix": P, "result": "timeout"}]
+    probes = PROBES[:4] + [{"t": 200.9, "host": "host2", "prefix": P, "result": "timeout"}]
     [r] = per_prefix(EVENTS, {P: 100.0}, {P: 200.0}, PEERS, probes)
     assert r.recovered_at(2) is None
+
+
+def test_a_recovery_is_sustained_a_later_403_puts_it_back_and_one_ok_is_not_enough() -> None:
+    # host2: ok, then a 403 from a machine the binding had not reached yet, then ok for good
+    probes = [p for p in PROBES if p["host"] == "host1"] + [
+        {"t": 200.9, "host": "host2", "prefix": P, "result": "ok"},
+        {"t": 201.9, "host": "host2", "prefix": P, "result": "http_403"},
+        *({"t": 203.0 + k, "host": "host2", "prefix": P, "result": "ok"} for k in range(3))]
+    [r] = per_prefix(EVENTS, {P: 100.0}, {P: 200.0}, PEERS, probes)
+    assert round(r.reachable_again["host2"], 3) == 3.0 and abs(r.recovered_at(2) - 203.0) < 1e-9
+    # the last two probes ok only: too few to call it back
+    [r] = per_prefix(EVENTS, {P: 100.0}, {P: 200.0}, PEERS, probes[:-1])
+    assert "host2" not in r.reachable_again and r.recovered_at(2) is None
+    assert sustained_from([(1.0, True), (2.0, False), (3.0, True), (4.0, True), (5.0, True)]) == 3.0
+    assert sustained_from([(1.0, True), (2.0, True), (3.0, True), (4.0, False)]) is None
 
 
 def test_distribution_and_percentile() -> None:
@@ -117,6 +138,27 @@ def test_a_vantage_point_can_have_its_own_range() -> None:
     assert [c["ok"] for c in out] == [False, True]
 
 
+def test_an_unheld_vantage_point_is_reported_and_neither_passes_nor_fails(tmp_path) -> None:
+    per_vp = {"t1": {"n": 80, "median": 1, "hunted_share": 0.64}, "t2": {"n": 80, "median": 2, "hunted_share": 0.99}}
+    rng = VantageRange(min=0.5, at={"t1": Range(unheld="depends on MRAI timer phase")})
+    out = check(Expect(hunted_share=rng), {"path_hunting": figure(per_vp, "network", "mrt")})
+    assert [(c["expectation"], c["value"], c["range"], c["ok"]) for c in out] == [
+        ("hunted_share at t1", 0.64, "not held", None), ("hunted_share at t2", 0.99, "[0.5, ]", True)]
+    assert out[0]["note"] == "not held: depends on MRAI timer phase"
+    xml = write_junit(tmp_path / "j.xml", "d", out).read_text()
+    assert 'failures="0"' in xml and 'skipped="1"' in xml and "<skipped" in xml
+    # a figure's own range can be unheld too: not a pass (a range with no bounds would be one)
+    [c] = check(Expect(withdrawn_by_task=Range(unheld="calibrated")), {"withdrawn_by_task": figure(7, "controller", "b")})
+    assert (c["ok"], c["range"], c["note"]) == (None, "not held", "not held: calibrated") and failed([c]) == []
+    # it is said why, it has no bounds to hold, and a whole per-vantage-point figure is left out
+    # by leaving out its expectation, not by an unheld default
+    for bad in ({"unheld": " "}, {"unheld": "x", "max": 1}):
+        with pytest.raises(ValueError):
+            Range(**bad)
+    with pytest.raises(ValueError):
+        VantageRange(unheld="x", min=1)
+
+
 def test_internet_figures_use_window_prefixes_only_and_say_so() -> None:
     from controller.drills.analysis import PrefixResult, internet_figures
 
@@ -142,3 +184,80 @@ def test_internet_figures_use_window_prefixes_only_and_say_so() -> None:
     # without windows every prefix counts, and the basis says why that is not the day's pace
     F = internet_figures([inside, outside], ev, vps, False, "mrt")
     assert F["internet_withdraw_last_s"]["value"]["n"] == 4 and "no real-time window" in F["internet_withdraw_last_s"]["basis"]
+
+
+def test_a_vantage_point_the_collector_never_recorded_is_not_back_by_default() -> None:
+    """A prefix with no UPDATE at a vantage point stayed there only if the collector records
+    that vantage point at all; otherwise nothing says so, and it is not counted back."""
+    events = [e for e in EVENTS if e.peer_ip == A]  # nothing at all from t2
+    [r] = per_prefix(events, {P: 100.0}, {P: 200.0}, PEERS, PROBES, recorded={A})
+    assert "t2" not in r.back and r.restore_convergence is None and r.recovered_at(2) is None
+    # t2 recorded, and it heard nothing of this prefix: it never left t2's table; present, with
+    # no time of coming back (the controller's restore call is no time of the network's)
+    [r] = per_prefix(events, {P: 100.0}, {P: 200.0}, PEERS, PROBES, recorded={A, B})
+    assert "t2" not in r.back and r.stayed == {"t2"} and r.everywhere(2)
+    assert abs(r.restore_convergence - 0.2) < 1e-9  # t1's own return, 200.2: the one that left
+
+
+def test_a_prefix_no_vantage_point_lost_has_no_recovery_to_wait_for() -> None:
+    [r] = per_prefix([], {P: 100.0}, {P: 200.0}, PEERS, [], recorded={A, B}, on_wire={P: [100.01]})
+    assert r.never_left(2) and r.everywhere(2) and r.restore_convergence is None and r.recovered_at(2) is None
+
+
+def test_with_no_vantage_point_nothing_is_back_and_nothing_raises() -> None:
+    [r] = per_prefix([], {P: 100.0}, {P: 200.0}, {}, PROBES)
+    assert r.back == {} and r.convergence is None and r.restore_convergence is None and r.recovered_at(0) is None
+
+
+def test_the_announcement_time_is_the_wire_or_unknown_never_the_controllers_call() -> None:
+    [r] = per_prefix(EVENTS, {P: 100.0}, {P: 200.0}, PEERS, PROBES)
+    assert r.announced_at is None
+    [r] = per_prefix(EVENTS, {P: 100.0}, {P: 200.0}, PEERS, PROBES, announced_on_wire={P: [200.01]})
+    assert r.announced_at == 200.01
+
+
+def test_an_unmeasured_figure_is_null_with_its_reason_and_its_expectation_fails_naming_it() -> None:
+    gap = mrt_gap(Path("c.mrt"), PEERS, {A})
+    assert gap == "not measured: no MRT record from t2"
+    assert mrt_gap(None, PEERS, set()) == mrt_gap(Path("c.mrt"), {}, set())
+    assert mrt_gap(Path("c.mrt"), PEERS, {A, B}) is None
+    f = figure(0, "network", "b", unmeasured=gap)
+    assert f["value"] is None and f["reason"] == gap
+    [c] = check(Expect(withdrawn_in_network=Range(max=0)), {"withdrawn_in_network": f})
+    assert not c["ok"] and c["note"] == gap
+    with pytest.raises(ValueError, match="source is one of"):
+        figure(1, "measured", "b")
+
+
+def test_a_figure_with_two_known_behaviours_is_held_to_one_of_them_by_name() -> None:
+    rng = VantageRange(min=1, at={"t1": Range(modes={"timers_running": {"max": 0}, "timers_idle": {"min": 1}})})
+    fig = {"path_hunting": figure({"t1": {"median": 0, "n": 40}, "t2": {"median": 1, "n": 40}}, "network", "b")}
+    rows = {c["expectation"]: c for c in check(Expect(path_hunting_median=rng), fig)}
+    assert rows["path_hunting_median at t1"]["ok"] and rows["path_hunting_median at t1"]["mode"] == "timers_running"
+    assert "mode" not in rows["path_hunting_median at t2"]
+    fig["path_hunting"]["value"]["t1"]["median"] = 0.5  # between the two: neither, and it fails
+    rows = {c["expectation"]: c for c in check(Expect(path_hunting_median=rng), fig)}
+    assert not rows["path_hunting_median at t1"]["ok"] and rows["path_hunting_median at t1"]["mode"] is None
+
+
+@pytest.mark.parametrize("bad", [{}, {"at": {"t1": {}}}, {"min": 1, "modes": {"a": {"max": 0}}}, {"modes": {"a": {}}}])
+def test_an_empty_range_is_refused(bad) -> None:
+    with pytest.raises(ValueError, match="pass(es)? anything|not both"):
+        VantageRange.model_validate(bad)
+
+
+def test_dedicated_egress_is_counted_as_its_rule_judges_it_not_per_doomed_attempt() -> None:
+    """Each PoP's gateway tries; only the PoP the replies return to can succeed. A quiet lab's
+    egress is all ok per target and second, though half its attempts time out."""
+    from controller.drills.analysis import product_figures
+    from controller.drills.clock import DrillClock
+
+    probes = []
+    for sec in range(10):
+        probes.append({"t": 100.0 + sec, "host": "edge-ams", "product": "dedicated_egress", "prefix": P, "result": "ok"})
+        probes.append({"t": 100.2 + sec, "host": "edge-fra", "product": "dedicated_egress", "prefix": P,
+                       "result": "timeout"})
+    probes.append({"t": 111.0, "host": "edge-fra", "product": "dedicated_egress", "prefix": P, "result": "timeout"})
+    F = product_figures(probes, 100.0, DrillClock(60.0, [], start="17:48"))
+    de = F["products"]["value"]["dedicated_egress"]
+    assert de["results"] == {"ok": 10, "timeout": 1} and de["failed_target_seconds"] == 1

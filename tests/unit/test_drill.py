@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.drills.model import Drill, DrillError, Range, load_drill, parse_clock, parse_duration, step_kinds
+from controller.drills.clock import parse_clock
+from controller.drills.model import Drill, DrillError, Range, load_drill, parse_duration, step_kinds
 from controller.drills.mechanism import Mechanism
 from lab.errors import TopologyError
 
 ROOT = Path(__file__).resolve().parents[2]
-DRILLS = sorted((ROOT / "drills").glob("*.yaml"))
+# the shipped drills and the ones the live tests run (a CI drill that does not load fails late)
+DRILLS = sorted((ROOT / "drills").glob("*.yaml")) + sorted((ROOT / "tests" / "live" / "drills").glob("*.yaml"))
 
 GOOD = {
     "name": "t",
@@ -121,6 +123,15 @@ BAD += [
     ("api fault on a cleanup task", mutate(steps=[{"at": "17:48", "do": "api_fault", "kind": "unavailable", "for": "1m",
                                                    "task": "cleanup"}]),
      "steps[0].task: an API fault acts on an exec task's token; 'cleanup' is not one"),
+    ("calibration names a knob that is not there",
+     mutate(calibration={"withdrawn_by_task": {"knobs": ["tasks.cleanup.batchsize"], "derived_from": "1,100"}}),
+     "calibration.withdrawn_by_task.knobs: tasks.cleanup.batchsize: no 'batchsize' in CleanupTask"),
+    ("calibration names a step the drill has not",
+     mutate(calibration={"duration_s": {"knobs": ["steps.restore.snapshot"], "derived_from": "x"}}),
+     "calibration.duration_s.knobs: steps.restore.snapshot: the drill has no 'restore' step"),
+    ("calibration without its source", mutate(calibration={"duration_s": {"knobs": ["edge.delay"]}}),
+     "calibration.duration_s.derived_from: Field required"),
+    ("exec runs as nobody known", with_exec({"run_as": "nobody"}), "tasks.auto.run_as: Input should be 'automation' or 'root'"),
 ]
 
 
@@ -208,6 +219,29 @@ def test_the_mechanism_from_the_command_line(tmp_path: Path) -> None:
     assert [x["inventory_seed"] for x in results] == [1, 2]
     assert all(x["withdrawn"] > 0 and x["canary_failed"] and x["task_stopped"] for x in results)
     assert r.output.count("\n") >= 3 and "withdrawn" in r.output
+
+
+def test_the_sensitivity_table_from_the_command_line(tmp_path: Path) -> None:
+    """`bgplab drill sensitivity`: one knob of the mini replay, one step, as a table and JSON;
+    bad input is a usage error naming it."""
+    from click.testing import CliRunner
+
+    from controller.cli import cli
+
+    mini = str(ROOT / "tests/live/drills/mini-replay.yaml")
+    out = tmp_path / "s.json"
+    r = CliRunner().invoke(cli, ["drill", "sensitivity", mini, "--knob", "tasks.cleanup.batch", "--steps", "0.5",
+                                 "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    t = json.loads(out.read_text())
+    assert [(x["knob"], x["value"]) for x in t["rows"]] == [("tasks.cleanup.batch", 3), ("tasks.cleanup.batch", 9)]
+    assert "tasks.cleanup.batch" in r.output and "not moved:" in r.output
+    r = CliRunner().invoke(cli, ["drill", "sensitivity", mini, "--steps", "2"])
+    assert r.exit_code == 2 and "--steps takes shares between 0 and 1" in r.output
+    r = CliRunner().invoke(cli, ["drill", "sensitivity", str(tmp_path)])
+    assert r.exit_code == 2 and "is not a drill's run directory" in r.output
+    r = CliRunner().invoke(cli, ["drill", "sensitivity", str(ROOT / "drills/withdraw-all-byoip.yaml")])
+    assert r.exit_code == 2 and "the sensitivity table is about the replay's mechanism" in r.output
 
 
 def test_a_restore_must_name_a_snapshot_taken_before_it() -> None:

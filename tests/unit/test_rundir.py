@@ -165,3 +165,26 @@ def test_drill_compare_sets_runs_side_by_side_with_each_figures_source(rd, tmp_p
     assert "| prefixes withdrawn by the task | controller |" in r.output and "<table>" in out.read_text()
     bad = CliRunner().invoke(cli, ["drill", "compare", str(tmp_path)])
     assert bad.exit_code != 0 and "not a reported drill run" in bad.output
+
+
+def test_a_calibrated_figure_is_set_to_match_and_only_emergent_ones_are_compared(rd: RunDir) -> None:
+    from controller.drills.report import lab_vs_incident
+
+    drill = json.loads(rd.drill.read_text())
+    drill["calibration"] = {
+        "withdrawn_by_task": {"knobs": ["tasks.cleanup.batch"], "derived_from": "1,100 withdrawn 17:56-18:46"},
+        "withdrawn_on_wire": {"knobs": ["tasks.cleanup.batch"], "derived_from": "1,100 withdrawn 17:56-18:46"}}
+    rd.drill.write_text(json.dumps(drill))
+    a = analyse(rd)
+    F = a.figures
+    # a controller count the knob fixes is no result; the network's measure of it stays one, marked
+    assert F["withdrawn_by_task"]["source"] == "calibrated" and F["withdrawn_by_task"]["calibrated_by"] == ["tasks.cleanup.batch"]
+    assert F["withdrawn_on_wire"]["source"] == "network" and F["withdrawn_on_wire"]["calibrated_by"]
+    rows = {r[0]: r for r in lab_vs_incident(a)}
+    assert rows["withdrawn"][4].startswith("set to match, not agreement: tasks.cleanup.batch derived from 1,100")
+    assert rows["restored by the revert"][4] == "emergent"  # not calibrated in this drill file
+    cust = rows["customers affected"]
+    assert "no incident figure" in cust[3] and "25% of BYOIP prefixes" in cust[3]
+    assert all(len(r) == 5 for r in rows.values())
+    html = write_report(rd)[1].read_text()
+    assert "set to match, not agreement" in html and "customers affected" in html

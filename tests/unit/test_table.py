@@ -8,7 +8,7 @@ from collections import Counter
 
 from lab.daemons import exabgp
 from lab.plan import build_plan
-from lab.table import IPV4_EXCLUDED, IPV4_LENGTHS, IPV6_LENGTHS, PRIVATE_ASN, generate
+from lab.table import IPV4_EXCLUDED, IPV4_LENGTHS, PRIVATE_ASN, generate
 from lab.topology import parse_topology
 
 

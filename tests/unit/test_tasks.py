@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from controller.api import Behaviour, create_app
+from controller.misbehaviours import Behaviour
+from tests.unit.apps import make_app
 from tests.unit.auth import admin
 from controller.client import ApiClient
 from controller.drills.mechanism import Mechanism
@@ -44,7 +45,7 @@ def setup(tmp_path: Path):
     clock = Clock()
     edge = Edge({"edge-a": 2, "edge-b": 2}, initial, seed=1, clock=clock)
     behaviour = Behaviour()
-    client = TestClient(create_app(inv, lambda changed: {"ok": True}, behaviour, edge=edge), headers=admin(inv))
+    client = TestClient(make_app(inv, lambda changed: {"ok": True}, behaviour, edge=edge), headers=admin(inv))
     api = ApiClient("t", http=client)
     st = DrillState(speed=60, start=drill.start)
     st.t0 = 1000.0
@@ -57,7 +58,7 @@ def setup(tmp_path: Path):
 def test_the_task_pages_in_the_apis_order_and_deletes_with_dependents(setup) -> None:
     inv, behaviour, mech, edge, clock, events = setup
     task = mech.tasks["cleanup"]
-    behaviour.pending_delete_bug = True
+    behaviour.set("pending_delete_bug", True)
     task.start(0)
     task.cycle()
     order = [p.cidr for p in inv.prefixes(byoip=True, onboarding_order=True)]
@@ -91,7 +92,7 @@ def test_with_the_strict_handler_the_task_finds_nothing_and_counts_its_errors(se
 def test_dashboard_revert_and_config_push(setup) -> None:
     inv, behaviour, mech, edge, clock, events = setup
     task = mech.tasks["cleanup"]
-    behaviour.pending_delete_bug = True
+    behaviour.set("pending_delete_bug", True)
     task.start(0)
     for _ in range(4):
         task.cycle()
@@ -130,9 +131,9 @@ def test_dashboard_revert_and_config_push(setup) -> None:
 
 def test_a_customer_cannot_toggle_anothers_prefix(setup) -> None:
     inv, behaviour, mech, edge, clock, events = setup
-    tokens = mech.api.call("GET", "/v1/lab/credentials")["result"]
+    token = mech.api.call("POST", "/v1/lab/tokens", json={"role": "customer", "name": "c1", "account": "acct-0001"})
     mine, theirs = (next(p for p in inv.prefixes(byoip=True) if p.account_id == a) for a in ("acct-0001", "acct-0002"))
-    h = {"Authorization": f"Bearer {tokens['acct-0001']}"}
+    h = {"Authorization": f"Bearer {token['result']['token']}"}
     http = mech.api.http
     assert http.patch(f"/v1/prefixes/{mine.id}/bgp/status", json={"advertised": False}, headers=h).status_code == 200
     r = http.patch(f"/v1/prefixes/{theirs.id}/bgp/status", json={"advertised": False}, headers=h)
@@ -143,8 +144,8 @@ def test_a_customer_cannot_toggle_anothers_prefix(setup) -> None:
     r = http.post("/v1/lab/config_push", json={"prefixes": [{"id": mine.id, "services": ["cdn"]}]}, headers=h)
     assert r.status_code == 403 and not inv.get(mine.id).advertised
     # the lab's own routes are the operator's
-    for method, path, body in (("GET", "/v1/lab/credentials", None), ("PUT", "/v1/lab/behaviour", {"pending_delete_bug": True}),
+    for method, path, body in (("GET", "/v1/lab/tokens", None), ("PUT", "/v1/lab/behaviour", {"pending_delete_bug": True}),
                                ("PUT", "/v1/lab/edge", {"delay": 1})):
         r = http.request(method, path, json=body, headers=h)
         assert r.status_code == 403 and "needs the 'admin' permission" in r.json()["errors"][0]["message"], (path, r.text)
-    assert behaviour.pending_delete_bug is False and edge.delay == 0
+    assert behaviour.on["pending_delete_bug"] is False and edge.delay == 0
