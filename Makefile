@@ -53,7 +53,7 @@ bench-dashboard: setup
 bench-internet: setup
 	$(VENV)/bin/python -m tests.bench.bench_internet --runs $(RUNS) --out bench-results/internet.json
 
-# The replay's mechanism alone (no BGP): seeds 1-5 x speeds 30-240 and the sensitivity table (~3 minutes).
+# The replay's mechanism alone (no BGP): seeds 1-5 x speeds 30-240, and the sensitivity table: every knob moved by 10% and 50% (~15 minutes).
 bench-mechanism: setup
 	$(VENV)/bin/python -m tests.bench.bench_mechanism --out bench-results/mechanism.json
 

@@ -41,7 +41,7 @@ def container_overhead_kib(lab: str) -> tuple[int, int]:
             continue
         stat = Path(f"/proc/{init}/stat").read_text()
         shim = int(stat.rsplit(")", 1)[1].split()[1])  # field 4: the parent
-        total += rss_kib(shim)
+        total += rss_kib(shim) or 0  # a shim gone meanwhile holds nothing
         n += 1
     return total, n
 
@@ -51,7 +51,7 @@ def engine_rss_kib() -> int:
     total = 0
     for pidfile in ("/var/run/docker.pid", "/run/docker/containerd/containerd.pid"):
         try:
-            total += rss_kib(int(Path(pidfile).read_text().strip()))
+            total += rss_kib(int(Path(pidfile).read_text().strip())) or 0
         except (OSError, ValueError):
             pass
     return total
