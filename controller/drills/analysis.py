@@ -277,7 +277,7 @@ class Analysis:
         return {
             "run": {"outcome": self.record.outcome, "error": self.record.error, "speed": st.speed, "start": st.start,
                     "lab": lab.lab if lab else None, "runtime": lab.runtime if lab else None,
-                    "frr_version": lab.frr_version if lab else None, "steps": len(st.marks),
+                    "router_versions": lab.router_versions if lab else None, "steps": len(st.marks),
                     "plans_built": st.plans_built},
             "figures": self.figures,
             "worst_hunting": rows,
@@ -322,7 +322,7 @@ def analyse(rd: RunDir) -> Analysis:
     mrt_basis = f"collector MRT ({lab.collector if lab else '-'}: {', '.join(sorted(vps.values()))})"
     withdrawal_basis = ("the speakers' link captures (first UPDATE withdrawing it)" if speaker_files
                         else "the collector's MRT (first UPDATE about it after the controller's call)")
-    sampled = "observer's BGP table (vtysh, sampled every 0.5 s by the controller)"
+    sampled = "observer's BGP table (asked of its router, sampled every 0.5 s by the controller)"
     F["prefixes"] = figure(lab.prefixes if lab else None, "input", "the topology's pools")
     F["byoip"] = figure(lab.byoip if lab else None, "input", "the topology's pools")
     F["speed"] = figure(speed, "input", "the drill file or --speed: incident seconds per lab second, outside real-time windows")

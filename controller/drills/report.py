@@ -15,6 +15,7 @@ from controller.drills.figures import figures, human, hunted_longest, narrative,
 from controller.drills.rundir import RunDir
 from controller.drills.sensitivity import SHORT
 from controller.products import BY_NAME, PRODUCTS
+from lab.routers import routers_text
 
 # The incident's own figures (postmortem of 2026-02-20), for the side-by-side table.
 INCIDENT = {
@@ -454,7 +455,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}}
 <h1>{esc(drill['name'])}</h1>
 {outcome}
 <p>{esc(drill.get('description', ''))}</p>
-<p>Speed {run['speed']:g} (incident seconds per lab second; BGP's timers do not compress){_windows(F)}, FRR {esc(str(run['frr_version']))},
+<p>Speed {run['speed']:g} (incident seconds per lab second; BGP's timers do not compress){_windows(F)}, {esc(routers_text(run.get('router_versions')))},
 {esc(str(run['runtime']))} runtime. Each figure below says where it comes from: <b>input</b> (the drill file, the
 topology, the seeded inventory), <b>controller</b> (what the drill and its tasks did through the API), <b>network</b>
 (measured: the collector's MRT, the speakers' link captures, the observer's BGP table, the end hosts' probes) or

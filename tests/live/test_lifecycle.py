@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lab import lifecycle
-from lab.daemons import frr
+from lab.routers.frr import daemons as frr
 from lab.errors import LabExists, UpFailed
 from lab.kernel import count_lab_routes, count_lab_routes_fast
 from lab.lifecycle import Timeouts

@@ -15,7 +15,8 @@ from controller import launch
 from controller.client import ApiClient, ApiError
 from controller.observe import wire
 from lab import capture
-from lab.daemons import exabgp, frr
+from lab.daemons import exabgp
+from lab.routers.frr import daemons as frr
 from lab.kernel import count_lab_routes_fast
 from lab.wait import wait_until
 
