@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from controller.drills.analysis import Analysis, RIPE_SOURCE
+from controller.drills.analysis import Analysis
+from controller.drills.internet import RIPE_SOURCE
 from controller.drills.figures import figures, human, hunted_longest, narrative, plotly_js, prefix_timeline
 from controller.drills.rundir import RunDir
 from controller.drills.sensitivity import SHORT
