@@ -170,7 +170,7 @@ def test_drill_compare_sets_runs_side_by_side_with_each_figures_source(rd, tmp_p
 
 
 def test_a_calibrated_figure_is_set_to_match_and_only_emergent_ones_are_compared(rd: RunDir) -> None:
-    from controller.drills.report import lab_vs_incident
+    from controller.drills.beside import lab_vs_incident
 
     drill = json.loads(rd.drill.read_text())
     drill["calibration"] = {
