@@ -57,7 +57,7 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
     path = inventory_path(state)
     fresh = not path.exists()
     inv = Inventory(path)
-    lab_announced = bool(state.data.get("announced", True))
+    lab_announced = state.announced
     if fresh:
         # A lab brought up withdrawn starts with every prefix withdrawn, the pinned one too: that is
         # its initial state, not a withdrawal through the API.

@@ -326,7 +326,7 @@ def up(
         problems = _teardown(lab, state, rt)
         raise UpFailed(lab, step, e, problems) from e
     state.set(status="up", timings=u.timings, announced=announce)
-    return UpReport(lab, plan, state.data["router_versions"], u.timings, runtime)
+    return UpReport(lab, plan, state.router_versions, u.timings, runtime)
 
 
 def _runtimes(lab: str, state: LabState | None, rt: Runtime | None = None) -> list[Runtime]:

@@ -52,7 +52,7 @@ class RunningLab:
         state = LabState.load(name)
         if state is None:
             raise LabNotFound(f"lab '{name}' is not up (labs: {', '.join(LabState.labs()) or 'none'})")
-        doc = state.data.get("topology_doc")
+        doc = state.topology_doc
         if doc is None:
             raise LabNotFound(f"lab '{name}' has no usable state record ({state.path}); `bgplab down {name}` removes it")
         PLANS_BUILT["count"] += 1
@@ -95,7 +95,7 @@ class RunningLab:
     def status(self, *, kernel: bool = True) -> list[NodeStatus]:
         state, plan = self.state, self.plan
         out = []
-        sizes = state.data.get("message_sizes", {})  # negotiated, recorded when the sessions came up
+        sizes = state.message_sizes  # negotiated, recorded when the sessions came up
         for node in plan.nodes.values():
             daemons = state.daemons().get(node.name, {})
             up = {d: alive(pid) for d, pid in daemons.items()}

@@ -216,7 +216,7 @@ class DrillRunner:
             {**self.drill.model_dump(mode="json", by_alias=True), "speed": self.speed}, indent=2))
         if self.attached:
             self.progress(f"running on lab '{self.lab}', which is up; it is left as the drill found it")
-            self.record.lab = lab_facts(self.lab, self.runtime, state.data.get("router_versions", {}), state,
+            self.record.lab = lab_facts(self.lab, self.runtime, state.router_versions, state,
                                         self.running.plan)
         else:
             self.progress(f"bringing up lab '{self.lab}' from {self.topology.name} ({self.runtime} runtime)")
@@ -271,7 +271,7 @@ class DrillRunner:
     def _check_attached(self, state: LabState) -> None:
         """A lab that is up can run the drill when it is the drill's own: its topology, with the
         controller running and the edge the drill describes."""
-        theirs = state.data.get("topology")
+        theirs = state.topology_file
         if theirs and Path(theirs).resolve() != self.topology.resolve():
             raise BgplabError(f"lab '{self.lab}' runs {theirs}; drill '{self.drill.name}' is for {self.topology}: bring "
                               f"it up from that file, or let the drill bring up its own lab (no --lab)")
@@ -524,7 +524,7 @@ def lab_facts(lab: str, runtime: str, router_versions: dict[str, str], state: La
     observer = next((r.name for r in plan.routers() if r.role is Role.peer), None)
     counts = plan.counts()
     return LabFacts(
-        lab=lab, runtime=runtime, router_versions=router_versions, topology=state.data.get("topology"),
+        lab=lab, runtime=runtime, router_versions=router_versions, topology=state.topology_file,
         prefixes=counts["prefixes"], byoip=counts["byoip"],
         collector=collector.name if collector else None,
         vantage_points={str(s.peer_v4): s.peer for s in collector.sessions} if collector else {},

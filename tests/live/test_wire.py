@@ -51,7 +51,7 @@ def test_a_batch_leaves_packed_to_the_message_size(lab_factory, tmp_path) -> Non
     v4 = [p.prefix for p in report.plan.prefixes if p.prefix.version == 4]
     v6 = [p.prefix for p in report.plan.prefixes if p.prefix.version == 6]
     assert (len(v4), len(v6)) == (6000, 200)
-    sizes = running.state.data["message_sizes"]
+    sizes = running.state.message_sizes
     assert sizes["r1<-edge"] == frr.EXTENDED_MESSAGE and sizes["r2<-edge"] == frr.STANDARD_MESSAGE
 
     def send(commands) -> None:
