@@ -27,7 +27,7 @@ lab-status: setup
 # afterwards) and built here when missing.
 test: setup
 	scripts/browser
-	scripts/docker-engine run bash -c '$(VENV)/bin/python -m lab.images.build >/dev/null; $(VENV)/bin/python -m pytest -ra --durations=25 tests'
+	scripts/docker-engine run bash -c '$(VENV)/bin/python -m lab.images.build >/dev/null; $(VENV)/bin/python -m pytest -ra --durations=0 --durations-min=5 tests'
 
 unit: setup
 	$(VENV)/bin/python -m pytest -ra tests/unit

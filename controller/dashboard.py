@@ -5,7 +5,7 @@ Most of a frame is read from what the controller keeps anyway: the sampler's lat
 observer count and kernel tables (network), the inventory's impact counts (controller),
 the end hosts' last probe results (network), the audit log (controller), the drill's
 clock (the drill runner puts it, PUT /v1/lab/drill). The one costly part, every router's
-BGP sessions (one ``vtysh`` per router), is polled only while a browser is connected,
+BGP sessions (one query per router, lab.routers), is polled only while a browser is connected,
 every ``sessions_every`` seconds (5): a lab nobody watches pays nothing for the dashboard.
 """
 
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from lab.daemons import frr
+from lab.kinds import router_of
 from lab.errors import BgplabError
 from lab.plan import LabPlan
 
@@ -30,7 +30,8 @@ from controller.observe.tail import recent
 
 def topology(plan: LabPlan) -> dict[str, Any]:
     """Nodes and links (input: the lab's plan), each link with the sessions it carries."""
-    nodes = [{"name": n.name, "kind": n.kind.value, "role": n.role.value, "asn": n.asn} for n in plan.nodes.values()]
+    nodes = [{"name": n.name, "kind": n.kind.value, "implementation": n.implementation, "role": n.role.value, "asn": n.asn}
+             for n in plan.nodes.values()]
     links = []
     seen = set()
     for n in plan.nodes.values():
@@ -51,7 +52,7 @@ class SessionPoller(threading.Thread):
                  mrt_tail: "MrtTail | None" = None):
         super().__init__(name="dashboard-sessions", daemon=True)
         self.every, self.clients, self.mrt_tail = every, clients, mrt_tail
-        self.routers = {n.name: (frr.FrrPaths(node_dir(n.name)), {str(s.peer_v4): s.peer for s in n.sessions})
+        self.routers = {n.name: (router_of(n), node_dir(n.name), {str(s.peer_v4): s.peer for s in n.sessions})
                         for n in plan.routers()}
         self.latest: dict[str, Any] = {}  # "a|b" -> state as a's end sees it; router -> prefixes received
         self.polls = 0
@@ -63,9 +64,9 @@ class SessionPoller(threading.Thread):
         """One poll: every router's sessions, then the MRT's new records; what went wrong, if anything."""
         errors = []
         sessions, received = {}, {}
-        for name, (paths, peers) in self.routers.items():
+        for name, (router, nd, peers) in self.routers.items():
             try:
-                got = frr.sessions(paths)
+                got = router.sessions(nd)
             except BgplabError as e:  # a router down (a fault): its sessions are unknown
                 errors.append(f"{name}: {str(e)[:200]}")
                 continue
@@ -162,8 +163,9 @@ class Dashboard:
         self._shared: dict[str, Any] | None = None
         self._shared_at = 0.0
         collector = next((r for r in plan.routers() if r.role.value == "collector"), None)
-        self.mrt = MrtTail(node_dir(collector.name) / "updates.mrt",
-                           {str(s.peer_v4): s.peer for s in collector.sessions}) if collector else None
+        feed = router_of(collector).feed(node_dir(collector.name)) if collector else None
+        self.mrt = MrtTail(feed,
+                           {str(s.peer_v4): s.peer for s in collector.sessions}) if feed else None
         self.poller = SessionPoller(plan, node_dir, sessions_every, lambda: self.clients, self.mrt)
         self.poller.start()
 
@@ -208,7 +210,7 @@ class Dashboard:
             # one) its whole BGP table
             "observer_from": sorted({c["from"] for c in received.values() if "from" in c}),
             "kernel": kernel,  # network: each router's kernel table, pool prefixes
-            "received": polled.get("received", {}),  # network: BGP routes each router received (vtysh)
+            "received": polled.get("received", {}),  # network: BGP routes each router received (its own count)
             "sessions": polled.get("sessions", {}),  # network: each session's state, as one end sees it
             "impact": self.impact(),  # controller: the inventory
             "probes": probes,  # network: ok and total per product and end host, last 2 s

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from controller.inventory import Inventory, Prefix
-from lab.daemons import exabgp, frr
+from lab.daemons import exabgp
+from lab.kinds import router_of
 from lab.errors import BgplabError, SpeakerError
 from lab.plan import LabPlan, NodePlan
 from lab.state import LabState
@@ -292,7 +293,7 @@ class Reconciler:
         errors: dict[str, str] = {}
         for r in routers:
             try:
-                got[r] = frr.sessions(frr.FrrPaths(self.state.node_dir(r)))
+                got[r] = router_of(self.plan.nodes[r]).sessions(self.state.node_dir(r))
             except BgplabError as e:
                 errors[r] = str(e)
         diffs = []

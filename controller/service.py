@@ -32,7 +32,7 @@ from controller.observe.sampler import Sampler
 from controller.observe.targets import pop_sources, stage_targets
 from controller.paths import info_path, inventory_path, observe_dir
 from controller.reconcile import Reconciler
-from lab.daemons import frr
+from lab.kinds import router_of
 from lab.running import RunningLab
 
 
@@ -57,7 +57,7 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
     path = inventory_path(state)
     fresh = not path.exists()
     inv = Inventory(path)
-    lab_announced = bool(state.data.get("announced", True))
+    lab_announced = state.announced
     if fresh:
         # A lab brought up withdrawn starts with every prefix withdrawn, the pinned one too: that is
         # its initial state, not a withdrawal through the API.
@@ -79,7 +79,7 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
     obs = observe_dir(state)
     routers = {r.name: r.namespace for r in plan.routers() if r.installs_routes}
     observers = {
-        r.name: (frr.FrrPaths(state.node_dir(r.name)), [str(x.peer_v4) for x in r.sessions if x.peer_kind.value == "exabgp"])
+        r.name: (router_of(r), state.node_dir(r.name), [str(x.peer_v4) for x in r.sessions if x.peer_kind.value == "exabgp"])
         for r in plan.peer_routers()
     }
     sampler = Sampler(routers, plan.pool_keys, observers, obs)

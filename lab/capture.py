@@ -98,7 +98,7 @@ def start(lab: RunningLab, dest: Path, *, node: str | None = None, link: str | N
     state = lab.state
     dest = dest.resolve()
     dest.mkdir(parents=True, exist_ok=True)
-    running = state.data.get("captures", [])
+    running = state.captures
     busy = {(c["node"], c["iface"]) for c in running if alive(c["pid"])}
     started = []
     for t in chosen:
@@ -131,7 +131,7 @@ def start(lab: RunningLab, dest: Path, *, node: str | None = None, link: str | N
 def stop(lab: RunningLab, timeout: float = 10.0) -> list[dict]:
     """Stop every capture of the lab; tcpdump flushes and closes its files on SIGTERM."""
     state = lab.state
-    caps = state.data.get("captures", [])
+    caps = state.captures
     for c in caps:
         if alive(c["pid"]):
             os.kill(c["pid"], signal.SIGTERM)
@@ -148,7 +148,7 @@ def stop(lab: RunningLab, timeout: float = 10.0) -> list[dict]:
 
 def list_(lab: RunningLab) -> list[dict]:
     state = lab.state
-    return [{**c, "running": alive(c["pid"])} for c in state.data.get("captures", [])]
+    return [{**c, "running": alive(c["pid"])} for c in state.captures]
 
 
 def files_in(directory: Path) -> list[Path]:

@@ -18,10 +18,11 @@ from typing import Any, Callable, Protocol
 from pyroute2 import NetNS, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from lab.daemons import frr
+from lab.kinds import router_of
 from lab.errors import BgplabError
 from lab.running import RunningLab
 from lab.runtime import netns as netns_runtime
+from lab.topology import Kind
 
 
 def record(lab: RunningLab, fault: str, **detail: Any) -> None:
@@ -36,13 +37,13 @@ def _ends(lab: RunningLab, node: str, peer: str | None) -> list[tuple[str, str]]
 
 
 def session_reset(lab: RunningLab, node: str, peer: str) -> None:
-    """`clear bgp <peer>` on the router: the session goes down and comes back."""
+    """A hard clear of the session on the router (FRR: `clear bgp <peer>`): it goes down and comes back."""
     lab.link(node, peer)
     n = lab.node(node)
-    if n.kind.value != "frr":
+    if n.kind is not Kind.router:
         raise BgplabError(f"session reset runs on a router; {node} is a {n.kind.value}")
     addr = next(s.peer_v4 for s in n.sessions if s.peer == peer)
-    frr.vtysh(frr.FrrPaths(lab.node_dir(node)), f"clear bgp {addr}")
+    router_of(n).clear_session(lab.node_dir(node), str(addr))
     record(lab, "session_reset", node=node, peer=peer)
 
 

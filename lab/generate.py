@@ -105,15 +105,15 @@ def build(sizes: Sizes, name: str = "internet") -> dict[str, Any]:
     pops = [f"edge-{i + 1}" for i in range(sizes.pops)]
     nodes: dict[str, dict[str, Any]] = {}
     for i, n in enumerate(tier1):
-        nodes[n] = {"kind": "frr", "role": "transit", "asn": TIER1_BASE + i + 1}
+        nodes[n] = {"kind": "router", "implementation": "frr", "role": "transit", "asn": TIER1_BASE + i + 1}
     for i, n in enumerate(tier2):
-        nodes[n] = {"kind": "frr", "role": "transit", "asn": TIER2_BASE + i + 1}
+        nodes[n] = {"kind": "router", "implementation": "frr", "role": "transit", "asn": TIER2_BASE + i + 1}
     for i, n in enumerate(stubs):
-        nodes[n] = {"kind": "frr", "role": "eyeball", "asn": STUB_BASE + i + 1}
+        nodes[n] = {"kind": "router", "implementation": "frr", "role": "eyeball", "asn": STUB_BASE + i + 1}
     for n in pops:
         nodes[n] = {"kind": "exabgp", "role": "edge", "asn": EDGE_ASN, "originates": list(INCIDENT_POOLS)}
-    nodes["observer"] = {"kind": "frr", "role": "peer", "asn": OBSERVER_ASN}
-    nodes["collector"] = {"kind": "frr", "role": "collector", "asn": COLLECTOR_ASN}
+    nodes["observer"] = {"kind": "router", "implementation": "frr", "role": "peer", "asn": OBSERVER_ASN}
+    nodes["collector"] = {"kind": "router", "implementation": "frr", "role": "collector", "asn": COLLECTOR_ASN}
 
     links: list[dict[str, Any] | list[str]] = []
 

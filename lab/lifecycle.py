@@ -16,12 +16,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from lab.daemons import DAEMONS, Daemon, exabgp, frr, start_order
+from lab.daemons import Daemon, Toolset, exabgp
 from lab.errors import BgplabError, LabExists, TeardownError, UpFailed
 from lab.kernel import count_bgp_routes, count_lab_routes_fast
+from lab.kinds import daemons_of, router_of, start_order
 from lab.plan import LabPlan, NodePlan, build_plan
 from lab.procs import all_marked_labs, alive, end_processes, marked_pids, rss_total_kib
 from lab.runtime import RUNTIMES, Runtime, get_runtime
+from lab.runtime.base import cmd_raises
 from lab.runtime import netns as netns_ops
 from lab.runtime.docker import container_labs
 from lab.runtime.netns import NETNS_DIR
@@ -48,7 +50,7 @@ class Timeouts:
 class UpReport:
     lab: str
     plan: LabPlan
-    frr_version: str
+    router_versions: dict[str, str]  # per router implementation the lab runs: its version, asked in a node
     # Seconds from the start of `up` to each milestone.
     timings: dict[str, float] = field(default_factory=dict)
     runtime: str = "netns"
@@ -56,10 +58,6 @@ class UpReport:
     def running(self) -> RunningLab:
         """The lab just brought up, with the plan `up` already built (not built again)."""
         return RunningLab(self.lab, self.plan, get_runtime(self.runtime))
-
-
-def frr_paths(state: LabState, node: str) -> frr.FrrPaths:
-    return frr.FrrPaths(state.node_dir(node))
 
 
 def exabgp_paths(state: LabState, node: str) -> exabgp.ExabgpPaths:
@@ -76,9 +74,10 @@ def _parallel(fn: Callable[[NodePlan], Any], nodes: list[NodePlan]) -> None:
 
 
 class _Up:
-    def __init__(self, plan: LabPlan, rt: Runtime, state: LabState, timeouts: Timeouts, net: Any = netns_ops):
+    def __init__(self, plan: LabPlan, rt: Runtime, state: LabState, timeouts: Timeouts, tools: Toolset,
+                 net: Any = netns_ops):
         self.plan, self.rt, self.state, self.timeouts, self.net = plan, rt, state, timeouts, net
-        self.tools = rt.tools()
+        self.tools = tools
         self.lab = plan.lab
         self.t0 = time.monotonic()
         self.timings: dict[str, float] = {}
@@ -87,17 +86,17 @@ class _Up:
         self.timings[milestone] = round(time.monotonic() - self.t0, 3)
 
     def nodes_running(self, d: Daemon) -> list[NodePlan]:
-        return [n for n in self.plan.nodes.values() if d in DAEMONS.get(n.kind, ())]
+        return [n for n in self.plan.nodes.values() if d in daemons_of(n)]
 
     def render(self) -> None:
         for node in self.plan.nodes.values():
             self.state.node_dir(node.name).mkdir(parents=True, exist_ok=True)
-            for d in DAEMONS.get(node.kind, ()):
+            for d in daemons_of(node):
                 d.write(self.lab, node, self.state.node_dir(node.name), self.tools)
         self.mark("configs_written")
 
     def check(self) -> None:
-        """Every daemon's dry run on its config, inside its node (the FRR and ExaBGP that will run it)."""
+        """Every daemon's dry run on its config, inside its node (the router and ExaBGP that will run it)."""
 
         def dry_run(d: Daemon, node: NodePlan) -> None:
             nd = self.state.node_dir(node.name)
@@ -105,12 +104,18 @@ class _Up:
                              env=d.environment())
             d.check_result(node, nd, r.rc, r.out, r.err)
 
-        checks = [(d, n) for d in start_order() for n in self.nodes_running(d)]
+        checks = [(d, n) for d in start_order(self.plan) for n in self.nodes_running(d)]
         with ThreadPoolExecutor(max_workers=4) as pool:
             for f in [pool.submit(dry_run, d, n) for d, n in checks]:
                 f.result()
-        routers = self.plan.routers()
-        self.state.set(frr_version=self.rt.frr_version(self.lab, routers[0]) if routers else "none")
+        # Each implementation's version, asked of the binary a node of it runs
+        versions = {}
+        for r in self.plan.routers():
+            if r.implementation not in versions:
+                versions[r.implementation] = router_of(r).version(
+                    lambda argv, r=r: cmd_raises(self.rt.exec(self.lab, r, argv, timeout=10), f"node {r.name}").out,
+                    self.tools)
+        self.state.set(router_versions=versions)
         self.mark("configs_checked")
 
     def network(self) -> None:
@@ -138,7 +143,7 @@ class _Up:
 
     def start(self, d: Daemon) -> None:
         """Start ``d`` on every node that runs it, then wait until each is ready (its order
-        relative to the others is the daemons' own: ``lab.daemons.start_order``).
+        relative to the others is the daemons' own: ``lab.kinds.start_order``).
 
         A daemon that exits meanwhile fails the wait at once, with the tail of its output.
         """
@@ -161,7 +166,7 @@ class _Up:
         def established() -> tuple[bool, str]:
             down = []
             for node in self.plan.routers():
-                for addr, s in frr.sessions(frr_paths(self.state, node.name)).items():
+                for addr, s in router_of(node).sessions(self.state.node_dir(node.name)).items():
                     if s["state"] != "Established":
                         down.append(f"{node.name}->{s.get('description', addr).split()[0]} {s['state']}")
             return not down, ", ".join(down[:8]) + (f" (+{len(down) - 8} more)" if len(down) > 8 else "")
@@ -171,7 +176,7 @@ class _Up:
         # What each session negotiated: the message size bounds how packed an UPDATE can be.
         sizes = {}
         for node in self.plan.routers():
-            got = frr.message_sizes(frr_paths(self.state, node.name))
+            got = router_of(node).message_sizes(self.state.node_dir(node.name))
             for s in node.sessions:
                 sizes[f"{node.name}<-{s.peer}"] = got.get(str(s.peer_v4))
         self.state.set(message_sizes=sizes)
@@ -201,7 +206,7 @@ class _Up:
         def observer_full() -> tuple[bool, str]:
             seen = []
             for node in observers:
-                live = frr.sessions(frr_paths(self.state, node.name))  # once per router and poll
+                live = router_of(node).sessions(self.state.node_dir(node.name))  # once per router and poll
                 for s in node.sessions:
                     if s.peer_kind is not Kind.exabgp:
                         continue
@@ -221,7 +226,7 @@ class _Up:
         def ribs() -> tuple[bool, str]:
             short = []
             for node in plan.routers():
-                got = frr.rib_counts(frr_paths(self.state, node.name))
+                got = router_of(node).received(self.state.node_dir(node.name))
                 want = plan.expected_rib[node.name]
                 if got != want:
                     short.append(f"{node.name} BGP table {got}, wants {want}")
@@ -299,14 +304,15 @@ def up(
             f"lab '{lab}' already has namespaces or processes ({', '.join(leftovers[:4]) or 'processes'}); "
             f"`bgplab down {lab}` removes them"
         )
+    tools = rt.tools(plan.implementations)  # a missing implementation fails here, before anything exists
     state = LabState.create(lab, runtime, str(Path(topology_path).resolve()))
     state.set(topology_doc=topology.model_dump(mode="json"))
-    u = _Up(plan, rt, state, timeouts or Timeouts(), net)
+    u = _Up(plan, rt, state, timeouts or Timeouts(), tools, net)
     steps = [
         ("render daemon configs", u.render),
         ("create nodes and links", u.network),
         ("check daemon configs", u.check),
-        *[(f"start {d.name}", partial(u.start, d)) for d in start_order()],
+        *[(f"start {d.name}", partial(u.start, d)) for d in start_order(plan)],
         ("wait for sessions", u.wait_sessions),
     ]
     if announce:
@@ -320,7 +326,7 @@ def up(
         problems = _teardown(lab, state, rt)
         raise UpFailed(lab, step, e, problems) from e
     state.set(status="up", timings=u.timings, announced=announce)
-    return UpReport(lab, plan, state.data["frr_version"], u.timings, runtime)
+    return UpReport(lab, plan, state.router_versions, u.timings, runtime)
 
 
 def _runtimes(lab: str, state: LabState | None, rt: Runtime | None = None) -> list[Runtime]:

@@ -107,14 +107,15 @@ class NodePlan:
     local_networks: tuple[IPNetwork, ...] = ()
     fib: bool = True  # the topology's `fib` (see installs_routes)
     # Prefixes of synthetic Internet tables this router will hold (its kernel settings
-    # are chosen for it when there are any: see lab/daemons/frr.py).
+    # are chosen for it when there are any: see lab/routers/frr/daemons.py).
     table_routes: int = 0
+    implementation: str | None = None  # a router's (lab.routers): which daemons run it
 
     @property
     def installs_routes(self) -> bool:
         """Routers install their best paths into the kernel; the collector only records, and so
         does a router whose topology entry says ``fib: false``."""
-        return self.kind is Kind.frr and self.role is not Role.collector and self.fib
+        return self.kind is Kind.router and self.role is not Role.collector and self.fib
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,12 @@ class LabPlan:
         return [p for p in self.nodes[speaker].pools if p in self.tables]
 
     def routers(self) -> list[NodePlan]:
-        return [n for n in self.nodes.values() if n.kind is Kind.frr]
+        return [n for n in self.nodes.values() if n.kind is Kind.router]
+
+    @property
+    def implementations(self) -> tuple[str, ...]:
+        """The router implementations the lab runs (lab.routers), each once."""
+        return tuple(dict.fromkeys(n.implementation for n in self.routers()))
 
     def speakers(self) -> list[NodePlan]:
         return [n for n in self.nodes.values() if n.kind is Kind.exabgp]
@@ -205,11 +211,11 @@ def _reach(start: str, sessions: dict[str, tuple[Session, ...]], nodes: dict[str
     while queue:
         cur = queue.popleft()
         node = nodes[cur]
-        if node.kind is Kind.frr and node.role is Role.collector:
+        if node.kind is Kind.router and node.role is Role.collector:
             continue
         for s in sessions[cur]:
             nb = s.peer
-            if nodes[nb].kind is not Kind.frr or nb == start:
+            if nodes[nb].kind is not Kind.router or nb == start:
                 continue
             if best[cur] == 2 and s.relation not in EXPORT_ALL:
                 continue  # a peer's or provider's route goes to customers and siblings only
@@ -289,6 +295,7 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
         nodes[n] = NodePlan(
             name=n,
             kind=spec.kind,
+            implementation=spec.implementation,
             role=spec.effective_role,
             asn=spec.asn,
             namespace=namespace_name(lab, n),
@@ -314,7 +321,7 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
     # that hear the same pools share one set per family (several anycast speakers reach most
     # routers: adding each prefix once per speaker and router was most of a plan's time).
     block_pools = {name for name, pool in topology.pools.items() if isinstance(pool, Pool)}
-    pools_at: dict[str, set[str]] = {r: set() for r in names if nodes[r].kind is Kind.frr}
+    pools_at: dict[str, set[str]] = {r: set() for r in names if nodes[r].kind is Kind.router}
     for speaker in (n for n in names if nodes[n].kind is Kind.exabgp):
         for r in reach[speaker]:
             pools_at[r] |= block_pools & set(nodes[speaker].pools)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.daemons import daemon_for, frr
 from lab.errors import BgplabError, LabNotFound, UsageError
 from lab.kernel import count_lab_routes_fast
+from lab.kinds import daemon_for, router_of
 from lab.plan import Interface, LabPlan, NodePlan, build_plan
 from lab.procs import alive, rss_total_kib
 from lab.runtime import Runtime, get_runtime
@@ -52,7 +52,7 @@ class RunningLab:
         state = LabState.load(name)
         if state is None:
             raise LabNotFound(f"lab '{name}' is not up (labs: {', '.join(LabState.labs()) or 'none'})")
-        doc = state.data.get("topology_doc")
+        doc = state.topology_doc
         if doc is None:
             raise LabNotFound(f"lab '{name}' has no usable state record ({state.path}); `bgplab down {name}` removes it")
         PLANS_BUILT["count"] += 1
@@ -95,28 +95,30 @@ class RunningLab:
     def status(self, *, kernel: bool = True) -> list[NodeStatus]:
         state, plan = self.state, self.plan
         out = []
-        sizes = state.data.get("message_sizes", {})  # negotiated, recorded when the sessions came up
+        sizes = state.message_sizes  # negotiated, recorded when the sessions came up
         for node in plan.nodes.values():
             daemons = state.daemons().get(node.name, {})
             up = {d: alive(pid) for d, pid in daemons.items()}
             sessions: list[dict[str, Any]] = []
             received = installed = None
-            if node.kind is Kind.frr and up.get("bgpd"):
-                p = frr.FrrPaths(self.node_dir(node.name))
+            router = router_of(node) if node.kind is Kind.router else None
+            if router is not None and up.get(router.daemons[-1].name):  # its BGP daemon (started last)
+                nd = self.node_dir(node.name)
                 try:
-                    live = frr.sessions(p)
-                    received = frr.rib_counts(p)
+                    live = router.sessions(nd)
+                    received = router.received(nd)
                 except BgplabError as e:
                     live = {}
-                    sessions.append({"peer": "?", "state": f"vtysh failed: {e}"})
+                    sessions.append({"peer": "?", "state": f"{router.label} did not answer: {e}"})
                 for s in node.sessions:
                     info = live.get(str(s.peer_v4), {})
                     sessions.append({"peer": s.peer, "address": str(s.peer_v4), "state": info.get("state", "unknown"),
                                      "received": info.get("received", {}), "sent": info.get("sent", {}),
                                      "message_size": sizes.get(f"{node.name}<-{s.peer}")})
-            if node.kind is Kind.frr and node.installs_routes and kernel:
+            if node.kind is Kind.router and node.installs_routes and kernel:
                 installed = count_lab_routes_fast(node.namespace, plan.pool_keys)
-            out.append(NodeStatus(node.name, node.kind.value, node.role.value, node.asn, up, sessions, received, installed,
+            # a router shows as its implementation (frr), as topologies used to name it
+            out.append(NodeStatus(node.name, node.implementation or node.kind.value, node.role.value, node.asn, up, sessions, received, installed,
                                   rss_total_kib(pid for d, pid in daemons.items() if up[d])[0]))
         return out
 
@@ -154,7 +156,7 @@ class RunningLab:
             raise BgplabError(f"{daemon} on {node} is already running (pid {old})")
         n = self.node(node)
         d = daemon_for(n, daemon)
-        tools = self.runtime.tools()
+        tools = self.runtime.tools(self.plan.implementations)
         nd = self.node_dir(node)
         pid = self.runtime.spawn(self.name, n, d.argv(n, nd, tools), log=nd / f"{daemon}.out", env=d.environment())
         self.state.add_daemon(node, daemon, pid)

@@ -126,6 +126,43 @@ class LabState:
     def daemons(self) -> dict[str, dict[str, int]]:
         return self.data.get("daemons", {})
 
+    # -- what `up` and the lab's tools recorded, read by name (each written in one place) ------
+
+    @property
+    def status(self) -> str:
+        """creating, up (lab.lifecycle.up), unreadable (a record that could not be read)."""
+        return self.data.get("status", "unknown")
+
+    @property
+    def topology_file(self) -> str | None:
+        """The topology file the lab was brought up from (absolute path)."""
+        return self.data.get("topology")
+
+    @property
+    def topology_doc(self) -> dict[str, Any] | None:
+        """The topology as validated at `up` (the plan is rebuilt from it, not from the file)."""
+        return self.data.get("topology_doc")
+
+    @property
+    def router_versions(self) -> dict[str, str]:
+        """Per router implementation the lab runs: its version, asked of a node's binary at `up`."""
+        return self.data.get("router_versions", {})
+
+    @property
+    def announced(self) -> bool:
+        """Whether `up` announced the speakers' prefixes (False: a controller decides, --withdrawn)."""
+        return bool(self.data.get("announced", True))
+
+    @property
+    def message_sizes(self) -> dict[str, int]:
+        """Per session ("router<-peer"): the largest UPDATE it negotiated (RFC 8654), at `up`."""
+        return self.data.get("message_sizes", {})
+
+    @property
+    def captures(self) -> list[dict[str, Any]]:
+        """The packet captures lab.capture started: node, interface, file, pid."""
+        return self.data.get("captures", [])
+
     def pids(self) -> list[int]:
         return [pid for d in self.daemons().values() for pid in d.values()]
 

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from lab.errors import TopologyError, UsageError
+from lab.routers import DEFAULT as DEFAULT_ROUTER, ROUTERS
 
 NODE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 # Lab names end up inside namespace names `bgplab-<lab>-<node>`; node names may
@@ -35,7 +36,7 @@ class _Strict(BaseModel):
 
 
 class Kind(str, Enum):
-    frr = "frr"  # a router: zebra + bgpd
+    router = "router"  # a router: its implementation (lab.routers) says which daemons run it
     exabgp = "exabgp"  # a speaker: originates pool prefixes, driven over its API
     host = "host"  # an end host behind an eyeball router
 
@@ -164,6 +165,8 @@ AnyPool = Annotated[Union[Annotated[Pool, Tag("block")], Annotated[TablePool, Ta
 
 class Node(_Strict):
     kind: Kind
+    # A router's implementation (lab.routers.ROUTERS): frr unless it says otherwise
+    implementation: str | None = None
     role: Role | None = None
     asn: Annotated[int, Field(ge=1, le=4_294_967_294)] | None = None
     router_id: ipaddress.IPv4Address | None = None
@@ -174,11 +177,32 @@ class Node(_Strict):
     # 2-core machine a second million-route FIB where only the RIB is being watched.
     fib: bool | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _router_alias(cls, v: Any) -> Any:
+        """``kind: frr`` (the topologies written before routers had implementations) is
+        ``kind: router, implementation: frr``; a router names no implementation: the default."""
+        if not isinstance(v, dict):
+            return v
+        if v.get("kind") == "frr":
+            if v.get("implementation") not in (None, "frr"):
+                raise ValueError(f"kind 'frr' is a router implemented by frr, not by '{v['implementation']}' "
+                                 "(write kind: router, implementation: ...)")
+            v = {**v, "kind": "router", "implementation": "frr"}
+        elif v.get("kind") == "router" and v.get("implementation") is None:
+            v = {**v, "implementation": DEFAULT_ROUTER}
+        return v
+
     @model_validator(mode="after")
     def _kind_rules(self) -> "Node":
         problems = []
-        if self.fib is not None and self.kind is not Kind.frr:
-            problems.append("only a router (frr) has a fib setting")
+        if self.kind is Kind.router and self.implementation not in ROUTERS:
+            problems.append(f"no router implementation '{self.implementation}' (implementations: {', '.join(ROUTERS)})")
+        if self.kind is not Kind.router and self.implementation is not None:
+            problems.append(f"only a router has an implementation (this node is a{'n' if self.kind is Kind.exabgp else ''} "
+                            f"{self.kind.value})")
+        if self.fib is not None and self.kind is not Kind.router:
+            problems.append("only a router has a fib setting")
         if self.kind is Kind.host:
             if self.asn is not None:
                 problems.append("a host has no ASN")
@@ -192,8 +216,8 @@ class Node(_Strict):
                 problems.append(f"a node of kind '{self.kind.value}' needs a role (one of {valid})")
         if self.kind is Kind.exabgp and self.role not in (None, Role.edge):
             problems.append("an exabgp speaker's role is 'edge'")
-        if self.kind is Kind.frr and self.role is Role.edge:
-            problems.append("role 'edge' is for exabgp speakers; an frr router is transit, peer, eyeball or collector")
+        if self.kind is Kind.router and self.role is Role.edge:
+            problems.append("role 'edge' is for exabgp speakers; a router is transit, peer, eyeball or collector")
         if self.originates and self.kind is not Kind.exabgp:
             problems.append("only exabgp speakers originate pools")
         if problems:
@@ -333,7 +357,7 @@ def _semantic_problems(t: Topology) -> list[str]:
     # Routers in one AS would need iBGP; the lab builds eBGP sessions only.
     seen_asn: dict[int, str] = {}
     for name, node in t.nodes.items():
-        if node.kind is not Kind.frr:
+        if node.kind is not Kind.router:
             continue
         if node.asn in seen_asn:
             problems.append(
@@ -368,7 +392,7 @@ def _semantic_problems(t: Topology) -> list[str]:
         if not t.link_extended_message(i) and Kind.exabgp not in (ka, kb):
             problems.append(
                 f"{where}.extended_message: only a speaker's session can turn extended messages off "
-                f"(FRR offers them on every session, so '{a}' and '{b}' always negotiate them)"
+                f"(a router offers them on every session, so '{a}' and '{b}' always negotiate them)"
             )
         rel = t.links[i].relationship if isinstance(t.links[i], LongLink) else None
         if rel is not None:
@@ -386,14 +410,14 @@ def _semantic_problems(t: Topology) -> list[str]:
                     problems.append(f"{where}.relationship: speaker '{spk}' can be a customer of '{other}' or its "
                                     f"peer, not its {'sibling' if rel is Relationship.s2s else 'provider'} "
                                     "(a speaker re-exports nothing)")
-        if Kind.frr not in (ka, kb):
+        if Kind.router not in (ka, kb):
             problems.append(
-                f"{where}: '{a}' ({ka.value}) and '{b}' ({kb.value}) cannot be linked: every link has a router (frr) on one end"
+                f"{where}: '{a}' ({ka.value}) and '{b}' ({kb.value}) cannot be linked: every link has a router on one end"
             )
         for n, other in ((a, b), (b, a)):
             if t.nodes[n].kind is Kind.host and t.nodes[other].effective_role is not Role.eyeball:
                 problems.append(f"{where}: host '{n}' must connect to an eyeball router, not '{other}'")
-            if t.nodes[n].effective_role is Role.collector and t.nodes[other].kind is not Kind.frr:
+            if t.nodes[n].effective_role is Role.collector and t.nodes[other].kind is not Kind.router:
                 problems.append(f"{where}: collector '{n}' peers with routers only, not '{other}'")
 
     problems += _provider_cycles(t)

@@ -67,7 +67,7 @@ def drill_run(path, speed, name, runs_dir, keep, runtime, realtime, topology, se
     if lab is None and topology is None and any(t.kind == "exec" for t in drill_.tasks.values()):
         # grading a team's automation: `bgplab up && bgplab drill run ...` runs it on that lab
         up = {n: LabState.load(n) for n in LabState.labs()}
-        mine = [n for n, st in up.items() if st is not None and st.data.get("topology") == str(own)]
+        mine = [n for n, st in up.items() if st is not None and st.topology_file == str(own)]
         if len(mine) > 1:
             raise UsageError(f"several labs run {own.name} ({', '.join(mine)}): name one with --lab")
         if mine:

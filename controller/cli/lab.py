@@ -19,8 +19,11 @@ from controller.observe import mrt
 from lab import lifecycle
 from lab.errors import BgplabError, UsageError
 from lab.procs import mark_env
+from lab.kinds import router_of
 from lab.running import RunningLab
+from lab.routers import routers_text
 from lab.runtime import RUNTIMES
+from lab.topology import Kind
 
 
 DEFAULT_TOPOLOGY = "topologies/byoip-incident.yaml"
@@ -53,7 +56,7 @@ def up(topology: str, name: str | None, runtime: str, as_json: bool, show_status
             raise BgplabError(f"lab '{report.lab}' did not come up: the controller failed: {e}; the lab was removed") from e
         report.timings["controller"] = round(time.monotonic() - t0, 3)
     if as_json:
-        click.echo(json.dumps({"lab": report.lab, "frr_version": report.frr_version, "timings": report.timings,
+        click.echo(json.dumps({"lab": report.lab, "router_versions": report.router_versions, "timings": report.timings,
                                "api": info["url"] if controller else None}))
         return
     counts = report.plan.counts()
@@ -62,7 +65,7 @@ def up(topology: str, name: str | None, runtime: str, as_json: bool, show_status
                      for n, p in report.plan.tables.items())
     click.echo(
         f"lab '{report.lab}' is up: {len(report.plan.nodes)} nodes, {counts['prefixes']} prefixes "
-        f"({counts['byoip']} BYOIP){tables}, FRR {report.frr_version}"
+        f"({counts['byoip']} BYOIP){tables}, {routers_text(report.router_versions)}"
     )
     click.echo(
         f"  network {t['network']:.2f} s, sessions {t['sessions_established']:.2f} s, "
@@ -160,18 +163,16 @@ def exec_(lab: LabContext, node: str, command: tuple[str, ...]) -> None:
 @click.command()
 @lab_option
 @click.argument("node")
-@click.option("-c", "commands", multiple=True, help="a vtysh command (repeatable); none: interactive")
+@click.option("-c", "commands", multiple=True, help="a command of the router's shell (repeatable); none: interactive")
 def vtysh(lab: LabContext, node: str, commands: tuple[str, ...]) -> None:
-    """FRR's shell on router NODE."""
+    """The router's own shell on router NODE (FRR's vtysh)."""
     running = lab.running
     name, plan = running.name, running.plan
-    if node not in plan.nodes or plan.nodes[node].kind.value != "frr":
+    if node not in plan.nodes or plan.nodes[node].kind is not Kind.router:
         routers = ", ".join(n.name for n in plan.routers())
         raise UsageError(f"lab '{name}' has no router '{node}' (routers: {routers})")
-    argv = ["vtysh", "--vty_socket", str(running.node_dir(node))]
-    for c in commands:
-        argv += ["-c", c]
-    # Inside the node: the container's own vtysh on the docker runtime (the socket directory
+    argv = router_of(plan.nodes[node]).shell(running.node_dir(node), list(commands))
+    # Inside the node: the container's own shell on the docker runtime (the node's directory
     # is mounted at the same path).
     argv = running.runtime.exec_argv(name, node, argv, tty=sys.stdin.isatty() and not commands)
     os.execvpe(argv[0], argv, mark_env(name))
@@ -231,7 +232,10 @@ def timeline(lab, prefix) -> None:
     if not collectors:
         raise UsageError(f"lab '{running.name}' has no collector")
     peers = {str(s.peer_v4): s.peer for s in collectors[0].sessions}
-    events = mrt.events(running.node_dir(collectors[0].name) / "updates.mrt", prefix)
+    feed = router_of(collectors[0]).feed(running.node_dir(collectors[0].name))
+    if feed is None:
+        raise UsageError(f"the collector '{collectors[0].name}' keeps no MRT feed")
+    events = mrt.events(feed, prefix)
     for e in events:
         when = time.strftime("%H:%M:%S", time.localtime(e.t)) + f".{int(e.t % 1 * 1e6):06d}"
         path = " ".join(map(str, e.as_path)) if e.as_path else ""

@@ -3,7 +3,7 @@ pointed at the lab's Addressing API with a token of the drill's scope.
 
 The runner only starts, watches and ends the command; what it did is read afterwards from
 the API's own records (the changes its token made, the requests its scope refused) and,
-for the grade, from the network (controller.drills.analysis.automation_figures).
+for the grade, from the network (controller.drills.grading.automation_figures).
 
 Each run:
 - runs as the unprivileged system user ``AUTOMATION_USER`` (made by ``scripts/bootstrap``),

@@ -15,7 +15,8 @@ from typing import Any
 
 import plotly
 
-from controller.drills.analysis import Analysis, product_rounds
+from controller.drills.analysis import Analysis
+from controller.drills.reach import product_rounds
 from controller.products import NAMES
 from controller.observe.probe import by_end_host
 

@@ -29,7 +29,7 @@ class LabFacts:
 
     lab: str
     runtime: str
-    frr_version: str | None
+    router_versions: dict[str, str]  # per router implementation the lab ran (lab.routers): its version
     topology: str | None
     prefixes: int  # input: the topology's pools
     byoip: int  # input
@@ -104,7 +104,7 @@ class RunRecord:
     @classmethod
     def from_json(cls, text: str) -> "RunRecord":
         d = json.loads(text)
-        return cls(LabFacts(**d["lab"]) if d.get("lab") else None, DrillState(**d["state"]),
+        return cls(LabFacts(**_lab_facts(d["lab"])) if d.get("lab") else None, DrillState(**d["state"]),
                    d.get("outcome", "completed"), d.get("error"))
 
 
@@ -200,6 +200,14 @@ class RunDir:
             return None
         p = self.mrt(record.lab.collector)
         return p if p.exists() else None
+
+
+def _lab_facts(d: dict[str, Any]) -> dict[str, Any]:
+    """A record's lab facts; a record written before routers had implementations says
+    ``frr_version`` (every router was FRR then)."""
+    if "frr_version" in d:
+        d = {k: v for k, v in d.items() if k != "frr_version"} | {"router_versions": {"frr": d["frr_version"]}}
+    return d
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -39,6 +39,7 @@ from controller.observe.tail import JsonlTail
 from controller.paths import observe_dir
 from lab import capture, faults, lifecycle
 from lab.errors import BgplabError
+from lab.kinds import router_of
 from lab.plan import LabPlan, Role
 from lab.procs import alive
 from lab.running import PLANS_BUILT, RunningLab
@@ -215,13 +216,14 @@ class DrillRunner:
             {**self.drill.model_dump(mode="json", by_alias=True), "speed": self.speed}, indent=2))
         if self.attached:
             self.progress(f"running on lab '{self.lab}', which is up; it is left as the drill found it")
-            self.record.lab = lab_facts(self.lab, self.runtime, state.data.get("frr_version"), state, self.running.plan)
+            self.record.lab = lab_facts(self.lab, self.runtime, state.router_versions, state,
+                                        self.running.plan)
         else:
             self.progress(f"bringing up lab '{self.lab}' from {self.topology.name} ({self.runtime} runtime)")
             up = lifecycle.up(self._topology_for_run(), self.lab, runtime=self.runtime, progress=self.progress)
             self.running = up.running()  # opened once, with the plan `up` built; every step uses it
             state = self.running.state
-            self.record.lab = lab_facts(self.lab, self.runtime, up.frr_version, state, up.plan)
+            self.record.lab = lab_facts(self.lab, self.runtime, up.router_versions, state, up.plan)
         problems: list[str] = []
         try:
             edge = self.drill.edge
@@ -269,7 +271,7 @@ class DrillRunner:
     def _check_attached(self, state: LabState) -> None:
         """A lab that is up can run the drill when it is the drill's own: its topology, with the
         controller running and the edge the drill describes."""
-        theirs = state.data.get("topology")
+        theirs = state.topology_file
         if theirs and Path(theirs).resolve() != self.topology.resolve():
             raise BgplabError(f"lab '{self.lab}' runs {theirs}; drill '{self.drill.name}' is for {self.topology}: bring "
                               f"it up from that file, or let the drill bring up its own lab (no --lab)")
@@ -489,8 +491,8 @@ class DrillRunner:
             shutil.copy2(state.dir / "faults.jsonl", self.rd.faults)
         collector = self.record.lab.collector if self.record.lab else None
         if collector:
-            src = state.node_dir(collector) / "updates.mrt"
-            if not src.exists():
+            src = router_of(self.running.plan.nodes[collector]).feed(state.node_dir(collector))
+            if src is None or not src.exists():
                 raise BgplabError(f"the collector '{collector}' wrote no MRT dump ({src})")
             self.rd.mrt(collector).parent.mkdir(exist_ok=True)
             shutil.copy2(src, self.rd.mrt(collector))
@@ -517,12 +519,12 @@ def lost_daemons(lab: str) -> list[str]:
     return out
 
 
-def lab_facts(lab: str, runtime: str, frr_version: str | None, state: LabState, plan: LabPlan) -> LabFacts:
+def lab_facts(lab: str, runtime: str, router_versions: dict[str, str], state: LabState, plan: LabPlan) -> LabFacts:
     collector = next((r for r in plan.routers() if r.role is Role.collector), None)
     observer = next((r.name for r in plan.routers() if r.role is Role.peer), None)
     counts = plan.counts()
     return LabFacts(
-        lab=lab, runtime=runtime, frr_version=frr_version, topology=state.data.get("topology"),
+        lab=lab, runtime=runtime, router_versions=router_versions, topology=state.topology_file,
         prefixes=counts["prefixes"], byoip=counts["byoip"],
         collector=collector.name if collector else None,
         vantage_points={str(s.peer_v4): s.peer for s in collector.sessions} if collector else {},

@@ -37,7 +37,8 @@ import yaml
 
 from controller.observe import wire
 from lab import capture, lifecycle
-from lab.daemons import exabgp, frr
+from lab.daemons import exabgp
+from lab.kinds import router_of
 from lab.errors import BgplabError, UsageError
 from lab.running import RunningLab
 from lab.wait import wait_until
@@ -52,7 +53,8 @@ def topology(n: int, mrai: int, name: str) -> dict:
         raise UsageError(f"clique size {n}: between 3 and 12 routers")
     routers = [f"r{i + 1}" for i in range(n)]
     nodes = {"origin": {"kind": "exabgp", "role": "edge", "asn": 64512, "originates": ["p"]}}
-    nodes |= {r: {"kind": "frr", "role": "transit", "asn": 65001 + i} for i, r in enumerate(routers)}
+    nodes |= {r: {"kind": "router", "implementation": "frr", "role": "transit", "asn": 65001 + i}
+              for i, r in enumerate(routers)}
     links = [["origin", "r1"]] + [[a, b] for i, a in enumerate(routers) for b in routers[i + 1:]]
     return {
         "name": name,
@@ -105,18 +107,12 @@ class Case:
 
 
 def _has_prefix(lab: RunningLab, router: str) -> bool:
-    routes = frr.vtysh_json(frr.FrrPaths(lab.node_dir(router)), "show bgp ipv4 unicast").get("routes", {})
-    return str(PREFIX) in routes
+    return str(PREFIX) in router_of(lab.node(router)).rib(lab.node_dir(router), "ipv4")
 
 
 def _updates_sent(lab: RunningLab, routers: list[str]) -> int:
-    """UPDATEs the routers have sent so far (FRR's per-neighbour counters)."""
-    total = 0
-    for r in routers:
-        for peer in frr.vtysh_json(frr.FrrPaths(lab.node_dir(r)), "show bgp neighbors").values():
-            if isinstance(peer, dict):
-                total += int(peer.get("messageStats", {}).get("updatesSent", 0))
-    return total
+    """UPDATEs the routers have sent so far (each router's per-session counters)."""
+    return sum(router_of(lab.node(r)).updates_sent(lab.node_dir(r)) for r in routers)
 
 
 def _wait_quiet(lab: RunningLab, routers: list[str], quiet: float, timeout: float) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lab import kernel
-from lab.daemons import frr
+from lab.routers.base import Router
 from lab.errors import BgplabError
 
 class KernelWatcher(threading.Thread):
@@ -82,9 +82,10 @@ class KernelWatcher(threading.Thread):
 
 class Sampler:
     def __init__(self, routers: dict[str, str], pool_keys: frozenset[tuple[int, str]],
-                 observers: dict[str, tuple[frr.FrrPaths, list[str]]], out_dir: Path, hz: float = 10.0):
-        """``observers``: per observer router, its FRR paths and the addresses of the speakers
-        it peers with; a sample counts what it has received from them (the incident's graph)."""
+                 observers: dict[str, tuple[Router, Path, list[str]]], out_dir: Path, hz: float = 10.0):
+        """``observers``: per observer router, its implementation, its node's directory and the
+        addresses of the speakers it peers with; a sample counts what it has received from them
+        (the incident's graph)."""
         self.out_dir = out_dir
         self.interval = 1.0 / hz
         self.observers = observers
@@ -139,12 +140,12 @@ class Sampler:
         session to a speaker (it hears the edge through a transit, as minimal.yaml's r2 does) is
         counted by its BGP table instead, and says so (``from``): never a 0 that does not apply."""
         out: dict[str, Any] = {}
-        for name, (paths, speakers) in self.observers.items():
+        for name, (router, node_dir, speakers) in self.observers.items():
             try:
                 if not speakers:
-                    out[name] = {**frr.rib_counts(paths), "from": "table"}
+                    out[name] = {**router.received(node_dir), "from": "table"}
                     continue
-                sessions = frr.sessions(paths)
+                sessions = router.sessions(node_dir)
             except BgplabError as e:
                 out[name] = {"error": str(e)[:200]}
                 continue
@@ -170,7 +171,7 @@ class Sampler:
             self.samples.write(json.dumps(s) + "\n")
             next_at += self.interval
             delay = next_at - time.monotonic()
-            if delay < 0:  # fell behind (a slow vtysh): skip, do not burst
+            if delay < 0:  # fell behind (a slow router's answer): skip, do not burst
                 next_at = time.monotonic()
                 delay = 0
             self.stopping.wait(delay)

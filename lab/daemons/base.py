@@ -11,24 +11,25 @@ from typing import Protocol
 import jinja2
 
 from lab.plan import NodePlan
-from lab.topology import Kind
 
 
 @dataclass(frozen=True)
 class Toolset:
-    """Where a node finds its daemons, and whom FRR runs as: the host's for namespaces, the
-    image's for containers (each runtime says which: Runtime.tools)."""
+    """Where a node finds its daemons, and whom each router implementation runs as: the host's
+    for namespaces, the image's for containers (each runtime says which: Runtime.tools)."""
 
-    frr_dir: Path
+    router_dirs: dict[str, Path]  # per router implementation (lab.routers): where its daemons are
     exabgp: str  # the command line that starts ExaBGP (the launcher, lab/daemons/exabgp_launch.py)
     bridge: str  # the command that runs lab/daemons/exabgp_bridge.py (its socket path follows)
-    frr_owner: tuple[int, int]  # uid, gid of FRR's user
+    router_owners: dict[str, tuple[int, int]]  # per implementation: uid, gid its daemons run as
 
 
-@lru_cache(maxsize=1)
-def templates() -> jinja2.Environment:
+@lru_cache(maxsize=None)
+def templates(package: str = "lab.daemons") -> jinja2.Environment:
+    """The Jinja templates of ``package`` (its ``templates`` folder): the speakers' here, each
+    router implementation's in its own package."""
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("lab.daemons", "templates"),
+        loader=jinja2.PackageLoader(package, "templates"),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -40,10 +41,10 @@ def templates() -> jinja2.Environment:
 class Daemon(Protocol):
     """One daemon of a node kind (IPMininet's contract): render and write its config, dry-run
     it, the argv that starts it, the condition that says it is ready, what must be ready
-    before it. Another routing daemon is one more class and one more entry in DAEMONS."""
+    before it. A router implementation lists its daemons (lab.routers); a speaker's are in
+    lab.kinds."""
 
     name: str
-    kind: Kind
     after: tuple[str, ...]  # daemons of the same node that must be ready before this one starts
     check_timeout: float
 

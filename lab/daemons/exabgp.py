@@ -21,7 +21,6 @@ from typing import Iterable, Sequence
 from lab.daemons.base import Toolset, templates
 from lab.errors import ConfigError, DaemonError, SpeakerError
 from lab.plan import IPNetwork, NodePlan, Session
-from lab.topology import Kind
 
 # Prefixes per `announce attributes ... nlri P1 P2 ...` line. The launcher makes ExaBGP
 # apply a line whole within one reactor turn, so one line leaves as UPDATEs packed to the
@@ -324,7 +323,6 @@ def _short(line: str, n: int = 160) -> str:
 
 class _Exabgp:
     name = "exabgp"
-    kind = Kind.exabgp
     after: tuple[str, ...] = ()
     check_timeout = 60.0
 

@@ -30,15 +30,15 @@ from typing import Any
 import jsonschema
 import yaml
 
-from lab.daemons import exabgp, frr
+from lab.daemons import exabgp
 from lab.errors import BgplabError
 from lab.plan import LabPlan, NodePlan
-from lab.runtime.docker import IMAGE_BRIDGE, IMAGE_EXABGP, LABEL_LAB, LABEL_NODE, SYSCTLS
+from lab.kinds import router_of
+from lab.runtime.docker import IMAGE_BRIDGE, IMAGE_EXABGP, IMAGE_ROUTERS, LABEL_LAB, LABEL_NODE, SYSCTLS
 from lab.topology import Kind
 
 SCHEMA = Path(__file__).resolve().parent / "clab.schema.json"
 SCHEMA_URL = "https://raw.githubusercontent.com/srl-labs/containerlab/main/schemas/clab.schema.json"
-FRR_DIR = Path("/usr/lib/frr")
 
 
 @lru_cache(maxsize=1)
@@ -107,12 +107,9 @@ def start_script(plan: LabPlan, node: NodePlan) -> str:
     for net in node.local_networks:
         fam = "-6 " if net.version == 6 else ""
         lines.append(f"ip {fam}route replace local {net} dev lo table local")
-    if node.kind is Kind.frr:
-        paths = frr.FrrPaths(d)
-        lines += ["chown -R frr:frr .",
-                  " ".join(map(q, [*frr.argv("zebra", node, paths, FRR_DIR), "-d"])),
-                  f"for _ in $(seq 100); do [ -S {q(str(paths.zserv))} ] && break; sleep 0.1; done",
-                  " ".join(map(q, [*frr.argv("bgpd", node, paths, FRR_DIR), "-d"]))]
+    if node.kind is Kind.router:
+        impl = node.implementation
+        lines += router_of(node).start_script(node, d, IMAGE_ROUTERS[impl][0], f"{impl}:{impl}")
     elif node.kind is Kind.exabgp:
         paths = exabgp.ExabgpPaths(d)
         env = " ".join(f"{k}={q(v)}" for k, v in exabgp.environment().items())
@@ -149,8 +146,8 @@ def export(plan: LabPlan, out: Path, image: str) -> Path:
         d.mkdir(parents=True, exist_ok=True)
         inside = node_dir(plan, n.name)
         files: dict[str, str] = {}
-        if n.kind is Kind.frr:
-            files = frr.render(plan.lab, n, frr.FrrPaths(inside))
+        if n.kind is Kind.router:
+            files = router_of(n).render(plan.lab, n, inside)
         elif n.kind is Kind.exabgp:
             files = exabgp.render(plan.lab, n, exabgp.ExabgpPaths(inside), IMAGE_BRIDGE)
             prefixes = [p.prefix for p in plan.originated_by(n.name)]

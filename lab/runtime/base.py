@@ -11,7 +11,7 @@ programs that run in a node's network only (tcpdump, the controller's responders
 probes) are the same for both: they are ``lab.runtime.netns``'s functions (``add_link``,
 ``add_routes``, ``spawn_net``, ``net_argv``), not members of the protocol. Daemons run
 *in* the node (``spawn``): on the host for namespaces, inside the container for Docker,
-with the ``Toolset`` the runtime names. The protocol has ten members.
+with the ``Toolset`` the runtime names. The protocol has nine members, and knows no router implementation by name.
 """
 
 from __future__ import annotations
@@ -43,11 +43,9 @@ class Runtime(Protocol):
     def prepare(self, progress: Callable[[str], None]) -> None:
         """What must exist before any node (an image); fails with what to do when it cannot."""
 
-    def tools(self) -> Toolset:
-        """The programs daemons are started from inside a node."""
-
-    def frr_version(self, lab: str, node: NodePlan) -> str:
-        """The FRR version the node runs."""
+    def tools(self, implementations: tuple[str, ...]) -> Toolset:
+        """The programs daemons are started from inside a node, for the router implementations
+        named (lab.routers); fails naming what to install when one is missing."""
 
     def create_nodes(self, lab: str, nodes: list[NodePlan]) -> None:
         """Make the nodes exist: namespace or container, loopback addresses, forwarding."""

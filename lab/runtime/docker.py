@@ -30,12 +30,14 @@ from lab.procs import MARK
 from lab.runtime.base import ExecResult, Toolset
 from lab.engine import engine_socket_present, engine
 from lab.runtime.netns import NETNS_DIR, configure_loopback, netns_entries
+from lab.routers import get_router
 from lab.state import lab_dir
 
 LABEL_LAB = "bgplab.lab"
 LABEL_NODE = "bgplab.node"
-# The image's FRR user has fixed IDs (lab/images/Dockerfile).
-IMAGE_FRR_OWNER = (179, 179)
+# The router implementations the node image holds (lab/images/Dockerfile): where each one's
+# daemons are, and its user's fixed IDs.
+IMAGE_ROUTERS: dict[str, tuple[Path, tuple[int, int]]] = {"frr": (Path("/usr/lib/frr"), (179, 179))}
 IMAGE_EXABGP = "/opt/bgplab/venv/bin/python /opt/bgplab/exabgp_launch.py"  # ExaBGP through the launcher
 IMAGE_BRIDGE = "/opt/bgplab/venv/bin/python /opt/bgplab/exabgp_bridge.py"
 # Exactly what the daemons need, each one found necessary by leaving it out: FRR's
@@ -55,8 +57,9 @@ SYSCTLS = {
     # IPv6 routes a node may hold: older kernels default to 4,096, a full table has 200,000
     "net.ipv6.route.max_size": "2147483647",
 }
-# Logs a node's container prints (`docker logs`): daemon output and FRR's own logs.
-LOG_FILES = {"frr": ["zebra.out", "bgpd.out", "zebra.log", "bgpd.log"], "exabgp": ["exabgp.out"], "host": ["probe.out"]}
+# Logs a node's container prints (`docker logs`): a router's are its implementation's
+# (Router.log_files), a speaker's its daemon output, a host's its probe's.
+LOG_FILES = {"exabgp": ("exabgp.out",), "host": ("probe.out",)}
 
 
 def container_name(lab: str, node: str) -> str:
@@ -84,12 +87,13 @@ class DockerRuntime:
     def prepare(self, progress: Callable[[str], None]) -> None:
         self._image = ensure_image(self.client, progress)
 
-    def tools(self) -> Toolset:
-        return Toolset(Path("/usr/lib/frr"), IMAGE_EXABGP, IMAGE_BRIDGE, IMAGE_FRR_OWNER)
-
-    def frr_version(self, lab: str, node: NodePlan) -> str:
-        r = self.exec(lab, node, ["cat", "/opt/bgplab/frr-version"], timeout=10)
-        return r.out.strip() if r.ok and r.out.strip() else "unknown"
+    def tools(self, implementations: tuple[str, ...]) -> Toolset:
+        missing = [n for n in implementations if n not in IMAGE_ROUTERS]
+        if missing:
+            raise BgplabError(f"the node image has no {', '.join(missing)} (it holds {', '.join(IMAGE_ROUTERS)}): "
+                              "use the netns runtime for these routers")
+        return Toolset({n: IMAGE_ROUTERS[n][0] for n in implementations}, IMAGE_EXABGP, IMAGE_BRIDGE,
+                       {n: IMAGE_ROUTERS[n][1] for n in implementations})
 
     # -- nodes ---------------------------------------------------------------------
 
@@ -119,11 +123,12 @@ class DockerRuntime:
         node_dir = lab_dir(lab) / "nodes" / node.name
         node_dir.mkdir(parents=True, exist_ok=True)
         logs = []
-        for f in LOG_FILES[node.kind.value]:
+        router = get_router(node.implementation) if node.implementation else None
+        for f in router.log_files if router else LOG_FILES[node.kind.value]:
             path = node_dir / f
             path.touch()
-            if node.kind.value == "frr":
-                os.chown(path, *IMAGE_FRR_OWNER)
+            if router:
+                os.chown(path, *IMAGE_ROUTERS[router.name][1])
             logs.append(str(path))
         try:
             container = self._run(lab, name, node, node_dir, logs)

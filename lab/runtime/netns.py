@@ -16,7 +16,8 @@ from pathlib import Path
 from pyroute2 import NetNS, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from lab.daemons import exabgp, frr
+from lab.daemons import exabgp
+from lab.routers import get_router
 from lab.errors import BgplabError
 from lab.plan import Interface, NodePlan, namespace_name
 from lab.procs import mark_env
@@ -161,15 +162,12 @@ class NetnsRuntime:
     name = "netns"
 
     def prepare(self, progress) -> None:
-        for daemon in ("zebra", "bgpd"):
-            frr.daemon_binary(daemon)
         exabgp.exabgp_binary()
 
-    def tools(self) -> Toolset:
-        return Toolset(frr.FRR_LIBEXEC, exabgp.host_launcher(), exabgp.host_bridge(), frr.host_owner())
-
-    def frr_version(self, lab: str, node: NodePlan) -> str:
-        return frr.frr_version()
+    def tools(self, implementations: tuple[str, ...]) -> Toolset:
+        host = {name: get_router(name).host_tools() for name in implementations}
+        return Toolset({n: t[0] for n, t in host.items()}, exabgp.host_launcher(), exabgp.host_bridge(),
+                       {n: t[1] for n, t in host.items()})
 
     def create_nodes(self, lab: str, nodes: list[NodePlan]) -> None:
         # One at a time: pyroute2 makes each namespace through a helper process.

@@ -26,8 +26,9 @@ import tempfile
 from controller.client import ApiClient
 from controller.observe import mrt, wire
 from lab import capture
-from lab.daemons import exabgp, frr
-from lab.daemons.frr import frr_version
+from lab.daemons import exabgp
+from lab.routers.frr import daemons as frr
+from lab.routers.frr.daemons import frr_version
 from lab.kernel import count_lab_routes_fast
 from lab.running import RunningLab
 from lab.plan import LabPlan

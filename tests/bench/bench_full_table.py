@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 from lab import lifecycle
-from lab.daemons import frr
-from lab.daemons.frr import frr_version
+from lab.routers.frr import daemons as frr
+from lab.routers.frr.daemons import frr_version
 from lab.running import RunningLab
 from tests.bench import common
 

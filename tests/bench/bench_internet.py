@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab.daemons.frr import frr_version
+from lab.routers.frr.daemons import frr_version
 from lab.procs import marked_pids
 from tests.bench import common
 

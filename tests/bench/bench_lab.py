@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab.daemons.frr import frr_version
+from lab.routers.frr.daemons import frr_version
 from lab.lifecycle import lab_rss_kib
 from lab.procs import marked_pids, rss_kib
 from tests.bench import common

@@ -21,7 +21,8 @@ from typing import Iterator
 import pytest
 
 from lab import lifecycle
-from lab.daemons import exabgp, frr
+from lab.daemons import exabgp
+from lab.routers.frr import daemons as frr
 from lab.errors import BgplabError
 from lab.procs import marked_pids
 from lab.runtime.netns import NETNS_DIR

@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 import xmlschema
 
-from controller.drills.analysis import AUTOMATION_FIGURES
+from controller.drills.grading import AUTOMATION_FIGURES
 from lab.procs import alive
 from lab.state import LabState
 from lab.wait import wait_until

@@ -11,7 +11,8 @@ from pyroute2 import NetNS
 
 from controller.observe import mrt, wire
 from lab import capture, faults
-from lab.daemons import exabgp, frr
+from lab.daemons import exabgp
+from lab.routers.frr import daemons as frr
 from lab.kernel import route_keys
 from lab.state import LabState
 from lab.wait import wait_until

@@ -15,7 +15,8 @@ from controller import launch
 from controller.client import ApiClient
 from controller.observe import mrt
 from controller.observe.probe import by_end_host
-from lab.daemons import exabgp, frr
+from lab.daemons import exabgp
+from lab.routers.frr import daemons as frr
 from lab.kernel import route_keys
 from lab.state import LabState
 from lab.wait import wait_until

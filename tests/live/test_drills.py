@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from controller.drills import run_drill
-from controller.drills.analysis import SOURCES
+from controller.drills.stats import SOURCES
 from controller.drills.model import failed as failed_checks
 from controller.drills.runner import DrillOverrun
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemons import frr
+from lab.routers.frr import daemons as frr
 from lab.kernel import count_bgp_routes
 
 pytestmark = pytest.mark.live

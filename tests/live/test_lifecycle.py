@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lab import lifecycle
-from lab.daemons import frr
+from lab.routers.frr import daemons as frr
 from lab.errors import LabExists, UpFailed
 from lab.kernel import count_lab_routes, count_lab_routes_fast
 from lab.lifecycle import Timeouts
@@ -71,7 +71,7 @@ def test_up_of_a_name_that_is_up_changes_nothing(lab_factory) -> None:
     with pytest.raises(LabExists, match="already"):
         lifecycle.up(ROOT / "topologies/minimal.yaml", report.lab)
     state = LabState.load(report.lab)
-    assert state is not None and state.data["status"] == "up" and state.pids() == pids
+    assert state is not None and state.status == "up" and state.pids() == pids
     assert all(os.path.exists(f"/proc/{p}") for p in pids)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemons import frr
+from lab.routers.frr import daemons as frr
 
 pytestmark = pytest.mark.live
 VALLEY = str(Path(__file__).parent / "topologies" / "valley.yaml")

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from controller.observe import mrt
-from lab.daemons import frr
+from lab.routers.frr import daemons as frr
 from lab.kernel import count_lab_routes
 from lab.state import LabState
 

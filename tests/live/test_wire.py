@@ -15,7 +15,8 @@ from controller import launch
 from controller.client import ApiClient, ApiError
 from controller.observe import wire
 from lab import capture
-from lab.daemons import exabgp, frr
+from lab.daemons import exabgp
+from lab.routers.frr import daemons as frr
 from lab.kernel import count_lab_routes_fast
 from lab.wait import wait_until
 
@@ -50,7 +51,7 @@ def test_a_batch_leaves_packed_to_the_message_size(lab_factory, tmp_path) -> Non
     v4 = [p.prefix for p in report.plan.prefixes if p.prefix.version == 4]
     v6 = [p.prefix for p in report.plan.prefixes if p.prefix.version == 6]
     assert (len(v4), len(v6)) == (6000, 200)
-    sizes = running.state.data["message_sizes"]
+    sizes = running.state.message_sizes
     assert sizes["r1<-edge"] == frr.EXTENDED_MESSAGE and sizes["r2<-edge"] == frr.STANDARD_MESSAGE
 
     def send(commands) -> None:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.drills.analysis import check, distribution, figure, mrt_gap, per_prefix, percentile, sustained_from
+from controller.drills.analysis import check
+from controller.drills.recovery import mrt_gap, per_prefix
+from controller.drills.stats import distribution, figure, percentile, sustained_from
 from controller.drills.junit import write_junit
 from controller.drills.model import Expect, Range, VantageRange, failed
 from controller.observe.mrt import PrefixEvent
@@ -160,7 +162,8 @@ def test_an_unheld_vantage_point_is_reported_and_neither_passes_nor_fails(tmp_pa
 
 
 def test_internet_figures_use_window_prefixes_only_and_say_so() -> None:
-    from controller.drills.analysis import PrefixResult, internet_figures
+    from controller.drills.internet import internet_figures
+    from controller.drills.recovery import PrefixResult
 
     vps = {"10.0.0.1": "a", "10.0.0.2": "b"}
     inside = PrefixResult("100.64.0.0/24", 99.0, 100.0, "wire", paths={"a": 2, "b": 1}, updates={"a": 3, "b": 2},
@@ -249,7 +252,7 @@ def test_an_empty_range_is_refused(bad) -> None:
 def test_dedicated_egress_is_counted_as_its_rule_judges_it_not_per_doomed_attempt() -> None:
     """Each PoP's gateway tries; only the PoP the replies return to can succeed. A quiet lab's
     egress is all ok per target and second, though half its attempts time out."""
-    from controller.drills.analysis import product_figures
+    from controller.drills.reach import product_figures
     from controller.drills.clock import DrillClock
 
     probes = []

@@ -40,7 +40,7 @@ def test_a_long_step_label_is_cut_at_a_word() -> None:
 
 
 def test_the_internet_section_speaks_of_the_labs_own_mrai() -> None:
-    from controller.drills.report import internet_differences
+    from controller.drills.beside import internet_differences
 
     assert "no MRAI" in internet_differences([0]) and "timers still running" not in internet_differences([0])
     assert "MRAI 30 s" in internet_differences([30]) and "timers still running" in internet_differences([30])

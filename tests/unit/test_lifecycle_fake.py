@@ -39,11 +39,9 @@ class FakeRuntime:
     def prepare(self, progress) -> None:
         self.log.append(("prepare",))
 
-    def tools(self) -> Toolset:
-        return Toolset(Path("/nonexistent/frr"), "exabgp", "bridge", (os.getuid(), os.getgid()))
-
-    def frr_version(self, lab: str, node: NodePlan) -> str:
-        return "fake"
+    def tools(self, implementations: tuple[str, ...]) -> Toolset:
+        return Toolset({n: Path(f"/nonexistent/{n}") for n in implementations}, "exabgp", "bridge",
+                       {n: (os.getuid(), os.getgid()) for n in implementations})
 
     def create_nodes(self, lab: str, nodes: list[NodePlan]) -> None:
         if self.create_fails:

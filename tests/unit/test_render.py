@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemons import exabgp, frr
+from lab.daemons import exabgp
+from lab.routers.frr import daemons as frr
 from lab.plan import build_plan
 from lab.topology import load_topology
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from controller.drills import write_report
-from controller.drills.analysis import SOURCES, analyse
+from controller.drills.analysis import analyse
+from controller.drills.stats import SOURCES
 from controller.drills.rundir import RunDir, RunDirError, read_jsonl
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "run-mini"
@@ -137,7 +138,8 @@ def test_a_sampler_that_fails_keeps_its_error_for_the_runner(tmp_path: Path) -> 
 
 
 def test_every_expectation_names_a_figure_the_analysis_makes(analysis) -> None:
-    from controller.drills.analysis import AUTOMATION_FIGURES, EXPECTATIONS
+    from controller.drills.analysis import EXPECTATIONS
+    from controller.drills.grading import AUTOMATION_FIGURES
 
     # the recorded run is the replay's; an automation's figures come with exec tasks (test_automation)
     assert {fig for fig, _, _ in EXPECTATIONS.values()} <= set(analysis.figures) | set(AUTOMATION_FIGURES)
@@ -168,7 +170,7 @@ def test_drill_compare_sets_runs_side_by_side_with_each_figures_source(rd, tmp_p
 
 
 def test_a_calibrated_figure_is_set_to_match_and_only_emergent_ones_are_compared(rd: RunDir) -> None:
-    from controller.drills.report import lab_vs_incident
+    from controller.drills.beside import lab_vs_incident
 
     drill = json.loads(rd.drill.read_text())
     drill["calibration"] = {

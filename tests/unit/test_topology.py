@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import TopologyError
+from lab.plan import build_plan
 from lab.topology import load_topology, parse_topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,9 +47,16 @@ BAD = [
     ("missing nodes", mutate("nodes", ...), ["nodes: Field required"]),
     ("asn out of range", mutate("nodes.r1.asn", 4_294_967_295), ["nodes.r1.asn: Input should be less than or equal to 4294967294"]),
     ("asn not a number", mutate("nodes.r1.asn", "sixty"), ["nodes.r1.asn: Input should be a valid integer"]),
-    ("unknown kind", mutate("nodes.r1.kind", "bird"), ["nodes.r1.kind: Input should be 'frr', 'exabgp' or 'host'"]),
-    ("router without asn", mutate("nodes.r1", {"kind": "frr", "role": "transit"}), ["nodes.r1: a node of kind 'frr' needs an asn"]),
-    ("router without role", mutate("nodes.r1", {"kind": "frr", "asn": 65001}), ["nodes.r1: a node of kind 'frr' needs a role"]),
+    ("unknown kind", mutate("nodes.r1.kind", "bird"), ["nodes.r1.kind: Input should be 'router', 'exabgp' or 'host'"]),
+    ("router without asn", mutate("nodes.r1", {"kind": "frr", "role": "transit"}), ["nodes.r1: a node of kind 'router' needs an asn"]),
+    ("router without role", mutate("nodes.r1", {"kind": "router", "asn": 65001}), ["nodes.r1: a node of kind 'router' needs a role"]),
+    ("unknown implementation", mutate("nodes.r1", {"kind": "router", "implementation": "cisco", "role": "transit", "asn": 65001}),
+     ["nodes.r1: no router implementation 'cisco' (implementations: frr)"]),
+    ("implementation of a speaker", mutate("nodes.edge", {"kind": "exabgp", "implementation": "frr", "role": "edge",
+                                                          "asn": 64500, "originates": ["p4"]}),
+     ["nodes.edge: only a router has an implementation (this node is an exabgp)"]),
+    ("frr implemented by another", mutate("nodes.r1", {"kind": "frr", "implementation": "bird", "role": "transit", "asn": 65001}),
+     ["nodes.r1: kind 'frr' is a router implemented by frr, not by 'bird'"]),
     ("host with asn", mutate("nodes.h1", {"kind": "host", "asn": 1}), ["nodes.h1: a host has no ASN"]),
     ("typo in node field", mutate("nodes.r1.routerid", "1.1.1.1"), ["nodes.r1.routerid: unknown field"]),
     ("bad router id", mutate("nodes.r1.router_id", "1.1.1"), ["nodes.r1.router_id: Input is not a valid IPv4 address"]),
@@ -117,7 +125,7 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_structural_errors_are_all_reported() -> None:
     doc = copy.deepcopy(GOOD)
     doc["nodes"]["r1"]["asn"] = "x"
-    doc["nodes"]["r2"]["kind"] = "router"
+    doc["nodes"]["r2"]["kind"] = "switch"
     doc["pools"]["p4"]["count"] = 0
     with pytest.raises(TopologyError) as err:
         parse_topology(doc, "t.yaml")
@@ -194,3 +202,19 @@ def test_relationships_that_cannot_hold_are_named() -> None:
     text = str(e.value)
     assert "links[0].relationship: speaker 'edge' can be a customer of 'a' or its peer, not its provider" in text
     assert "links[1].relationship: a collector's sessions have no relationship" in text
+
+
+def test_a_router_says_its_implementation_and_the_old_kind_still_loads() -> None:
+    old = copy.deepcopy(GOOD)
+    new = copy.deepcopy(GOOD)
+    for name, node in new["nodes"].items():
+        if node["kind"] == "frr":
+            new["nodes"][name] = {**node, "kind": "router", "implementation": "frr"}
+    bare = copy.deepcopy(new)
+    for node in bare["nodes"].values():
+        node.pop("implementation", None)  # a router that names none gets the default
+    plans = [build_plan(parse_topology(d, "t.yaml"), "t") for d in (old, new, bare)]
+    assert [{n.name: (n.kind.value, n.implementation) for n in p.routers()} for p in plans] == \
+        [{n: ("router", "frr") for n in (x.name for x in plans[0].routers())}] * 3
+    assert all(p.implementations == ("frr",) for p in plans)
+    assert all(n.implementation is None for n in plans[0].nodes.values() if n.kind.value != "router")

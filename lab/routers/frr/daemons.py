@@ -1,4 +1,4 @@
-"""FRR on a router node: zebra + bgpd with per-node config, pid, log and vty socket paths.
+"""FRR's daemons on a router node: zebra + bgpd with per-node config, pid, log and vty socket paths.
 
 Several FRR instances run side by side, one per namespace, each with its own ``-f``,
 ``-i``, ``--vty_socket`` and ``-z`` under ``/run/bgplab/<lab>/nodes/<node>/``.
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.daemons.base import Toolset, templates
+from lab.routers.base import EXTENDED_MESSAGE, STANDARD_MESSAGE
 from lab.errors import ConfigError, DaemonError, ExecError
 from lab.plan import NodePlan
 from lab.topology import Kind, Relation, Role
@@ -102,7 +103,7 @@ def policy(node: NodePlan) -> Policy | None:
 
 def render(lab: str, node: NodePlan, paths: FrrPaths) -> dict[str, str]:
     """The node's config files by name. Pure: the same node and paths give the same text."""
-    env = templates()
+    env = templates("lab.routers.frr")
     ctx = {
         "lab": lab,
         "node": node,
@@ -298,9 +299,6 @@ def sessions(paths: FrrPaths) -> dict[str, dict[str, Any]]:
     return out
 
 
-STANDARD_MESSAGE, EXTENDED_MESSAGE = 4096, 65535  # RFC 4271, RFC 8654
-
-
 def message_sizes(paths: FrrPaths) -> dict[str, int]:
     """Per neighbour address: the largest UPDATE the session allows, as negotiated (RFC 8654
     needs both ends to offer it; ``show bgp neighbors`` says who did)."""
@@ -324,11 +322,10 @@ def rib_counts(paths: FrrPaths) -> dict[str, int]:
     return {"ipv4": total("ipv4Unicast"), "ipv6": total("ipv6Unicast")}
 
 
-# -- the daemon contract (lab.daemons.Daemon): zebra, then bgpd ----------------------------
+# -- the daemon contract (lab.daemons.base.Daemon): zebra, then bgpd ----------------------------
 
 
 class _FrrDaemon:
-    kind = Kind.frr
     check_timeout = 30.0
 
     def __init__(self, name: str, after: tuple[str, ...]):
@@ -337,17 +334,17 @@ class _FrrDaemon:
     def write(self, lab: str, node: NodePlan, node_dir: Path, tools: Toolset) -> None:
         # zebra and bgpd share one directory handed to FRR's user; writing it twice is harmless
         if self.name == "zebra":
-            write(lab, node, FrrPaths(node_dir), tools.frr_owner)
+            write(lab, node, FrrPaths(node_dir), tools.router_owners["frr"])
 
     def check_argv(self, node: NodePlan, node_dir: Path, tools: Toolset) -> list[str]:
-        return next(a for d, _, a in check_argvs(FrrPaths(node_dir), tools.frr_dir) if d == self.name)
+        return next(a for d, _, a in check_argvs(FrrPaths(node_dir), tools.router_dirs["frr"]) if d == self.name)
 
     def check_result(self, node: NodePlan, node_dir: Path, rc: int | None, out: str, err: str) -> None:
         p = FrrPaths(node_dir)
         check_result(node, self.name, p.zebra_conf if self.name == "zebra" else p.bgpd_conf, rc, out, err)
 
     def argv(self, node: NodePlan, node_dir: Path, tools: Toolset) -> list[str]:
-        return argv(self.name, node, FrrPaths(node_dir), tools.frr_dir)
+        return argv(self.name, node, FrrPaths(node_dir), tools.router_dirs["frr"])
 
     def environment(self) -> dict[str, str] | None:
         return None

@@ -1,0 +1,168 @@
+"""A second router implementation is one module and one table entry: a test double of the
+Router protocol (lab.routers.base), registered in lab.routers.ROUTERS, is accepted by the
+topology, the plan, the lifecycle (render, dry-run, start, ready, sessions), the running
+lab's status, the controller's sampler and the dashboard's poller, none of which names it.
+
+The double's daemon is a marked `sleep` (the fake runtime of test_lifecycle_fake starts it);
+its sessions are the plan's, Established once its daemon is ready."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import lab.routers
+import lab.state
+from controller.dashboard import SessionPoller
+from controller.observe.sampler import Sampler
+from lab import lifecycle
+from lab.daemons.base import Toolset
+from lab.errors import BgplabError
+from lab.kinds import daemons_of, router_of, start_order
+from lab.plan import NodePlan, build_plan
+from lab.running import RunningLab
+from lab.runtime.docker import DockerRuntime
+from lab.topology import parse_topology
+from tests.unit.test_lifecycle_fake import FakeNet, FakeRuntime, _reap
+
+TOPOLOGY = {
+    "name": "dbl",
+    "nodes": {
+        "r1": {"kind": "router", "implementation": "double", "role": "transit", "asn": 65001},
+        "r2": {"kind": "router", "implementation": "double", "role": "peer", "asn": 65002},
+        "collector": {"kind": "router", "implementation": "double", "role": "collector", "asn": 65500},
+    },
+    "links": [["r1", "r2"], ["r1", "collector"]],
+}
+# Beside FRR: each implementation's daemons in its own order
+MIXED = {**TOPOLOGY, "nodes": {**TOPOLOGY["nodes"], "r3": {"kind": "frr", "role": "transit", "asn": 65003}},
+         "links": [*TOPOLOGY["links"], ["r1", "r3"]]}
+
+
+class _DoubleDaemon:
+    name = "doubled"
+    after: tuple[str, ...] = ()
+    check_timeout = 5.0
+
+    def write(self, lab: str, node: NodePlan, node_dir: Path, tools: Toolset) -> None:
+        for name, text in DoubleRouter().render(lab, node, node_dir).items():
+            (node_dir / name).write_text(text)
+
+    def check_argv(self, node: NodePlan, node_dir: Path, tools: Toolset) -> list[str]:
+        return [str(tools.router_dirs["double"] / "doubled"), "--check", str(node_dir / "double.json")]
+
+    def check_result(self, node: NodePlan, node_dir: Path, rc: int | None, out: str, err: str) -> None:
+        if rc != 0:
+            raise BgplabError(f"node {node.name}: doubled rejected its config")
+
+    def argv(self, node: NodePlan, node_dir: Path, tools: Toolset) -> list[str]:
+        return [str(tools.router_dirs["double"] / "doubled"), str(node_dir / "double.json")]
+
+    def environment(self) -> dict[str, str] | None:
+        return None
+
+    def ready(self, node_dir: Path) -> bool:
+        (node_dir / "ready").touch()  # the fake runtime's `sleep` writes nothing: ready once started
+        return True
+
+
+class DoubleRouter:
+    """Every member of the protocol, from the config it rendered."""
+
+    name = "double"
+    label = "Double"
+    daemons = (_DoubleDaemon(),)
+    log_files = ("doubled.out",)
+
+    def host_tools(self) -> tuple[Path, tuple[int, int]]:
+        return Path("/nonexistent/double"), (0, 0)
+
+    def version(self, run, tools: Toolset) -> str:
+        return run([str(tools.router_dirs["double"] / "doubled"), "--version"]).strip() or "0.0-double"
+
+    def render(self, lab: str, node: NodePlan, node_dir: Path) -> dict[str, str]:
+        return {"double.json": json.dumps({"lab": lab, "asn": node.asn,
+                                           "neighbors": {str(s.peer_v4): s.peer for s in node.sessions}})}
+
+    def start_script(self, node: NodePlan, node_dir: Path, tools_dir: Path, owner: str) -> list[str]:
+        return [f"{tools_dir}/doubled {node_dir}/double.json &"]
+
+    def _conf(self, node_dir: Path) -> dict:
+        return json.loads((node_dir / "double.json").read_text())
+
+    def sessions(self, node_dir: Path) -> dict[str, dict]:
+        up = (node_dir / "ready").exists()
+        return {a: {"state": "Established" if up else "Active", "received": {"ipv4": 0, "ipv6": 0},
+                    "sent": {"ipv4": 0, "ipv6": 0}, "description": peer}
+                for a, peer in self._conf(node_dir)["neighbors"].items()}
+
+    def received(self, node_dir: Path) -> dict[str, int]:
+        return {"ipv4": 0, "ipv6": 0}
+
+    def rib(self, node_dir: Path, family: str = "ipv4") -> dict[str, list[dict]]:
+        return {}
+
+    def updates_sent(self, node_dir: Path) -> int:
+        return 0
+
+    def message_sizes(self, node_dir: Path) -> dict[str, int]:
+        return {a: 4096 for a in self._conf(node_dir)["neighbors"]}
+
+    def clear_session(self, node_dir: Path, address: str) -> None:
+        (node_dir / "cleared").write_text(address)
+
+    def feed(self, node_dir: Path) -> Path | None:
+        return None
+
+    def shell(self, node_dir: Path, commands: list[str]) -> list[str]:
+        return ["doublesh", str(node_dir), *commands]
+
+
+@pytest.fixture
+def double(monkeypatch, tmp_path: Path):
+    """The double as a table entry, the way an implementation is added."""
+    monkeypatch.setitem(lab.routers.ROUTERS, "double", f"{__name__}:DoubleRouter")
+    monkeypatch.setattr(lab.state, "RUN_ROOT", tmp_path / "run")
+    lab.routers.get_router.cache_clear()
+    yield
+    lab.routers.get_router.cache_clear()
+
+
+def test_a_second_implementation_is_accepted_by_the_plan_lifecycle_sampler_and_dashboard(double, tmp_path: Path) -> None:
+    mixed = build_plan(parse_topology(MIXED, "mixed.yaml"), "mixed")
+    assert mixed.implementations == ("double", "frr")
+    assert [d.name for d in daemons_of(mixed.nodes["r1"])] == ["doubled"]
+    assert [d.name for d in start_order(mixed)] == ["doubled", "zebra", "bgpd"]
+    plan = build_plan(parse_topology(TOPOLOGY, "dbl.yaml"), "dbl")
+    topo = tmp_path / "dbl.yaml"
+    topo.write_text(json.dumps(TOPOLOGY))
+    rt, net = FakeRuntime(), FakeNet()
+    # announce=False: the lab has no speakers; up ends once every session is Established
+    try:
+        report = lifecycle.up(topo, "dbl", rt=rt, net=net, announce=False)
+        assert report.router_versions["double"] == "0.0-double"
+        spawned = [e for e in rt.log if e[0] == "spawn"]
+        assert {e[1] for e in spawned if e[2] == "doubled"} == {"r1", "r2", "collector"}
+        running = RunningLab("dbl", plan, rt)
+        status = {s.name: s for s in running.status(kernel=False)}
+        assert status["r1"].kind == "double" and {x["state"] for x in status["r1"].sessions} == {"Established"}
+        nd = running.node_dir
+        sampler = Sampler({}, plan.pool_keys, {"r2": (router_of(plan.nodes["r2"]), nd("r2"), [])}, tmp_path)
+        assert sampler._observer_counts()["r2"] == {"ipv4": 0, "ipv6": 0, "from": "table"}
+        poller = SessionPoller(plan, nd, 60, lambda: 0)
+        assert poller._poll() is None
+        assert poller.latest["sessions"]["r1|r2"] == "Established"
+        router_of(plan.nodes["r1"]).clear_session(nd("r1"), "10.0.0.1")
+        assert (nd("r1") / "cleared").read_text() == "10.0.0.1"
+    finally:
+        lifecycle.down("dbl", rt=rt)
+        _reap(rt)
+
+
+def test_an_implementation_the_runtime_lacks_fails_before_anything_exists(double, tmp_path: Path) -> None:
+    with pytest.raises(BgplabError, match="the node image has no double"):
+        DockerRuntime().tools(("frr", "double"))
+    with pytest.raises(BgplabError, match="no router implementation 'bird'"):
+        lab.routers.get_router("bird")
