@@ -11,7 +11,8 @@ import click
 from controller.cli.lab import dashboard_url, open_in_browser
 from controller.drills import mechanism_applies, run_drill, write_report
 from controller.drills.compare import compare, markdown, write_html
-from controller.drills.model import Drill, failed, load_drill
+from controller.drills.expect import failed
+from controller.drills.model import Drill, load_drill
 from controller.drills.rundir import RunDir
 from controller.drills.sensitivity import lines, sensitivity as table
 from controller.drills.simulation import simulate_many

@@ -33,7 +33,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.drills.model import Expect
+from controller.drills.expect import Expect
 from controller.drills.rundir import RunDir, RunRecord, read_jsonl
 from controller.observe.probe import by_end_host
 from controller.observe import mrt

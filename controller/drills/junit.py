@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from controller.drills.model import failed
+from controller.drills.expect import failed
 
 FIGURES_AS_PROPERTIES = ("withdrawn_in_network", "withdrawn_not_asked", "bindings_removed", "accounts_affected",
                          "accounts_unbound", "api_denied", "api_unauthorized", "refused_requests", "automation_failed_runs", "observer_min", "held_changes",

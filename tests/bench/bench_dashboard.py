@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from controller.client import ApiClient
-from controller.drills.model import failed
+from controller.drills.expect import failed
 from controller.drills.rundir import RunDir, read_jsonl
 from tests.bench import common
 

@@ -21,7 +21,7 @@ import yaml
 
 from controller.drills import run_drill
 from controller.drills.stats import SOURCES
-from controller.drills.model import failed as failed_checks
+from controller.drills.expect import failed as failed_checks
 from controller.drills.runner import DrillOverrun
 
 from .conftest import ROOT, leftovers, unique_name

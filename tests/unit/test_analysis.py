@@ -10,7 +10,7 @@ from controller.drills.analysis import check
 from controller.drills.recovery import mrt_gap, per_prefix
 from controller.drills.stats import distribution, figure, percentile, sustained_from
 from controller.drills.junit import write_junit
-from controller.drills.model import Expect, Range, VantageRange, failed
+from controller.drills.expect import Expect, Range, VantageRange, failed
 from controller.observe.mrt import PrefixEvent
 
 A, B = "198.18.0.1", "198.18.0.3"

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from controller.drills.clock import parse_clock
-from controller.drills.model import Drill, DrillError, Range, load_drill, parse_duration, step_kinds
+from controller.drills.expect import Range
+from controller.drills.model import Drill, DrillError, load_drill, parse_duration, step_kinds
 from controller.drills.mechanism import Mechanism
 from lab.errors import TopologyError
 
