@@ -34,6 +34,7 @@ from controller.paths import info_path, inventory_path, observe_dir
 from controller.reconcile import Reconciler
 from lab.kinds import router_of
 from lab.running import RunningLab
+from lab.state import LabState
 
 
 class EventLog:
@@ -50,14 +51,18 @@ class EventLog:
             self.f.write(line + "\n")
 
 
-def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4, edge_seed: int = 1) -> None:
+def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4, edge_seed: int = 1,
+          announced: bool | None = None) -> None:
+    """``announced``: given when `up` started this controller while the lab converges (what `up`
+    will announce); the controller then seeds its inventory and builds the edge meanwhile, and
+    waits for the lab to be up before it samples, reconciles or probes anything."""
     running = RunningLab.open(lab)
     state, plan = running.state, running.plan
     log = EventLog(observe_dir(state) / "controller.jsonl")
     path = inventory_path(state)
     fresh = not path.exists()
     inv = Inventory(path)
-    lab_announced = state.announced
+    lab_announced = state.announced if announced is None else announced
     if fresh:
         # A lab brought up withdrawn starts with every prefix withdrawn, the pinned one too: that is
         # its initial state, not a withdrawal through the API.
@@ -77,13 +82,6 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
         os.replace(token_file.with_suffix(".tmp"), token_file)
         log("admin_token", {"path": str(token_file)})
     obs = observe_dir(state)
-    routers = {r.name: r.namespace for r in plan.routers() if r.installs_routes}
-    observers = {
-        r.name: (router_of(r), state.node_dir(r.name), [str(x.peer_v4) for x in r.sessions if x.peer_kind.value == "exabgp"])
-        for r in plan.peer_routers()
-    }
-    sampler = Sampler(routers, plan.pool_keys, observers, obs)
-    sampler.start()
     # The edge: every PoP's machines start with the inventory's bindings; changes reach them
     # through the ticker (controller.edge), and each PoP's responder reads its own file.
     initial: dict[str, list[str]] = {}
@@ -94,8 +92,18 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
     if serving:
         files = EdgeFiles(state.dir / "edge", serving)
         edge = Edge({pop: machines for pop in serving}, initial, seed=edge_seed, store=files)
+    if announced is not None:
+        state = wait_for_up(lab, announced, log)
+    if edge is not None:
         ticker = Ticker(edge.tick, "edge-ticker")
         ticker.start()
+    routers = {r.name: r.namespace for r in plan.routers() if r.installs_routes}
+    observers = {
+        r.name: (router_of(r), state.node_dir(r.name), [str(x.peer_v4) for x in r.sessions if x.peer_kind.value == "exabgp"])
+        for r in plan.peer_routers()
+    }
+    sampler = Sampler(routers, plan.pool_keys, observers, obs)
+    sampler.start()
     # Every write goes through the change pipeline: configured state, the guardrails' decision on
     # its diff against operational state, then the speakers (the reconciler, made next: the two
     # know each other) and the edge. The staged rollout: the reconciler keeps a change in its
@@ -149,6 +157,25 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
         inv.close()
 
 
+def wait_for_up(lab: str, announced: bool, log: EventLog, every: float = 0.05) -> LabState:
+    """Until `up` has recorded the lab as up (it started this controller while the lab
+    converged); the lab's record as it is then, which this process writes from then on. A lab
+    that `up` removed (it failed) ends the controller: `up` ends its processes too."""
+    while True:
+        state = LabState.load(lab)
+        if state is None or state.status not in ("creating", "up"):
+            raise SystemExit(f"lab '{lab}' did not come up ({'gone' if state is None else state.status}): "
+                             "the controller it started ends")
+        if state.status == "up":
+            break
+        time.sleep(every)
+    if state.announced != announced:
+        raise SystemExit(f"lab '{lab}' came up {'with' if state.announced else 'without'} its prefixes announced, "
+                         f"but its controller was started for the other (--{'announced' if announced else 'withdrawn'})")
+    log("lab_up", {})
+    return state
+
+
 class EdgeStopped(InventoryError):
     """The edge's propagation thread failed: not the client's mistake, 503, with the reason."""
 
@@ -196,8 +223,13 @@ def main() -> None:
     ap.add_argument("--probe-prefix", action="append", default=[], help="a prefix to probe as well (repeatable)")
     ap.add_argument("--edge-machines", type=int, default=4, help="machines per PoP")
     ap.add_argument("--edge-seed", type=int, default=1, help="the order binding changes reach the machines in")
+    during = ap.add_mutually_exclusive_group()
+    during.add_argument("--announced", dest="announced", action="store_const", const=True, default=None,
+                        help="started by `up` while the lab converges, which announces every prefix")
+    during.add_argument("--withdrawn", dest="announced", action="store_const", const=False,
+                        help="started by `up` while the lab converges, which announces nothing")
     args = ap.parse_args()
-    serve(args.lab, args.seed, args.probes, args.probe_prefix, args.edge_machines, args.edge_seed)
+    serve(args.lab, args.seed, args.probes, args.probe_prefix, args.edge_machines, args.edge_seed, args.announced)
 
 
 if __name__ == "__main__":

@@ -45,11 +45,19 @@ def up(topology: str, name: str | None, runtime: str, as_json: bool, show_status
     t0 = time.monotonic()
     if withdrawn and not controller:
         raise UsageError("--withdrawn needs the controller: nothing else would ever announce")
-    report = lifecycle.up(topology, name, runtime=runtime, progress=progress, announce=not withdrawn)
+    # The controller starts as soon as every daemon runs, and readies itself (its inventory, the
+    # edge, its imports) while the lab converges; it touches the lab once `up` has it up.
+    pids: list[int] = []
+
+    def start_controller(state) -> None:
+        pids.append(launch.spawn(state, seed=seed, during_up=not withdrawn))
+
+    report = lifecycle.up(topology, name, runtime=runtime, progress=progress, announce=not withdrawn,
+                          daemons_started=start_controller if controller else None)
     if controller:
-        progress("start the controller")
+        progress("wait for the controller")
         try:
-            info = launch.start(report.running(), seed=seed)
+            info = launch.wait(report.running().state, pids[0])
         except BaseException as e:
             # all or nothing: a lab whose controller did not start is removed
             lifecycle.down(report.lab)

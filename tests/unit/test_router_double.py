@@ -9,6 +9,7 @@ its sessions are the plan's, Established once its daemon is ready."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,13 @@ from controller.dashboard import SessionPoller
 from controller.observe.sampler import Sampler
 from lab import lifecycle
 from lab.daemons.base import Toolset
-from lab.errors import BgplabError
+from lab.errors import BgplabError, UpFailed
 from lab.kinds import daemons_of, router_of, start_order
 from lab.plan import NodePlan, build_plan
+from lab.procs import alive, mark_env
 from lab.running import RunningLab
 from lab.runtime.docker import DockerRuntime
+from lab.state import LabState
 from lab.topology import parse_topology
 from tests.unit.test_lifecycle_fake import FakeNet, FakeRuntime, _reap
 
@@ -166,3 +169,37 @@ def test_an_implementation_the_runtime_lacks_fails_before_anything_exists(double
         DockerRuntime().tools(("frr", "double"))
     with pytest.raises(BgplabError, match="no router implementation 'bird'"):
         lab.routers.get_router("bird")
+
+
+def test_what_up_starts_once_the_daemons_run_is_the_lab_s(double, tmp_path: Path) -> None:
+    """`bgplab up` starts the controller once every daemon runs, while the lab converges
+    (lifecycle.up's ``daemons_started``): recorded in the record `up` holds, so `up`'s own later
+    writes keep it, and removed with the lab when `up` fails after it."""
+    topo = tmp_path / "dbl.yaml"
+    topo.write_text(json.dumps(TOPOLOGY))
+    for name, fails in (("dbl2", False), ("dbl3", True)):
+        rt, started = FakeRuntime(), []
+
+        def daemons_started(state, fails=fails, rt=rt, started=started) -> None:
+            assert {e[2] for e in rt.log if e[0] == "spawn"} == {"doubled"}  # every daemon runs
+            p = subprocess.Popen(["sleep", "60"], env=mark_env(state.lab), start_new_session=True)
+            rt.pids.append(p.pid)
+            state.add_daemon("controller", "api", p.pid)
+            started.append(p.pid)
+            if fails:
+                raise RuntimeError("the controller could not start")
+
+        try:
+            if fails:
+                with pytest.raises(UpFailed) as err:
+                    lifecycle.up(topo, name, rt=rt, net=FakeNet(), announce=False, daemons_started=daemons_started)
+                assert err.value.step == "start the controller"
+                _reap(rt)
+                assert not alive(started[0]) and LabState.load(name) is None
+            else:
+                lifecycle.up(topo, name, rt=rt, net=FakeNet(), announce=False, daemons_started=daemons_started)
+                state = LabState.load(name)
+                assert state.status == "up" and state.daemons()["controller"]["api"] == started[0]
+        finally:
+            lifecycle.down(name, rt=rt)
+            _reap(rt)
