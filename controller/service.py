@@ -52,9 +52,9 @@ class EventLog:
 
 
 def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4, edge_seed: int = 1,
-          announced: bool | None = None) -> None:
-    """``announced``: given when `up` started this controller while the lab converges (what `up`
-    will announce); the controller then seeds its inventory and builds the edge meanwhile, and
+          during_up: bool | None = None) -> None:
+    """``during_up``: given when `up` started this controller while the lab converges (whether
+    `up` will announce the prefixes); the controller then seeds its inventory and builds the edge meanwhile, and
     waits for the lab to be up before it samples, reconciles or probes anything."""
     running = RunningLab.open(lab)
     state, plan = running.state, running.plan
@@ -62,7 +62,7 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
     path = inventory_path(state)
     fresh = not path.exists()
     inv = Inventory(path)
-    lab_announced = state.announced if announced is None else announced
+    lab_announced = state.announced if during_up is None else during_up
     if fresh:
         # A lab brought up withdrawn starts with every prefix withdrawn, the pinned one too: that is
         # its initial state, not a withdrawal through the API.
@@ -92,8 +92,8 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
     if serving:
         files = EdgeFiles(state.dir / "edge", serving)
         edge = Edge({pop: machines for pop in serving}, initial, seed=edge_seed, store=files)
-    if announced is not None:
-        state = wait_for_up(lab, announced, log)
+    if during_up is not None:
+        state = wait_for_up(lab, during_up, log)
     if edge is not None:
         ticker = Ticker(edge.tick, "edge-ticker")
         ticker.start()
@@ -224,12 +224,12 @@ def main() -> None:
     ap.add_argument("--edge-machines", type=int, default=4, help="machines per PoP")
     ap.add_argument("--edge-seed", type=int, default=1, help="the order binding changes reach the machines in")
     during = ap.add_mutually_exclusive_group()
-    during.add_argument("--announced", dest="announced", action="store_const", const=True, default=None,
+    during.add_argument("--announced", dest="during_up", action="store_const", const=True, default=None,
                         help="started by `up` while the lab converges, which announces every prefix")
-    during.add_argument("--withdrawn", dest="announced", action="store_const", const=False,
+    during.add_argument("--withdrawn", dest="during_up", action="store_const", const=False,
                         help="started by `up` while the lab converges, which announces nothing")
     args = ap.parse_args()
-    serve(args.lab, args.seed, args.probes, args.probe_prefix, args.edge_machines, args.edge_seed, args.announced)
+    serve(args.lab, args.seed, args.probes, args.probe_prefix, args.edge_machines, args.edge_seed, args.during_up)
 
 
 if __name__ == "__main__":
