@@ -54,8 +54,8 @@ class EventLog:
 def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4, edge_seed: int = 1,
           during_up: bool | None = None) -> None:
     """``during_up``: given when `up` started this controller while the lab converges (whether
-    `up` will announce the prefixes); the controller then seeds its inventory and builds the edge meanwhile, and
-    waits for the lab to be up before it samples, reconciles or probes anything."""
+    `up` will announce the prefixes); the controller then seeds its inventory and builds the
+    edge meanwhile, and waits for the lab to be up before it samples, reconciles or probes."""
     running = RunningLab.open(lab)
     state, plan = running.state, running.plan
     log = EventLog(observe_dir(state) / "controller.jsonl")

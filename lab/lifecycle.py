@@ -21,7 +21,7 @@ from lab.errors import BgplabError, LabExists, TeardownError, UpFailed
 from lab.kernel import count_bgp_routes, count_lab_routes_fast
 from lab.kinds import daemons_of, router_of, start_order
 from lab.plan import LabPlan, NodePlan, build_plan
-from lab.procs import all_marked_labs, alive, end_processes, marked_pids, rss_total_kib
+from lab.procs import all_marked_labs, alive, end_processes, marked_pids
 from lab.runtime import RUNTIMES, Runtime, get_runtime
 from lab.runtime.base import cmd_raises
 from lab.runtime import netns as netns_ops
@@ -392,12 +392,3 @@ def labs() -> list[str]:
     except FileNotFoundError:
         pass
     return sorted(found)
-
-
-# -- a running lab ---------------------------------------------------------------------
-
-
-def lab_rss_kib(lab: str) -> int:
-    """Resident memory of every process carrying the lab's mark (daemons and their helpers) that
-    is still there when it is read (one that ended meanwhile is not counted, rather than as 0)."""
-    return rss_total_kib(marked_pids(lab))[0]

@@ -124,3 +124,9 @@ def end_processes(lab: str, pids: list[int], grace: float = 1.5) -> list[str]:
     _signal(remaining, lab, signal.SIGKILL)
     remaining = _wait_gone(remaining, 2.0)
     return [f"process {pid} of lab '{lab}' survived SIGKILL" for pid in remaining]
+
+
+def lab_rss_kib(lab: str) -> int:
+    """Resident memory of every process carrying the lab's mark (daemons and their helpers) that
+    is still there when it is read (one that ended meanwhile is not counted, rather than as 0)."""
+    return rss_total_kib(marked_pids(lab))[0]

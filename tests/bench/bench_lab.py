@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from lab.routers.frr.daemons import frr_version
-from lab.lifecycle import lab_rss_kib
+from lab.procs import lab_rss_kib
 from lab.procs import marked_pids, rss_kib
 from tests.bench import common
 
