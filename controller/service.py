@@ -33,6 +33,7 @@ from controller.observe.targets import pop_sources, stage_targets
 from controller.paths import info_path, inventory_path, observe_dir
 from controller.reconcile import Reconciler
 from lab.kinds import router_of
+from lab.procs import alive
 from lab.running import RunningLab
 from lab.state import LabState
 
@@ -160,7 +161,8 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
 def wait_for_up(lab: str, announced: bool, log: EventLog, every: float = 0.05) -> LabState:
     """Until `up` has recorded the lab as up (it started this controller while the lab
     converged); the lab's record as it is then, which this process writes from then on. A lab
-    that `up` removed (it failed) ends the controller: `up` ends its processes too."""
+    that `up` removed (it failed) ends the controller: `up` ends its processes too. So does an
+    `up` that is gone without a word (killed): no one would ever say the lab is up."""
     while True:
         state = LabState.load(lab)
         if state is None or state.status not in ("creating", "up"):
@@ -168,6 +170,9 @@ def wait_for_up(lab: str, announced: bool, log: EventLog, every: float = 0.05) -
                              "the controller it started ends")
         if state.status == "up":
             break
+        if not alive(state.data.get("pid", -1)):
+            raise SystemExit(f"lab '{lab}' is still being created, but the `up` that creates it (pid "
+                             f"{state.data.get('pid')}) is gone: the controller it started ends; `bgplab down {lab}`")
         time.sleep(every)
     if state.announced != announced:
         raise SystemExit(f"lab '{lab}' came up {'with' if state.announced else 'without'} its prefixes announced, "

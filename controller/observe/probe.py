@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from controller.products import BY_NAME
 
@@ -155,7 +156,7 @@ def main() -> None:
                 try:
                     st = os.stat(path)
                     if (st.st_mtime_ns, st.st_ino) != seen:
-                        group, seen = json.loads(open(path).read()), (st.st_mtime_ns, st.st_ino)
+                        group, seen = json.loads(Path(path).read_text()), (st.st_mtime_ns, st.st_ino)
                 except FileNotFoundError:
                     group, seen = [], None
                 if group:

@@ -177,6 +177,10 @@ def test_a_guarded_replay_stops_the_2026_02_20_bug(live, tmp_path: Path, guard: 
         stages = F["stages"]["value"]
         assert stages["started"] >= 2 and stages["promoted"] + stages["rolled_back"] >= stages["started"] - 1
         assert F["staged_reachable"]["value"]["probes"] > 0
+        # the end hosts probed the stages' own prefixes, not only the lab's fixed sample
+        staged = {c for e in record["pipeline"]["stages"] if e["action"] == "stage_started" for c in e.get("cidrs", [])}
+        own = [json.loads(x) for x in (r.run_dir / "observe" / "stage-probes.jsonl").read_text().splitlines() if x]
+        assert own and {p["prefix"] for p in own} <= staged
         assert F["staged_failover_s"]["value"]["n"] > 0
         held = F["held_by_guardrail"]["value"]["staged"]
         assert held["bindings_removed"] > 0  # the dependents waited: one change at a time

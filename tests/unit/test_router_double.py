@@ -9,6 +9,8 @@ its sessions are the plan's, Established once its daemon is ready."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -203,3 +205,24 @@ def test_what_up_starts_once_the_daemons_run_is_the_lab_s(double, tmp_path: Path
         finally:
             lifecycle.down(name, rt=rt)
             _reap(rt)
+
+
+def test_a_controller_started_during_up_waits_for_it_and_ends_when_it_is_gone(double, tmp_path: Path) -> None:
+    """The controller `up` started waits for the lab to be up, with no clock of its own: it ends
+    when the lab is removed (up failed) or when the `up` that creates it is gone (killed)."""
+    from controller.service import EventLog, wait_for_up  # uvicorn and the API: only this test needs them
+
+    log = EventLog(tmp_path / "controller.jsonl")
+    state = LabState.create("wfu", "fake", str(tmp_path / "t.yaml"))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    state.set(pid=dead.pid)
+    with pytest.raises(SystemExit, match="the `up` that creates it .* is gone"):
+        wait_for_up("wfu", True, log)
+    state.set(pid=os.getpid(), status="up", announced=False)
+    with pytest.raises(SystemExit, match="came up without its prefixes announced"):
+        wait_for_up("wfu", True, log)
+    assert wait_for_up("wfu", False, log).status == "up"
+    shutil.rmtree(state.dir)
+    with pytest.raises(SystemExit, match="did not come up \\(gone\\)"):
+        wait_for_up("wfu", False, log)
