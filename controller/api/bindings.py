@@ -8,6 +8,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 
 from controller.api.common import ApiContext, Body, caller, ok, own, who
+from controller.changes import kinds as change
 from controller.products import SERVICES
 
 Service = Literal[SERVICES]  # the inventory's service names, as a type the API validates against
@@ -36,14 +37,14 @@ def router(ctx: ApiContext) -> APIRouter:
     def add_binding(prefix_id: str, body: NewBinding, request: Request) -> dict[str, Any]:
         account = caller(request)
         own(account, [inv.get(prefix_id)])
-        out = changes.run(who(request), "add_binding", {"id": prefix_id, "service": body.service})
+        out = changes.run(who(request), change.AddBinding(prefix_id, body.service))
         return ok(out.result.as_dict(), change=out.change)
 
     @r.delete("/v1/prefixes/{prefix_id}/bindings/{bid}")
     def delete_binding(prefix_id: str, bid: str, request: Request) -> dict[str, Any]:
         account = caller(request)
         own(account, [inv.get(prefix_id)])
-        out = changes.run(who(request), "delete_binding", {"id": prefix_id, "binding": bid})
+        out = changes.run(who(request), change.DeleteBinding(prefix_id, bid))
         return ok({"id": bid, "deleted": True}, change=out.change)
 
     @r.get("/v1/lab/services")

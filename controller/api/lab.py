@@ -11,6 +11,7 @@ from pydantic import Field, StrictBool, create_model
 
 from controller.api.bindings import Service
 from controller.api.common import ApiContext, Body, error, flag, ok, verify_wait, who
+from controller.changes import kinds as change
 from controller.inventory import Conflict, InventoryError
 from controller.misbehaviours import TABLE as MISBEHAVIOURS
 
@@ -86,7 +87,7 @@ def router(ctx: ApiContext) -> APIRouter:
             if problem:
                 raise InventoryError(f"rollout: {problem}")
         items = [(i.id, list(dict.fromkeys(i.services))) for i in body.prefixes]
-        out = changes.run(who(request), "config_push", {"items": items, "rollout": steps})
+        out = changes.run(who(request), change.ConfigPush(items, steps))
         return ok({"prefixes": len(out.result), "rollout": out.edge}, reconcile=out.reconcile, change=out.change)
 
     @r.get("/v1/lab/resolver")

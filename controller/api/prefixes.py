@@ -12,6 +12,7 @@ from pydantic import Field, StrictBool, StrictInt
 
 from controller.api.common import (MAX_LIMIT, ApiContext, Body, Forbidden, caller, family, flag, ok, own, paging,
                                        who)
+from controller.changes import kinds as change
 from controller.inventory import Inventory, InventoryError, NotFound, Prefix
 
 
@@ -156,7 +157,7 @@ def router(ctx: ApiContext) -> APIRouter:
     def set_status(prefix_id: str, body: BgpStatus, request: Request) -> dict[str, Any]:
         account = caller(request)
         own(account, [inv.get(prefix_id)])
-        out = changes.run(who(request), "bgp_status", {"ids": [prefix_id], "advertised": body.advertised})
+        out = changes.run(who(request), change.BgpStatus([prefix_id], body.advertised))
         [p] = out.result
         return ok({"prefix": p.cidr, "advertised": p.advertised, "modified": p.modified}, reconcile=out.reconcile,
                   change=out.change)
@@ -174,7 +175,7 @@ def router(ctx: ApiContext) -> APIRouter:
             skipped = len([p for p in select(inv, body.selector) if p.pinned])
         if not chosen:
             return ok({"prefixes": 0, "advertised": body.advertised, "pinned_skipped": skipped}, reconcile={})
-        out = changes.run(who(request), "bgp_status", {"ids": [p.id for p in chosen], "advertised": body.advertised})
+        out = changes.run(who(request), change.BgpStatus([p.id for p in chosen], body.advertised))
         return ok({"prefixes": len(out.result), "advertised": body.advertised, "ids": [p.id for p in out.result],
                    "pinned_skipped": skipped}, reconcile=out.reconcile, change=out.change)
 
@@ -192,7 +193,7 @@ def router(ctx: ApiContext) -> APIRouter:
     def delete_prefix(prefix_id: str, request: Request) -> dict[str, Any]:
         account = caller(request)
         own(account, [inv.get(prefix_id)])
-        out = changes.run(who(request), "delete_prefix", {"id": prefix_id})
+        out = changes.run(who(request), change.DeletePrefix(prefix_id))
         return ok(out.result.as_dict(), reconcile=out.reconcile, change=out.change)
 
     return r
