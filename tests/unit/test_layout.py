@@ -13,7 +13,7 @@ PACKAGES = ("controller", "lab")
 MAX_LINES = 400
 # Still over MAX_LINES, to be split (issue 26); a file that gets under it must leave this list.
 NOT_YET_SPLIT = {
-    "controller/inventory.py", "controller/drills/model.py",
+    "controller/drills/model.py",
     "controller/drills/runner.py", "lab/topology.py",
 }
 

@@ -7,233 +7,23 @@ give the same customers, prefixes and bindings.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 import os
-import random
 import secrets
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
-from lab.errors import BgplabError
-from lab.plan import LabPlan
+from controller.inventory import seeding
+from controller.inventory.records import (NBIND, SCHEMA, Binding, Conflict, InventoryError, NotFound, Pinned, Prefix,
+                                          Then, prefix_id, token_digest)
 from controller.products import SERVICES
-
-OPERATOR = "acct-operator"
-# The resolver (the 1.1.1.1 analogue), an account of the operator's own. Its website is served
-# from a prefix onboarded through BYOIP before any customer's (1.1.1.1 opened on 2018-04-01) and
-# pinned: the operator holds its advertisement, the Addressing API never withdraws it. Its DNS
-# answers on the first of the operator's own prefixes, which no BYOIP change touches. So when
-# the website's binding goes its address still answers, with 403 "Edge IP Restricted", and
-# DNS keeps answering: what the resolver showed on 2026-02-20.
-RESOLVER = "acct-resolver"
-RESOLVER_ONBOARDED = 1522540800.0  # 2018-04-01 UTC
-# Customers onboarded their BYOIP prefixes between these dates (input: the seeded inventory's
-# shape), in sessions of a few prefixes each; the API lists prefixes in onboarding order.
-ONBOARDING = (1546300800.0, 1769904000.0)  # 2019-01-01 .. 2026-02-01 UTC
-ONBOARDING_SESSION = 6  # mean prefixes a customer onboards at once
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('byoip', 'operator'))
-);
-CREATE TABLE IF NOT EXISTS prefixes (
-    id TEXT PRIMARY KEY,
-    cidr TEXT NOT NULL UNIQUE,
-    family INTEGER NOT NULL CHECK (family IN (4, 6)),
-    account_id TEXT NOT NULL REFERENCES accounts(id),
-    byoip INTEGER NOT NULL,
-    pool TEXT NOT NULL,
-    origins TEXT NOT NULL,
-    advertised INTEGER NOT NULL DEFAULT 1,
-    pending_delete INTEGER NOT NULL DEFAULT 0,
-    deleted INTEGER NOT NULL DEFAULT 0,
-    pinned INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL,
-    modified REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS prefixes_account ON prefixes(account_id);
-CREATE INDEX IF NOT EXISTS prefixes_created ON prefixes(created, id);
-CREATE TABLE IF NOT EXISTS bindings (
-    id TEXT PRIMARY KEY,
-    prefix_id TEXT NOT NULL REFERENCES prefixes(id),
-    service TEXT NOT NULL CHECK (service IN ({SERVICES})),
-    created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS bindings_prefix ON bindings(prefix_id);
-CREATE TABLE IF NOT EXISTS changes (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    what TEXT NOT NULL,
-    prefix_id TEXT,
-    detail TEXT
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tokens (
-    digest TEXT PRIMARY KEY,  -- sha256 of the secret: the secret itself is never stored
-    name TEXT NOT NULL,
-    role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'task', 'customer', 'read-only')),
-    account TEXT REFERENCES accounts(id),
-    created REAL NOT NULL
-);
-"""
-SCHEMA = SCHEMA.replace("{SERVICES}", ", ".join(f"'{s}'" for s in SERVICES))
-
-
-NBIND = "(SELECT COUNT(*) FROM bindings b WHERE b.prefix_id = prefixes.id) AS nbind"
-
-
-class InventoryError(BgplabError):
-    status = 400
-
-
-class NotFound(InventoryError):
-    status = 404
-
-
-class Conflict(InventoryError):
-    status = 409
-
-
-class Pinned(Conflict):
-    """A withdrawal named pinned prefixes (the operator holds their advertisement)."""
-
-    def __init__(self, ids: list[str]):
-        self.ids = ids
-        super().__init__(f"prefix {', '.join(repr(i) for i in ids[:5])} is pinned: the operator holds its "
-                         "advertisement and the Addressing API does not withdraw it")
-
-
-@dataclass(frozen=True)
-class Prefix:
-    id: str
-    cidr: str
-    family: int
-    account_id: str
-    byoip: bool
-    pool: str
-    origins: tuple[str, ...]
-    advertised: bool
-    pending_delete: bool
-    deleted: bool
-    modified: float
-    bindings: int = 0
-    pinned: bool = False
-    created: float = 0.0
-
-    @property
-    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-        return ipaddress.ip_network(self.cidr)
-
-    def as_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "cidr": self.cidr,
-            "family": f"ipv{self.family}",
-            "account_id": self.account_id,
-            "byoip": self.byoip,
-            "pool": self.pool,
-            "origins": list(self.origins),
-            "advertised": self.advertised,
-            "pending_delete": self.pending_delete,
-            "deleted": self.deleted,
-            "modified": self.modified,
-            "created": self.created,
-            "pinned": self.pinned,
-            "bindings": self.bindings,
-        }
-
-
-@dataclass(frozen=True)
-class Binding:
-    id: str
-    prefix_id: str
-    service: str
-    created: float
-
-    def as_dict(self) -> dict:
-        return {"id": self.id, "prefix_id": self.prefix_id, "service": self.service, "created": self.created}
-
-
-def prefix_id(cidr: str) -> str:
-    """A prefix's id: its CIDR with '_' for '/', so it fits in a URL path segment."""
-    return cidr.replace("/", "_")
-
-
-def cidr_of(prefix_ident: str) -> str:
-    """The CIDR a prefix id stands for (``prefix_id`` reversed)."""
-    return prefix_ident.replace("_", "/")
-
-
-@dataclass(frozen=True)
-class InventoryShape:
-    """The seeded inventory's knobs (inputs): how many customers, how their prefix counts are
-    spread (Zipf's alpha), how many prefixes they onboard at once, and the share of prefixes
-    bound to each service. The sensitivity table moves each of them."""
-
-    customers: int = 300
-    size_alpha: float = 1.2
-    onboarding_session: float = ONBOARDING_SESSION
-    byoip_services: tuple[tuple[str, float], ...] = (("cdn", 0.6), ("spectrum", 0.25), ("magic_transit", 0.3),
-                                                     ("dedicated_egress", 0.1))
-    operator_spectrum: float = 0.2  # share of the operator's own prefixes bound to Spectrum beside the CDN
-
-    def with_service(self, service: str, share: float) -> "InventoryShape":
-        return replace(self, byoip_services=tuple((s, share if s == service else p) for s, p in self.byoip_services))
-
-
-def customer_sizes(total: int, customers: int, rng: random.Random, alpha: float = 1.2) -> list[int]:
-    """Prefix counts per customer, heavy-tailed (Zipf-like), summing to ``total``, each at least 1."""
-    weights = [1.0 / (i + 1) ** alpha for i in range(customers)]
-    rng.shuffle(weights)
-    scale = (total - customers) / sum(weights)
-    sizes = [1 + int(w * scale) for w in weights]
-    # Hand out what rounding left, largest weights first: deterministic for the seed.
-    order = sorted(range(customers), key=lambda i: -weights[i])
-    for k in range(total - sum(sizes)):
-        sizes[order[k % customers]] += 1
-    return sizes
-
-
-def onboarding_times(sizes: list[int], rng: random.Random, session: float = ONBOARDING_SESSION) -> list[float]:
-    """When each BYOIP prefix was onboarded: each customer's run of prefixes in sessions of
-    about ``ONBOARDING_SESSION`` prefixes, each session on a day drawn from ``ONBOARDING``.
-    Customers' sessions interleave, so the API's onboarding order mixes customers."""
-    out: list[float] = []
-    lo, hi = ONBOARDING
-    for size in sizes:
-        left = size
-        while left:
-            n = min(left, 1 + int(rng.expovariate(1 / session)))
-            day = lo + rng.random() * (hi - lo)
-            out += [day + k for k in range(n)]  # a second apart, in the session's own order
-            left -= n
-    return out
-
-
-def token_digest(token: str) -> str:
-    """What the inventory keeps of a token. A token is 192 random bits, so one SHA-256 is enough
-    (a slow password hash guards low-entropy secrets against guessing; these have none to guess)."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _bindings_for(byoip: bool, rng: random.Random, shape: InventoryShape) -> list[str]:
-    if not byoip:
-        return ["cdn"] if rng.random() >= shape.operator_spectrum else ["cdn", "spectrum"]
-    chosen = [s for s, p in shape.byoip_services if rng.random() < p]
-    return chosen or ["cdn"]
-
-
-# Called with the changed prefixes before a change commits; raising rolls the change back.
-Then = Callable[[list["Prefix"]], None]
+from controller.inventory.seeding import InventoryShape
+from lab.plan import LabPlan
 
 
 class Inventory:
@@ -265,68 +55,11 @@ class Inventory:
                 raise
             self.db.execute("COMMIT")
 
-    # -- seeding -----------------------------------------------------------------
-
     def seed(self, plan: LabPlan, seed: int = 20260220, advertised: bool = True,
              shape: InventoryShape = InventoryShape()) -> dict[str, int]:
-        """Fill an empty inventory from the lab's plan. Every prefix starts advertised, or with
-        ``advertised`` false withdrawn (a lab brought up with nothing announced).
-
-        Inputs, deterministic for the seed: the customers (heavy-tailed sizes, each owning a
-        contiguous run of the BYOIP pools), their onboarding sessions (the order the API lists
-        prefixes in), their bindings, the resolver's two prefixes. The seed decides data, never a
-        credential: tokens are random, made through ``create_token`` (the admin API)."""
-        rng = random.Random(seed)
-        now = time.time()
-        byoip = [p for p in plan.prefixes if p.byoip]
-        owned = [p for p in plan.prefixes if not p.byoip]
-        resolver_web = byoip.pop(0) if byoip else None
-        resolver_dns = next((p for p in owned if p.prefix.version == 4), None) if resolver_web else None
-        n_customers = min(shape.customers, len(byoip)) if byoip else 0
-        sizes = customer_sizes(len(byoip), n_customers, rng, shape.size_alpha) if n_customers else []
-        onboarded = onboarding_times(sizes, random.Random(f"{seed}:onboarding"), shape.onboarding_session)
-        with self.tx() as db:
-            if db.execute("SELECT COUNT(*) FROM prefixes").fetchone()[0]:
-                raise Conflict(f"inventory {self.path} is already seeded")
-            accounts = [(OPERATOR, "edge operator", "operator")]
-            if resolver_web is not None:
-                accounts.append((RESOLVER, "resolver (1.1.1.1 analogue)", "operator"))
-            owners: list[str] = []
-            for i, size in enumerate(sizes):
-                acct = f"acct-{i + 1:04d}"
-                accounts.append((acct, f"customer {i + 1}", "byoip"))
-                owners += [acct] * size
-            for acct, name, kind in accounts:
-                db.execute("INSERT INTO accounts VALUES (?, ?, ?)", (acct, name, kind))
-            # (plan prefix, owner, created, pinned, services or None for the seeded draw)
-            rows = []
-            if resolver_web is not None:
-                rows.append((resolver_web, RESOLVER, RESOLVER_ONBOARDED, True, ["cdn"]))
-            rows += [(p, owners[i], onboarded[i], False, None) for i, p in enumerate(byoip)]
-            rows += [(p, RESOLVER if p is resolver_dns else OPERATOR, ONBOARDING[0] - 86400 * 365 * 3, False, None)
-                     for p in owned]
-            bindings = 0
-            for p, acct, created, pinned, services in rows:
-                cidr = str(p.prefix)
-                pfx_id = prefix_id(cidr)
-                db.execute(
-                    "INSERT INTO prefixes (id, cidr, family, account_id, byoip, pool, origins, advertised, pinned,"
-                    " created, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (pfx_id, cidr, p.prefix.version, acct, int(p.byoip), p.pool, ",".join(p.origins), int(advertised),
-                     int(pinned), created, now),
-                )
-                for service in services or _bindings_for(p.byoip, rng, shape):
-                    bindings += 1
-                    db.execute(
-                        "INSERT INTO bindings VALUES (?, ?, ?, ?)", (f"bnd-{bindings:06d}", pfx_id, service, now)
-                    )
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('seed', ?)", (str(seed),))
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('next_binding', ?)", (str(bindings + 1),))
-            if resolver_web is not None:
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('resolver_web', ?)", (str(resolver_web.prefix),))
-                if resolver_dns is not None:
-                    db.execute("INSERT OR REPLACE INTO meta VALUES ('resolver_dns', ?)", (str(resolver_dns.prefix),))
-        return {"accounts": len(accounts), "prefixes": len(rows), "bindings": bindings}
+        """Fill an empty inventory from the lab's plan (``seeding.seed``): every prefix starts
+        advertised, or with ``advertised`` false withdrawn."""
+        return seeding.seed(self, plan, seed, advertised, shape)
 
     def meta(self, key: str) -> str | None:
         with self.lock:
