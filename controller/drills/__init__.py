@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from controller.drills import model as m, report
+from controller.drills import model as m, report, steps as sp
 from controller.drills.analysis import Analysis, analyse, check
 from controller.drills.junit import write_junit
 from controller.drills.model import DrillError, load_drill
@@ -55,14 +55,14 @@ def write_report(rd: RunDir, checks: list[dict[str, Any]] | None = None,
 
 def mechanism_applies(drill) -> bool:
     """A drill the sensitivity table is about: a cleanup task, detection and a dashboard."""
-    return bool(drill.tasks) and any(isinstance(s, m.Detect) for s in drill.steps) and any(
-        isinstance(s, m.Dashboard) for s in drill.steps)
+    return bool(drill.tasks) and any(isinstance(s, sp.Detect) for s in drill.steps) and any(
+        isinstance(s, sp.Dashboard) for s in drill.steps)
 
 
 def guarded_base(path: str | Path, drill) -> tuple[Any, Path] | None:
     """The drill a guarded variant extends (with its topology), when ``drill`` is one: it has
     guardrails or restores a snapshot, and its file ``extends:`` another."""
-    guarded = drill.guardrails.active() or any(isinstance(s, m.RestoreSnapshot) for s in drill.steps)
+    guarded = drill.guardrails.active() or any(isinstance(s, sp.RestoreSnapshot) for s in drill.steps)
     base = m.extends_of(Path(path))
     return load_drill(base) if guarded and base is not None else None
 

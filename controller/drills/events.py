@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.client import ApiError
-from controller.drills import model as m
+from controller.drills import model as m, steps as sp
 from controller.drills.analysis import check
 from controller.drills.automation import ExecRunner
 from controller.inventory import cidr_of
@@ -28,7 +28,7 @@ class StepEvents:
     """The step handlers of ``Mechanism`` (its state: the drill, the API, the drill state, the
     tasks, the toggles, the clock)."""
 
-    def _do_behaviour(self, step: m.SetBehaviour) -> None:
+    def _do_behaviour(self, step: sp.SetBehaviour) -> None:
         try:
             self.api.call("PUT", "/v1/lab/behaviour", json=step.misbehaviours)
         except ApiError as e:
@@ -37,12 +37,12 @@ class StepEvents:
             # the strict_api guardrail keeps the 2026-02-20 handler out
             self.log("behaviour_refused", status=e.status, error=str(e)[:200])
 
-    def _do_snapshot(self, step: m.TakeSnapshot) -> None:
+    def _do_snapshot(self, step: sp.TakeSnapshot) -> None:
         snap = self.api.call("POST", "/v1/snapshots", json={"label": step.name})["result"]
         self.snapshots[step.name] = snap["id"]
         self.log("snapshot", name=step.name, snapshot=snap["id"], announced=snap["announced"])
 
-    def _do_restore(self, step: m.RestoreSnapshot) -> None:
+    def _do_restore(self, step: sp.RestoreSnapshot) -> None:
         """Operational state back as the snapshot had it: one change, packed on the wire."""
         sid = self.snapshots[step.snapshot]
         current = {x["cidr"]: x for x in self.api.prefixes()}
@@ -62,18 +62,18 @@ class StepEvents:
                                           "diff": r["diff"]})
         self.log("restore", how="snapshot", snapshot=sid, prefixes=len(back), changed=r["prefixes"])
 
-    def _do_task_start(self, step: m.TaskStart) -> None:
+    def _do_task_start(self, step: sp.TaskStart) -> None:
         self.tasks[step.task].start(self.now)
 
-    def _do_task_stop(self, step: m.TaskStop) -> None:
+    def _do_task_stop(self, step: sp.TaskStop) -> None:
         self.tasks[step.task].stop()
 
-    def _do_detect(self, step: m.Detect) -> None:
+    def _do_detect(self, step: sp.Detect) -> None:
         self.detect = step
         self.canary = self.pick_canary(step, self.targets)
         self.st.detection = {"canary": self.canary, "armed": self.offset}
 
-    def _do_dashboard(self, step: m.Dashboard) -> None:
+    def _do_dashboard(self, step: sp.Dashboard) -> None:
         """A share of the affected customers open the dashboard, each at a moment of the window,
         and toggle their withdrawn prefixes one click at a time, with their own credentials."""
         affected = [x for x in self.api.prefixes(byoip=True, advertised=False) if x["cidr"] in self.st.withdrawn_by_task]
@@ -115,7 +115,7 @@ class StepEvents:
         self.st.restore_requests.setdefault("dashboard", []).append(t.prefix["cidr"])
         self.st.restore_times.setdefault(t.prefix["cidr"], sent)
 
-    def _do_revert(self, step: m.Revert) -> None:
+    def _do_revert(self, step: sp.Revert) -> None:
         """The change reverted: every withdrawn prefix that kept a binding is advertised again."""
         current = {x["cidr"]: x for x in self.api.prefixes()}
         todo = [current[c] for c in self.st.affected() if c in current and not current[c]["advertised"]
@@ -128,7 +128,7 @@ class StepEvents:
         self.st.restore_requests.setdefault("revert", []).extend(x["cidr"] for x in todo)
         self.log("restore", how="revert", prefixes=len(todo))
 
-    def _do_config_push(self, step: m.ConfigPushStep) -> None:
+    def _do_config_push(self, step: sp.ConfigPushStep) -> None:
         """Every prefix the drill touched gets its bindings back and is advertised; the bindings
         reach the machines one after another, ``per_machine`` apart."""
         current = {x["cidr"]: x for x in self.api.prefixes()}
@@ -152,7 +152,7 @@ class StepEvents:
         self.st.restore_requests.setdefault("config_push", []).extend(readvertised)
         self.log("restore", how="config_push", prefixes=len(readvertised), bindings_for=len(items))
 
-    def _do_api(self, step: m.Api) -> None:
+    def _do_api(self, step: sp.Api) -> None:
         sent = self.lab_now()  # the change starts reaching the network before the call returns
         try:
             body = self.api.call(step.method, step.path, json=step.json_body)
@@ -173,7 +173,7 @@ class StepEvents:
                 self.st.restore_times.setdefault(cidr, sent)
                 self.st.restore_requests.setdefault("api", []).append(cidr)
 
-    def _do_deletion_requests(self, step: m.DeletionRequests) -> None:
+    def _do_deletion_requests(self, step: sp.DeletionRequests) -> None:
         """Customers flag prefixes for deletion (the work a cleanup automation is asked to do):
         BYOIP, advertised, not pinned, not a probe target, drawn with the step's seed."""
         probed = {t["prefix"] for t in self.targets} | {self.resolver.get("web"), self.resolver.get("dns")}
@@ -187,7 +187,7 @@ class StepEvents:
         self.st.deletion_requests += [x["cidr"] for x in chosen]
         self.log("deletion_requests", prefixes=len(chosen), accounts=len({x["account_id"] for x in chosen}))
 
-    def _do_api_fault(self, step: m.ApiFaultStep) -> None:
+    def _do_api_fault(self, step: sp.ApiFaultStep) -> None:
         """The API misbehaves towards an automation's token for the step's duration (lab seconds
         at the drill's pace there)."""
         name = step.task or next(n for n, t in self.tasks.items() if isinstance(t, ExecRunner))
@@ -197,15 +197,15 @@ class StepEvents:
                                                          "delay": step.delay, "actor": task.actor})
         self.log("api_fault", fault=step.kind, task=name, lab_seconds=round(seconds, 3), delay=step.delay)
 
-    def _do_fault(self, step: m.Fault) -> None:
+    def _do_fault(self, step: sp.Fault) -> None:
         if self.hooks is None:
             raise BgplabError(f"step {step.at}: a fault needs a live lab; the mechanism alone has no network")
         self.hooks.fault(step)
 
-    def _do_mark(self, step: m.Mark) -> None:
+    def _do_mark(self, step: sp.Mark) -> None:
         """A label on the timeline; it measures nothing and ends nothing."""
 
-    def _do_checkpoint(self, step: m.Checkpoint) -> None:
+    def _do_checkpoint(self, step: sp.Checkpoint) -> None:
 
         net = self.hooks.network_now() if self.hooks else {}
         impact = impact_states(self.api.prefixes(byoip=True, advertised=False), self.original)

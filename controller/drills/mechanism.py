@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from controller.client import ApiClient
-from controller.drills import model as m
+from controller.drills import model as m, steps as sp
 from controller.drills.automation import ExecContext, ExecRunner
 from controller.drills.clock import DrillClock
 from controller.drills.events import StepEvents, Toggle
@@ -73,7 +73,7 @@ class CanaryWatch:
 class Hooks(Protocol):
     """What only a live lab has: faults, and the network's figures at a checkpoint."""
 
-    def fault(self, step: m.Fault) -> None: ...
+    def fault(self, step: sp.Fault) -> None: ...
     def network_now(self) -> dict[str, Any]: ...
 
 
@@ -91,7 +91,7 @@ class Mechanism(StepEvents):
     watch: CanaryWatch = field(default_factory=CanaryWatch)
     now: float = 0.0  # incident seconds
     offset: float = 0.0  # the running step's scheduled incident offset
-    detect: m.Detect | None = None
+    detect: sp.Detect | None = None
     canary: str | None = None
     stop_at: float | None = None
     toggles: list[Toggle] = field(default_factory=list)
@@ -305,7 +305,7 @@ class Mechanism(StepEvents):
         self.stop_at = self.watch.confirmed + m.parse_duration(self.detect.response)
         self.log("canary_failed", canary=self.canary, clock=self.clock(self.watch.confirmed))
 
-    def pick_canary(self, step: m.Detect, targets: list[dict[str, str]]) -> str:
+    def pick_canary(self, step: sp.Detect, targets: list[dict[str, str]]) -> str:
         if step.canary == "resolver":
             if not self.resolver.get("web"):
                 raise BgplabError(f"step {step.at}: the canary 'resolver' needs a lab with BYOIP pools (the resolver's "

@@ -29,7 +29,7 @@ import yaml
 
 from controller import launch
 from controller.client import ApiClient, ApiError
-from controller.drills import model as m
+from controller.drills import model as m, steps as sp
 from controller.drills.automation import ExecContext, ExecRunner
 from controller.drills.rundir import DrillState, LabFacts, RunDir, RunRecord, read_jsonl
 from controller.drills.events import impact_states
@@ -134,7 +134,7 @@ class LiveHooks:
     def __init__(self, runner: "DrillRunner"):
         self.runner = runner
 
-    def fault(self, step: m.Fault) -> None:
+    def fault(self, step: sp.Fault) -> None:
         """A fault primitive (lab.faults.FAULTS). Its times are lab seconds: faults act on real timers."""
         r = self.runner
         try:
@@ -350,9 +350,9 @@ class DrillRunner:
         """Prefixes the probes must cover for the drill's detection (the resolver is always probed)."""
         out = []
         for s in self.drill.steps:
-            if isinstance(s, m.Detect) and s.canary == "first":
+            if isinstance(s, sp.Detect) and s.canary == "first":
                 out.append(str(next(p.prefix for p in plan.prefixes if p.byoip)))
-            elif isinstance(s, m.Detect) and s.canary not in ("auto", "resolver", "first"):
+            elif isinstance(s, sp.Detect) and s.canary not in ("auto", "resolver", "first"):
                 out.append(s.canary)
         return out
 
