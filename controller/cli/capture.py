@@ -12,7 +12,7 @@ import click
 
 from controller.cli.base import lab_option
 from controller.drills.rundir import RunDir
-from controller.drills.runner import step_comments
+from controller.drills.captures import step_comments
 from controller.observe import wire
 from lab import capture
 from lab.errors import BgplabError, UsageError

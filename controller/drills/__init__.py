@@ -23,7 +23,8 @@ from controller.drills.analysis import Analysis, analyse, check
 from controller.drills.junit import write_junit
 from controller.drills.model import DrillError, load_drill
 from controller.drills.rundir import RunDir
-from controller.drills.runner import DrillInterrupted, DrillRunner, interrupts
+from controller.drills.interrupts import DrillInterrupted, interrupts
+from controller.drills.runner import DrillRunner
 from controller.drills.sensitivity import sensitivity as table
 from controller.drills.simulation import simulate_many
 from lab.topology import load_topology

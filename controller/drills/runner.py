@@ -15,15 +15,10 @@ maximum duration); failed (an error, reported with what was recorded until then)
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import threading
 import time
-from contextlib import contextmanager
-
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import yaml
 
@@ -31,121 +26,22 @@ from controller import launch
 from controller.client import ApiClient, ApiError
 from controller.drills import model as m, steps as sp
 from controller.drills.automation import ExecContext, ExecRunner
-from controller.drills.rundir import DrillState, LabFacts, RunDir, RunRecord, read_jsonl
-from controller.drills.events import impact_states
+from controller.drills.captures import merge_run_captures
+from controller.drills.interrupts import DrillInterrupted, DrillOverrun
+from controller.drills.live import LiveHooks, Sampler, lab_facts, lost_daemons
 from controller.drills.mechanism import Mechanism
+from controller.drills.rundir import DrillState, RunDir, RunRecord
 from controller.inventory import cidr_of
 from controller.observe.tail import JsonlTail
 from controller.paths import observe_dir
-from lab import capture, faults, lifecycle
+from lab import capture, lifecycle
 from lab.errors import BgplabError
 from lab.kinds import router_of
-from lab.plan import LabPlan, Role
-from lab.procs import alive
+from lab.plan import LabPlan
 from lab.running import PLANS_BUILT, RunningLab
 from lab.state import LabState
 
 Progress = Callable[[str], None]
-
-
-class DrillInterrupted(BgplabError):
-    """The drill was stopped by a signal; the lab it made is gone, its report says so."""
-
-    def __init__(self, signum: int):
-        self.signum = signum
-        self.exit_code = 128 + signum  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports them
-        super().__init__(f"drill interrupted by {signal.Signals(signum).name}")
-
-
-class DrillOverrun(BgplabError):
-    """The drill passed its maximum duration (a task nobody stopped, a step that never came)."""
-
-    exit_code = 3
-
-
-@contextmanager
-def interrupts() -> Iterator[None]:
-    """SIGINT and SIGTERM raise DrillInterrupted in the main thread, once: a second signal
-    during the cleanup that follows does not cut that cleanup short."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    fired: list[int] = []
-    owner = os.getpid()
-
-    def handler(signum: int, _frame: object) -> None:
-        if os.getpid() != owner:
-            # A child forked from this process (pyroute2's namespace helpers are) inherits the
-            # handler: there the signal means what it always means, so end as the default would.
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        if not fired:
-            fired.append(signum)
-            raise DrillInterrupted(signum)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-class Sampler(threading.Thread):
-    """Every half second: the observer's count, the impact states, probe results, into the
-    run's samples. A failure ends sampling and is kept in ``error`` for the runner to raise."""
-
-    def __init__(self, lab: str, rd: RunDir, original: dict[str, list[str]], incident_now: Callable[[], float]):
-        super().__init__(name="drill-sampler", daemon=True)
-        self.lab, self.rd, self.original, self.incident_now = lab, rd, original, incident_now
-        self.stopping = threading.Event()
-        self.latest: dict[str, Any] = {}
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            with ApiClient(self.lab) as api, open(self.rd.samples, "a", buffering=1) as out:
-                while not self.stopping.wait(0.5):
-                    rec = self._sample(api)
-                    self.latest = rec
-                    out.write(json.dumps(rec) + "\n")
-        except BaseException as e:  # noqa: BLE001 - kept and raised by the runner's loop
-            if not self.stopping.is_set():
-                self.error = e
-
-    def _sample(self, api: ApiClient) -> dict[str, Any]:
-        obs = api.call("GET", "/v1/lab/observe")["result"]
-        impact = impact_states(api.prefixes(byoip=True, advertised=False), self.original)
-        sample = obs.get("sample") or {}
-        received = sample.get("observer_received") or {}
-        observer = sum(v for c in received.values() for v in c.values() if isinstance(v, int)) if received else None
-        return {"t": time.time(), "incident": round(self.incident_now(), 1), "observer": observer,
-                "impact": impact, "probes": obs.get("probes", {}), "kernel": sample.get("kernel", {})}
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(timeout=10)
-
-
-class LiveHooks:
-    """What the mechanism asks of a live lab: its faults, and the sampler's latest figures."""
-
-    def __init__(self, runner: "DrillRunner"):
-        self.runner = runner
-
-    def fault(self, step: sp.Fault) -> None:
-        """A fault primitive (lab.faults.FAULTS). Its times are lab seconds: faults act on real timers."""
-        r = self.runner
-        try:
-            faults.FAULTS[step.fault](r.running, step)
-        except BgplabError as e:
-            r.log("fault_error", fault=step.fault, node=step.node, error=str(e))
-            raise
-        r.log("fault", fault=step.fault, node=step.node, peer=step.peer)
-
-    def network_now(self) -> dict[str, Any]:
-        return self.runner.sampler.latest if self.runner.sampler else {}
 
 
 class DrillRunner:
@@ -175,7 +71,8 @@ class DrillRunner:
         self.record = RunRecord(None, self.st)
         self.events = None
         self.sampler: Sampler | None = None
-        self.running: RunningLab | None = None
+        self.running: RunningLab | None = None  # one handle to the lab, opened once, passed on
+        self.api: ApiClient | None = None  # one client of its API, likewise
         self.checkpoints: list[dict[str, Any]] = []
 
     # incident clock <-> lab time
@@ -209,7 +106,12 @@ class DrillRunner:
             self.running = RunningLab.open(self.lab)
             state = self.running.state
             self.runtime = state.runtime
-            self._check_attached(state)
+            self.api = ApiClient(self.lab)
+            try:
+                self._check_attached(state, self.api)
+            except BaseException:
+                self.api.close()
+                raise
         self.rd.path.mkdir(parents=True, exist_ok=True)
         self.events = open(self.rd.events, "a")
         self.rd.drill.write_text(json.dumps(
@@ -228,17 +130,17 @@ class DrillRunner:
         try:
             edge = self.drill.edge
             if self.attached:
-                self._found(state)
+                self._found(self.api)
             else:
                 launch.start(self.running, seed=edge.inventory_seed, probes=self.drill.probes,
                               probe_prefixes=self._canaries(up.plan), machines=edge.machines_per_pop, edge_seed=edge.seed)
+                self.api = ApiClient(self.lab)
             if self.drill.capture:
                 started = capture.start(self.running, self.rd.captures, each_link_once=True, bgp_only=True)
                 self.st.captures = {}
                 for c in started:
                     self.st.captures.setdefault(c["node"], []).append(Path(c["file"]).name)
-            with ApiClient(self.lab) as api:
-                self._play(api, state)
+            self._play(self.api, state)
         except BaseException as e:
             self.record.outcome = ("interrupted" if isinstance(e, (DrillInterrupted, KeyboardInterrupt))
                                    else "overrun" if isinstance(e, DrillOverrun) else "failed")
@@ -257,6 +159,8 @@ class DrillRunner:
                     step()
                 except Exception as e:  # noqa: BLE001 - collected and reported below
                     problems.append(f"{what}: {e}")
+            if self.api is not None:
+                self.api.close()
             if problems:
                 self.record.error = "; ".join(filter(None, [self.record.error, *problems]))
                 if self.record.outcome == "completed":
@@ -268,7 +172,7 @@ class DrillRunner:
             raise BgplabError(f"drill '{self.drill.name}': " + "; ".join(problems))
         return self.record
 
-    def _check_attached(self, state: LabState) -> None:
+    def _check_attached(self, state: LabState, api: ApiClient) -> None:
         """A lab that is up can run the drill when it is the drill's own: its topology, with the
         controller running and the edge the drill describes."""
         theirs = state.topology_file
@@ -277,8 +181,7 @@ class DrillRunner:
                               f"it up from that file, or let the drill bring up its own lab (no --lab)")
         if self.drill.timers is not None:
             raise BgplabError(f"drill '{self.drill.name}' sets its own BGP timers: it needs a lab of its own (no --lab)")
-        with ApiClient(self.lab) as api:
-            machines = api.call("GET", "/v1/lab/edge")["result"]["machines"]
+        machines = api.call("GET", "/v1/lab/edge")["result"]["machines"]
         per_pop: dict[str, int] = {}
         for mach in machines:
             pop = mach.rpartition("/")[0]
@@ -294,15 +197,14 @@ class DrillRunner:
                               f". Bring it down and up again (bgplab down {self.lab}), or start a router's or a "
                               f"speaker's daemon again: bgplab fault daemon --lab {self.lab} NODE DAEMON start")
 
-    def _found(self, state: LabState) -> None:
+    def _found(self, api: ApiClient) -> None:
         """An attached lab's settings, and a snapshot of its operational state, before the drill."""
-        with ApiClient(self.lab) as api:
-            self.found = {
-                "behaviour": api.call("GET", "/v1/lab/behaviour")["result"],
-                "guardrails": api.call("GET", "/v1/lab/guardrails")["result"]["guardrails"],
-                "edge_delay": api.call("GET", "/v1/lab/edge")["result"].get("delay"),
-                "snapshot": api.call("POST", "/v1/snapshots", json={"label": f"before drill {self.drill.name}"})["result"]["id"],
-            }
+        self.found = {
+            "behaviour": api.call("GET", "/v1/lab/behaviour")["result"],
+            "guardrails": api.call("GET", "/v1/lab/guardrails")["result"]["guardrails"],
+            "edge_delay": api.call("GET", "/v1/lab/edge")["result"].get("delay"),
+            "snapshot": api.call("POST", "/v1/snapshots", json={"label": f"before drill {self.drill.name}"})["result"]["id"],
+        }
 
     def _put_back(self) -> None:
         """An attached lab, as the drill found it: operational state restored from the snapshot
@@ -310,22 +212,22 @@ class DrillRunner:
         withdrawn, behaviour, guardrails and edge back."""
         if not self.attached or not self.found or LabState.load(self.lab) is None:
             return
-        with ApiClient(self.lab) as api:
-            api.call("PUT", "/v1/lab/faults/api", json={"kind": "none"})
-            api.call("PUT", "/v1/lab/guardrails", json={})  # none while restoring: the restore is the operator's
-            try:
-                api.call("POST", f"/v1/snapshots/{self.found['snapshot']}/restore")
-            except ApiError as e:
-                if e.status != 409:  # 409: already as it was
-                    raise
-            # the deletion requests the drill made (configured state), where still pending
-            for x in api.prefixes(pending_delete=True):
-                if x["cidr"] in self.st.deletion_requests:
-                    api.call("DELETE", f"/v1/prefixes/{x['id']}/deletion_request")
-            api.call("PUT", "/v1/lab/behaviour", json=self.found["behaviour"])
-            api.call("PUT", "/v1/lab/guardrails", json=self.found["guardrails"])
-            if self.found.get("edge_delay") is not None:
-                api.call("PUT", "/v1/lab/edge", json={"delay": self.found["edge_delay"]})
+        api = self.api
+        api.call("PUT", "/v1/lab/faults/api", json={"kind": "none"})
+        api.call("PUT", "/v1/lab/guardrails", json={})  # none while restoring: the restore is the operator's
+        try:
+            api.call("POST", f"/v1/snapshots/{self.found['snapshot']}/restore")
+        except ApiError as e:
+            if e.status != 409:  # 409: already as it was
+                raise
+        # the deletion requests the drill made (configured state), where still pending
+        for x in api.prefixes(pending_delete=True):
+            if x["cidr"] in self.st.deletion_requests:
+                api.call("DELETE", f"/v1/prefixes/{x['id']}/deletion_request")
+        api.call("PUT", "/v1/lab/behaviour", json=self.found["behaviour"])
+        api.call("PUT", "/v1/lab/guardrails", json=self.found["guardrails"])
+        if self.found.get("edge_delay") is not None:
+            api.call("PUT", "/v1/lab/edge", json={"delay": self.found["edge_delay"]})
         self.progress(f"lab '{self.lab}' put back as the drill found it (snapshot {self.found['snapshot']})")
 
     def _end_automation(self) -> None:
@@ -363,7 +265,7 @@ class DrillRunner:
         targets = json.loads(targets_file.read_text()) if targets_file.exists() else []
         ctx = ExecContext(lab=self.lab, url=api.url, drill=drill.name, out_dir=self.rd.path / "automation",
                           cwd=Path.cwd() if self.automation else self.drill_dir, command=self.automation)
-        mech = Mechanism(drill, api, self.st, self.log, self.timeline, time.time, hooks=LiveHooks(self), targets=targets,
+        mech = Mechanism(drill, api, self.st, self.log, self.timeline, time.time, hooks=LiveHooks(self.running, self.log, lambda: self.sampler), targets=targets,
                          exec_context=ctx)
         self.mech = mech
         if self.on_ready is not None:
@@ -379,7 +281,7 @@ class DrillRunner:
         self.log("start", clock=drill.start, speed=self.speed, max_lab_seconds=round(deadline, 1),
                  realtime=[{"from": self.clock(w.start), "to": self.clock(w.end), "label": w.label}
                            for w in self.timeline.windows], realtime_compressed=not self.st.realtime)
-        self.sampler = Sampler(self.lab, self.rd, mech.original, self.incident_now)
+        self.sampler = Sampler(api, self.rd, mech.original, self.incident_now)
         self.sampler.start()
         last_progress = 0.0
         while True:
@@ -496,70 +398,3 @@ class DrillRunner:
                 raise BgplabError(f"the collector '{collector}' wrote no MRT dump ({src})")
             self.rd.mrt(collector).parent.mkdir(exist_ok=True)
             shutil.copy2(src, self.rd.mrt(collector))
-
-
-def lost_daemons(lab: str) -> list[str]:
-    """The lab's daemons that are not running, each with the last line it wrote, leaving out those
-    a fault ended on purpose (``bgplab fault daemon ... kill``, a drill's kill step) and did not
-    start again since."""
-    state = LabState.load(lab)
-    if state is None:
-        return [f"lab '{lab}' is gone"]
-    ended: dict[tuple[str, str], bool] = {}
-    for f in read_jsonl(state.dir / "faults.jsonl"):  # the lab's own fault log (lab.faults.record)
-        if f["fault"] in ("daemon_kill", "daemon_start"):
-            ended[(f["node"], f["daemon"])] = f["fault"] == "daemon_kill"
-    out = []
-    for node, daemons in sorted(state.daemons().items()):
-        for daemon, pid in sorted(daemons.items()):
-            if alive(pid) or ended.get((node, daemon)):
-                continue
-            last = state.daemon_output(node, daemon).splitlines()[-1:]
-            out.append(f"{daemon} on {node} (pid {pid})" + (f", its last words: {last[0][:200]}" if last else ""))
-    return out
-
-
-def lab_facts(lab: str, runtime: str, router_versions: dict[str, str], state: LabState, plan: LabPlan) -> LabFacts:
-    collector = next((r for r in plan.routers() if r.role is Role.collector), None)
-    observer = next((r.name for r in plan.routers() if r.role is Role.peer), None)
-    counts = plan.counts()
-    return LabFacts(
-        lab=lab, runtime=runtime, router_versions=router_versions, topology=state.topology_file,
-        prefixes=counts["prefixes"], byoip=counts["byoip"],
-        collector=collector.name if collector else None,
-        vantage_points={str(s.peer_v4): s.peer for s in collector.sessions} if collector else {},
-        speaker_addresses={n.name: sorted({str(a) for s in n.sessions for a in (s.local_v4, s.local_v6)})
-                           for n in plan.speakers()},
-        observer=observer,
-        mrai=sorted({s.timers.mrai or 0 for r in plan.routers() for s in r.sessions}),
-    )
-
-
-def step_comments(rd: RunDir) -> list[tuple[float, str]]:
-    """Drill steps, detection and faults with their times, as capture packet comments."""
-    out = []
-    clock = rd.record().state.clock() if rd.record_file.exists() else None
-    for e in read_jsonl(rd.events):
-        # the packet a comment sits on is at the event's lab time: its text says that time on the
-        # drill's clock as played, and the scheduled one beside it where they differ
-        played = clock.text(e["incident"]) if clock is not None and e.get("incident") is not None else None
-        scheduled = e.get("clock")
-        when = played or scheduled or ""
-        if played and scheduled and scheduled != played:
-            when = f"{played} (scheduled {scheduled})"
-        if e["kind"] == "step":
-            out.append((e["t"], f"step {when}: {e.get('label') or e['do']}"))
-        elif e["kind"] in ("canary_failed", "task_stopped", "restore", "dashboard"):
-            out.append((e["t"], f"{e['kind'].replace('_', ' ')} {when}".strip()))
-    for f in read_jsonl(rd.faults):
-        where = " ".join(str(f[k]) for k in ("node", "peer", "daemon") if f.get(k))
-        out.append((f["t"], f"fault: {f['fault']} {where}".strip()))
-    return sorted(out)
-
-
-def merge_run_captures(rd: RunDir) -> Path | None:
-    """captures/*.pcap of a run -> capture.pcapng, in time order, steps as packet comments."""
-    files = capture.files_in(rd.captures)
-    if not files:
-        return None
-    return capture.merge(files, rd.capture, step_comments(rd))

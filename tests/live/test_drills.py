@@ -22,7 +22,7 @@ import yaml
 from controller.drills import run_drill
 from controller.drills.stats import SOURCES
 from controller.drills.expect import failed as failed_checks
-from controller.drills.runner import DrillOverrun
+from controller.drills.interrupts import DrillOverrun
 
 from .conftest import ROOT, leftovers, unique_name
 

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("controller", "lab")
 MAX_LINES = 400
 # Still over MAX_LINES, to be split (issue 26); a file that gets under it must leave this list.
-NOT_YET_SPLIT = {"controller/drills/runner.py", "lab/topology.py"}
+NOT_YET_SPLIT = {"lab/topology.py"}
 
 
 def _modules() -> dict[str, Path]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import lab.state
-from controller.drills.runner import lost_daemons
+from controller.drills.live import lost_daemons
 
 
 def a_dead_pid() -> int:

@@ -128,13 +128,18 @@ def test_jsonl_tolerates_only_a_cut_last_line(tmp_path: Path) -> None:
 
 
 def test_a_sampler_that_fails_keeps_its_error_for_the_runner(tmp_path: Path) -> None:
-    from controller.drills.runner import Sampler
-    from lab.errors import LabNotFound
+    import httpx
 
-    s = Sampler("no-such-lab", RunDir(tmp_path), {}, lambda: 0.0)
-    s.start()
-    s.join(timeout=10)
-    assert isinstance(s.error, LabNotFound)
+    from controller.client import ApiClient
+    from controller.drills.live import Sampler
+    from lab.errors import BgplabError
+
+    # an API that does not answer (nothing listens on the discard port of loopback)
+    with ApiClient("gone", http=httpx.Client(base_url="http://127.0.0.1:9", timeout=2)) as api:
+        s = Sampler(api, RunDir(tmp_path), {}, lambda: 0.0)
+        s.start()
+        s.join(timeout=10)
+    assert isinstance(s.error, BgplabError) and "did not answer" in str(s.error)
 
 
 def test_every_expectation_names_a_figure_the_analysis_makes(analysis) -> None:
