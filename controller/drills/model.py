@@ -20,7 +20,7 @@ from controller.drills.steps import ApiFaultStep, Duration, RestoreSnapshot, Ste
 from controller.guardrails import Guardrails
 from controller.units import parse_duration  # noqa: F401 (the drill files' durations; their users import it here)
 from lab.errors import BgplabError
-from lab.topology import Timers, _pydantic_problems, load_topology
+from lab.topology import Timers, pydantic_problems, load_topology
 
 _Strict = Strict  # every part of a drill file (controller.drills.expect)
 
@@ -365,7 +365,7 @@ def load_drill(path: str | Path) -> tuple[Drill, Path]:
     try:
         drill = Drill.model_validate(data)
     except ValidationError as e:
-        raise DrillError(str(path), _pydantic_problems(_Untagged(e))) from None
+        raise DrillError(str(path), pydantic_problems(_Untagged(e))) from None
     topo = (path.parent / drill.topology).resolve()
     load_topology(topo)  # its own errors, named by its own path
     return drill, topo
