@@ -8,6 +8,7 @@ from typing import Any
 
 from controller.drills.analysis import Analysis
 from controller.drills.internet import RIPE_SOURCE
+from controller.drills.stats import Figure, Figures
 from controller.products import PRODUCTS
 
 
@@ -34,25 +35,25 @@ INCIDENT_PRODUCTS_FAILED = {p.name for p in PRODUCTS if p.failed_2026_02_20}
 INCIDENT_PRODUCTS_OK = {p.name for p in PRODUCTS if not p.failed_2026_02_20}
 
 
-def _set_to_match(*fs: dict[str, Any] | None) -> str | None:
+def _set_to_match(*fs: Figure) -> str | None:
     """"Set to match" with the knobs and the incident figure they came from, when any of the
     row's figures is fixed by calibrated knobs; None for an emergent row."""
-    cal = [f for f in fs if f and f.get("calibrated_by")]
+    cal = [f for f in fs if f.get("calibrated_by")]
     if not cal:
         return None
-    knobs = sorted({k for f in cal for k in f["calibrated_by"]})
-    return f"set to match, not agreement: {', '.join(knobs)} derived from {cal[0]['derived_from']}"
+    knobs = sorted({k for f in cal for k in f.get("calibrated_by")})
+    return f"set to match, not agreement: {', '.join(knobs)} derived from {cal[0].get('derived_from')}"
 
 
 def _duration(a: Analysis) -> str:
     """The duration with both its ends, on the played incident clock, and what ended it."""
-    F = a.figures
-    d = F["duration_s"]
-    if d["value"] is None:
-        return d.get("reason") or "not known: some affected prefix never recovered"
+    F = Figures(a.figures)
+    d = F.duration_s
+    if d.value is None:
+        return d.reason or "not known: some affected prefix never recovered"
     ends = d.get("endpoints") or {}
     clock = a.record.state.clock()
-    text = (f"{_hms(F['duration_incident_s']['value'])} on the incident clock ({d['value']} lab s): from the first "
+    text = (f"{_hms(F.duration_incident_s.value)} on the incident clock ({d.value} lab s): from the first "
             f"withdrawal at {clock.text(ends.get('start') or 0)}")
     if ends.get("end") is not None:
         text += f" to {clock.text(ends['end'])}, {ends.get('ended_by')} (played times)"
@@ -64,22 +65,20 @@ def lab_vs_incident(a: Analysis) -> list[tuple[str, str, str, str, str]]:
     """(figure, the lab's value, where it comes from, the incident's, the comparison) for the
     side-by-side table. A row whose figure a calibrated knob fixes says "set to match"; only an
     emergent figure is compared, and one the postmortem gives no number for says so."""
-    F = a.figures
+    F = Figures(a.figures)
 
     def v(name: str) -> Any:
-        f = F.get(name)
-        if f is None:
-            return None
-        return f["reason"] if f["value"] is None and f.get("reason") else f["value"]
+        f = getattr(F, name)
+        return f.reason if f.value is None and f.reason else f.value
 
     def src(*names: str) -> str:
-        return "; ".join(f"{F[n]['source']}: {F[n]['basis']}" for n in names if n in F)
+        return "; ".join(f"{f.source}: {f.basis}" for f in map(F.__getattr__, names) if f.made)
 
     def restored(how: str) -> str:
         return f"{v(f'restored_by_{how}')} asked; {v(f'restored_by_{how}_in_network')} back at every vantage point"
 
     def calibrated(*names: str) -> str:
-        return _set_to_match(*(F.get(n) for n in names)) or "emergent"
+        return _set_to_match(*(getattr(F, n) for n in names)) or "emergent"
 
     rows = [
         ("prefixes advertised to the peer", str(v("observer_start")), src("observer_start"),
@@ -99,14 +98,14 @@ def lab_vs_incident(a: Analysis) -> list[tuple[str, str, str, str, str]]:
         ("duration", _duration(a),
          src("duration_s"), INCIDENT["duration"], calibrated("duration_incident_s", "duration_s")),
     ]
-    cust = F.get("affected_customers")
-    if cust is not None:
-        share = f" of {cust.get('of')} ({cust['share']:.0%})" if cust.get("share") is not None else ""
-        rows.append(("customers affected", f"{cust['value']}{share}", src("affected_customers"),
+    cust = F.affected_customers
+    if cust.made:
+        share = f" of {cust.get('of')} ({cust.get('share'):.0%})" if cust.get("share") is not None else ""
+        rows.append(("customers affected", f"{cust.value}{share}", src("affected_customers"),
                      "no incident figure: the postmortem gives 25% of BYOIP prefixes, and the 25% of customers in its "
                      "summary repeats that figure", calibrated("affected_customers") if cust.get("calibrated_by")
                      else "emergent: no incident figure to set it beside"))
-    products = (F.get("products") or {}).get("value") or {}
+    products = F.products.value or {}
     if products:
         failed = {p for p, d in products.items() if d.get("failed_target_seconds")}
         probed = set(products)
@@ -117,7 +116,7 @@ def lab_vs_incident(a: Analysis) -> list[tuple[str, str, str, str, str]]:
                      "CDN, Spectrum, Magic Transit and Dedicated Egress on BYOIP, the resolver's website (403); "
                      "DNS over 1.1.1.1 not affected",
                      "emergent: " + ("agrees" if agrees else "differs") + " (which products failed, not for how long)"))
-    e403 = (F.get("edge_403") or {}).get("value") or {}
+    e403 = F.edge_403.value or {}
     if e403:
         first = min(d["first"] for d in e403.values() if d.get("first"))
         rows.append(("the resolver's website answering 403", f"{sum(d['n'] for d in e403.values())} answers, the "
@@ -132,7 +131,7 @@ def lab_vs_incident(a: Analysis) -> list[tuple[str, str, str, str, str]]:
 
 def beside_the_internet(a: Analysis) -> list[tuple[str, str, str, str]]:
     """(figure, the lab's value, where it comes from and on which clock, RIPE's beacons) rows."""
-    F = a.figures
+    F = Figures(a.figures)
     rows = []
     for name, what in (("internet_announce_50_s", "announcement: half the vantage points have it (s)"),
                        ("internet_announce_100_s", "announcement: every vantage point has it (s)"),
@@ -141,10 +140,10 @@ def beside_the_internet(a: Analysis) -> list[tuple[str, str, str, str]]:
                        ("internet_paths_explored", "withdrawal: AS paths explored per vantage point"),
                        ("internet_updates_per_withdrawal", "withdrawal: UPDATEs per vantage point"),
                        ("internet_update_ratio", "UPDATEs after a withdrawal / after an announcement")):
-        f = F.get(name)
-        if f is None:
+        f = getattr(F, name)
+        if not f.made:
             continue
-        v = f["value"]
+        v = f.value
         if isinstance(v, dict) and "median" in v:
             lab = f"median {v['median']}, p90 {v['p90']}, max {v['max']} (n={v['n']})"
             if "share_under_10" in v:

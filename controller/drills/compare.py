@@ -13,35 +13,34 @@ from pathlib import Path
 from typing import Any, Callable
 
 from controller.drills.rundir import RunDir, RunDirError
+from controller.drills.stats import Figures
 from controller.products import PRODUCTS
 
 # (row label, source, how to read it from a run's figures)
-Row = tuple[str, str, Callable[[dict[str, Any]], Any]]
+Row = tuple[str, str, Callable[[Figures], Any]]
 
 
-def _v(name: str, key: str | None = None) -> Callable[[dict[str, Any]], Any]:
-    def read(F: dict[str, Any]) -> Any:
-        f = F.get(name)
-        if f is None:
-            return None
-        return f["value"].get(key) if key and isinstance(f["value"], dict) else f["value"]
+def _v(name: str, key: str | None = None) -> Callable[[Figures], Any]:
+    def read(F: Figures) -> Any:
+        v = getattr(F, name).value
+        return v.get(key) if key and isinstance(v, dict) else v
     return read
 
 
-def _product(product: str) -> Callable[[dict[str, Any]], Any]:
-    def read(F: dict[str, Any]) -> Any:
-        p = (F.get("products") or {}).get("value", {}).get(product)
+def _product(product: str) -> Callable[[Figures], Any]:
+    def read(F: Figures) -> Any:
+        p = (F.products.value or {}).get(product)
         return None if p is None else p.get("failed_target_seconds")
     return read
 
 
-def _held(F: dict[str, Any]) -> Any:
-    held = (F.get("held_by_guardrail") or {}).get("value") or {}
+def _held(F: Figures) -> Any:
+    held = F.held_by_guardrail.value or {}
     return ", ".join(f"{g} {d['changes']} ({d['withdraw']} prefixes)" for g, d in sorted(held.items())) or 0
 
 
-def _guards(F: dict[str, Any]) -> Any:
-    g = (F.get("guardrails") or {}).get("value") or {}
+def _guards(F: Figures) -> Any:
+    g = F.guardrails.value or {}
     on = [k for k, v in g.items() if v]
     return ", ".join(on) or "none"
 
@@ -57,12 +56,12 @@ ROWS: list[Row] = [
     ("changes held by a guardrail", "controller", _held),
     ("breaker tripped (incident s)", "controller", _v("breaker_tripped_incident_s")),
     ("stages promoted / rolled back", "controller",
-     lambda F: None if not (F.get("stages") or {}).get("value", {}).get("started") else
-     f"{F['stages']['value']['promoted']} / {F['stages']['value']['rolled_back']}"),
+     lambda F: None if not (F.stages.value or {}).get("started") else
+     f"{F.stages.value['promoted']} / {F.stages.value['rolled_back']}"),
     ("staged prefixes reached through the other PoP (ok share)", "network", _v("staged_reachable", "ok_share")),
     *((f"probe failures, {p.label}" + (" (target-seconds)" if i == 0 else ""), "network", _product(p.name))
       for i, p in enumerate(q for q in PRODUCTS if q.failed_2026_02_20)),
-    ("403 answers at the edge", "network", lambda F: sum(d.get("n", 0) for d in ((F.get("edge_403") or {}).get("value") or {}).values())),
+    ("403 answers at the edge", "network", lambda F: sum(d.get("n", 0) for d in (F.edge_403.value or {}).values())),
     ("time to full recovery (incident s)", "network", _v("duration_incident_s")),
     ("snapshot restore to every table and probe (lab s)", "network", _v("snapshot_recovery_s")),
 ]
@@ -78,7 +77,7 @@ def compare(run_dirs: list[Path]) -> dict[str, Any]:
             drill = json.loads(rd.drill.read_text())
         except (OSError, ValueError) as e:
             raise RunDirError(f"{d}: not a reported drill run ({e}); run `bgplab report {d}` first") from None
-        F = metrics["figures"]
+        F = Figures(metrics["figures"])
         run = metrics.get("run", {})
         columns.append({"drill": drill["name"], "run": str(d), "speed": run.get("speed"),
                         "outcome": run.get("outcome"), "runtime": run.get("runtime")})

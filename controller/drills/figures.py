@@ -17,6 +17,7 @@ import plotly
 
 from controller.drills.analysis import Analysis
 from controller.drills.reach import product_rounds
+from controller.drills.stats import Figures
 from controller.products import NAMES
 from controller.observe.probe import by_end_host
 
@@ -246,17 +247,17 @@ def prefix_timeline(a: Analysis, prefix: str, horizon: float | None = None) -> l
 
 def narrative(a: Analysis) -> list[str]:
     """What happened, in order, from what was measured and recorded (each sentence says how)."""
-    st, F = a.record.state, a.figures
+    st, F = a.record.state, Figures(a.figures)
     clk = st.clock()
 
     def v(name: str) -> Any:
-        return (F.get(name) or {}).get("value")
+        return getattr(F, name).value
 
     out = []
     first = v("first_withdrawal_incident_s")
     if first is not None:
         out.append(f"The first withdrawal reached the network at {clk.text(first)} (network: "
-                   f"{F['first_withdrawal_incident_s']['basis']}).")
+                   f"{F.first_withdrawal_incident_s.basis}).")
     det = st.detection or {}
     if det.get("failed") is not None:
         out.append(f"The canary ({det.get('canary')}) was failing from {clk.text(det['failed'])} (network: the end "

@@ -14,21 +14,22 @@ from controller.drills.analysis import Analysis
 from controller.drills.beside import beside_the_internet, internet_differences, lab_vs_incident
 from controller.drills.figures import figures, human, hunted_longest, narrative, plotly_js, prefix_timeline
 from controller.drills.rundir import RunDir
+from controller.drills.stats import Figure, Figures
 from controller.drills.sensitivity import SHORT
 from controller.products import BY_NAME
 from lab.routers import routers_text
 
-def _value(f: dict[str, Any]) -> str:
-    if f["value"] is None and f.get("reason"):
-        return f["reason"]
-    return human(f["value"])
+def _value(f: Figure) -> str:
+    if f.value is None and f.reason:
+        return f.reason
+    return human(f.value)
 
 
-def _compression(F: dict[str, Any]) -> str:
-    c = F.get("compression_effect")
-    if c is None:
+def _compression(F: Figures) -> str:
+    c = F.compression_effect
+    if not c.made:
         return ""
-    v = c["value"]
+    v = c.value
 
     def d(x: dict[str, Any]) -> str:
         return "none converged" if not x["n"] else f"median {x['median']} s, p90 {x['p90']} s (n={x['n']})"
@@ -43,65 +44,64 @@ def _compression(F: dict[str, Any]) -> str:
             f"{v['compressed_withdrawals']} prefixes withdrawn outside the windows, {html.escape(what)}.</p>")
 
 
-def _windows(F: dict[str, Any]) -> str:
-    w = F.get("realtime_windows")
-    if w is None:
+def _windows(F: Figures) -> str:
+    w = F.realtime_windows
+    if not w.made:
         return ""
-    if not w["value"]:
-        return html.escape("; " + w["basis"]) if w.get("compressed") else "; no real-time window"
-    parts = ", ".join(f"{x['label'] or 'window'} ({x['lab_s']:g} s)" for x in w["value"])
+    if not w.value:
+        return html.escape("; " + w.basis) if w.get("compressed") else "; no real-time window"
+    parts = ", ".join(f"{x['label'] or 'window'} ({x['lab_s']:g} s)" for x in w.value)
     return html.escape(f"; in real time (speed 1, BGP on its own clock): {parts}. Durations marked 'lab' are real "
                        "seconds of BGP; 'incident' ones are on the drill's clock")
 
 
-def _products(F: dict[str, Any]) -> str:
-
-    f = F.get("products")
-    if not f or not f["value"]:
+def _products(F: Figures) -> str:
+    f = F.products
+    if not f.value:
         return ""
     rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
             name.replace("_", " "), (BY_NAME[name].probed if name in BY_NAME else ""), v["failed_target_seconds"], v["target_seconds"],
             v["first_failure"] or "-", v["last_failure"] or "-",
             ", ".join(f"{k}: {n}" for k, n in sorted(v["results"].items())), v["ok_share_end"])) + "</tr>"
-        for name, v in f["value"].items())
-    e = F.get("edge_403", {}).get("value") or {}
+        for name, v in f.value.items())
+    e = F.edge_403.value or {}
     pops = "; ".join(f"{pop}: {v['n']} from {v['machines']} machines, {v['first']}-{v['last']}" for pop, v in e.items())
-    return (f"<h3>Each product's own failure</h3><p>network: {html.escape(f['basis'])}</p><table><tr><th>product</th>"
+    return (f"<h3>Each product's own failure</h3><p>network: {html.escape(f.basis)}</p><table><tr><th>product</th>"
             "<th>probe</th><th>failed (target-seconds)</th><th>probed (target-seconds)</th><th>first failure</th>"
             "<th>last failure</th><th>results</th><th>ok at the end</th></tr>" + rows + "</table>"
             f"<p>network: 403 'Edge IP Restricted' per PoP: {html.escape(pops or 'none')}.</p>")
 
 
-def _customers(F: dict[str, Any]) -> str:
-    if "affected_customers" not in F:
+def _customers(F: Figures) -> str:
+    a = F.affected_customers
+    if not a.made:
         return ""
-    a = F["affected_customers"]
-    states = F["impact_customers"]["value"]
-    return (f"<h2>Who was hit</h2><p>controller: {a['value']} customers ({human(a.get('share'))} of the {human(a.get('of'))} BYOIP "
+    states = F.impact_customers.value
+    return (f"<h2>Who was hit</h2><p>controller: {a.value} customers ({human(a.get('share'))} of the {human(a.get('of'))} BYOIP "
             f"customers; input: the seeded inventory) owned a prefix the task withdrew. By the postmortem's states: "
             f"{states['withdrawn_only']} had prefixes withdrawn only, {states['partial']} lost every binding on some of "
             f"them (they could toggle some and not others), {states['all_bindings']} on all of them. "
-            f"{F['dashboard_customers']['value']} opened the dashboard: {F.get('restored_by_dashboard', {}).get('value')} "
-            f"toggles went through, {F['dashboard_refused']['value']} were refused (no service bound).</p>")
+            f"{F.dashboard_customers.value} opened the dashboard: {F.restored_by_dashboard.value} "
+            f"toggles went through, {F.dashboard_refused.value} were refused (no service bound).</p>")
 
 
-def _guardrails(rd: RunDir, F: dict[str, Any]) -> str:
+def _guardrails(rd: RunDir, F: Figures) -> str:
     """What the guardrails did, and this run beside the unguarded replay (when it is a guarded variant)."""
-    g = F.get("guardrails", {}).get("value") or {}
+    g = F.guardrails.value or {}
     active = {k: v for k, v in g.items() if v}
-    restores = F["snapshot_recovery_s"] if F.get("snapshot_recovery_s", {}).get("prefixes") is not None else None
+    restores = F.snapshot_recovery_s if F.snapshot_recovery_s.get("prefixes") is not None else None
     path = rd.path / "baseline.json"
     if not active and restores is None and not path.exists():
         return ""
     out = ["<h2>Guardrails</h2>"]
     out.append(f"<p>input: {html.escape(human(active) if active else 'none')}. controller: "
-               f"{F['held_changes']['value']} of the task's requests held; by guardrail: "
-               f"{html.escape(human(F['held_by_guardrail']['value']))}; breaker tripped at incident second "
-               f"{human(F['breaker_tripped_incident_s']['value'])}.</p>")
-    stages = F.get("stages", {}).get("value") or {}
+               f"{F.held_changes.value} of the task's requests held; by guardrail: "
+               f"{html.escape(human(F.held_by_guardrail.value))}; breaker tripped at incident second "
+               f"{human(F.breaker_tripped_incident_s.value)}.</p>")
+    stages = F.stages.value or {}
     if stages.get("started"):
-        reach, fo = F["staged_reachable"]["value"], F["staged_failover_s"]["value"]
+        reach, fo = F.staged_reachable.value, F.staged_failover_s.value
         out.append(f"<p>controller: {stages['started']} changes were staged at their first PoP; "
                    f"{stages['promoted']} went on to every PoP, {stages['rolled_back']} were rolled back. network: "
                    f"while in their window, {reach['ok_share']} of {reach['probes']} end-host probes of their prefixes "
@@ -109,18 +109,17 @@ def _guardrails(rd: RunDir, F: dict[str, Any]) -> str:
                    f"median {fo.get('median')} lab s (p90 {fo.get('p90')}, n={fo.get('n')}).</p>")
     if restores is not None:
         r = restores
-        out.append(f"<p>network: a snapshot restore brought {r.get('prefixes')} prefixes back in {r['value']} lab s "
+        out.append(f"<p>network: a snapshot restore brought {r.get('prefixes')} prefixes back in {r.value} lab s "
                    f"(every vantage point and every probe: {r.get('prefixes_back_s')} s; every kernel table: "
-                   f"{r.get('kernel_full_s')} s). {html.escape(r['basis'])}.</p>")
+                   f"{r.get('kernel_full_s')} s). {html.escape(r.basis)}.</p>")
     if path.exists():
         b = json.loads(path.read_text())
         keys = [("withdrawn", "prefixes withdrawn by the task"), ("affected_customers", "customers affected"),
                 ("restored_by_revert", "restored by the revert"), ("restored_by_config_push", "restored by the config push"),
                 ("restored_by_snapshot", "restored by a snapshot"), ("task_stopped", "task stopped")]
-        live = {"withdrawn": F["withdrawn_by_task"]["value"], "affected_customers": F.get("affected_customers", {}).get("value"),
-                "restored_by_revert": F.get("restored_by_revert", {}).get("value"),
-                "restored_by_config_push": F.get("restored_by_config_push", {}).get("value"),
-                "restored_by_snapshot": F.get("restored_by_snapshot", {}).get("value"), "task_stopped": None}
+        live = {"withdrawn": F.withdrawn_by_task.value, "affected_customers": F.affected_customers.value,
+                "restored_by_revert": F.restored_by_revert.value, "restored_by_config_push": F.restored_by_config_push.value,
+                "restored_by_snapshot": F.restored_by_snapshot.value, "task_stopped": None}
         rows = "".join(f"<tr><td>{label}</td><td>{b['unguarded'].get(k)}</td><td>{b['guarded'].get(k)}</td>"
                        f"<td>{live.get(k) if live.get(k) is not None else '-'}</td></tr>" for k, label in keys)
         out.append(f"<p>Beside the unguarded replay ({html.escape(b['base'])}): controller figures of the mechanism "
@@ -131,7 +130,7 @@ def _guardrails(rd: RunDir, F: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def _automation(F: dict[str, Any]) -> str:
+def _automation(F: Figures) -> str:
     """A team's automation: its runs, and its blast radius as the network measured it."""
     if "automation_runs" not in F:
         return ""
@@ -140,21 +139,21 @@ def _automation(F: dict[str, Any]) -> str:
         f"<tr><td>{esc(r['task'])}</td><td>{r['run']}</td><td>{'ended at its limit' if r['killed_at_limit'] else r['exit_code']}"
         f"</td><td>{r['seconds']}</td><td>{'ok' if r['ok'] else 'FAILED'}</td><td><a href=\"{esc(r['stdout'])}\">stdout</a> "
         f"<a href=\"{esc(r['stderr'])}\">stderr</a></td><td><pre>{esc(r['stderr_tail'][-800:])}</pre></td></tr>"
-        for r in F["automation_runs"]["value"])
+        for r in F.automation_runs.value)
 
     def line(name: str) -> str:
-        f = F.get(name)
-        if f is None:
+        f = getattr(F, name)
+        if not f.made:
             return ""
         ex = f.get("examples")
         more = f"<br><small>{esc(', '.join(map(str, ex)))}</small>" if ex else ""
-        return (f"<tr><td>{esc(name)}</td><td>{esc(_value(f))}{more}</td><td>{esc(f['source'])}</td>"
-                f"<td>{esc(f['basis'])}</td></tr>")
+        return (f"<tr><td>{esc(name)}</td><td>{esc(_value(f))}{more}</td><td>{esc(f.source)}</td>"
+                f"<td>{esc(f.basis)}</td></tr>")
 
     radius = "".join(line(n) for n in ("asked", "withdrawn_in_network", "withdrawn_not_asked", "bindings_removed",
                                        "bindings_removed_not_asked", "accounts_affected", "accounts_unbound", "observer_min", "api_denied",
                                        "api_unauthorized", "automation_changes", "held_changes", "breaker_trips"))
-    refused = (F.get("refused_requests") or {}).get("value") or []
+    refused = F.refused_requests.value or []
     refused_list = ("<h3>What its scope refused, request by request</h3><ol>"
                     + "".join(f"<li><code>{esc(r)}</code></li>" for r in refused) + "</ol>") if refused else ""
     return (f"<h2>Your automation</h2><table><tr><th>task</th><th>run</th><th>exit</th><th>lab s</th><th>result</th>"
@@ -242,15 +241,13 @@ def write(rd: RunDir, a: Analysis, metrics: dict[str, Any]) -> Path:
             "ok" if c["ok"] else (c["note"] if c["ok"] is None else "FAILED" + (f": {c['note']}" if c.get("note") else "")))
         for c in metrics.get("expectations", [])
     )
-    figures_html = "".join(
-        row(name, _value(f), f["source"], f.get("clock", ""), f["basis"]) for name, f in metrics["figures"].items()
-    )
-    F = metrics["figures"]
+    F = Figures(metrics["figures"])
+    figures_html = "".join(row(f.name, _value(f), f.source, f.get("clock", ""), f.basis) for f in F)
     outcome = ""
     if run["outcome"] != "completed":
         outcome = (f'<p style="color:#b00;font-weight:bold">This run did not complete: {esc(run["outcome"])}. '
                    f'{esc(run.get("error") or "")} The figures below cover what was recorded until then.</p>')
-    as_root = sorted(n for n, who in ((F.get("automation_run_as") or {}).get("value") or {}).items() if who == "root")
+    as_root = sorted(n for n, who in (F.automation_run_as.value or {}).items() if who == "root")
     if as_root:
         outcome += (f'<p style="color:#b00;font-weight:bold">Ran as root, as the drill asked (run_as: root): '
                     f'{esc(", ".join(as_root))}. Its token\'s scope held only as far as its code cooperated: root can '
@@ -261,7 +258,7 @@ from the incident's own numbers is <b>set to match</b>, and says which knob; the
 names them.</p>
 <table>{row('figure', 'lab', 'source', 'incident', 'comparison', tag='th')}{''.join(row(*r) for r in lab_vs_incident(a))}</table>
 <h2>The lab beside the Internet</h2>
-<p>{esc(F['internet_withdraw_last_s']['basis'] if 'internet_withdraw_last_s' in F else '')}</p>
+<p>{esc(F.internet_withdraw_last_s.basis)}</p>
 <table>{row('figure', 'lab', 'source and clock', 'RIPE RIS beacons', 'comparison', tag='th')}{''.join(row(*r) for r in beside_the_internet(a))}</table>
 <p>{esc(internet_differences(a.record.lab.mrai if a.record.lab else None))}</p>
 {_compression(F)}"""
@@ -290,16 +287,16 @@ The plots zoom (drag), and show exact values and times on hover.</p>
 {'' if 'automation_runs' in F else incident_html}
 <h2>Expectations</h2><table>{row('expectation', 'value', 'n', 'range', 'source', 'result', tag='th')}{checks_html}</table>
 <h2>The drill's timeline</h2>
-{plot('observer', 'network: ' + F['observer_start']['basis'])}
-{plot('impact', 'controller: ' + F['impact_withdrawn_only']['basis'])}
+{plot('observer', 'network: ' + F.observer_start.basis)}
+{plot('impact', 'controller: ' + F.impact_withdrawn_only.basis)}
 <h2>Path hunting and convergence</h2>
-<p>network: {esc(F['path_hunting']['basis'])}. Withdrawals located by {esc(F['withdrawn_on_wire']['basis'])}.</p>
+<p>network: {esc(F.path_hunting.basis)}. Withdrawals located by {esc(F.withdrawn_on_wire.basis)}.</p>
 {plot('hunting')}
 {plot('convergence')}
 <h3>The prefixes that hunted longest, grouped where they behaved identically</h3>
 {_hunted(a)}
-<h2>Data plane</h2><p>network: {F['probe_failures']['value']} of {F['probes_total']['value']} probes failed during the drill;
-share ok at the end: {human(F['probe_success_end']['value'])}.</p>
+<h2>Data plane</h2><p>network: {F.probe_failures.value} of {F.probes_total.value} probes failed during the drill;
+share ok at the end: {human(F.probe_success_end.value)}.</p>
 {plot('probes')}
 {_products(F)}
 {plot('edge_403')}

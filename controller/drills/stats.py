@@ -4,7 +4,8 @@ percentiles of a distribution and when probes say a prefix is back (sustained)."
 from __future__ import annotations
 
 import statistics
-from typing import Any, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
 
 
 SOURCES = ("input", "controller", "network", "calibrated")
@@ -19,6 +20,55 @@ def figure(value: Any, source: str, basis: str, *, unmeasured: str | None = None
     if unmeasured:
         return {"value": None, "source": source, "basis": basis, "reason": unmeasured, **extra}
     return {"value": value, "source": source, "basis": basis, **extra}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a run, read by attribute: its value, its source, its basis, why it has no
+    value (``reason``), and the fields some figures carry beside (``more``: the clock, a share,
+    examples, what calibrated it). A figure the run did not make reads as absent: ``made`` is
+    false and every field is empty."""
+
+    name: str
+    value: Any = None
+    source: str = ""
+    basis: str = ""
+    reason: str | None = None
+    more: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def made(self) -> bool:
+        return bool(self.source)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A field beside the value (``share``, ``clock``, ``examples``...), or ``default``."""
+        return self.more.get(key, default)
+
+    @classmethod
+    def of(cls, name: str, d: dict[str, Any] | None) -> "Figure":
+        if d is None:
+            return cls(name)
+        rest = {k: v for k, v in d.items() if k not in ("value", "source", "basis", "reason")}
+        return cls(name, d.get("value"), d["source"], d["basis"], d.get("reason"), rest)
+
+
+class Figures:
+    """A run's figures, by attribute: ``F.withdrawn_by_task.value``, ``F.products.made``. Built
+    from metrics.json's ``figures`` (or the analysis's), which stay the record on disk."""
+
+    def __init__(self, raw: dict[str, dict[str, Any]]):
+        self._raw = raw
+
+    def __getattr__(self, name: str) -> Figure:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return Figure.of(name, self._raw.get(name))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._raw
+
+    def __iter__(self) -> Iterator[Figure]:
+        return (Figure.of(n, d) for n, d in self._raw.items())
 
 
 # Probes in a row, every one ok and none failing after them, that make a recovery: a single
