@@ -108,7 +108,7 @@ def capture_stream(lab, target, bgp_only) -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--prefix", help="also the AS paths this prefix carried, link by link")
 def capture_analyse(directory, prefix) -> None:
-    """UPDATEs and NLRI per link direction (scapy's BGP layer); path hunting of one prefix on the wire."""
+    """UPDATEs and NLRI per link direction (controller.observe.wire); path hunting of one prefix on the wire."""
     d = Path(directory)
     files = capture.files_in(d / "captures" if (d / "captures").is_dir() else d)
     if not files:

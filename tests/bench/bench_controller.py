@@ -150,7 +150,7 @@ class Cpu:
 
 class Wire:
     """tcpdump on every speaker's links for one phase; then UPDATEs per session, counted on the
-    wire (scapy), as 'speaker->router'."""
+    wire (controller.observe.wire), as 'speaker->router'."""
 
     def __init__(self, running: RunningLab, tag: str):
         self.running, self.dir = running, Path(tempfile.mkdtemp(prefix=f"bgplab-bench-{tag}-"))

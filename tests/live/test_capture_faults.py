@@ -64,7 +64,7 @@ def test_capture_sees_what_was_sent_and_agrees_with_the_collector(lab_factory, t
     for v in victims:
         assert str(v.network_address) in seen, (v, sorted(seen)[:20])
 
-    # scapy's reading of the wire agrees with the collector's MRT for the same session
+    # the project's reading of the wire agrees with the collector's MRT for the same session
     collector = plan.nodes["collector"]
     cfiles = [tmp_path / f"collector-{i.name}.pcap" for i in collector.interfaces]
     on_wire = wire.link_counts(cfiles, t0, t1)

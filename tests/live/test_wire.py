@@ -1,4 +1,4 @@
-"""The shape of what the speakers send, counted on the wire (tcpdump, read with scapy):
+"""The shape of what the speakers send, counted on the wire (tcpdump, read by controller.observe.wire):
 whole batches leave in UPDATEs packed to the negotiated message size, and a speaker
 killed in the middle of a large batch is brought back to the inventory's state."""
 
