@@ -286,13 +286,13 @@ def up(
     announce: bool = True,
     rt: Runtime | None = None,
     net: Any = netns_ops,
-    daemons_started: Callable[[LabState], Any] | None = None,
+    daemons_started: Callable[[LabState, LabPlan], Any] | None = None,
 ) -> UpReport:
     """Bring a lab up and wait until it has converged; all or nothing.
 
     With ``announce=False`` the speakers start with nothing announced (a controller
     then decides what they say), and `up` ends once every session is Established.
-    ``daemons_started`` is called with the lab's record once every daemon runs, while the
+    ``daemons_started`` is called with the lab's record and plan once every daemon runs, while the
     sessions come up and the lab converges (`bgplab up` starts the controller there, which
     readies itself meanwhile); what it starts is the lab's and goes with it if `up` fails.
     ``rt`` and ``net`` replace the runtime and the namespace helpers (unit tests' fakes).
@@ -317,7 +317,7 @@ def up(
         ("create nodes and links", u.network),
         ("check daemon configs", u.check),
         *[(f"start {d.name}", partial(u.start, d)) for d in start_order(plan)],
-        *([("start the controller", partial(daemons_started, state))] if daemons_started else []),
+        *([("start the controller", partial(daemons_started, state, plan))] if daemons_started else []),
         ("wait for sessions", u.wait_sessions),
     ]
     if announce:

@@ -49,7 +49,7 @@ def up(topology: str, name: str | None, runtime: str, as_json: bool, show_status
     # edge, its imports) while the lab converges; it touches the lab once `up` has it up.
     pids: list[int] = []
 
-    def start_controller(state) -> None:
+    def start_controller(state, _plan) -> None:
         pids.append(launch.spawn(state, seed=seed, during_up=not withdrawn))
 
     report = lifecycle.up(topology, name, runtime=runtime, progress=progress, announce=not withdrawn,

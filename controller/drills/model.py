@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_va
 
 from controller.drills.clock import DrillClock, Window, parse_clock
 from controller.drills.expect import Expect, Strict
-from controller.drills.steps import ApiFaultStep, Duration, RestoreSnapshot, Step, TakeSnapshot, _Step
+from controller.drills.steps import ApiFaultStep, Detect, Duration, RestoreSnapshot, Step, TakeSnapshot, _Step
 from controller.guardrails import Guardrails
 from controller.units import parse_duration  # noqa: F401 (the drill files' durations; their users import it here)
 from lab.errors import BgplabError
@@ -239,6 +239,28 @@ class Drill(_Strict):
         if self.max_duration is not None:
             return parse_duration(self.max_duration)
         return 2 * self.clock(speed, realtime).lab(self.end_offset()) + parse_duration(self.settle) + 120.0
+
+    def topology_with_timers(self, topology: Path, out: Path) -> Path:
+        """The drill's topology, with its timers overridden (written to ``out``) when it says so."""
+        if self.timers is None:
+            return topology
+        doc = yaml.safe_load(topology.read_text())
+        timers = dict(doc.get("timers") or {})
+        timers.update({k: v for k, v in self.timers.model_dump().items() if v is not None})
+        doc["timers"] = timers
+        out.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return out
+
+    def canaries(self, plan: Any) -> list[str]:
+        """Prefixes a lab's probes must cover for the drill's detection (the resolver is always
+        probed): ``plan`` is the lab's (lab.plan.LabPlan)."""
+        out = []
+        for s in self.steps:
+            if isinstance(s, Detect) and s.canary == "first":
+                out.append(str(next(p.prefix for p in plan.prefixes if p.byoip)))
+            elif isinstance(s, Detect) and s.canary not in ("auto", "resolver", "first"):
+                out.append(s.canary)
+        return out
 
     @model_validator(mode="after")
     def _refs(self) -> "Drill":

@@ -20,11 +20,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from controller import launch
 from controller.client import ApiClient, ApiError
-from controller.drills import model as m, steps as sp
+from controller.drills import model as m
 from controller.drills.automation import ExecContext, ExecRunner
 from controller.drills.captures import merge_run_captures
 from controller.drills.interrupts import DrillInterrupted, DrillOverrun
@@ -87,17 +85,6 @@ class DrillRunner:
         self.events.write(json.dumps(rec) + "\n")
         self.events.flush()
 
-    def _topology_for_run(self) -> Path:
-        """The drill's topology, with its timers overridden when the drill says so."""
-        if self.drill.timers is None:
-            return self.topology
-        doc = yaml.safe_load(self.topology.read_text())
-        timers = dict(doc.get("timers") or {})
-        timers.update({k: v for k, v in self.drill.timers.model_dump().items() if v is not None})
-        doc["timers"] = timers
-        self.rd.topology.write_text(yaml.safe_dump(doc, sort_keys=False))
-        return self.rd.topology
-
     def run(self) -> RunRecord:
         """Bring the lab up, play the drill, collect, bring the lab down. The record says how
         the run ended; an error or interrupt is re-raised after everything is collected."""
@@ -122,18 +109,26 @@ class DrillRunner:
                                         self.running.plan)
         else:
             self.progress(f"bringing up lab '{self.lab}' from {self.topology.name} ({self.runtime} runtime)")
-            up = lifecycle.up(self._topology_for_run(), self.lab, runtime=self.runtime, progress=self.progress)
+            edge = self.drill.edge
+            controller: list[int] = []
+
+            def start_controller(state: LabState, plan: LabPlan) -> None:
+                # as `bgplab up` does: the controller readies itself while the lab converges
+                controller.append(launch.spawn(
+                    state, seed=edge.inventory_seed, probes=self.drill.probes, probe_prefixes=self.drill.canaries(plan),
+                    machines=edge.machines_per_pop, edge_seed=edge.seed, during_up=True))
+
+            up = lifecycle.up(self.drill.topology_with_timers(self.topology, self.rd.topology), self.lab, runtime=self.runtime, progress=self.progress,
+                              daemons_started=start_controller)
             self.running = up.running()  # opened once, with the plan `up` built; every step uses it
             state = self.running.state
             self.record.lab = lab_facts(self.lab, self.runtime, up.router_versions, state, up.plan)
         problems: list[str] = []
         try:
-            edge = self.drill.edge
             if self.attached:
                 self._found(self.api)
             else:
-                launch.start(self.running, seed=edge.inventory_seed, probes=self.drill.probes,
-                              probe_prefixes=self._canaries(up.plan), machines=edge.machines_per_pop, edge_seed=edge.seed)
+                launch.wait(self.running.state, controller[0])
                 self.api = ApiClient(self.lab)
             if self.drill.capture:
                 started = capture.start(self.running, self.rd.captures, each_link_once=True, bgp_only=True)
@@ -247,16 +242,6 @@ class DrillRunner:
     def _merge(self) -> None:
         if self.drill.capture:
             merge_run_captures(self.rd)
-
-    def _canaries(self, plan: LabPlan) -> list[str]:
-        """Prefixes the probes must cover for the drill's detection (the resolver is always probed)."""
-        out = []
-        for s in self.drill.steps:
-            if isinstance(s, sp.Detect) and s.canary == "first":
-                out.append(str(next(p.prefix for p in plan.prefixes if p.byoip)))
-            elif isinstance(s, sp.Detect) and s.canary not in ("auto", "resolver", "first"):
-                out.append(s.canary)
-        return out
 
     def _play(self, api: ApiClient, state: LabState) -> None:
         drill = self.drill

@@ -29,8 +29,11 @@ CTL = str(Path(__file__).parent / "topologies" / "ctl.yaml")
 
 @pytest.fixture
 def ctl(lab_factory):
-    report = lab_factory(CTL)
-    info = {**launch.start(report.running(), probes=30), "lab": report.lab}
+    # the controller starts while the lab converges, as `bgplab up` starts it
+    pids: list[int] = []
+    report = lab_factory(CTL, daemons_started=lambda state, _plan: pids.append(launch.spawn(state, probes=30,
+                                                                                            during_up=True)))
+    info = {**launch.wait(report.running().state, pids[0]), "lab": report.lab}
     api = ApiClient(report.lab)
     info["headers"] = api.headers  # the lab's admin token, for requests made by hand
     yield report, api, info

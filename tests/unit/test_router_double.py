@@ -182,7 +182,7 @@ def test_what_up_starts_once_the_daemons_run_is_the_lab_s(double, tmp_path: Path
     for name, fails in (("dbl2", False), ("dbl3", True)):
         rt, started = FakeRuntime(), []
 
-        def daemons_started(state, fails=fails, rt=rt, started=started) -> None:
+        def daemons_started(state, plan, fails=fails, rt=rt, started=started) -> None:
             assert {e[2] for e in rt.log if e[0] == "spawn"} == {"doubled"}  # every daemon runs
             p = subprocess.Popen(["sleep", "60"], env=mark_env(state.lab), start_new_session=True)
             rt.pids.append(p.pid)
