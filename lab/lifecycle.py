@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -96,7 +96,8 @@ class _Up:
         self.mark("configs_written")
 
     def check(self) -> None:
-        """Every daemon's dry run on its config, inside its node (the router and ExaBGP that will run it)."""
+        """Every daemon's dry run on its config, inside its node (the router and ExaBGP that will
+        run it), and each router implementation's version. Needs the nodes, not their links."""
 
         def dry_run(d: Daemon, node: NodePlan) -> None:
             nd = self.state.node_dir(node.name)
@@ -118,12 +119,27 @@ class _Up:
         self.state.set(router_versions=versions)
         self.mark("configs_checked")
 
-    def network(self) -> None:
+    def nodes(self) -> None:
         nodes = list(self.plan.nodes.values())
         for node in nodes:
             # Recorded before they exist: a SIGKILL between the two still gets them removed.
             self.state.will_create_namespace(node.namespace)
         self.rt.create_nodes(self.lab, nodes)
+        self.mark("nodes")
+
+    def links_and_check(self) -> None:
+        """The links and routes, while the daemons' dry runs go on in their nodes beside them
+        (measured: 0.6 s of the reference lab's 5 s). Both run to their end; the links' failure
+        is said first."""
+        with ThreadPoolExecutor(max_workers=1) as side:
+            checked = side.submit(self.check)
+            try:
+                self.network()
+            finally:
+                wait([checked])
+            checked.result()
+
+    def network(self) -> None:
         for i in range(len(self.plan.topology.links)):
             a, b = self.plan.topology.link_endpoints(i)
             na, nb = self.plan.nodes[a], self.plan.nodes[b]
@@ -314,8 +330,8 @@ def up(
     u = _Up(plan, rt, state, timeouts or Timeouts(), tools, net)
     steps = [
         ("render daemon configs", u.render),
-        ("create nodes and links", u.network),
-        ("check daemon configs", u.check),
+        ("create nodes", u.nodes),
+        ("create links and check daemon configs", u.links_and_check),
         *[(f"start {d.name}", partial(u.start, d)) for d in start_order(plan)],
         *([("start the controller", partial(daemons_started, state, plan))] if daemons_started else []),
         ("wait for sessions", u.wait_sessions),

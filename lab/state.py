@@ -10,6 +10,7 @@ from __future__ import annotations
 import grp
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ class LabState:
         self.lab = lab
         self.dir = lab_dir(lab)
         self.data = data
+        # `up` writes its record from more than one thread (the dry runs beside the links)
+        self.lock = threading.RLock()
 
     @property
     def path(self) -> Path:
@@ -101,13 +104,15 @@ class LabState:
             return []
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True))
-        os.replace(tmp, self.path)
+        with self.lock:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True))
+            os.replace(tmp, self.path)
 
     def will_create_namespace(self, name: str) -> None:
-        self.data["namespaces"].append(name)
-        self.save()
+        with self.lock:
+            self.data["namespaces"].append(name)
+            self.save()
 
     def daemon_output(self, node: str, daemon: str) -> str:
         """What a daemon wrote to its output file (``<node dir>/<daemon>.out``), stripped; "" if nothing."""
@@ -115,8 +120,9 @@ class LabState:
         return out.read_text(errors="replace").strip() if out.exists() else ""
 
     def add_daemon(self, node: str, daemon: str, pid: int) -> None:
-        self.data["daemons"].setdefault(node, {})[daemon] = pid
-        self.save()
+        with self.lock:
+            self.data["daemons"].setdefault(node, {})[daemon] = pid
+            self.save()
 
     @property
     def runtime(self) -> str:
@@ -167,5 +173,6 @@ class LabState:
         return [pid for d in self.daemons().values() for pid in d.values()]
 
     def set(self, **fields: Any) -> None:
-        self.data.update(fields)
-        self.save()
+        with self.lock:
+            self.data.update(fields)
+            self.save()

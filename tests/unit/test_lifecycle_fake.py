@@ -125,7 +125,7 @@ def test_a_half_made_network_is_removed(run_root: Path) -> None:
     rt = FakeRuntime(create_fails=True)
     with pytest.raises(UpFailed) as err:
         lifecycle.up(MINIMAL, "fk2", rt=rt, net=FakeNet())
-    assert err.value.step == "create nodes and links" and "refused the second namespace" in str(err.value)
+    assert err.value.step == "create nodes" and "refused the second namespace" in str(err.value)
     assert rt.nodes == set() and not (run_root / "fk2").exists()
     assert not [e for e in rt.log if e[0] == "spawn"]
 
