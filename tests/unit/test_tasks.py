@@ -14,7 +14,8 @@ from tests.unit.apps import make_app
 from tests.unit.auth import admin
 from controller.client import ApiClient
 from controller.drills.mechanism import Mechanism
-from controller.drills.model import ConfigPushStep, Dashboard, Revert, load_drill
+from controller.drills.model import load_drill
+from controller.drills.steps import ConfigPushStep, Dashboard, Revert
 from controller.drills.rundir import DrillState
 from controller.edge import Edge
 from controller.inventory import Inventory, cidr_of
