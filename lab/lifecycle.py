@@ -16,7 +16,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from lab.daemons import Daemon, Toolset, exabgp
+from lab.announce import announce_pools, announce_tables
+from lab.daemons import Daemon, Toolset
 from lab.errors import BgplabError, LabExists, TeardownError, UpFailed
 from lab.kernel import count_bgp_routes, count_lab_routes_fast
 from lab.kinds import daemons_of, router_of, start_order
@@ -58,19 +59,6 @@ class UpReport:
     def running(self) -> RunningLab:
         """The lab just brought up, with the plan `up` already built (not built again)."""
         return RunningLab(self.lab, self.plan, get_runtime(self.runtime))
-
-
-def exabgp_paths(state: LabState, node: str) -> exabgp.ExabgpPaths:
-    return exabgp.ExabgpPaths(state.node_dir(node))
-
-
-def _parallel(fn: Callable[[NodePlan], Any], nodes: list[NodePlan]) -> None:
-    """Run a per-node step on every node at once (dry runs, daemon starts); raise the first failure."""
-    if not nodes:
-        return
-    with ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
-        for f in [pool.submit(fn, n) for n in nodes]:
-            f.result()
 
 
 class _Up:
@@ -198,15 +186,7 @@ class _Up:
         self.state.set(message_sizes=sizes)
 
     def announce(self) -> None:
-        def feed(node: NodePlan) -> None:
-            prefixes = [p.prefix for p in self.plan.originated_by(node.name)]
-            if not prefixes:
-                return
-            commands = exabgp.announcements(node.sessions, prefixes)
-            with exabgp.SpeakerChannel(node.name, exabgp_paths(self.state, node.name).socket) as ch:
-                ch.send_many(commands)
-
-        _parallel(feed, self.plan.speakers())
+        announce_pools(self.plan, self.state)
         if self.plan.tables:
             announce_tables(self.plan, self.state)
         self.mark("announced")
@@ -272,24 +252,6 @@ class _Up:
 
         wait_until(kernels, timeout=converge, what="every router's kernel table to hold its prefixes", interval=poll)
         self.mark("kernel_converged")
-
-
-def announce_tables(plan: LabPlan, state: LabState) -> dict[str, int]:
-    """Announce every synthetic Internet table its speakers originate (lab.table), through
-    the lab's channel; commands per speaker."""
-    sent = {}
-
-    def feed(node: NodePlan) -> None:
-        commands = []
-        for pool in plan.tables_of(node.name):
-            commands += exabgp.table_announcements(node.sessions, plan.table(pool))
-        if commands:
-            with exabgp.SpeakerChannel(node.name, exabgp_paths(state, node.name).socket, timeout=120) as ch:
-                ch.send_many(commands, window=256)
-            sent[node.name] = len(commands)
-
-    _parallel(feed, plan.speakers())
-    return sent
 
 
 def up(

@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from lab import lifecycle
+from lab import announce
 from lab.routers.frr import daemons as frr
 from lab.routers.frr.daemons import frr_version
 from lab.running import RunningLab
@@ -97,7 +97,7 @@ def one_run(topology: str, name: str, profile: Path | None) -> dict:
 
         def feed() -> None:
             try:
-                seen["commands"] = sum(lifecycle.announce_tables(plan, running.state).values())
+                seen["commands"] = sum(announce.announce_tables(plan, running.state).values())
                 seen["fed_s"] = time.monotonic() - t1
             except BaseException as e:  # noqa: BLE001 - raised below
                 errors.append(e)
