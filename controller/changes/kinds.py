@@ -5,12 +5,17 @@ approves a held change."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Callable, ClassVar, Union
 
 from controller.inventory import Inventory, InventoryError
 
 Then = Callable[[list[Any]], None]
+
+
+def _put(inv: Inventory, items: list[tuple[str, bool, list[str]]], then: Then) -> Any:
+    """(prefix id, advertised, services) back as they were: a restore's and a rollback's change."""
+    return inv.set_state([(i, adv, s) for i, adv, s in items], then=then)
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class Restore:
     items: list[tuple[str, bool, list[str]]]
 
     def make(self, inv: Inventory, then: Then) -> Any:
-        return inv.set_state([(i, adv, s) for i, adv, s in self.items], then=then)
+        return _put(inv, self.items, then)
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ class StageRollback:
     items: list[tuple[str, bool, list[str]]]
 
     def make(self, inv: Inventory, then: Then) -> Any:
-        return inv.set_state([(i, adv, s) for i, adv, s in self.items], then=then)
+        return _put(inv, self.items, then)
 
 
 Change = Union[BgpStatus, DeletePrefix, AddBinding, DeleteBinding, ConfigPush, Restore, StageRollback]
@@ -110,4 +115,7 @@ def change_of(kind: str, args: dict[str, Any]) -> Change:
     names = {f.name for f in fields(cls)}
     if not set(args) <= names:
         raise InventoryError(f"change kind '{kind}' has no argument {', '.join(sorted(set(args) - names))}")
+    missing = [f.name for f in fields(cls) if f.name not in args and f.default is MISSING]
+    if missing:
+        raise InventoryError(f"change kind '{kind}' needs {', '.join(missing)}")
     return cls(**args)

@@ -37,16 +37,16 @@ class Sampler(threading.Thread):
         try:
             with open(self.rd.samples, "a", buffering=1) as out:
                 while not self.stopping.wait(0.5):
-                    rec = self._sample(self.api)
+                    rec = self._sample()
                     self.latest = rec
                     out.write(json.dumps(rec) + "\n")
         except BaseException as e:  # noqa: BLE001 - kept and raised by the runner's loop
             if not self.stopping.is_set():
                 self.error = e
 
-    def _sample(self, api: ApiClient) -> dict[str, Any]:
-        obs = api.call("GET", "/v1/lab/observe")["result"]
-        impact = impact_states(api.prefixes(byoip=True, advertised=False), self.original)
+    def _sample(self) -> dict[str, Any]:
+        obs = self.api.call("GET", "/v1/lab/observe")["result"]
+        impact = impact_states(self.api.prefixes(byoip=True, advertised=False), self.original)
         sample = obs.get("sample") or {}
         received = sample.get("observer_received") or {}
         observer = sum(v for c in received.values() for v in c.values() if isinstance(v, int)) if received else None
@@ -56,7 +56,6 @@ class Sampler(threading.Thread):
     def stop(self) -> None:
         self.stopping.set()
         self.join(timeout=10)
-
 
 
 class LiveHooks:

@@ -115,10 +115,12 @@ class DrillRunner:
             def start_controller(state: LabState, plan: LabPlan) -> None:
                 # as `bgplab up` does: the controller readies itself while the lab converges
                 controller.append(launch.spawn(
-                    state, seed=edge.inventory_seed, probes=self.drill.probes, probe_prefixes=self.drill.canaries(plan),
-                    machines=edge.machines_per_pop, edge_seed=edge.seed, during_up=True))
+                    state, seed=edge.inventory_seed, probes=self.drill.probes,
+                    probe_prefixes=self.drill.canaries(plan), machines=edge.machines_per_pop, edge_seed=edge.seed,
+                    during_up=True))
 
-            up = lifecycle.up(self.drill.topology_with_timers(self.topology, self.rd.topology), self.lab, runtime=self.runtime, progress=self.progress,
+            topology = self.drill.topology_with_timers(self.topology, self.rd.topology)
+            up = lifecycle.up(topology, self.lab, runtime=self.runtime, progress=self.progress,
                               daemons_started=start_controller)
             self.running = up.running()  # opened once, with the plan `up` built; every step uses it
             state = self.running.state
@@ -250,7 +252,8 @@ class DrillRunner:
         targets = json.loads(targets_file.read_text()) if targets_file.exists() else []
         ctx = ExecContext(lab=self.lab, url=api.url, drill=drill.name, out_dir=self.rd.path / "automation",
                           cwd=Path.cwd() if self.automation else self.drill_dir, command=self.automation)
-        mech = Mechanism(drill, api, self.st, self.log, self.timeline, time.time, hooks=LiveHooks(self.running, self.log, lambda: self.sampler), targets=targets,
+        hooks = LiveHooks(self.running, self.log, lambda: self.sampler)
+        mech = Mechanism(drill, api, self.st, self.log, self.timeline, time.time, hooks=hooks, targets=targets,
                          exec_context=ctx)
         self.mech = mech
         if self.on_ready is not None:

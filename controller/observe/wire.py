@@ -98,7 +98,10 @@ def _segments(paths: list[Path]) -> list[tuple[float, str, str, int, int, int, b
                 if len(frame) < off + 20 or frame[off + 9] != 6:
                     continue
                 ihl = (frame[off] & 0x0F) * 4
-                end = off + struct.unpack_from("!H", frame, off + 2)[0]
+                total = struct.unpack_from("!H", frame, off + 2)[0]
+                # A length shorter than the header: a segment offloaded to the NIC (TSO) captured
+                # before it was cut, whose length the kernel left 0: the frame is the packet.
+                end = off + total if total >= ihl else len(frame)
                 if (struct.unpack_from("!H", frame, off + 6)[0] & 0x1FFF) != 0:
                     continue  # a later fragment carries no TCP header
                 src, dst = socket.inet_ntop(socket.AF_INET, frame[off + 12:off + 16]), \
@@ -107,7 +110,8 @@ def _segments(paths: list[Path]) -> list[tuple[float, str, str, int, int, int, b
             elif version == 6:
                 if len(frame) < off + 40 or frame[off + 6] != 6:
                     continue
-                end = off + 40 + struct.unpack_from("!H", frame, off + 4)[0]
+                plen = struct.unpack_from("!H", frame, off + 4)[0]
+                end = off + 40 + plen if plen else len(frame)  # 0: offloaded, as for IPv4 above
                 src, dst = socket.inet_ntop(socket.AF_INET6, frame[off + 8:off + 24]), \
                     socket.inet_ntop(socket.AF_INET6, frame[off + 24:off + 40])
                 tcp = off + 40
@@ -208,6 +212,8 @@ def decode_update(body: bytes) -> tuple[list[str], list[str], tuple[int, ...] | 
             asns, j = [], 0
             while j + 2 <= len(value):
                 count = value[j + 1]
+                if j + 2 + 4 * count > len(value):
+                    raise ValueError(f"an AS_PATH segment of {count} ASes runs past its attribute")
                 asns += [int.from_bytes(value[j + 2 + 4 * k:j + 6 + 4 * k], "big") for k in range(count)]
                 j += 2 + 4 * count
             as_path = tuple(asns)

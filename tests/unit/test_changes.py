@@ -386,3 +386,16 @@ def test_a_promotion_a_speaker_cannot_take_surfaces(inv, edge, clock) -> None:
         ctx.changes.tick()  # the service's ticker stops on it and its routes report it
     log = [e["action"] for e in client.get("/v1/audit").json()["result"]]
     assert "stage_promoted" in log
+
+
+def test_a_stored_change_read_back_with_a_wrong_or_missing_argument_is_said_so() -> None:
+    from controller.changes.kinds import BgpStatus, change_of
+    from controller.inventory import InventoryError
+
+    assert change_of("bgp_status", {"ids": ["a"], "advertised": False}) == BgpStatus(["a"], False)
+    with pytest.raises(InventoryError, match="no kind of change 'nope'"):
+        change_of("nope", {})
+    with pytest.raises(InventoryError, match="has no argument colour"):
+        change_of("bgp_status", {"ids": [], "advertised": True, "colour": 1})
+    with pytest.raises(InventoryError, match="needs advertised"):
+        change_of("bgp_status", {"ids": []})

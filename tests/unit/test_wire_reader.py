@@ -157,3 +157,20 @@ def test_a_capture_cut_mid_record_gives_what_it_has(tmp_path: Path) -> None:
                                      (6.0, frame(A, B, 100, update(withdrawn=["100.64.2.0/24"])))])
     p.write_bytes(p.read_bytes()[:-10])
     assert [u.withdrawn for u in wire.updates(p)] == [("100.64.1.0/24",)]
+
+
+def test_an_offloaded_segment_whose_ip_length_is_zero_is_read_whole(tmp_path: Path) -> None:
+    """tcpdump sees a TSO segment before the NIC cuts it, with an IP length of 0: the frame is
+    the packet (scapy reads it so too)."""
+    u = update(withdrawn=["100.64.7.0/24"])
+    f = bytearray(frame(A, B, 1, u))
+    f[14 + 2:14 + 4] = b"\x00\x00"
+    assert [w.withdrawn for w in wire.updates(pcap(tmp_path / "tso.pcap", [(1.0, bytes(f))]))] == [("100.64.7.0/24",)]
+
+
+def test_an_as_path_segment_that_runs_past_its_attribute_does_not_parse() -> None:
+    raw = bytearray(update(announced=["100.64.1.0/24"], as_path=[13335, 65001]))
+    i = raw.index(bytes([0x40, 2, 10, 2, 2]))  # AS_PATH: flags, code, length, AS_SEQUENCE of 2
+    raw[i + 4] = 3  # says 3 ASes where 2 are
+    with pytest.raises(ValueError, match="runs past its attribute"):
+        wire.decode_update(bytes(raw[19:]))
