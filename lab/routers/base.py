@@ -26,6 +26,9 @@ class Router(Protocol):
     label: str  # how reports name it ("FRR")
     daemons: tuple[Daemon, ...]  # in start order on one node
     log_files: tuple[str, ...]  # the files in a node's directory worth reading when it fails
+    # The protocol number its routes carry in the kernel (rtm_protocol: zebra's 186, BIRD's 12),
+    # or None where it installs none (a RIB-only implementation: GoBGP, OpenBGPD on Linux)
+    kernel_proto: int | None
 
     # -- install and run -----------------------------------------------------------------
     def host_tools(self) -> tuple[Path, tuple[int, int]]:

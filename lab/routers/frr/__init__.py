@@ -21,6 +21,7 @@ class FrrRouter:
     label = "FRR"
     daemons = (d.ZEBRA, d.BGPD)
     log_files = ("zebra.out", "bgpd.out", "zebra.log", "bgpd.log")
+    kernel_proto = 186  # RTPROT_BGP: zebra marks bgpd's routes with it
 
     def host_tools(self) -> tuple[Path, tuple[int, int]]:
         for daemon in self.daemons:

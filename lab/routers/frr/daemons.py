@@ -20,9 +20,10 @@ from typing import Any
 
 from lab.daemons.base import Toolset, templates
 from lab.routers.base import EXTENDED_MESSAGE, STANDARD_MESSAGE
+from lab.routers.policy import policy
 from lab.errors import ConfigError, DaemonError, ExecError
 from lab.plan import NodePlan
-from lab.topology import Kind, Relation, Role
+from lab.topology import Role
 
 FRR_LIBEXEC = Path(os.environ.get("BGPLAB_FRR_DIR", "/usr/lib/frr"))
 # FRR's daemons drop privileges to this user (zebra has no way to stay root); the
@@ -62,43 +63,6 @@ class FrrPaths:
 
     def vty(self, daemon: str) -> Path:
         return self.dir / f"{daemon}.vty"
-
-
-@dataclass(frozen=True)
-class RelationPolicy:
-    """How routes learned over one relation are tagged and preferred (Gao-Rexford)."""
-
-    name: str
-    code: int  # the N of the large community ASN:1:N
-    local_pref: int
-
-
-# Customer routes earn money, peers' cost nothing, providers' cost money: prefer in that
-# order. Siblings (the roles' transit mesh) rank between customers and peers.
-RELATION_POLICIES = {
-    Relation.customer: RelationPolicy("customer", 1, 200),
-    Relation.sibling: RelationPolicy("sibling", 2, 150),
-    Relation.peer: RelationPolicy("peer", 3, 100),
-    Relation.provider: RelationPolicy("provider", 4, 50),
-}
-
-
-@dataclass(frozen=True)
-class Policy:
-    imports: tuple[RelationPolicy, ...]  # the import maps this router uses
-    exports: tuple[str, ...]  # relations that get only customer and sibling routes
-
-
-def policy(node: NodePlan) -> Policy | None:
-    """The route-maps a router needs; None for the collector, which exports nothing."""
-    if node.role is Role.collector:
-        return None
-    used = {s.relation for s in node.sessions}
-    return Policy(
-        imports=tuple(RELATION_POLICIES[r] for r in Relation if r in used),
-        exports=tuple(r.value for r in (Relation.peer, Relation.provider)
-                      if any(s.relation is r and s.peer_kind is not Kind.exabgp for s in node.sessions)),
-    )
 
 
 def render(lab: str, node: NodePlan, paths: FrrPaths) -> dict[str, str]:
