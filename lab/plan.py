@@ -114,8 +114,15 @@ class NodePlan:
     @property
     def installs_routes(self) -> bool:
         """Routers install their best paths into the kernel; the collector only records, and so
-        does a router whose topology entry says ``fib: false``."""
-        return self.kind is Kind.router and self.role is not Role.collector and self.fib
+        does a router whose topology entry says ``fib: false`` or whose implementation has no
+        way to the kernel (RIB-only: lab.routers.base.Router.kernel_proto)."""
+        return self.kind is Kind.router and self.role is not Role.collector and self.fib and self.has_fib
+
+    @property
+    def has_fib(self) -> bool:
+        """Whether this router's implementation can install routes at all."""
+        from lab.routers import get_router  # the implementations import this module
+        return self.kind is Kind.router and get_router(self.implementation).kernel_proto is not None
 
 
 @dataclass(frozen=True)

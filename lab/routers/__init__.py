@@ -16,6 +16,7 @@ from lab.errors import BgplabError
 
 ROUTERS: dict[str, str] = {
     "frr": "lab.routers.frr:FrrRouter",
+    "gobgp": "lab.routers.gobgp:GobgpRouter",
     "bird": "lab.routers.bird:BirdRouter",
 }
 DEFAULT = "frr"
