@@ -59,6 +59,9 @@ class Sizes:
     tier2_peering: float = 0.3  # chance that two tier-2s peer
     edge_peers: int = 4  # networks each PoP peers with (tier-2s and eyeballs)
     seed: int = 1
+    # Each router implementation's share of the routers (the collector stays FRR): frr alone
+    # by default; a mix is dealt out by largest remainder and placed by the seed.
+    implementations: tuple[tuple[str, float], ...] = (("frr", 1.0),)
     mrai: int = 30
     keepalive: int = 30
     hold: int = 90
@@ -82,6 +85,14 @@ class Sizes:
         if self.vantage_points < 1 or self.vantage_points > self.tier1 + self.tier2 + self.stubs:
             out.append(f"--vantage-points: between 1 and the routers that can feed the collector "
                        f"({self.tier1 + self.tier2 + self.stubs})")
+        shares = dict(self.implementations)
+        if not shares or any(w < 0 for w in shares.values()) or sum(shares.values()) <= 0:
+            out.append("--implementations: shares are >= 0 and at least one is > 0 (frr=0.5,bird=0.5)")
+        # imported here: the table of implementations is only needed when a mix is asked for
+        from lab.routers import ROUTERS
+        unknown = [n for n in shares if n not in ROUTERS]
+        if unknown:
+            out.append(f"--implementations: no router implementation {', '.join(unknown)} (implementations: {', '.join(ROUTERS)})")
         if not 0 <= self.tier2_peering <= 1:
             out.append("--tier2-peering: a probability between 0 and 1")
         if TIER1_BASE + self.tier1 > TIER2_BASE or TIER2_BASE + self.tier2 > STUB_BASE or STUB_BASE + self.stubs > OBSERVER_ASN:
@@ -91,6 +102,24 @@ class Sizes:
         if self.hold and self.keepalive * 3 > self.hold:
             out.append(f"--keepalive {self.keepalive} is more than a third of --hold {self.hold}")
         return out
+
+
+def _deal_implementations(nodes: dict[str, dict[str, Any]], sizes: Sizes) -> None:
+    """Each router but the collector gets an implementation: counts by largest remainder of
+    the shares, placed by a generator of their own (the graph is the same as with FRR alone)."""
+    shares = [(n, w) for n, w in sizes.implementations if w > 0]
+    if [n for n, _ in shares] == ["frr"]:
+        return
+    routers = [n for n, spec in nodes.items() if spec.get("kind") == "router" and spec.get("role") != "collector"]
+    total = sum(w for _, w in shares)
+    exact = [(n, w * len(routers) / total) for n, w in shares]
+    counts = {n: int(x) for n, x in exact}
+    for n, _ in sorted(exact, key=lambda e: (-(e[1] - int(e[1])), e[0]))[:len(routers) - sum(counts.values())]:
+        counts[n] += 1
+    deck = [n for n, _ in shares for _ in range(counts[n])]
+    random.Random(f"implementations-{sizes.seed}").shuffle(deck)
+    for router, impl in zip(routers, deck):
+        nodes[router]["implementation"] = impl
 
 
 def build(sizes: Sizes, name: str = "internet") -> dict[str, Any]:
@@ -168,6 +197,7 @@ def build(sizes: Sizes, name: str = "internet") -> dict[str, Any]:
     vps = _vantage_points(rng, sizes.vantage_points, tier1, tier2, stubs)
     for vp in vps:
         links.append(["collector", vp])
+    _deal_implementations(nodes, sizes)
     # End hosts behind some eyeball networks.
     for i, s in enumerate(sorted(rng.sample(stubs, sizes.hosts))):
         host = f"host{i + 1}"

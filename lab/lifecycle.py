@@ -30,7 +30,7 @@ from lab.runtime.docker import container_labs
 from lab.runtime.netns import NETNS_DIR
 from lab.running import RunningLab
 from lab.state import LabState, lab_dir
-from lab.topology import Kind, check_lab_name, load_topology
+from lab.topology import Kind, check_lab_name, load_topology, notes
 from lab.wait import wait_until
 
 Progress = Callable[[str], None]
@@ -264,6 +264,7 @@ def up(
     rt: Runtime | None = None,
     net: Any = netns_ops,
     daemons_started: Callable[[LabState, LabPlan], Any] | None = None,
+    implementation: str | None = None,
 ) -> UpReport:
     """Bring a lab up and wait until it has converged; all or nothing.
 
@@ -273,8 +274,11 @@ def up(
     sessions come up and the lab converges (`bgplab up` starts the controller there, which
     readies itself meanwhile); what it starts is the lab's and goes with it if `up` fails.
     ``rt`` and ``net`` replace the runtime and the namespace helpers (unit tests' fakes).
+    ``implementation`` runs every router but the collector with that implementation.
     """
-    topology = load_topology(topology_path)  # every validation error, before anything exists
+    topology = load_topology(topology_path, implementation)  # every validation error, before anything exists
+    for note in notes(topology):
+        progress(f"note: {note}")
     plan = build_plan(topology, name)
     lab = plan.lab
     rt = rt or get_runtime(runtime)

@@ -121,7 +121,8 @@ class NodePlan:
     @property
     def has_fib(self) -> bool:
         """Whether this router's implementation can install routes at all."""
-        from lab.routers import get_router  # the implementations import this module
+        # imported here: the implementations import this module
+        from lab.routers import get_router
         return self.kind is Kind.router and get_router(self.implementation).kernel_proto is not None
 
 

@@ -20,6 +20,7 @@ from lab import lifecycle
 from lab.errors import BgplabError, UsageError
 from lab.procs import mark_env
 from lab.kinds import router_of
+from lab.routers import ROUTERS
 from lab.running import RunningLab
 from lab.routers import routers_text
 from lab.runtime import RUNTIMES
@@ -38,8 +39,10 @@ DEFAULT_TOPOLOGY = "topologies/byoip-incident.yaml"
               help="start the lab's Addressing API and reconciler")
 @click.option("--withdrawn", is_flag=True, help="start with every prefix withdrawn (the API advertises them)")
 @click.option("--seed", type=int, default=20260220, show_default=True, help="inventory seed")
+@click.option("--implementation", type=click.Choice(list(ROUTERS)),
+              help="run every router but the collector with this implementation")
 def up(topology: str, name: str | None, runtime: str, as_json: bool, show_status: bool,
-       controller: bool, withdrawn: bool, seed: int) -> None:
+       controller: bool, withdrawn: bool, seed: int, implementation: str | None) -> None:
     """Bring a lab up from TOPOLOGY and wait until it has converged."""
     progress = lambda s: click.echo(f"... {s}", err=True)  # noqa: E731
     t0 = time.monotonic()
@@ -53,7 +56,7 @@ def up(topology: str, name: str | None, runtime: str, as_json: bool, show_status
         pids.append(launch.spawn(state, seed=seed, during_up=not withdrawn))
 
     report = lifecycle.up(topology, name, runtime=runtime, progress=progress, announce=not withdrawn,
-                          daemons_started=start_controller if controller else None)
+                          daemons_started=start_controller if controller else None, implementation=implementation)
     if controller:
         progress("wait for the controller")
         try:

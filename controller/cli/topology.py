@@ -20,6 +20,17 @@ def topology() -> None:
     """Topology files: generate an Internet-like one."""
 
 
+def _shares(text: str) -> tuple[tuple[str, float], ...]:
+    out = []
+    for part in text.split(","):
+        name, sep, share = part.strip().partition("=")
+        try:
+            out.append((name.strip(), float(share) if sep else 1.0))
+        except ValueError:
+            raise click.BadParameter(f"'{part}': a share is a number (frr=0.5)", param_hint="--implementations") from None
+    return tuple(out)
+
+
 @topology.command(name="generate")
 @click.option("--tier1", default=4, show_default=True, help="tier-1 networks (a clique of peers)")
 @click.option("--tier2", default=12, show_default=True, help="tier-2 networks (customers of 2-3 tier-1s)")
@@ -33,18 +44,23 @@ def topology() -> None:
 @click.option("--keepalive", default=30, show_default=True)
 @click.option("--hold", default=90, show_default=True)
 @click.option("--seed", default=1, show_default=True)
+@click.option("--implementations", default="frr=1", show_default=True, metavar="NAME=SHARE,...",
+              help="router implementations and their shares, e.g. frr=0.5,bird=0.3,gobgp=0.2 (the collector stays frr)")
 @click.option("--name", default="internet", show_default=True, help="the topology's (and default lab) name")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="write here (default: standard output)")
 def topology_generate(tier1, tier2, stubs, pops, hosts, vantage_points, tier2_peering, edge_peers, mrai, keepalive,
-                      hold, seed, name, output) -> None:
+                      hold, seed, implementations, name, output) -> None:
     """Generate an Internet-like topology: tiers, business relationships, the edge's PoPs,
     the observer and a route collector. The same options give the same file."""
 
     sizes = generate.Sizes(tier1=tier1, tier2=tier2, stubs=stubs, pops=pops, hosts=hosts, vantage_points=vantage_points,
                            tier2_peering=tier2_peering, edge_peers=edge_peers, seed=seed, mrai=mrai,
-                           keepalive=keepalive, hold=hold)
+                           keepalive=keepalive, hold=hold, implementations=_shares(implementations))
     defaults = generate.Sizes()
-    args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in asdict(sizes).items() if getattr(defaults, k) != v)
+    args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in asdict(sizes).items()
+                    if getattr(defaults, k) != v and k != "implementations")
+    if sizes.implementations != defaults.implementations:
+        args += f" --implementations {implementations}"
     args = " ".join(filter(None, [args, f"--name {name}" if name != "internet" else ""]))
     text = generate.render(sizes, name, args)
     parse_topology(yaml.safe_load(text), output or "<generated>")  # what it writes validates like any file

@@ -94,6 +94,9 @@ class Sampler:
         self.lock = threading.Lock()
         self.watchers = {r: KernelWatcher(r, ns, pool_keys, self._changed) for r, ns in routers.items()}
         self.latest: dict[str, Any] = {}
+        # per observer: (time.monotonic() of its last answer, that answer); asked again only
+        # once its implementation's poll_interval has passed (lab.routers.base.Router)
+        self.answers: dict[str, tuple[float, dict[str, Any]]] = {}
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
 
@@ -140,21 +143,30 @@ class Sampler:
         session to a speaker (it hears the edge through a transit, as minimal.yaml's r2 does) is
         counted by its BGP table instead, and says so (``from``): never a 0 that does not apply."""
         out: dict[str, Any] = {}
+        now = time.monotonic()
         for name, (router, node_dir, speakers) in self.observers.items():
-            try:
-                if not speakers:
-                    out[name] = {**router.received(node_dir), "from": "table"}
-                    continue
-                sessions = router.sessions(node_dir)
-            except BgplabError as e:
-                out[name] = {"error": str(e)[:200]}
+            last = self.answers.get(name)
+            if last is not None and now - last[0] < router.poll_interval - 0.01:
+                # the last answer, said to be as old as it is
+                out[name] = {**last[1], "age_s": round(now - last[0], 3)}
                 continue
-            got: dict[str, Any] = {"ipv4": 0, "ipv6": 0}
-            for addr in speakers:
-                for fam, n in sessions.get(addr, {}).get("received", {}).items():
-                    got[fam] += n
-            out[name] = {**got, "from": "speakers"}
+            out[name] = self._ask(router, node_dir, speakers)
+            self.answers[name] = (now, out[name])
         return out
+
+    @staticmethod
+    def _ask(router: Router, node_dir: Path, speakers: list[str]) -> dict[str, Any]:
+        try:
+            if not speakers:
+                return {**router.received(node_dir), "from": "table"}
+            sessions = router.sessions(node_dir)
+        except BgplabError as e:
+            return {"error": str(e)[:200]}
+        got: dict[str, Any] = {"ipv4": 0, "ipv6": 0}
+        for addr in speakers:
+            for fam, n in sessions.get(addr, {}).get("received", {}).items():
+                got[fam] += n
+        return {**got, "from": "speakers"}
 
     def sample(self) -> dict[str, Any]:
         return {

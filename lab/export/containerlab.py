@@ -34,10 +34,19 @@ from lab.daemons import exabgp
 from lab.errors import BgplabError
 from lab.plan import LabPlan, NodePlan
 from lab.kinds import router_of
-from lab.runtime.docker import IMAGE_BRIDGE, IMAGE_EXABGP, IMAGE_ROUTERS, LABEL_LAB, LABEL_NODE, SYSCTLS
+from lab.routers import get_router
+from lab.runtime.docker import IMAGE_BRIDGE, IMAGE_EXABGP, LABEL_LAB, LABEL_NODE, SYSCTLS, image_routers
+from lab.state import FRR_GROUP
 from lab.topology import Kind
 
 SCHEMA = Path(__file__).resolve().parent / "clab.schema.json"
+
+
+def _owner(implementation: str) -> str:
+    """user:group the node's directory goes to in the image: the implementation's user and the
+    lab's router group (root's where its daemons separate their own privileges)."""
+    user = get_router(implementation).install.image_user
+    return f"{user[0]}:{FRR_GROUP}" if user else "root:root"
 SCHEMA_URL = "https://raw.githubusercontent.com/srl-labs/containerlab/main/schemas/clab.schema.json"
 
 
@@ -109,7 +118,7 @@ def start_script(plan: LabPlan, node: NodePlan) -> str:
         lines.append(f"ip {fam}route replace local {net} dev lo table local")
     if node.kind is Kind.router:
         impl = node.implementation
-        lines += router_of(node).start_script(node, d, IMAGE_ROUTERS[impl][0], f"{impl}:{impl}")
+        lines += router_of(node).start_script(node, d, image_routers()[impl][0], _owner(impl))
     elif node.kind is Kind.exabgp:
         paths = exabgp.ExabgpPaths(d)
         env = " ".join(f"{k}={q(v)}" for k, v in exabgp.environment().items())

@@ -61,6 +61,16 @@ def exabgp_version() -> str:
     return metadata.version("exabgp")
 
 
+def router_args() -> dict[str, str]:
+    """What the image installs for the router implementations (lab.routers: each one's
+    ``install``): their packages, and their users as user:uid:gid."""
+    # imported here: the routers' modules import the plan, which the image's digest needs not
+    from lab.routers import ROUTERS, get_router
+    installs = [get_router(n).install for n in ROUTERS]
+    return {"ROUTER_PACKAGES": " ".join(dict.fromkeys(p for i in installs for p in i.packages)),
+            "ROUTER_USERS": " ".join(dict.fromkeys(f"{u[0]}:{u[1]}:{u[2]}" for i in installs if (u := i.image_user)))}
+
+
 def image_tag() -> str:
     return f"bgplab:{project_version()}"
 
@@ -68,7 +78,7 @@ def image_tag() -> str:
 def inputs_digest(base: str) -> str:
     h = hashlib.sha256()
     for part in (DOCKERFILE.read_bytes(), BRIDGE.read_bytes(), LAUNCHER.read_bytes(), exabgp_version().encode(),
-                 project_version().encode(), base.encode()):
+                 project_version().encode(), base.encode(), repr(sorted(router_args().items())).encode()):
         h.update(hashlib.sha256(part).digest())
     return h.hexdigest()[:16]
 
@@ -247,13 +257,14 @@ def ensure_image(client: Any, progress: Progress = lambda _: None, *, force: boo
     t0 = time.monotonic()
     base = choose_base(client, progress, base)
     digest = inputs_digest(base)
-    progress(f"building {tag} on {base} (FRR, ExaBGP {exabgp_version()}, tcpdump; a minute or two)")
+    progress(f"building {tag} on {base} ({router_args()['ROUTER_PACKAGES']}, ExaBGP {exabgp_version()}, tcpdump; a minute or two)")
     log: list[str] = []
     stream = client.api.build(
         fileobj=_context(), custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
         # Only the build reaches the network (Debian's archive, PyPI); lab containers never do.
         network_mode="host",
-        buildargs={"BASE": base, "EXABGP_VERSION": exabgp_version(), "BGPLAB_VERSION": project_version()},
+        buildargs={"BASE": base, "EXABGP_VERSION": exabgp_version(), "BGPLAB_VERSION": project_version(),
+                   **router_args()},
         labels={INPUTS_LABEL: digest, "org.bgplab.base": base},
     )
     for chunk in stream:

@@ -16,8 +16,8 @@ from lab.errors import BgplabError
 
 ROUTERS: dict[str, str] = {
     "frr": "lab.routers.frr:FrrRouter",
-    "gobgp": "lab.routers.gobgp:GobgpRouter",
     "bird": "lab.routers.bird:BirdRouter",
+    "gobgp": "lab.routers.gobgp:GobgpRouter",
 }
 DEFAULT = "frr"
 

@@ -9,6 +9,7 @@ names a router's daemons or its command line.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -21,6 +22,22 @@ Run = Callable[[list[str]], str]
 STANDARD_MESSAGE, EXTENDED_MESSAGE = 4096, 65535  # RFC 4271, RFC 8654
 
 
+@dataclass(frozen=True)
+class Install:
+    """What an implementation needs installed, on the host (``scripts/bootstrap``: the netns
+    runtime) and in the node image (lab/images: the docker runtime), read from here by both."""
+
+    packages: tuple[str, ...]  # Debian's packages of it
+    tools_dir: Path  # where its daemons are, on the host and in the image (Debian's layout)
+    # The image's user its daemons run as and the group that reaches a lab's directories (FRR's,
+    # lab.state.close_lab_dir): fixed IDs, so the host can hand a node's directory over without
+    # looking inside the image. (user, uid, gid); None where its daemons start as root and
+    # separate their own privileges.
+    image_user: tuple[str, int, int] | None
+    capabilities: tuple[str, ...] = ()  # a container's capabilities it needs beyond the node's base set
+    services: tuple[str, ...] = ()  # services its package enables: stopped and disabled on the host
+
+
 class Router(Protocol):
     name: str  # the implementation's name in topologies (``implementation: frr``)
     label: str  # how reports name it ("FRR")
@@ -29,6 +46,12 @@ class Router(Protocol):
     # The protocol number its routes carry in the kernel (rtm_protocol: zebra's 186, BIRD's 12),
     # or None where it installs none (a RIB-only implementation: GoBGP, OpenBGPD on Linux)
     kernel_proto: int | None
+    install: Install
+    mrai: bool  # whether it has a minimum route advertisement interval at all (the topology's mrai)
+    records_updates: bool  # whether it can be the collector: ``feed`` gives every UPDATE it receives
+    # How often a sampler may ask it (seconds): what one question costs the machine decides. FRR and
+    # BIRD answer over a kept-open socket in well under a millisecond; GoBGP through a process.
+    poll_interval: float
 
     # -- install and run -----------------------------------------------------------------
     def host_tools(self) -> tuple[Path, tuple[int, int]]:

@@ -30,14 +30,26 @@ from lab.procs import MARK
 from lab.runtime.base import ExecResult, Toolset
 from lab.engine import engine_socket_present, engine
 from lab.runtime.netns import NETNS_DIR, configure_loopback, netns_entries
-from lab.routers import get_router
+from lab.routers import ROUTERS, get_router
 from lab.state import lab_dir
 
 LABEL_LAB = "bgplab.lab"
 LABEL_NODE = "bgplab.node"
-# The router implementations the node image holds (lab/images/Dockerfile): where each one's
-# daemons are, and its user's fixed IDs.
-IMAGE_ROUTERS: dict[str, tuple[Path, tuple[int, int]]] = {"frr": (Path("/usr/lib/frr"), (179, 179))}
+
+
+def image_routers() -> dict[str, tuple[Path, tuple[int, int]]]:
+    """The router implementations the node image holds (every one in lab.routers.ROUTERS: the
+    image installs what each one's ``install`` names): where each one's daemons are, and the
+    fixed IDs its daemons run as (root's where they separate their own privileges)."""
+    out = {}
+    for name in ROUTERS:
+        i = get_router(name).install
+        if not i.packages:  # nothing the image could install
+            continue
+        out[name] = (i.tools_dir, (i.image_user[1], i.image_user[2]) if i.image_user else (0, 0))
+    return out
+
+
 IMAGE_EXABGP = "/opt/bgplab/venv/bin/python /opt/bgplab/exabgp_launch.py"  # ExaBGP through the launcher
 IMAGE_BRIDGE = "/opt/bgplab/venv/bin/python /opt/bgplab/exabgp_bridge.py"
 # Exactly what the daemons need, each one found necessary by leaving it out: FRR's
@@ -46,6 +58,12 @@ IMAGE_BRIDGE = "/opt/bgplab/venv/bin/python /opt/bgplab/exabgp_bridge.py"
 # user; DAC_OVERRIDE for the root-run start to write into files that user owns.
 # Everything else is dropped.
 CAPABILITIES = ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE", "SYS_ADMIN", "SETUID", "SETGID", "DAC_OVERRIDE"]
+
+
+def capabilities(implementations) -> list[str]:
+    """The node's base set and what the lab's router implementations add (Install.capabilities)."""
+    extra = {c for n in implementations for c in get_router(n).install.capabilities}
+    return CAPABILITIES + sorted(extra - set(CAPABILITIES))
 SYSCTLS = {
     "net.ipv4.ip_forward": "1",
     "net.ipv6.conf.all.forwarding": "1",
@@ -88,12 +106,14 @@ class DockerRuntime:
         self._image = ensure_image(self.client, progress)
 
     def tools(self, implementations: tuple[str, ...]) -> Toolset:
-        missing = [n for n in implementations if n not in IMAGE_ROUTERS]
+        held = image_routers()
+        missing = [n for n in implementations if n not in held]
         if missing:
-            raise BgplabError(f"the node image has no {', '.join(missing)} (it holds {', '.join(IMAGE_ROUTERS)}): "
+            raise BgplabError(f"the node image has no {', '.join(missing)} (it holds {', '.join(held)}): "
                               "use the netns runtime for these routers")
-        return Toolset({n: IMAGE_ROUTERS[n][0] for n in implementations}, IMAGE_EXABGP, IMAGE_BRIDGE,
-                       {n: IMAGE_ROUTERS[n][1] for n in implementations})
+        self._capabilities = capabilities(implementations)
+        return Toolset({n: held[n][0] for n in implementations}, IMAGE_EXABGP, IMAGE_BRIDGE,
+                       {n: held[n][1] for n in implementations})
 
     # -- nodes ---------------------------------------------------------------------
 
@@ -128,7 +148,7 @@ class DockerRuntime:
             path = node_dir / f
             path.touch()
             if router:
-                os.chown(path, *IMAGE_ROUTERS[router.name][1])
+                os.chown(path, *image_routers()[router.name][1])
             logs.append(str(path))
         try:
             container = self._run(lab, name, node, node_dir, logs)
@@ -158,7 +178,7 @@ class DockerRuntime:
             labels={LABEL_LAB: lab, LABEL_NODE: node.name},
             environment={MARK: lab},  # every `docker exec` inherits the lab's mark
             cap_drop=["ALL"],
-            cap_add=CAPABILITIES,
+            cap_add=getattr(self, "_capabilities", CAPABILITIES),
             sysctls=SYSCTLS,
             volumes={str(node_dir): {"bind": str(node_dir), "mode": "rw"}},
             log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from lab.routers import ROUTERS, get_router
 from lab.topology.model import NODE_NAME, RESERVED, Kind, LongLink, Pool, Relationship, Role, TablePool, Topology
 
 
@@ -49,6 +50,13 @@ def semantic_problems(t: Topology) -> list[str]:
             if pool not in t.pools:
                 known = ", ".join(sorted(t.pools)) or "none declared"
                 problems.append(f"nodes.{name}.originates[{j}]: unknown pool '{pool}' (pools: {known})")
+
+    for name, node in t.nodes.items():
+        if node.kind is Kind.router and node.effective_role is Role.collector and node.implementation in ROUTERS \
+                and not get_router(node.implementation).records_updates:
+            problems.append(f"nodes.{name}.implementation: a collector records every UPDATE it receives, and "
+                            f"{get_router(node.implementation).label} writes no such feed here (a collector runs "
+                            f"{', '.join(n for n in ROUTERS if get_router(n).records_updates)})")
 
     # Routers in one AS would need iBGP; the lab builds eBGP sessions only.
     seen_asn: dict[int, str] = {}
@@ -178,3 +186,31 @@ def _provider_cycles(t: Topology) -> list[str]:
             return [f"links: customer-to-provider cycle {' -> '.join(cycle)} (each is a customer of the next; "
                     "no AS can be its own provider's provider)"]
     return []
+
+
+def notes(t: Topology) -> list[str]:
+    """What a valid topology does not do that a reader could expect, said before the lab is up:
+    routers whose implementation installs nothing in the kernel (RIB-only), and an MRAI set
+    for routers whose implementation has none."""
+    out = []
+    routers = {n: node for n, node in t.nodes.items() if node.kind is Kind.router and node.implementation in ROUTERS}
+    by_impl: dict[str, list[str]] = {}
+    for n, node in routers.items():
+        by_impl.setdefault(node.implementation, []).append(n)
+    for impl, names in by_impl.items():
+        r = get_router(impl)
+        if r.kernel_proto is None:
+            names_ = [n for n in names if routers[n].effective_role is not Role.collector]
+            if names_:
+                out.append(f"nodes {', '.join(names_)}: RIB-only ({r.label} installs no route in the kernel here), so "
+                           "no traffic is forwarded through them and their kernel figures are null")
+    mrai = max([t.timers.mrai or 0] + [node.timers.mrai or 0 for node in t.nodes.values()]
+               + [t.link_timers(i).mrai or 0 for i in range(len(t.links))])
+    if mrai:
+        without = [n for n, node in routers.items() if not get_router(node.implementation).mrai
+                   and node.effective_role is not Role.collector]
+        if without:
+            labels = sorted({get_router(routers[n].implementation).label for n in without})
+            out.append(f"nodes {', '.join(without)}: {' and '.join(labels)} ha{'s' if len(labels) == 1 else 've'} no MRAI, "
+                       f"so the topology's MRAI (up to {mrai} s) does not pace their UPDATEs")
+    return out

@@ -266,10 +266,30 @@ LinkSpec = Union[Annotated[list[str], Field(min_length=2, max_length=2)], LongLi
 class Topology(_Strict):
     name: str
     description: str = ""
+    # The routers' implementation where a node names none (lab.routers.ROUTERS; frr unless said)
+    implementation: str | None = None
     timers: Timers = Timers()
     pools: dict[str, AnyPool] = {}
     nodes: dict[str, Node]
     links: list[LinkSpec]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_implementation(cls, v: Any) -> Any:
+        """The topology's ``implementation`` for every router that names none."""
+        if not isinstance(v, dict) or v.get("implementation") is None or not isinstance(v.get("nodes"), dict):
+            return v
+        nodes = {n: ({**spec, "implementation": v["implementation"]}
+                     if isinstance(spec, dict) and spec.get("kind") == "router" and spec.get("implementation") is None
+                     else spec) for n, spec in v["nodes"].items()}
+        return {**v, "nodes": nodes}
+
+    @model_validator(mode="after")
+    def _known_implementation(self) -> "Topology":
+        if self.implementation is not None and self.implementation not in ROUTERS:
+            raise ValueError(f"implementation: no router implementation '{self.implementation}' "
+                             f"(implementations: {', '.join(ROUTERS)})")
+        return self
 
     @field_validator("name")
     @classmethod

@@ -26,6 +26,7 @@ from lab.errors import BgplabError, UpFailed
 from lab.kinds import daemons_of, router_of, start_order
 from lab.plan import NodePlan, build_plan
 from lab.procs import alive, mark_env
+from lab.routers.base import Install
 from lab.running import RunningLab
 from lab.runtime.docker import DockerRuntime
 from lab.state import LabState
@@ -80,6 +81,11 @@ class DoubleRouter:
     label = "Double"
     daemons = (_DoubleDaemon(),)
     log_files = ("doubled.out",)
+    kernel_proto = None
+    mrai = False
+    records_updates = True  # the topologies here make it their collector (its feed is empty)
+    poll_interval = 0.1
+    install = Install((), Path("/nonexistent/double"), None)  # no package: no image holds it
 
     def host_tools(self) -> tuple[Path, tuple[int, int]]:
         return Path("/nonexistent/double"), (0, 0)
@@ -169,8 +175,8 @@ def test_a_second_implementation_is_accepted_by_the_plan_lifecycle_sampler_and_d
 def test_an_implementation_the_runtime_lacks_fails_before_anything_exists(double, tmp_path: Path) -> None:
     with pytest.raises(BgplabError, match="the node image has no double"):
         DockerRuntime().tools(("frr", "double"))
-    with pytest.raises(BgplabError, match="no router implementation 'bird'"):
-        lab.routers.get_router("bird")
+    with pytest.raises(BgplabError, match="no router implementation 'cisco'"):
+        lab.routers.get_router("cisco")
 
 
 def test_what_up_starts_once_the_daemons_run_is_the_lab_s(double, tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ BAD = [
     ("router without asn", mutate("nodes.r1", {"kind": "frr", "role": "transit"}), ["nodes.r1: a node of kind 'router' needs an asn"]),
     ("router without role", mutate("nodes.r1", {"kind": "router", "asn": 65001}), ["nodes.r1: a node of kind 'router' needs a role"]),
     ("unknown implementation", mutate("nodes.r1", {"kind": "router", "implementation": "cisco", "role": "transit", "asn": 65001}),
-     ["nodes.r1: no router implementation 'cisco' (implementations: frr)"]),
+     ["nodes.r1: no router implementation 'cisco' (implementations: frr, bird, gobgp)"]),
     ("implementation of a speaker", mutate("nodes.edge", {"kind": "exabgp", "implementation": "frr", "role": "edge",
                                                           "asn": 64500, "originates": ["p4"]}),
      ["nodes.edge: only a router has an implementation (this node is an exabgp)"]),

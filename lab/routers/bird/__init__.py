@@ -9,10 +9,12 @@ marked proto ``bird`` (12), not ``bgp`` (186) as zebra marks them.
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
 import re
 import shlex
 import socket
-import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +23,8 @@ from typing import Any
 from lab.daemons.base import Toolset, templates
 from lab.errors import ConfigError, DaemonError
 from lab.plan import NodePlan
-from lab.routers.base import EXTENDED_MESSAGE, STANDARD_MESSAGE, Run
+from lab.routers.base import EXTENDED_MESSAGE, STANDARD_MESSAGE, Install, Run
 from lab.routers.policy import EXPORTED_UP, export_kind, policy
-from lab.routers.frr.daemons import host_owner
 from lab.topology import Kind
 
 BIRD_DIR = Path("/usr/sbin")
@@ -214,8 +215,6 @@ def protocols(paths: BirdPaths) -> dict[str, dict[str, Any]]:
 
 
 def host_owner_bird() -> tuple[int, int]:
-    import grp
-    import pwd
     try:
         return pwd.getpwnam(BIRD_USER).pw_uid, grp.getgrnam("frr").gr_gid
     except KeyError:
@@ -228,7 +227,6 @@ class _BirdDaemon:
     check_timeout = 30.0
 
     def write(self, lab: str, node: NodePlan, node_dir: Path, tools: Toolset) -> None:
-        import os
         paths = BirdPaths(node_dir)
         node_dir.mkdir(parents=True, exist_ok=True)
         paths.conf.write_text(render(lab, node, paths))
@@ -267,6 +265,11 @@ class BirdRouter:
     daemons = (BIRD,)
     log_files = ("bird.out", "bird.log")
     kernel_proto = RTPROT_BIRD
+    # bird as its own user, in FRR's group (the lab's router group)
+    mrai = False
+    records_updates = False  # its MRT protocol dumps tables, not the UPDATEs as they come
+    poll_interval = 0.1  # a control-socket question: well under a millisecond (Control)
+    install = Install(("bird2",), BIRD_DIR, ("bird", 176, 179), services=("bird",))
 
     def host_tools(self) -> tuple[Path, tuple[int, int]]:
         if not (BIRD_DIR / "bird").exists():

@@ -12,7 +12,7 @@ from typing import Any
 
 from lab.daemons.base import Toolset
 from lab.plan import NodePlan
-from lab.routers.base import Run
+from lab.routers.base import Install, Run
 from lab.routers.frr import daemons as d
 
 
@@ -22,6 +22,12 @@ class FrrRouter:
     daemons = (d.ZEBRA, d.BGPD)
     log_files = ("zebra.out", "bgpd.out", "zebra.log", "bgpd.log")
     kernel_proto = 186  # RTPROT_BGP: zebra marks bgpd's routes with it
+    # FRR's privilege code asks for NET_ADMIN, NET_RAW and SYS_ADMIN (zebra) and
+    # NET_BIND_SERVICE (bgpd, port 179), SETUID/SETGID to drop to its user: the node's base set.
+    mrai = True  # per peer, `advertisement-interval` (0 by default in FRR 8.4, for eBGP too)
+    records_updates = True  # `dump bgp updates-et`
+    poll_interval = 0.1  # a vty question: ~0.2 ms (lab.routers.frr.daemons.Vty)
+    install = Install(("frr",), Path("/usr/lib/frr"), ("frr", 179, 179), services=("frr",))
 
     def host_tools(self) -> tuple[Path, tuple[int, int]]:
         for daemon in self.daemons:
