@@ -18,6 +18,7 @@ ROUTERS: dict[str, str] = {
     "frr": "lab.routers.frr:FrrRouter",
     "bird": "lab.routers.bird:BirdRouter",
     "gobgp": "lab.routers.gobgp:GobgpRouter",
+    "openbgpd": "lab.routers.openbgpd:OpenbgpdRouter",
 }
 DEFAULT = "frr"
 
