@@ -28,9 +28,12 @@ from controller.observe.probe import by_end_host
 from controller.observe.tail import recent
 
 
-def topology(plan: LabPlan) -> dict[str, Any]:
-    """Nodes and links (input: the lab's plan), each link with the sessions it carries."""
-    nodes = [{"name": n.name, "kind": n.kind.value, "implementation": n.implementation, "role": n.role.value, "asn": n.asn}
+def topology(plan: LabPlan, versions: dict[str, str] | None = None) -> dict[str, Any]:
+    """Nodes and links (input: the lab's plan), each link with the sessions it carries; each
+    router with its implementation and the version its node runs (``versions``, as `up` read them)."""
+    versions = versions or {}
+    nodes = [{"name": n.name, "kind": n.kind.value, "implementation": n.implementation,
+              "version": versions.get(n.implementation) if n.implementation else None, "role": n.role.value, "asn": n.asn}
              for n in plan.nodes.values()]
     links = []
     seen = set()
@@ -154,9 +157,9 @@ class MrtTail:
 
 class Dashboard:
     def __init__(self, plan: LabPlan, node_dir: Callable[[str], Path], sampler: Any, inv: Any, changes: Any,
-                 probes: Path, *, sessions_every: float = 5.0):
+                 probes: Path, *, sessions_every: float = 5.0, versions: dict[str, str] | None = None):
         self.plan, self.sampler, self.inv, self.changes, self.probes = plan, sampler, inv, changes, probes
-        self.topology = topology(plan)
+        self.topology = topology(plan, versions)
         self.lock = threading.Lock()
         self.clients = 0
         self.drill: dict[str, Any] | None = None

@@ -125,7 +125,8 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
     routes = LabRoutes(reconciler, sampler, obs, ticker, stager)
     # The live dashboard: its costly part (every router's sessions) polls only while a browser
     # is connected (controller.dashboard).
-    dashboard = Dashboard(plan, state.node_dir, sampler, inv, changes, obs / "probes.jsonl")
+    dashboard = Dashboard(plan, state.node_dir, sampler, inv, changes, obs / "probes.jsonl",
+                          versions=state.router_versions)
     app = create_app(ApiContext(inv, changes, Behaviour(), lab=routes, edge=edge, dashboard=dashboard))
     stager.start()
 

@@ -40,6 +40,7 @@ class NodeStatus:
     received: dict[str, int] | None  # BGP table, pool prefixes and others
     installed: dict[str, int] | None  # kernel, pool prefixes only
     rss_kib: int
+    version: str | None = None  # a router's implementation's, as the binary its node runs says
 
 
 class RunningLab:
@@ -119,7 +120,8 @@ class RunningLab:
                 installed = count_lab_routes_fast(node.namespace, plan.pool_keys)
             # a router shows as its implementation (frr), as topologies used to name it
             out.append(NodeStatus(node.name, node.implementation or node.kind.value, node.role.value, node.asn, up, sessions, received, installed,
-                                  rss_total_kib(pid for d, pid in daemons.items() if up[d])[0]))
+                                  rss_total_kib(pid for d, pid in daemons.items() if up[d])[0],
+                                  state.router_versions.get(node.implementation) if node.implementation else None))
         return out
 
     # -- one daemon at a time (the fault primitives build on these) ------------------------

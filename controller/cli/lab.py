@@ -114,7 +114,7 @@ def down(lab: str | None, all_: bool) -> None:
 
 
 def _fmt(counts: dict[str, int] | None) -> str:
-    if counts is None:
+    if not counts:  # None, or an implementation that does not count it ({})
         return "-"
     return "/".join(str(counts.get(f, 0)) for f in ("ipv4", "ipv6"))
 
@@ -136,13 +136,13 @@ def _print_status(running: RunningLab) -> None:
     name, runtime = running.name, running.runtime.name
     kind = "containers" if runtime == "docker" else "namespaces"
     click.echo(f"lab '{name}' on the {runtime} runtime ({kind} bgplab-{name}-<node>)   (prefix counts are ipv4/ipv6)")
-    click.echo(f"{'NODE':<11} {'KIND':<7} {'ROLE':<10} {'AS':<7} {'DAEMONS':<22} {'SESSIONS':<9} {'BGP TABLE':<10} {'KERNEL':<10}")
+    click.echo(f"{'NODE':<11} {'KIND':<16} {'ROLE':<10} {'AS':<7} {'DAEMONS':<22} {'SESSIONS':<9} {'BGP TABLE':<10} {'KERNEL':<10}")
     for n in nodes:
         daemons = " ".join(f"{d}{'' if ok else '(dead)'}" for d, ok in n.daemons.items()) or "-"
         est = sum(s["state"] == "Established" for s in n.sessions)
         sess = f"{est}/{len(n.sessions)}" if n.sessions else "-"
         click.echo(
-            f"{n.name:<11} {n.kind:<7} {n.role:<10} {n.asn or '-':<7} {daemons:<22} {sess:<9} {_fmt(n.received):<10} {_fmt(n.installed):<10}"
+            f"{n.name:<11} {(n.kind + ' ' + n.version if n.version else n.kind):<16} {n.role:<10} {n.asn or '-':<7} {daemons:<22} {sess:<9} {_fmt(n.received):<10} {_fmt(n.installed):<10}"
         )
     click.echo("\nSESSIONS (as the router sees them; received/sent are ipv4/ipv6 prefixes; max UPDATE size as negotiated)")
     for n in nodes:

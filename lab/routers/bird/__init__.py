@@ -269,7 +269,11 @@ class BirdRouter:
     mrai = False
     records_updates = False  # its MRT protocol dumps tables, not the UPDATEs as they come
     poll_interval = 0.1  # a control-socket question: well under a millisecond (Control)
-    install = Install(("bird2",), BIRD_DIR, ("bird", 176, 179), services=("bird",))
+    # In a container, each found necessary by leaving it out: CHOWN and FOWNER (bird hands its
+    # control socket to its user: "chown/chmod: Operation not permitted"), NET_BROADCAST (it
+    # keeps it with the others when it drops to its user: sysdep/linux/syspriv.h; "capset").
+    install = Install(("bird2",), BIRD_DIR, ("bird", 176, 179), capabilities=("CHOWN", "FOWNER", "NET_BROADCAST"),
+                      services=("bird",))
 
     def host_tools(self) -> tuple[Path, tuple[int, int]]:
         if not (BIRD_DIR / "bird").exists():
