@@ -24,11 +24,12 @@ from lab.routers import ROUTERS, get_router
 from lab.routers.base import EXTENDED_MESSAGE, STANDARD_MESSAGE
 from lab.topology import Kind, Relation, Role
 from lab.wait import wait_until
-from tests.live.conftest import TOPOLOGIES
+from pathlib import Path
 
 pytestmark = pytest.mark.live
 IMPLEMENTATIONS = list(ROUTERS)
 EDGE_AS = 13335
+VALLEY = Path(__file__).parent / "topologies" / "valley.yaml"
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
@@ -148,7 +149,7 @@ def test_the_same_policy_on_each(lab_factory, implementation: str) -> None:
     """The valley topology (tests/live/topologies/valley.yaml) on one implementation: a route
     from a provider reaches no other provider and no peer; a customer's reaches both; a
     customer's longer path is preferred to a provider's shorter one."""
-    report = lab_factory(str(TOPOLOGIES / "valley.yaml"), implementation=implementation)
+    report = lab_factory(str(VALLEY), implementation=implementation)
     running = report.running()
     a, b = ipaddress.ip_network("100.64.0.0/16"), ipaddress.ip_network("100.65.0.0/16")
 

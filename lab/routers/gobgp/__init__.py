@@ -51,6 +51,12 @@ class GobgpPaths:
     def api(self) -> Path:
         return self.dir / "gobgp.sock"
 
+    @property
+    def networks(self) -> Path:
+        """What the node originates: not gobgpd's (its config has no networks), added through
+        its API by the daemon's ready()."""
+        return self.dir / "networks.json"
+
 
 def config(node: NodePlan) -> dict[str, Any]:
     """gobgpd's configuration (its JSON form of the TOML in GoBGP's docs)."""
@@ -92,6 +98,18 @@ def config(node: NodePlan) -> dict[str, Any]:
         large_sets.append({"large-community-set-name": "export-all",
                            "large-community-list": [f"^{node.asn}:1:{c}$" for c in EXPORTED_UP]})
         as_sets.append({"as-path-set-name": "local", "as-path-list": ["^$"]})
+    # IPv6 routes on an IPv4 session: gobgpd gives them the session's IPv4 address as next hop,
+    # which BIRD refuses ("mismatched address family") and FRR installs as nothing reachable;
+    # each session's IPv6 routes leave with its own link's IPv6 address (a statement that only
+    # sets, so the ones below still decide)
+    for i, s in enumerate(node.sessions):
+        if export_kind(node, s) == "none":
+            continue
+        neighbor_sets.append({"neighbor-set-name": f"session-{i}", "neighbor-info-list": [str(s.peer_v4)]})
+        statements.append({"name": f"next-hop-v6-{i}",
+                           "conditions": {"match-neighbor-set": {"neighbor-set": f"session-{i}"},
+                                          "bgp-conditions": {"afi-safi-in-list": ["ipv6-unicast"]}},
+                           "actions": {"bgp-actions": {"set-next-hop": str(s.local_v6)}}})
     if by_export["none"]:
         statements.append({"name": "to-none", "conditions": {"match-neighbor-set": {"neighbor-set": "to-none"}},
                            "actions": {"route-disposition": "reject-route"}})
@@ -165,6 +183,7 @@ class _GobgpDaemon:
         paths = GobgpPaths(node_dir)
         node_dir.mkdir(parents=True, exist_ok=True)
         paths.conf.write_text(render(node))
+        paths.networks.write_text(json.dumps([str(n) for n in node.networks]))
         paths.api.unlink(missing_ok=True)  # gobgpd will not listen on a socket left behind
         os.chown(node_dir, *tools.router_owners["gobgp"])
 
@@ -190,7 +209,16 @@ class _GobgpDaemon:
         return None
 
     def ready(self, node_dir: Path) -> bool:
-        return GobgpPaths(node_dir).api.exists()
+        """Its API answers, and what the node originates (an eyeball's subnets) is in its RIB:
+        gobgpd's configuration has no networks, they go in through its API (as FRR's `network`
+        lines, announced whether or not the kernel has them). Adding one twice changes nothing."""
+        paths = GobgpPaths(node_dir)
+        if not paths.api.exists():
+            return False
+        for net in json.loads(paths.networks.read_text()):
+            family = "ipv6" if ":" in net else "ipv4"
+            gobgp(paths, "global", "rib", "add", net, "-a", family)
+        return True
 
 
 GOBGPD = _GobgpDaemon()
@@ -226,7 +254,7 @@ class GobgpRouter:
         return m.group(1) if m else "unknown"
 
     def render(self, lab: str, node: NodePlan, node_dir: Path) -> dict[str, str]:
-        return {"gobgpd.json": render(node)}
+        return {"gobgpd.json": render(node), "networks.json": json.dumps([str(n) for n in node.networks])}
 
     def start_script(self, node: NodePlan, node_dir: Path, tools_dir: Path, owner: str) -> list[str]:
         p, q = GobgpPaths(node_dir), shlex.quote
@@ -235,7 +263,11 @@ class GobgpRouter:
                 "--inh-caps=+net_bind_service --ambient-caps=+net_bind_service "
                 + " ".join(map(q, [str(tools_dir / "gobgpd"), "-t", "json", "-f", str(p.conf),
                                    "--api-hosts", f"unix://{p.api}", "--pprof-disable", "-p"]))
-                + " > gobgpd.out 2>&1 &"]
+                + " > gobgpd.out 2>&1 &",
+                # what the node originates goes in through the API once it answers
+                f"for _ in $(seq 100); do [ -S {q(str(p.api))} ] && break; sleep 0.1; done",
+                *[f"{q(str(tools_dir / 'gobgp'))} --target unix://{q(str(p.api))} global rib add {n} -a "
+                  f"{'ipv6' if n.version == 6 else 'ipv4'}" for n in node.networks]]
 
     def sessions(self, node_dir: Path) -> dict[str, dict[str, Any]]:
         out = {}
