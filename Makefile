@@ -77,6 +77,19 @@ drill-guarded: setup
 	done; \
 	$(BGPLAB) drill compare runs/guarded/*/ --out runs/guarded/compare.html; exit $$fail
 
+# The replay, its guarded variants and the automation drill on each router implementation that
+# forwards (GoBGP and OpenBGPD are RIB-only here: a drill that probes the data plane refuses
+# them), then `drill compare` sets the runs side by side (runs/implementations/compare.html).
+IMPLEMENTATIONS ?= frr bird
+drill-implementations: setup
+	rm -rf runs/implementations && mkdir -p runs/implementations
+	fail=0; for impl in $(IMPLEMENTATIONS); do \
+	  for d in drills/byoip-2026-02-20.yaml drills/byoip-2026-02-20-guarded-*.yaml drills/your-cleanup-task.yaml; do \
+	    $(BGPLAB) drill run $$d --implementation $$impl --runs-dir runs/implementations/$$impl --speed $(SPEED) $(REALTIME) || fail=1; \
+	  done; \
+	done; \
+	$(BGPLAB) drill compare runs/implementations/*/*byoip-2026-02-20/ --out runs/implementations/compare.html; exit $$fail
+
 # The node image of the docker runtime (bgplab:<version>), rebuilt only when its inputs change.
 image: setup
 	scripts/docker-engine ensure

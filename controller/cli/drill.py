@@ -10,6 +10,7 @@ import click
 
 from controller.cli.lab import dashboard_url, open_in_browser
 from controller.drills import mechanism_applies, run_drill, write_report
+from lab.routers import ROUTERS
 from controller.drills.compare import compare, markdown, write_html
 from controller.drills.expect import failed
 from controller.drills.model import Drill, load_drill
@@ -38,6 +39,8 @@ def drill() -> None:
 @click.option("--realtime/--no-realtime", default=True, show_default=True,
               help="play the drill's real-time windows at speed 1 (off: compress them too; the report says so)")
 @click.option("--topology", type=click.Path(dir_okay=False), help="run the drill on this topology instead of its own")
+@click.option("--implementation", type=click.Choice(list(ROUTERS)),
+              help="run every router but the collector with this implementation (a lab the drill brings up)")
 @click.option("--sensitivity", is_flag=True,
               help="after the lab is down, the mechanism's sensitivity table into the report (replays only, ~10 "
                    "minutes; or later: bgplab drill sensitivity RUN_DIR)")
@@ -49,8 +52,8 @@ def drill() -> None:
 @click.option("--junit", type=click.Path(dir_okay=False), help="write the grade as a JUnit XML file here")
 @click.option("--dashboard", "with_dashboard", is_flag=True,
               help="print the live dashboard's address once the lab is up (bgplab dashboard)")
-def drill_run(path, speed, name, runs_dir, keep, runtime, realtime, topology, sensitivity, baseline, on_lab,
-              automation, junit, with_dashboard) -> None:
+def drill_run(path, speed, name, runs_dir, keep, runtime, realtime, topology, implementation, sensitivity, baseline,
+              on_lab, automation, junit, with_dashboard) -> None:
     """Run the drill in PATH; write its run directory and report.
 
     On a lab that is up (--lab; for a drill that grades an automation, also the only lab up
@@ -59,6 +62,8 @@ def drill_run(path, speed, name, runs_dir, keep, runtime, realtime, topology, se
 
     Exits 1 if an expectation failed, 3 if the drill passed its maximum duration, 130 or
     143 if interrupted (SIGINT, SIGTERM: the lab is removed, the report marked so)."""
+    if on_lab and implementation:
+        raise UsageError("--implementation chooses the routers of the lab a drill brings up; --lab runs on one that is up")
     if on_lab and name:
         raise UsageError("--lab runs on a lab that is up, --name names the lab the drill brings up: give one")
     if on_lab and LabState.load(on_lab) is None:
@@ -77,7 +82,8 @@ def drill_run(path, speed, name, runs_dir, keep, runtime, realtime, topology, se
     view = TerminalView(sys.stderr)  # a table redrawn in place on a terminal; plain lines in a log
     r = run_drill(path, runs_dir=Path(runs_dir), speed=speed, lab=lab, keep=keep,
                   progress=view.line, status=view.update, runtime=runtime, realtime=realtime,
-                  topology=Path(topology) if topology else None, sensitivity=sensitivity, baseline=baseline, automation=automation,
+                  topology=Path(topology) if topology else None, implementation=implementation,
+                  sensitivity=sensitivity, baseline=baseline, automation=automation,
                   junit=Path(junit) if junit else None,
                   on_ready=(lambda api, lab_name: view.line(f"dashboard: {dashboard_url(api, lab_name)}"))
                   if with_dashboard else None)

@@ -8,6 +8,7 @@ import click
 
 from controller.experiments import clique
 from lab.errors import UsageError
+from lab.routers import ROUTERS
 
 
 @click.group()
@@ -27,14 +28,18 @@ def _ints(text: str) -> list[int]:
 @click.option("--mrai", "mrais", default="0,5,30", show_default=True, help="advertisement intervals (s), comma-separated")
 @click.option("--runs", default=3, show_default=True, type=click.IntRange(1, 20), help="withdrawals per case")
 @click.option("--out", default="runs/clique", show_default=True, type=click.Path(file_okay=False))
-def experiment_clique(ns, mrais, runs, out) -> None:
+@click.option("--implementation", type=click.Choice(list(ROUTERS)), default="frr", show_default=True,
+              help="the routers' implementation (one without an MRAI runs with --mrai 0 only)")
+def experiment_clique(ns, mrais, runs, out, implementation) -> None:
     """Labovitz's clique: T_down and UPDATEs after a withdrawal in a full mesh of n FRR
     routers, for each MRAI, beside the (n-2) x MRAI staircase. Writes clique.json and clique.png."""
     sizes, intervals = _ints(ns), _ints(mrais)
     bad = [n for n in sizes if not 3 <= n <= 12] + [m for m in intervals if not 0 <= m <= 600]
     if not sizes or not intervals or bad:
         raise UsageError(f"--n takes sizes from 3 to 12 and --mrai seconds from 0 to 600 (got --n {ns} --mrai {mrais})")
-    result = clique.run_grid(sizes, intervals, runs, Path(out), progress=lambda s: click.echo(s, err=True))
+    result = clique.run_grid(sizes, intervals, runs, Path(out), progress=lambda s: click.echo(s, err=True),
+                             implementation=implementation)
+    click.echo(f"{result['experiment']}; beside: {result['prediction']}")
     click.echo(f"{'n':>3} {'MRAI':>5} {'T_down (s)':>11} {'(n-2)MRAI':>10} {'target band':>16} {'UPDATEs':>8} {'spread':>7}")
     for c in result["cases"]:
         lo, hi = c["bounds_s"]

@@ -27,6 +27,8 @@ from controller.drills.interrupts import DrillInterrupted, interrupts
 from controller.drills.runner import DrillRunner
 from controller.drills.sensitivity import sensitivity as table
 from controller.drills.simulation import simulate_many
+from lab.routers import get_router
+from lab.state import LabState
 from lab.topology import load_topology
 
 
@@ -68,11 +70,29 @@ def guarded_base(path: str | Path, drill) -> tuple[Any, Path] | None:
     return load_drill(base) if guarded and base is not None else None
 
 
+def _forwards(drill: Any, topo: Any, source: str) -> None:
+    """A drill that probes the data plane needs routers that forward. A RIB-only router (its
+    implementation installs no route in the kernel here: lab.routers.base.Router.kernel_proto)
+    forwards nothing: every probe across it fails from the first round, the canary is "detected"
+    at once, and the figures would measure the lab's blindness, not the drill. Refused, naming
+    the routers and why, before anything exists."""
+    if not drill.probes:
+        return
+    rib_only = sorted(n for n, node in topo.nodes.items() if node.kind.value == "router" and node.role is not None
+                      and node.role.value != "collector" and get_router(node.implementation).kernel_proto is None)
+    if rib_only:
+        labels = sorted({get_router(topo.nodes[n].implementation).label for n in rib_only})
+        raise DrillError(source, [f"probes: the drill probes the data plane ({drill.probes} probes), and routers "
+                                  f"{', '.join(rib_only)} are RIB-only ({' and '.join(labels)} install{'s' if len(labels) == 1 else ''} no route in the "
+                                  "kernel here): nothing would be forwarded; run it on frr or bird, or on a lab whose "
+                                  "routers forward"])
+
+
 def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float | None = None, lab: str | None = None,
               keep: bool = False, progress: Callable[[str], None] | None = None,
               runtime: str = "netns", realtime: bool = True, topology: Path | None = None,
               sensitivity: bool = False, baseline: bool = False, automation: str | None = None,
-              junit: Path | None = None,
+              junit: Path | None = None, implementation: str | None = None,
               on_ready: Callable[[Any, str], None] | None = None,
               status: Callable[[dict[str, Any], str], None] | None = None) -> DrillResult:
     """Validate, run, analyse, report. A run that did not complete (interrupted, overrun,
@@ -85,9 +105,12 @@ def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float |
     drill, own_topology = load_drill(path)
     if topology is not None:
         # The same drill on another lab (the replay on byoip-internet.yaml): validated like any.
-        load_topology(topology)
+        load_topology(topology, implementation)
         topology = Path(topology).resolve()
     topology = topology or own_topology
+    if lab is None or LabState.load(lab) is None:
+        # its errors, and what its routers can measure, before anything exists
+        _forwards(drill, load_topology(topology, implementation), str(path))
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     rd = RunDir((runs_dir / f"{stamp}-{drill.name}").resolve())
     if automation is not None and not any(t.kind == "exec" for t in drill.tasks.values()):
@@ -95,7 +118,7 @@ def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float |
                                      f"{', '.join(f'{n} ({t.kind})' for n, t in drill.tasks.items()) or 'none'})"])
     runner = DrillRunner(drill, topology, rd.path, lab=lab, speed=speed, progress=progress, keep=keep, runtime=runtime,
                          realtime=realtime, automation=automation, drill_dir=Path(path).resolve().parent,
-                         on_ready=on_ready, status=status)
+                         on_ready=on_ready, status=status, implementation=implementation)
     error: BaseException | None = None
     began = time.monotonic()
     with interrupts():

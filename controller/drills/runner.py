@@ -47,8 +47,9 @@ class DrillRunner:
                  speed: float | None = None, progress: Progress | None = None, keep: bool = False,
                  runtime: str = "netns", realtime: bool = True, automation: str | None = None,
                  drill_dir: Path | None = None, on_ready: Callable[[ApiClient, str], None] | None = None,
-                 status: Callable[[dict[str, Any], str], None] | None = None):
+                 status: Callable[[dict[str, Any], str], None] | None = None, implementation: str | None = None):
         self.drill, self.topology, self.rd = drill, topology, RunDir(run_dir)
+        self.implementation = implementation  # every router but the collector run by it (lab.routers)
         self.runtime = runtime
         self.speed = speed or drill.speed
         self.lab = lab or f"drill{int(time.time()) % 100000}"
@@ -121,7 +122,7 @@ class DrillRunner:
 
             topology = self.drill.topology_with_timers(self.topology, self.rd.topology)
             up = lifecycle.up(topology, self.lab, runtime=self.runtime, progress=self.progress,
-                              daemons_started=start_controller)
+                              daemons_started=start_controller, implementation=self.implementation)
             self.running = up.running()  # opened once, with the plan `up` built; every step uses it
             state = self.running.state
             self.record.lab = lab_facts(self.lab, self.runtime, up.router_versions, state, up.plan)

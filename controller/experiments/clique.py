@@ -39,6 +39,7 @@ from controller.observe import wire
 from lab import capture, lifecycle
 from lab.daemons import exabgp
 from lab.kinds import router_of
+from lab.routers import get_router
 from lab.errors import BgplabError, UsageError
 from lab.running import RunningLab
 from lab.wait import wait_until
@@ -47,18 +48,19 @@ PREFIX = ipaddress.ip_network("100.64.0.0/24")
 Progress = Callable[[str], None]
 
 
-def topology(n: int, mrai: int, name: str) -> dict:
-    """A full mesh of n routers (transits: siblings by role), the origin speaker on r1."""
+def topology(n: int, mrai: int, name: str, implementation: str = "frr") -> dict:
+    """A full mesh of n routers (transits: siblings by role) run by ``implementation``, the
+    origin speaker on r1."""
     if not 3 <= n <= 12:
         raise UsageError(f"clique size {n}: between 3 and 12 routers")
     routers = [f"r{i + 1}" for i in range(n)]
     nodes = {"origin": {"kind": "exabgp", "role": "edge", "asn": 64512, "originates": ["p"]}}
-    nodes |= {r: {"kind": "router", "implementation": "frr", "role": "transit", "asn": 65001 + i}
+    nodes |= {r: {"kind": "router", "implementation": implementation, "role": "transit", "asn": 65001 + i}
               for i, r in enumerate(routers)}
     links = [["origin", "r1"]] + [[a, b] for i, a in enumerate(routers) for b in routers[i + 1:]]
     return {
         "name": name,
-        "description": f"Labovitz clique: {n} routers in a full mesh, MRAI {mrai} s, origin on r1",
+        "description": f"Labovitz clique: {n} {implementation} routers in a full mesh, MRAI {mrai} s, origin on r1",
         "timers": {"keepalive": 3, "hold": 9, "mrai": mrai, "connect_retry": 1},
         "pools": {"p": {"prefix": str(PREFIX), "length": 24, "count": 1}},
         "nodes": nodes,
@@ -175,11 +177,11 @@ def one_run(lab: RunningLab, mrai: int, dest: Path, timeout: float) -> Run:
 
 
 def run_case(n: int, mrai: int, runs: int, out: Path, *, lab_name: str | None = None,
-             progress: Progress = lambda s: None) -> Case:
+             progress: Progress = lambda s: None, implementation: str = "frr") -> Case:
     name = lab_name or f"clq{n}m{mrai}"
     topo_path = out / f"clique-n{n}-mrai{mrai}.yaml"
     out.mkdir(parents=True, exist_ok=True)
-    topo_path.write_text(yaml.safe_dump(topology(n, mrai, name), sort_keys=False))
+    topo_path.write_text(yaml.safe_dump(topology(n, mrai, name, implementation), sort_keys=False))
     up = lifecycle.up(topo_path, name, announce=False)
     case = Case(n, mrai)
     try:
@@ -235,10 +237,26 @@ def plot(cases: list[Case], path: Path) -> Path:
     return path
 
 
-def run_grid(ns: list[int], mrais: list[int], runs: int, out: Path, progress: Progress = lambda s: None) -> dict:
-    cases = [run_case(n, m, runs, out, progress=progress) for m in mrais for n in ns]
+def prediction(implementation: str) -> str:
+    """What to set a case beside: Labovitz's staircase where the implementation has an MRAI;
+    where it has none, what its own documentation and source predict."""
+    r = get_router(implementation)
+    if r.mrai:
+        return "Labovitz et al. 2000: T_down about (n-2) x MRAI, between (n-3) and (n-1) MRAI on real routers"
+    return (f"{r.label} has no MRAI (its documentation and source: see the README's semantics table): every "
+            "alternative is sent as soon as it is chosen, so T_down is processing and propagation alone, under "
+            "a second for any n here (the band of MRAI 0: [0, 2 s]), and nothing paces the UPDATEs")
+
+
+def run_grid(ns: list[int], mrais: list[int], runs: int, out: Path, progress: Progress = lambda s: None,
+             implementation: str = "frr") -> dict:
+    if not get_router(implementation).mrai and any(mrais):
+        raise UsageError(f"{get_router(implementation).label} has no MRAI: a clique of it runs with --mrai 0 only")
+    cases = [run_case(n, m, runs, out, progress=progress, implementation=implementation) for m in mrais for n in ns]
     result = {
-        "experiment": "Labovitz clique: n FRR routers in a full mesh, one origin withdraws",
+        "experiment": f"Labovitz clique: n {get_router(implementation).label} routers in a full mesh, one origin withdraws",
+        "implementation": implementation,
+        "prediction": prediction(implementation),
         "sources": {"t_down_s": "network: tcpdump on every router's links (withdrawal leaving the speaker to the "
                                 "last UPDATE a router sent)",
                     "updates": "network: UPDATE messages about the prefix between routers, same captures",

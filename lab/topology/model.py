@@ -266,7 +266,7 @@ LinkSpec = Union[Annotated[list[str], Field(min_length=2, max_length=2)], LongLi
 class Topology(_Strict):
     name: str
     description: str = ""
-    # The routers' implementation where a node names none (lab.routers.ROUTERS; frr unless said)
+    # The routers' implementation where a node names none, the collector aside (lab.routers.ROUTERS; frr unless said)
     implementation: str | None = None
     timers: Timers = Timers()
     pools: dict[str, AnyPool] = {}
@@ -276,12 +276,13 @@ class Topology(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _default_implementation(cls, v: Any) -> Any:
-        """The topology's ``implementation`` for every router that names none."""
+        """The topology's ``implementation`` for every router that names none, but the collector:
+        the lab's measuring instrument stays FRR unless it names another."""
         if not isinstance(v, dict) or v.get("implementation") is None or not isinstance(v.get("nodes"), dict):
             return v
         nodes = {n: ({**spec, "implementation": v["implementation"]}
                      if isinstance(spec, dict) and spec.get("kind") == "router" and spec.get("implementation") is None
-                     else spec) for n, spec in v["nodes"].items()}
+                     and spec.get("role") != "collector" else spec) for n, spec in v["nodes"].items()}
         return {**v, "nodes": nodes}
 
     @model_validator(mode="after")

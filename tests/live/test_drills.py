@@ -382,3 +382,19 @@ def mechanism_alone_agrees(run_dir: Path, F: dict) -> None:
             "dashboard_toggles_ok": F["restored_by_dashboard"]["value"], "dashboard_refused": F["dashboard_refused"]["value"],
             "refused_by_api": st["tasks"]["cleanup"]["refused"]}
     assert live == {k: alone[k] for k in live}, (live, {k: alone[k] for k in live})
+
+
+def test_the_replay_on_bird(live, tmp_path: Path) -> None:
+    """The 2026-02-20 replay with every router but the collector run by BIRD (no MRAI, its own
+    kernel protocol), at CI's speed: the same drill file, the same expectations, word for word
+    (make drill-implementations runs it and the guarded replays and the automation drill on
+    each implementation that forwards)."""
+    lab = unique_name("b")
+    try:
+        r = run_drill(ROOT / "drills" / "byoip-2026-02-20.yaml", runs_dir=tmp_path, speed=240, lab=lab,
+                      progress=print, realtime=False, implementation="bird")
+    finally:
+        assert leftovers(lab) == []
+    check_drill("byoip-2026-02-20", r.run_dir, r.outcome, r.checks, r.metrics["figures"])
+    versions = json.loads((r.run_dir / "lab.json").read_text())["lab"]["router_versions"]
+    assert set(versions) == {"bird", "frr"}, versions  # BIRD ran it; FRR is the collector

@@ -269,3 +269,19 @@ def test_a_valid_exec_task() -> None:
     t = d.tasks["auto"]
     assert t.kind == "exec" and t.mode == "every" and parse_duration(t.limit) == 30 and t.scope.account == "acct-0001"
     assert d.steps[1].duration == "2m"  # `for` in the file
+
+
+@pytest.mark.parametrize("implementation", ["gobgp", "openbgpd"])
+def test_a_drill_that_probes_refuses_a_lab_that_forwards_nothing(tmp_path: Path, implementation: str) -> None:
+    """RIB-only routers forward nothing: the replay's probes would measure the lab's blindness.
+    Refused before anything exists, naming the routers and why; BIRD and FRR pass the check."""
+    # imported here: the check, and the entry that applies it, only this test needs
+    from controller.drills import _forwards, run_drill
+    from lab.topology import load_topology
+
+    with pytest.raises(DrillError, match=r"routers eye1, eye2, observer, t1, t2, t3, t4 are RIB-only") as err:
+        run_drill(ROOT / "drills" / "byoip-2026-02-20.yaml", runs_dir=tmp_path, implementation=implementation)
+    assert "nothing would be forwarded" in str(err.value) and not any(tmp_path.iterdir())
+    drill, topo = load_drill(ROOT / "drills" / "byoip-2026-02-20.yaml")
+    for forwards in ("frr", "bird"):
+        _forwards(drill, load_topology(topo, forwards), "replay")

@@ -94,3 +94,28 @@ def test_bad_sizes_are_named() -> None:
     assert "--tier2-peering: a probability between 0 and 1" in text
     r = CliRunner().invoke(cli, ["topology", "generate", "--tier1", "1"])
     assert r.exit_code != 0 and "--tier1: at least 2" in r.output
+
+
+def test_implementations_are_dealt_by_share_and_placed_by_the_seed() -> None:
+    mix = (("frr", 0.5), ("bird", 0.3), ("gobgp", 0.2))
+    doc = generate.build(generate.Sizes(seed=3, implementations=mix))
+    routers = {n: s["implementation"] for n, s in doc["nodes"].items() if s.get("kind") == "router"}
+    assert routers.pop("collector") == "frr"  # the instrument is not dealt
+    counts = Counter(routers.values())
+    assert sum(counts.values()) == 45 and counts == {"frr": 22, "bird": 14, "gobgp": 9}  # 22.5, 13.5, 9: largest remainders
+    again = generate.build(generate.Sizes(seed=3, implementations=mix))
+    assert again == doc
+    other = generate.build(generate.Sizes(seed=4, implementations=mix))
+    assert {n: s.get("implementation") for n, s in other["nodes"].items()} != {n: s.get("implementation") for n, s in doc["nodes"].items()}
+    # the graph is the one FRR alone gets: only the implementations differ
+    plain = generate.build(generate.Sizes(seed=3))
+    assert plain["links"] == doc["links"]
+    parse_topology(doc, "mixed")  # validates like any file
+
+
+def test_bad_implementation_shares_are_named() -> None:
+    for mix, words in (((("cisco", 1.0),), "no router implementation cisco"), ((("frr", -1.0),), "shares are >= 0")):
+        with pytest.raises(UsageError, match=words):
+            generate.build(generate.Sizes(implementations=mix))
+    r = CliRunner().invoke(cli, ["topology", "generate", "--implementations", "frr=half"])
+    assert r.exit_code == 2 and "a share is a number" in r.output

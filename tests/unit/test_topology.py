@@ -9,7 +9,7 @@ import pytest
 
 from lab.errors import TopologyError
 from lab.plan import build_plan
-from lab.topology import load_topology, parse_topology
+from lab.topology import load_topology, notes, parse_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,7 +51,7 @@ BAD = [
     ("router without asn", mutate("nodes.r1", {"kind": "frr", "role": "transit"}), ["nodes.r1: a node of kind 'router' needs an asn"]),
     ("router without role", mutate("nodes.r1", {"kind": "router", "asn": 65001}), ["nodes.r1: a node of kind 'router' needs a role"]),
     ("unknown implementation", mutate("nodes.r1", {"kind": "router", "implementation": "cisco", "role": "transit", "asn": 65001}),
-     ["nodes.r1: no router implementation 'cisco' (implementations: frr, bird, gobgp)"]),
+     ["nodes.r1: no router implementation 'cisco' (implementations: frr, bird, gobgp, openbgpd)"]),
     ("implementation of a speaker", mutate("nodes.edge", {"kind": "exabgp", "implementation": "frr", "role": "edge",
                                                           "asn": 64500, "originates": ["p4"]}),
      ["nodes.edge: only a router has an implementation (this node is an exabgp)"]),
@@ -218,3 +218,35 @@ def test_a_router_says_its_implementation_and_the_old_kind_still_loads() -> None
         [{n: ("router", "frr") for n in (x.name for x in plans[0].routers())}] * 3
     assert all(p.implementations == ("frr",) for p in plans)
     assert all(n.implementation is None for n in plans[0].nodes.values() if n.kind.value != "router")
+
+
+ROUTED = {**GOOD, "nodes": {**GOOD["nodes"], "r1": {"kind": "router", "role": "transit", "asn": 65001},
+                            "r2": {"kind": "router", "implementation": "frr", "role": "eyeball", "asn": 65002},
+                            "c": {"kind": "router", "role": "collector", "asn": 65500}},
+          "links": [*GOOD["links"], ["r1", "c"]]}
+
+
+def test_a_topology_s_implementation_is_the_default_of_its_routers() -> None:
+    t = parse_topology({**ROUTED, "implementation": "bird"})
+    # every router that names none; r2 names frr and keeps it
+    assert t.nodes["r1"].implementation == "bird" and t.nodes["r2"].implementation == "frr"
+    with pytest.raises(TopologyError, match="no router implementation 'cisco'"):
+        parse_topology({**ROUTED, "implementation": "cisco"})
+
+
+def test_implementation_override_runs_every_router_but_the_collector() -> None:
+    t = parse_topology(ROUTED, implementation="gobgp")
+    assert {n: x.implementation for n, x in t.nodes.items() if x.implementation} == {"r1": "gobgp", "r2": "gobgp", "c": "frr"}
+    with pytest.raises(TopologyError, match="--implementation: no router implementation 'cisco'"):
+        parse_topology(ROUTED, implementation="cisco")
+
+
+def test_a_collector_must_record_updates_and_rib_only_routers_are_named() -> None:
+    bad = copy.deepcopy(ROUTED)
+    bad["nodes"]["c"]["implementation"] = "bird"
+    with pytest.raises(TopologyError, match="nodes.c.implementation: a collector records every UPDATE it receives, and BIRD"):
+        parse_topology(bad)
+    said = notes(parse_topology({**ROUTED, "timers": {"mrai": 30}}, implementation="gobgp"))
+    assert any("nodes r1, r2: RIB-only (GoBGP installs no route" in s for s in said), said
+    assert any("GoBGP has no MRAI" in s and "up to 30 s" in s for s in said), said
+    assert notes(parse_topology(ROUTED)) == []  # FRR, MRAI 0: nothing to say

@@ -97,7 +97,6 @@ def config(node: NodePlan) -> dict[str, Any]:
             })
         large_sets.append({"large-community-set-name": "export-all",
                            "large-community-list": [f"^{node.asn}:1:{c}$" for c in EXPORTED_UP]})
-        as_sets.append({"as-path-set-name": "local", "as-path-list": ["^$"]})
     # IPv6 routes on an IPv4 session: gobgpd gives them the session's IPv4 address as next hop,
     # which BIRD refuses ("mismatched address family") and FRR installs as nothing reachable;
     # each session's IPv6 routes leave with its own link's IPv6 address (a statement that only
@@ -119,8 +118,9 @@ def config(node: NodePlan) -> dict[str, Any]:
              "conditions": {"match-neighbor-set": {"neighbor-set": "to-up"},
                             "bgp-conditions": {"match-large-community-set": {"large-community-set": "export-all"}}},
              "actions": {"route-disposition": "accept-route"}},
+            # what this AS originates: GoBGP's own route type (an as-path-set "^$" matched nothing)
             {"name": "up-own", "conditions": {"match-neighbor-set": {"neighbor-set": "to-up"},
-                                              "bgp-conditions": {"match-as-path-set": {"as-path-set": "local"}}},
+                                              "bgp-conditions": {"route-type": "local"}},
              "actions": {"route-disposition": "accept-route"}},
             {"name": "up-nothing-else", "conditions": {"match-neighbor-set": {"neighbor-set": "to-up"}},
              "actions": {"route-disposition": "reject-route"}},
