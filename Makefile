@@ -37,9 +37,10 @@ bench: setup
 	  $(VENV)/bin/python -m tests.bench.bench_lab --runs $(RUNS) --runtimes netns,docker --out bench-results/lab.json && \
 	  $(VENV)/bin/python -m tests.bench.bench_controller --runs $(RUNS) --out bench-results/controller.json && \
 	  $(VENV)/bin/python -m tests.bench.bench_full_table --runs $(RUNS) --out bench-results/full-table.json && \
-	  $(VENV)/bin/python -m tests.bench.bench_internet --runs $(RUNS) --out bench-results/internet.json && \
+	  $(VENV)/bin/python -m tests.bench.bench_internet --runs $(RUNS) --transits frr,bird --out bench-results/internet.json && \
 	  $(VENV)/bin/python -m tests.bench.bench_mechanism --out bench-results/mechanism.json && \
-	  $(VENV)/bin/python -m tests.bench.bench_dashboard --runs $(RUNS) --out bench-results/dashboard.json'
+	  $(VENV)/bin/python -m tests.bench.bench_dashboard --runs $(RUNS) --out bench-results/dashboard.json && \
+	  $(VENV)/bin/python -m tests.bench.bench_implementations --runs $(RUNS) --out bench-results/implementations.json'
 
 # The full table alone (1,000,000 IPv4 + 200,000 IPv6; ~2 minutes a run): PROFILE=1 adds ExaBGP's profile.
 bench-full-table: setup
@@ -51,7 +52,11 @@ bench-dashboard: setup
 
 # A generated 100-AS Internet-like lab brought up with the 6,500 prefixes: time and memory.
 bench-internet: setup
-	$(VENV)/bin/python -m tests.bench.bench_internet --runs $(RUNS) --out bench-results/internet.json
+	$(VENV)/bin/python -m tests.bench.bench_internet --runs $(RUNS) --transits frr,bird,bird-all --out bench-results/internet.json
+
+# The reference lab on each router implementation: up, memory, the API's 6,500 and 1,100 (issue 27).
+bench-implementations: setup
+	$(VENV)/bin/python -m tests.bench.bench_implementations --runs $(RUNS) --out bench-results/implementations.json
 
 # The replay's mechanism alone (no BGP): seeds 1-5 x speeds 30-240, and the sensitivity table: every knob moved by 10% and 50% (~15 minutes).
 bench-mechanism: setup
