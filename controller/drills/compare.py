@@ -15,6 +15,7 @@ from typing import Any, Callable
 from controller.drills.rundir import RunDir, RunDirError
 from controller.drills.stats import Figures
 from controller.products import PRODUCTS
+from lab.routers import routers_text
 
 # (row label, source, how to read it from a run's figures)
 Row = tuple[str, str, Callable[[Figures], Any]]
@@ -62,6 +63,11 @@ ROWS: list[Row] = [
     *((f"probe failures, {p.label}" + (" (target-seconds)" if i == 0 else ""), "network", _product(p.name))
       for i, p in enumerate(q for q in PRODUCTS if q.failed_2026_02_20)),
     ("403 answers at the edge", "network", lambda F: sum(d.get("n", 0) for d in (F.edge_403.value or {}).values())),
+    # where implementations part (no MRAI, their own tie-breaks): how hard the network hunted
+    ("paths explored per withdrawn prefix, median at each transit", "network",
+     lambda F: ", ".join(f"{vp} {d.get('median')}" for vp, d in sorted((F.path_hunting.value or {}).items())) or None),
+    ("UPDATEs per withdrawn prefix at the collector, median", "network", _v("updates_per_prefix", "median")),
+    ("convergence after a withdrawal, p90 (s)", "network", _v("convergence_s", "p90")),
     ("time to full recovery (incident s)", "network", _v("duration_incident_s")),
     ("snapshot restore to every table and probe (lab s)", "network", _v("snapshot_recovery_s")),
 ]
@@ -79,8 +85,13 @@ def compare(run_dirs: list[Path]) -> dict[str, Any]:
             raise RunDirError(f"{d}: not a reported drill run ({e}); run `bgplab report {d}` first") from None
         F = Figures(metrics["figures"])
         run = metrics.get("run", {})
+        try:  # the routers that ran it (input: what `up` read from each node's binary), "FRR 8.4.4"
+            versions = json.loads((Path(d) / "lab.json").read_text())["lab"]["router_versions"]
+        except (OSError, ValueError, KeyError):
+            versions = None
         columns.append({"drill": drill["name"], "run": str(d), "speed": run.get("speed"),
-                        "outcome": run.get("outcome"), "runtime": run.get("runtime")})
+                        "outcome": run.get("outcome"), "runtime": run.get("runtime"),
+                        "routers": routers_text(versions) if versions else None})
         values.append([read(F) for _, _, read in ROWS])
     rows = [{"figure": label, "source": source, "values": [v[i] for v in values]} for i, (label, source, _) in enumerate(ROWS)]
     return {"columns": columns, "rows": rows}
@@ -95,7 +106,8 @@ def _cell(v: Any) -> str:
 
 
 def markdown(t: dict[str, Any]) -> str:
-    head = "| figure | source | " + " | ".join(c["drill"].replace("byoip-2026-02-20", "replay") for c in t["columns"]) + " |"
+    head = "| figure | source | " + " | ".join(c["drill"].replace("byoip-2026-02-20", "replay")
+                                               + (f" ({c['routers']})" if c.get("routers") else "") for c in t["columns"]) + " |"
     lines = [head, "|" + "---|" * (len(t["columns"]) + 2)]
     for r in t["rows"]:
         lines.append(f"| {r['figure']} | {r['source']} | " + " | ".join(_cell(v) for v in r["values"]) + " |")
@@ -104,7 +116,7 @@ def markdown(t: dict[str, Any]) -> str:
 
 def write_html(t: dict[str, Any], out: Path) -> Path:
     cols = "".join(f"<th>{html.escape(c['drill'])}<br><small>speed {c['speed']}, {html.escape(str(c['runtime']))}"
-                   f"</small></th>" for c in t["columns"])
+                   f"{', ' + html.escape(c['routers']) if c.get('routers') else ''}</small></th>" for c in t["columns"])
     body = "".join(f"<tr><td>{html.escape(r['figure'])}</td><td><i>{r['source']}</i></td>"
                    + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in r["values"]) + "</tr>" for r in t["rows"])
     out.write_text(f"""<!doctype html><meta charset="utf-8"><title>What each defence would have changed on 2026-02-20</title>
