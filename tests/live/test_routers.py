@@ -144,6 +144,9 @@ def _valley_free(hops: list[str], relation) -> bool:
     return True
 
 
+# The policy is each implementation's rendering and daemon, the same on either runtime (the
+# contract above runs on both): on namespaces only, as CI's time goes.
+@pytest.mark.parametrize("runtime", ["netns"], indirect=True)
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_the_same_policy_on_each(lab_factory, implementation: str) -> None:
     """The valley topology (tests/live/topologies/valley.yaml) on one implementation: a route
@@ -169,6 +172,7 @@ def test_the_same_policy_on_each(lab_factory, implementation: str) -> None:
     assert sorted(p["as_path"] for p in m[b0]) == [[65001, EDGE_AS], [65040, 65030, EDGE_AS]]
 
 
+@pytest.mark.parametrize("runtime", ["netns"], indirect=True)
 def test_a_lab_of_every_implementation_converges_valley_free(lab_factory, tmp_path) -> None:
     """A generated lab mixing every implementation (topology generate --implementations, equal
     shares): it comes up (every session, every table), every path every router but the collector

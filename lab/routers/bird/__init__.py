@@ -171,46 +171,45 @@ _STATS = re.compile(r"(Export updates|Export withdraws):\s+(\d+)\s+\S+\s+\S+\s+\
 
 
 def protocols(paths: BirdPaths) -> dict[str, dict[str, Any]]:
-    """Per BGP protocol: state, neighbour, description, and per channel the routes imported
-    and exported and the export updates and withdraws (``show protocols all``)."""
+    """Per BGP protocol: state, neighbour, description, whether both ends offered extended
+    messages, per channel the routes imported and exported, and the routes exported and
+    withdrawn since the session came up (``show protocols all``: a row per protocol, then its
+    details indented under it)."""
     out: dict[str, dict[str, Any]] = {}
     cur: dict[str, Any] | None = None
-    channel = None
+    channel = caps = None
     for line in ask(paths, "show protocols all"):
-        m = _PROTO.match(line)
-        if m:
-            cur = out[m.group(1)] = {"state": "?", "neighbor": None, "description": "", "channels": {},
-                                     "updates": 0, "extended": False}
-            channel = None
+        if not line[:1].isspace():  # a protocol's row (or the header): BGP ones are read
+            m = _PROTO.match(line)
+            cur = None
+            if m:
+                cur = out[m.group(1)] = {"state": "?", "neighbor": None, "description": "", "channels": {},
+                                         "updates": 0, "extended": set()}
+            channel = caps = None
             continue
         if cur is None:
             continue
         text = line.strip()
-        if not line.startswith(" ") and text and not text.startswith(("BGP", "Neighbor", "Channel")):
-            if not re.match(r"^\S+\s+\S+\s+", line):
-                continue
-            cur, channel = None, None  # another protocol (device, kernel, static)
-            continue
-        if text.startswith("Description:"):
-            cur["description"] = text.split(":", 1)[1].strip()
-        elif text.startswith("BGP state:"):
-            cur["state"] = text.split(":", 1)[1].strip()
-        elif text.startswith("Neighbor address:"):
-            cur["neighbor"] = text.split(":", 1)[1].strip()
+        key, _, value = text.partition(":")
+        if key == "Description":
+            cur["description"] = value.strip()
+        elif key == "BGP state":
+            cur["state"] = value.strip()
+        elif key == "Neighbor address":
+            cur["neighbor"] = value.strip()
+        elif text in ("Local capabilities", "Neighbor capabilities"):
+            caps = text.split()[0]
         elif text.startswith("Channel "):
-            channel = text.split()[1]
+            channel, caps = text.split()[1], None
             cur["channels"][channel] = {"imported": 0, "exported": 0}
-        elif "Session:" in text and "external" in text:
-            pass
-        elif text.startswith("Neighbor caps:") or text.startswith("Local capabilities") or text.startswith("Neighbor capabilities"):
-            cur.setdefault("_caps", []).append(text)
-        elif "Extended message" in text:
-            cur.setdefault("_ext", 0)
-            cur["_ext"] += 1
+        elif text == "Extended message" and caps:
+            cur["extended"].add(caps)
         elif channel and (m := _ROUTES.search(text)):
             cur["channels"][channel] = {"imported": int(m.group(1)), "exported": int(m.group(3))}
         elif channel and (m := _STATS.search(text)):
             cur["updates"] += int(m.group(3))
+        elif key in ("Session", "Source address"):
+            caps = None
     return out
 
 
@@ -343,7 +342,8 @@ class BirdRouter:
         out = {}
         for proto in protocols(BirdPaths(node_dir)).values():
             if proto["neighbor"] is not None:
-                out[proto["neighbor"]] = EXTENDED_MESSAGE if proto.get("_ext", 0) >= 2 else STANDARD_MESSAGE
+                both = proto["extended"] == {"Local", "Neighbor"}  # RFC 8654: both ends offered it
+                out[proto["neighbor"]] = EXTENDED_MESSAGE if both else STANDARD_MESSAGE
         return out
 
     def clear_session(self, node_dir: Path, address: str) -> None:
