@@ -4,9 +4,11 @@ reported but not graded), and the list of figures a drill may expect."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+
+from lab.routers import ROUTERS
 
 
 class Strict(BaseModel):
@@ -147,3 +149,13 @@ class Expect(Strict):
     api_unauthorized: Range | None = None  # controller: its requests with no token of the lab's (401s), by its user
     automation_failed_runs: Range | None = None  # the automation's runs that exited non-zero or were killed
     automation_killed: Range | None = None  # the automation's runs ended at their time limit
+
+
+def _known_implementations(v: dict[str, Expect]) -> dict[str, Expect]:
+    if unknown := [n for n in v if n not in ROUTERS]:
+        raise ValueError(f"no router implementation {', '.join(unknown)} (implementations: {', '.join(ROUTERS)})")
+    return v
+
+
+# A drill's by_implementation: per router implementation (lab.routers), the ranges it replaces
+ByImplementation = Annotated[dict[str, Expect], AfterValidator(_known_implementations)]

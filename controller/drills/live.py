@@ -112,5 +112,6 @@ def lab_facts(lab: str, runtime: str, router_versions: dict[str, str], state: La
                            for n in plan.speakers()},
         observer=observer,
         mrai=sorted({s.timers.mrai or 0 for r in plan.routers() for s in r.sessions}),
+        implementations={r.name: r.implementation for r in plan.routers()},
     )
 

@@ -15,7 +15,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
 
 from controller.drills.clock import DrillClock, Window, parse_clock
-from controller.drills.expect import Expect, Strict
+from controller.drills.expect import ByImplementation, Expect, Strict
 from controller.drills.steps import ApiFaultStep, Detect, Duration, RestoreSnapshot, Step, TakeSnapshot, _Step
 from controller.guardrails import Guardrails
 from controller.units import parse_duration  # noqa: F401 (the drill files' durations; their users import it here)
@@ -209,6 +209,9 @@ class Drill(_Strict):
     realtime: list[RealtimeWindow] = []
     steps: list[Step]
     expect: Expect = Expect()
+    # Where a figure legitimately differs by router implementation: ranges replacing expect's on a
+    # lab whose routers (the collector aside) all run it, each saying why; never widened to pass.
+    by_implementation: ByImplementation = {}
     # figure name -> the knobs derived from the incident that fix it (shown as "set to match")
     calibration: dict[str, Calibration] = {}
 

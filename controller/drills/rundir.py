@@ -39,6 +39,8 @@ class LabFacts:
     observer: str | None  # the incident graph's peer (role peer)
     # input: the MRAI values (s) of the routers' sessions, as the plan set them (None: an older record)
     mrai: list[int] | None = None
+    # input: each router's implementation (lab.routers), as `up` ran it (None: an older record)
+    implementations: dict[str, str] | None = None
 
 
 @dataclass

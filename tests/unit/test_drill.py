@@ -285,3 +285,25 @@ def test_a_drill_that_probes_refuses_a_lab_that_forwards_nothing(tmp_path: Path,
     drill, topo = load_drill(ROOT / "drills" / "byoip-2026-02-20.yaml")
     for forwards in ("frr", "bird"):
         _forwards(drill, load_topology(topo, forwards), "replay")
+
+
+def test_ranges_by_implementation_replace_the_drill_s_only_where_one_implementation_ran(tmp_path: Path) -> None:
+    # imported here: the entry's helper, only this test needs it
+    from controller.drills import expect_on
+
+    doc = yaml.safe_load((ROOT / "drills" / "byoip-2026-02-20.yaml").read_text())
+    doc["topology"] = str(ROOT / "topologies" / "byoip-incident.yaml")
+    doc["by_implementation"] = {"bird": {"hunted_share": {"min": 0.5}}}
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    drill, _ = load_drill(path)
+    ran = {"t1": "bird", "t2": "bird", "collector": "frr"}
+    expect, impl = expect_on(drill, ran, "collector")
+    assert impl == "bird" and expect.hunted_share.min == 0.5
+    assert expect.withdrawn_by_task == drill.expect.withdrawn_by_task  # the rest is the drill's
+    for mixed in ({"t1": "bird", "t2": "frr", "collector": "frr"}, {"t1": "frr", "collector": "frr"}, None):
+        assert expect_on(drill, mixed, "collector") == (drill.expect, None)
+    doc["by_implementation"] = {"cisco": {"hunted_share": {"min": 0.5}}}
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(DrillError, match="by_implementation: .*no router implementation cisco"):
+        load_drill(path)
