@@ -96,7 +96,8 @@ def expect_on(drill: m.Drill, implementations: dict[str, str] | None, collector:
     if len(ran) != 1 or next(iter(ran)) not in drill.by_implementation:
         return drill.expect, None
     name = next(iter(ran))
-    override = {k: v for k, v in drill.by_implementation[name] if v is not None}
+    # only ranges the drill holds: a variant that extends the replay keeps its own expectations
+    override = {k: v for k, v in drill.by_implementation[name] if v is not None and getattr(drill.expect, k) is not None}
     return drill.expect.model_copy(update=override), name
 
 
@@ -169,7 +170,7 @@ def run_drill(path: str | Path, *, runs_dir: Path = Path("runs"), speed: float |
             expect, impl = expect_on(drill, facts.implementations if facts else None, facts.collector if facts else None)
             rows = check(expect, a.figures)
             if impl:  # say which ranges are the implementation's own
-                own = {k for k, v in drill.by_implementation[impl] if v is not None}
+                own = {k for k, v in drill.by_implementation[impl] if v is not None and getattr(drill.expect, k) is not None}
                 for row in rows:
                     if row["expectation"].split(" at ")[0] in own:
                         row["note"] = (row.get("note") + "; " if row.get("note") else "") + \

@@ -307,3 +307,14 @@ def test_ranges_by_implementation_replace_the_drill_s_only_where_one_implementat
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(DrillError, match="by_implementation: .*no router implementation cisco"):
         load_drill(path)
+
+
+def test_a_variant_keeps_its_own_expectations_on_an_implementation() -> None:
+    # imported here: the entry's helper, only this test needs it
+    from controller.drills import expect_on
+
+    replay, _ = load_drill(ROOT / "drills" / "byoip-2026-02-20.yaml")
+    guarded, _ = load_drill(ROOT / "drills" / "byoip-2026-02-20-guarded-all.yaml")
+    ran = {"t1": "bird", "collector": "frr"}
+    assert str(expect_on(replay, ran, "collector")[0].hunted_share) == "[0.6, ], at t1 not held"
+    assert expect_on(guarded, ran, "collector")[0] == guarded.expect  # it holds no path hunting: nothing added
