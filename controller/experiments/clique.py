@@ -159,8 +159,13 @@ def one_run(lab: RunningLab, mrai: int, dest: Path, timeout: float) -> Run:
     try:
         with exabgp.SpeakerChannel("origin", sock) as ch:
             ch.send_many(exabgp.withdrawals(origin.sessions, [PREFIX]))
-        wait_until(lambda: (not any(_has_prefix(lab, r) for r in routers), "some router still has it"),
-                   timeout=timeout, interval=0.2, what="the prefix gone from every router")
+        def gone() -> tuple[bool, str]:
+            held = {r: router_of(lab.node(r)).rib(lab.node_dir(r), "ipv4").get(str(PREFIX)) for r in routers}
+            held = {r: [p["as_path"] for p in paths] for r, paths in held.items() if paths}
+            # what each still holds, by AS path: a stale route names itself (GoBGP 3.10: README)
+            return not held, "; ".join(f"{r} holds {paths}" for r, paths in held.items())
+
+        wait_until(gone, timeout=timeout, interval=0.2, what="the prefix gone from every router")
         time.sleep(1.0)  # the last withdrawals in flight reach tcpdump
     finally:
         capture.stop(lab)
