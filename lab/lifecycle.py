@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from lab.announce import announce_pools, announce_tables
 from lab.daemons import Daemon, Toolset
-from lab.errors import BgplabError, LabExists, TeardownError, UpFailed
+from lab.errors import BgplabError, DaemonBusy, LabExists, TeardownError, UpFailed
 from lab.kernel import count_bgp_routes, count_lab_routes_fast
 from lab.kinds import daemons_of, router_of, start_order
 from lab.plan import LabPlan, NodePlan, build_plan
@@ -201,7 +201,11 @@ class _Up:
         def observer_full() -> tuple[bool, str]:
             seen = []
             for node in observers:
-                live = router_of(node).sessions(self.state.node_dir(node.name))  # once per router and poll
+                try:
+                    live = router_of(node).sessions(self.state.node_dir(node.name))  # once per router and poll
+                except DaemonBusy as e:  # busy converging: not yet
+                    seen.append(f"{node.name} busy ({e})")
+                    continue
                 for s in node.sessions:
                     if s.peer_kind is not Kind.exabgp:
                         continue
@@ -221,7 +225,11 @@ class _Up:
         def ribs() -> tuple[bool, str]:
             short = []
             for node in plan.routers():
-                got = router_of(node).received(self.state.node_dir(node.name))
+                try:
+                    got = router_of(node).received(self.state.node_dir(node.name))
+                except DaemonBusy as e:  # a single-threaded daemon busy converging: not yet
+                    short.append(f"{node.name} busy ({e})")
+                    continue
                 want = plan.expected_rib[node.name]
                 if got != want:
                     short.append(f"{node.name} BGP table {got}, wants {want}")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.daemons.base import Toolset, templates
-from lab.errors import ConfigError, DaemonError
+from lab.errors import ConfigError, DaemonBusy, DaemonError
 from lab.plan import NodePlan
 from lab.routers.base import EXTENDED_MESSAGE, STANDARD_MESSAGE, Install, Run
 from lab.routers.policy import EXPORTED_UP, export_kind, policy
@@ -142,7 +142,9 @@ class Control:
                     if self.sock is not None:
                         self.sock.close()
                     self.sock = None
-                    if attempt == 2 or isinstance(e, TimeoutError):
+                    if isinstance(e, TimeoutError):
+                        raise DaemonBusy(f"{self.path}: '{command}' got no answer in {timeout:g} s") from None
+                    if attempt == 2:
                         raise DaemonError(f"{self.path}: '{command}' got no answer: {e}") from None
         if lines and lines[-1][0][0] in "89":
             raise DaemonError(f"{self.path}: '{command}' failed: {lines[-1][1].strip()[:300]}")

@@ -21,7 +21,7 @@ from typing import Any
 from lab.daemons.base import Toolset, templates
 from lab.routers.base import EXTENDED_MESSAGE, STANDARD_MESSAGE
 from lab.routers.policy import policy
-from lab.errors import ConfigError, DaemonError, ExecError
+from lab.errors import ConfigError, DaemonBusy, DaemonError, ExecError
 from lab.plan import NodePlan
 from lab.topology import Role
 
@@ -220,7 +220,9 @@ class Vty:
                 except OSError as e:
                     self.sock.close()
                     self.sock = None
-                    if attempt == 2 or isinstance(e, TimeoutError):
+                    if isinstance(e, TimeoutError):
+                        raise DaemonBusy(f"{self.path}: '{command}' got no answer in {timeout:g} s") from None
+                    if attempt == 2:
                         raise DaemonError(f"{self.path}: '{command}' got no answer: {e}") from None
             status = buf[-1]
             out = buf[:-4].decode(errors="replace")
