@@ -40,6 +40,7 @@ NOT_MOVED = {
     "realtime": "windows change the lab clock, not the incident clock the mechanism's figures are on",
     "at": "a step's time is the timeline itself, not a knob of the mechanism",
     "expect": "an expectation checks a figure; it moves none",
+    "by_implementation": "expectations for one router implementation: they check figures, move none",
     "timers": "BGP's timers: the mechanism has no BGP (the MRAI variants measure them on real sessions)",
 }
 SHARES = {"fraction", "max_share", "operator_spectrum"}
