@@ -14,14 +14,13 @@ import os
 import pwd
 import re
 import shlex
-import socket
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lab.daemons.base import Toolset, templates
-from lab.errors import ConfigError, DaemonBusy, DaemonError
+from lab.errors import ConfigError, DaemonError
+from lab.routers.ask import KeptSocket, kept
 from lab.plan import NodePlan
 from lab.routers.base import EXTENDED_MESSAGE, STANDARD_MESSAGE, Install, Run
 from lab.routers.policy import EXPORTED_UP, export_kind, policy
@@ -82,85 +81,53 @@ def render(lab: str, node: NodePlan, paths: BirdPaths) -> str:
         networks=node.networks, log_path=paths.log, mrai=", ".join(map(str, sorted(mrai))) or "0")
 
 
-class Control:
+class Control(KeptSocket):
     """A kept-open connection to bird's control socket, spoken to as birdc does: a command is
     a line; each answer line starts with a four-digit code, ``-`` when more follow and a space
     on the last (0xxx done, 8xxx and 9xxx errors), or a space when it continues the line before.
     A birdc process would cost ~5 ms a question; a question here well under one."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.sock: socket.socket | None = None
+    def greet(self, sock) -> None:
         self.buf = b""
-        self.lock = threading.Lock()
-
-    def _connect(self, timeout: float) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(str(self.path))
-        except OSError as e:
-            sock.close()
-            raise DaemonError(f"cannot reach {self.path}: {e.strerror or e}") from None
-        self.sock, self.buf = sock, b""
-        self._reply()  # the greeting: 0001 BIRD x.y.z ready.
-        return sock
-
-    def _line(self) -> str:
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                raise ConnectionResetError("bird closed its control socket")
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line.decode(errors="replace")
-
-    def _reply(self) -> list[tuple[str, str]]:
-        """(code, text) per line of one answer; a continuation line keeps its line's code."""
-        out, code = [], ""
-        while True:
-            line = self._line()
-            if line[:4].isdigit() and len(line) >= 5 and line[4] in "- ":
-                code = line[:4]
-                out.append((code, line[5:]))
-                if line[4] == " ":
-                    return out
-            else:
-                out.append((code, line[1:] if line.startswith(" ") else line))
+        _reply(self, sock)  # 0001 BIRD x.y.z ready.
 
     def query(self, command: str, timeout: float = 15.0) -> list[tuple[str, str]]:
-        with self.lock:
-            for attempt in (1, 2):  # a kept connection may have died with a restarted bird
-                try:
-                    if self.sock is None:
-                        self._connect(timeout)
-                    self.sock.settimeout(timeout)
-                    self.sock.sendall(command.encode() + b"\n")
-                    lines = self._reply()
-                    break
-                except OSError as e:
-                    if self.sock is not None:
-                        self.sock.close()
-                    self.sock = None
-                    if isinstance(e, TimeoutError):
-                        raise DaemonBusy(f"{self.path}: '{command}' got no answer in {timeout:g} s") from None
-                    if attempt == 2:
-                        raise DaemonError(f"{self.path}: '{command}' got no answer: {e}") from None
+        def exchange(sock) -> list[tuple[str, str]]:
+            sock.sendall(command.encode() + b"\n")
+            return _reply(self, sock)
+
+        lines = self.ask(command, exchange, timeout)
         if lines and lines[-1][0][0] in "89":
             raise DaemonError(f"{self.path}: '{command}' failed: {lines[-1][1].strip()[:300]}")
         return lines
 
 
-_controls: dict[Path, Control] = {}
-_controls_lock = threading.Lock()
+def _line(c: Control, sock) -> str:
+    while b"\n" not in c.buf:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionResetError("bird closed its control socket")
+        c.buf += chunk
+    line, _, c.buf = c.buf.partition(b"\n")
+    return line.decode(errors="replace")
+
+
+def _reply(c: Control, sock) -> list[tuple[str, str]]:
+    """(code, text) per line of one answer; a continuation line keeps its line's code."""
+    out, code = [], ""
+    while True:
+        line = _line(c, sock)
+        if line[:4].isdigit() and len(line) >= 5 and line[4] in "- ":
+            code = line[:4]
+            out.append((code, line[5:]))
+            if line[4] == " ":
+                return out
+        else:
+            out.append((code, line[1:] if line.startswith(" ") else line))
 
 
 def control(paths: BirdPaths) -> Control:
-    with _controls_lock:
-        c = _controls.get(paths.ctl)
-        if c is None:
-            c = _controls[paths.ctl] = Control(paths.ctl)
-        return c
+    return kept(paths.ctl, Control)
 
 
 def ask(paths: BirdPaths, command: str) -> list[str]:

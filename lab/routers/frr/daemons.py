@@ -11,9 +11,7 @@ import json
 import os
 import pwd
 import re
-import socket
 import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,8 @@ from typing import Any
 from lab.daemons.base import Toolset, templates
 from lab.routers.base import EXTENDED_MESSAGE, STANDARD_MESSAGE
 from lab.routers.policy import policy
-from lab.errors import ConfigError, DaemonBusy, DaemonError, ExecError
+from lab.errors import ConfigError, DaemonError, ExecError
+from lab.routers.ask import KeptSocket, kept
 from lab.plan import NodePlan
 from lab.topology import Role
 
@@ -177,7 +176,7 @@ def vtysh(paths: FrrPaths, command: str, *, timeout: float = 15.0) -> str:
     return p.stdout
 
 
-class Vty:
+class Vty(KeptSocket):
     """A kept-open connection to one daemon's vty socket, spoken to as vtysh does: a command
     ends with NUL; the answer ends with three NULs and a status byte (0: success).
 
@@ -187,60 +186,26 @@ class Vty:
     the routers being measured.
     """
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.sock: socket.socket | None = None
-        self.lock = threading.Lock()
-
-    def _connect(self, timeout: float) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(str(self.path))
-        except OSError as e:
-            sock.close()
-            raise DaemonError(f"cannot reach {self.path}: {e.strerror or e}") from None
-        return sock
-
     def query(self, command: str, timeout: float = 15.0) -> str:
-        with self.lock:
-            for attempt in (1, 2):  # a kept connection may have died with a restarted daemon
-                if self.sock is None:
-                    self.sock = self._connect(timeout)
-                try:
-                    self.sock.settimeout(timeout)
-                    self.sock.sendall(command.encode() + b"\0")
-                    buf = bytearray()
-                    while len(buf) < 4 or buf[-4:-1] != b"\0\0\0":
-                        chunk = self.sock.recv(1 << 20)
-                        if not chunk:
-                            raise ConnectionResetError("the daemon closed its vty")
-                        buf += chunk
-                    break
-                except OSError as e:
-                    self.sock.close()
-                    self.sock = None
-                    if isinstance(e, TimeoutError):
-                        raise DaemonBusy(f"{self.path}: '{command}' got no answer in {timeout:g} s") from None
-                    if attempt == 2:
-                        raise DaemonError(f"{self.path}: '{command}' got no answer: {e}") from None
-            status = buf[-1]
-            out = buf[:-4].decode(errors="replace")
-            if status != 0:
-                raise DaemonError(f"{self.path}: '{command}' failed (status {status}): {out.strip()[:300]}")
-            return out
+        def exchange(sock) -> bytearray:
+            sock.sendall(command.encode() + b"\0")
+            buf = bytearray()
+            while len(buf) < 4 or buf[-4:-1] != b"\0\0\0":
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    raise ConnectionResetError("the daemon closed its vty")
+                buf += chunk
+            return buf
 
-
-_vtys: dict[Path, Vty] = {}
-_vtys_lock = threading.Lock()
+        buf = self.ask(command, exchange, timeout)
+        status, out = buf[-1], buf[:-4].decode(errors="replace")
+        if status != 0:
+            raise DaemonError(f"{self.path}: '{command}' failed (status {status}): {out.strip()[:300]}")
+        return out
 
 
 def bgpd_vty(paths: FrrPaths) -> Vty:
-    with _vtys_lock:
-        v = _vtys.get(paths.vty("bgpd"))
-        if v is None:
-            v = _vtys[paths.vty("bgpd")] = Vty(paths.vty("bgpd"))
-        return v
+    return kept(paths.vty("bgpd"), Vty)
 
 
 def vtysh_json(paths: FrrPaths, command: str, *, timeout: float = 15.0) -> Any:

@@ -21,13 +21,13 @@ import pwd
 import json
 import re
 import shlex
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lab.daemons.base import Toolset
-from lab.errors import ConfigError, DaemonError, ExecError
+from lab.errors import ConfigError, DaemonError
+from lab.routers.ask import command_json
 from lab.plan import NodePlan
 from lab.routers.base import STANDARD_MESSAGE, Install, Run
 from lab.routers.policy import EXPORTED_UP, export_kind, policy
@@ -150,16 +150,7 @@ def render(node: NodePlan) -> str:
 def gobgp(paths: GobgpPaths, *args: str, timeout: float = 15.0) -> Any:
     """``gobgp -j`` on the node's API socket: its JSON answer."""
     argv = [str(GOBGP_DIR / "gobgp"), "--target", f"unix://{paths.api}", "-j", *args]
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as e:
-        raise ExecError(argv, None, e.stdout or "", e.stderr or "") from None
-    if p.returncode != 0:
-        raise DaemonError(f"{paths.api}: gobgp {' '.join(args)} failed: {(p.stderr or p.stdout).strip()[:300]}")
-    try:
-        return json.loads(p.stdout) if p.stdout.strip() else None
-    except ValueError:
-        raise ExecError(argv, 0, p.stdout[-500:], "output is not JSON") from None
+    return command_json(argv, f"{paths.api}: gobgp {' '.join(args)}", timeout=timeout)
 
 
 _FAMILY = {(1, 1): "ipv4", (2, 1): "ipv6"}

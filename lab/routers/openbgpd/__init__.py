@@ -13,16 +13,15 @@ messages not in 7.7 (its parser has no ``announce extended message``): 4,096-byt
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lab.daemons.base import Toolset, templates
-from lab.errors import ConfigError, DaemonError, ExecError
+from lab.errors import ConfigError, DaemonError
+from lab.routers.ask import command_json
 from lab.plan import NodePlan
 from lab.routers.base import EXTENDED_MESSAGE, STANDARD_MESSAGE, Install, Run
 from lab.routers.policy import EXPORTED_UP, export_kind, policy
@@ -62,18 +61,7 @@ def render(lab: str, node: NodePlan, paths: Paths) -> str:
 def bgpctl(paths: Paths, *args: str, timeout: float = 15.0, json_: bool = True) -> Any:
     """``bgpctl -j`` on the node's control socket: its JSON answer (its text without -j)."""
     argv = [str(OPENBGPD_DIR / "bgpctl"), *(["-j"] if json_ else []), "-s", str(paths.socket), *args]
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as e:
-        raise ExecError(argv, None, e.stdout or "", e.stderr or "") from None
-    if p.returncode != 0:
-        raise DaemonError(f"{paths.socket}: bgpctl {' '.join(args)} failed: {(p.stderr or p.stdout).strip()[:300]}")
-    if not json_:
-        return p.stdout
-    try:
-        return json.loads(p.stdout)
-    except ValueError:
-        raise ExecError(argv, 0, p.stdout[-500:], "output is not JSON") from None
+    return command_json(argv, f"{paths.socket}: bgpctl {' '.join(args)}", timeout=timeout, as_json=json_)
 
 
 def _neighbors(paths: Paths) -> list[dict[str, Any]]:
