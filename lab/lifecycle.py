@@ -251,7 +251,7 @@ class _Up:
                 if table:
                     # BGP routes in the kernel: the table's and the pools' (a router of a
                     # table lab originates no subnets of its own)
-                    bgp = count_bgp_routes(node.namespace)
+                    bgp = count_bgp_routes(node.namespace, router_of(node).kernel_proto)
                     want = {f: table[f] + len(plan.expected[node.name][f]) for f in table}
                     if bgp != want:
                         short.append(f"{node.name} kernel BGP routes {bgp}, wants {want}")

@@ -61,7 +61,7 @@ CAPABILITIES = ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE", "SYS_ADMIN", "SETUID
 
 
 def capabilities(implementations) -> list[str]:
-    """The node's base set and what the lab's router implementations add (Install.capabilities)."""
+    """The node's base set and what the given router implementations add (Install.capabilities)."""
     extra = {c for n in implementations for c in get_router(n).install.capabilities}
     return CAPABILITIES + sorted(extra - set(CAPABILITIES))
 SYSCTLS = {
@@ -111,7 +111,6 @@ class DockerRuntime:
         if missing:
             raise BgplabError(f"the node image has no {', '.join(missing)} (it holds {', '.join(held)}): "
                               "use the netns runtime for these routers")
-        self._capabilities = capabilities(implementations)
         return Toolset({n: held[n][0] for n in implementations}, IMAGE_EXABGP, IMAGE_BRIDGE,
                        {n: held[n][1] for n in implementations})
 
@@ -178,7 +177,8 @@ class DockerRuntime:
             labels={LABEL_LAB: lab, LABEL_NODE: node.name},
             environment={MARK: lab},  # every `docker exec` inherits the lab's mark
             cap_drop=["ALL"],
-            cap_add=getattr(self, "_capabilities", CAPABILITIES),
+            # the base set, and what this node's router implementation adds (none for a speaker)
+            cap_add=capabilities([node.implementation] if node.implementation else []),
             sysctls=SYSCTLS,
             volumes={str(node_dir): {"bind": str(node_dir), "mode": "rw"}},
             log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},

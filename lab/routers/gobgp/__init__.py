@@ -147,6 +147,19 @@ def render(node: NodePlan) -> str:
     return json.dumps(config(node), indent=2) + "\n"
 
 
+def files(node: NodePlan) -> dict[str, str]:
+    """The node's files: gobgpd's config, and what it originates (added through its API)."""
+    return {"gobgpd.json": render(node), "networks.json": json.dumps([str(n) for n in node.networks])}
+
+
+def gobgpd_argv(p: GobgpPaths, tools_dir: Path, user: int | str, group: int | str) -> list[str]:
+    """gobgpd as ``user``, with only the capability to bind BGP's port (it drops no privileges)."""
+    return ["setpriv", f"--reuid={user}", f"--regid={group}", "--clear-groups",
+            "--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service",
+            str(tools_dir / "gobgpd"), "-t", "json", "-f", str(p.conf),
+            "--api-hosts", f"unix://{p.api}", "--pprof-disable", "-p"]
+
+
 def gobgp(paths: GobgpPaths, *args: str, timeout: float = 15.0) -> Any:
     """``gobgp -j`` on the node's API socket: its JSON answer."""
     argv = [str(GOBGP_DIR / "gobgp"), "--target", f"unix://{paths.api}", "-j", *args]
@@ -173,8 +186,8 @@ class _GobgpDaemon:
     def write(self, lab: str, node: NodePlan, node_dir: Path, tools: Toolset) -> None:
         paths = GobgpPaths(node_dir)
         node_dir.mkdir(parents=True, exist_ok=True)
-        paths.conf.write_text(render(node))
-        paths.networks.write_text(json.dumps([str(n) for n in node.networks]))
+        for name, text in files(node).items():
+            (node_dir / name).write_text(text)
         paths.api.unlink(missing_ok=True)  # gobgpd will not listen on a socket left behind
         os.chown(node_dir, *tools.router_owners["gobgp"])
 
@@ -189,12 +202,7 @@ class _GobgpDaemon:
             raise ConfigError(f"node {node.name}: gobgpd rejected {GobgpPaths(node_dir).conf}: {detail}")
 
     def argv(self, node: NodePlan, node_dir: Path, tools: Toolset) -> list[str]:
-        p = GobgpPaths(node_dir)
-        uid, gid = tools.router_owners["gobgp"]
-        return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
-                "--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service",
-                str(tools.router_dirs["gobgp"] / "gobgpd"), "-t", "json", "-f", str(p.conf),
-                "--api-hosts", f"unix://{p.api}", "--pprof-disable", "-p"]
+        return gobgpd_argv(GobgpPaths(node_dir), tools.router_dirs["gobgp"], *tools.router_owners["gobgp"])
 
     def environment(self) -> dict[str, str] | None:
         return None
@@ -245,16 +253,13 @@ class GobgpRouter:
         return m.group(1) if m else "unknown"
 
     def render(self, lab: str, node: NodePlan, node_dir: Path) -> dict[str, str]:
-        return {"gobgpd.json": render(node), "networks.json": json.dumps([str(n) for n in node.networks])}
+        return files(node)
 
     def start_script(self, node: NodePlan, node_dir: Path, tools_dir: Path, owner: str) -> list[str]:
         p, q = GobgpPaths(node_dir), shlex.quote
+        user, group = owner.split(":")
         return [f"chown -R {owner} .", f"rm -f {q(str(p.api))}",
-                f"setpriv --reuid={owner.split(':')[0]} --regid={owner.split(':')[1]} --clear-groups "
-                "--inh-caps=+net_bind_service --ambient-caps=+net_bind_service "
-                + " ".join(map(q, [str(tools_dir / "gobgpd"), "-t", "json", "-f", str(p.conf),
-                                   "--api-hosts", f"unix://{p.api}", "--pprof-disable", "-p"]))
-                + " > gobgpd.out 2>&1 &",
+                " ".join(map(q, gobgpd_argv(p, tools_dir, user, group))) + " > gobgpd.out 2>&1 &",
                 # what the node originates goes in through the API once it answers
                 f"for _ in $(seq 100); do [ -S {q(str(p.api))} ] && break; sleep 0.1; done",
                 *[f"{q(str(tools_dir / 'gobgp'))} --target unix://{q(str(p.api))} global rib add {n} -a "
