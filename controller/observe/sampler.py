@@ -80,6 +80,14 @@ class KernelWatcher(threading.Thread):
             self.ready.set()
 
 
+# The share of its time an observer may spend answering the sampler. A question's cost grows with
+# what it walks: FRR's table count (show bgp statistics-all, for an observer that hears the edge
+# through a transit) walks every prefix, ~1 s at a million, and asked at 10 Hz it kept the
+# observer's bgpd busy with nothing else (557 s of CPU in a 600 s full-table load that never
+# reached it). Each question is asked again only after fifty times what the last one cost.
+DUTY = 0.02
+
+
 class Sampler:
     def __init__(self, routers: dict[str, str], pool_keys: frozenset[tuple[int, str]],
                  observers: dict[str, tuple[Router, Path, list[str]]], out_dir: Path, hz: float = 10.0):
@@ -94,9 +102,10 @@ class Sampler:
         self.lock = threading.Lock()
         self.watchers = {r: KernelWatcher(r, ns, pool_keys, self._changed) for r, ns in routers.items()}
         self.latest: dict[str, Any] = {}
-        # per observer: (time.monotonic() of its last answer, that answer); asked again only
-        # once its implementation's poll_interval has passed (lab.routers.base.Router)
-        self.answers: dict[str, tuple[float, dict[str, Any]]] = {}
+        # per observer: (time.monotonic() of its last answer, that answer, what asking cost in
+        # seconds); asked again only once its implementation's poll_interval has passed
+        # (lab.routers.base.Router) and the last question's cost is under DUTY of the time since
+        self.answers: dict[str, tuple[float, dict[str, Any], float]] = {}
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
 
@@ -146,12 +155,14 @@ class Sampler:
         now = time.monotonic()
         for name, (router, node_dir, speakers) in self.observers.items():
             last = self.answers.get(name)
-            if last is not None and now - last[0] < router.poll_interval - 0.01:
+            if last is not None and now - last[0] < max(router.poll_interval - 0.01, last[2] / DUTY):
                 # the last answer, said to be as old as it is
                 out[name] = {**last[1], "age_s": round(now - last[0], 3)}
                 continue
             out[name] = self._ask(router, node_dir, speakers)
-            self.answers[name] = (now, out[name])
+            after = time.monotonic()
+            self.answers[name] = (after, out[name], after - now)
+            now = after
         return out
 
     @staticmethod
