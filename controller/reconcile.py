@@ -112,11 +112,11 @@ class Reconciler:
                  overlay: Callable[[str, set[str]], set[str]] | None = None,
                  settled: Callable[[list[str], float, float], None] | None = None):
         self.plan, self.state, self.inv, self.log = plan, state, inventory, log
-        self.announced = {s.name: set(announced.get(s.name, set())) for s in plan.speakers()}
+        self.announced = {s.name: set(announced.get(s.name, set())) for s in plan.channel_speakers()}
         self.lock = threading.Lock()
         self.links = {
             s.name: SpeakerLink(s, exabgp.ExabgpPaths(state.node_dir(s.name)).socket, self.resend, log)
-            for s in plan.speakers()
+            for s in plan.channel_speakers()
         }
         # Speakers whose last feed failed part way: what they announce is unknown, so their
         # next sync withdraws everything not wanted and announces everything wanted.

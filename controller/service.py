@@ -70,7 +70,7 @@ def serve(lab: str, seed: int, probes: int, extra: list[str], machines: int = 4,
         counts = inv.seed(plan, seed=seed, advertised=lab_announced)
         log("seeded", {**counts, "advertised": lab_announced})
         # `up` announced exactly the plan (or nothing): that is what the speakers hold now.
-        announced = {s.name: inv.desired(s.name) for s in plan.speakers()}
+        announced = {s.name: inv.desired(s.name) for s in plan.channel_speakers()}
     else:
         announced = {}  # unknown after a controller restart: resend everything
     token_file = admin_token_path(state)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+from lab import feed as gobgp_feed
 from lab.daemons import exabgp
 from lab.plan import LabPlan, NodePlan
 from lab.state import LabState
@@ -33,11 +34,17 @@ def announce_pools(plan: LabPlan, state: LabState) -> None:
 
 
 def announce_tables(plan: LabPlan, state: LabState) -> dict[str, int]:
-    """Announce every synthetic Internet table its speakers originate (lab.table), through
-    the lab's channel; commands per speaker."""
+    """Announce every synthetic Internet table its speakers originate (lab.table), each through
+    its feeder (lab.feed): ExaBGP's channel (commands per speaker), or GoBGP given an MRT dump
+    (prefixes per speaker)."""
     sent = {}
 
     def feed(node: NodePlan) -> None:
+        if node.feeder == "gobgp":
+            tables = [plan.table(pool) for pool in plan.tables_of(node.name)]
+            if tables:
+                sent[node.name] = sum(gobgp_feed.inject(node, state.node_dir(node.name), tables).prefixes.values())
+            return
         commands = []
         for pool in plan.tables_of(node.name):
             commands += exabgp.table_announcements(node.sessions, plan.table(pool))

@@ -1,17 +1,19 @@
-"""Which daemons run a node: a router's implementation's (lab.routers), a speaker's ExaBGP, a
-host none (its processes are the controller's data plane)."""
+"""Which daemons run a node: a router's implementation's (lab.routers), a speaker's ExaBGP (or
+GoBGP where it feeds a table: lab.feed), a host none (its processes are the controller's data plane)."""
 
 from __future__ import annotations
 
 from lab.daemons import exabgp
 from lab.daemons.base import Daemon
 from lab.errors import BgplabError
+from lab.feed import GOBGP_FEEDER
 from lab.plan import LabPlan, NodePlan
 from lab.routers import get_router
 from lab.routers.base import Router
 from lab.topology import Kind
 
 SPEAKER_DAEMONS: tuple[Daemon, ...] = (exabgp.EXABGP,)
+FEEDER_DAEMONS: dict[str, tuple[Daemon, ...]] = {"exabgp": SPEAKER_DAEMONS, "gobgp": (GOBGP_FEEDER,)}
 
 
 def router_of(node: NodePlan) -> Router:
@@ -24,7 +26,7 @@ def router_of(node: NodePlan) -> Router:
 def daemons_of(node: NodePlan) -> tuple[Daemon, ...]:
     if node.kind is Kind.router:
         return router_of(node).daemons
-    return SPEAKER_DAEMONS if node.kind is Kind.exabgp else ()
+    return FEEDER_DAEMONS[node.feeder or "exabgp"] if node.kind is Kind.exabgp else ()
 
 
 def start_order(plan: LabPlan) -> list[Daemon]:

@@ -297,7 +297,7 @@ def up(
             f"lab '{lab}' already has namespaces or processes ({', '.join(leftovers[:4]) or 'processes'}); "
             f"`bgplab down {lab}` removes them"
         )
-    tools = rt.tools(plan.implementations)  # a missing implementation fails here, before anything exists
+    tools = rt.tools(plan.tools_needed)  # a missing implementation fails here, before anything exists
     state = LabState.create(lab, runtime, str(Path(topology_path).resolve()))
     state.set(topology_doc=topology.model_dump(mode="json"))
     u = _Up(plan, rt, state, timeouts or Timeouts(), tools, net)

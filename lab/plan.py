@@ -81,6 +81,10 @@ class Session:
     extended_message: bool = True  # offered by this end (a speaker's choice; FRR always offers)
     # What the peer is to this end (Gao-Rexford): the link's relationship or the roles' shorthand.
     relation: Relation = Relation.peer
+    # The peer connects and does not listen (an ExaBGP speaker): this end waits for it (passive).
+    # A speaker GoBGP feeds listens, and waits 5-10 s before its own first attempt (GoBGP's
+    # connectLoop), so this end connects to it.
+    peer_connects: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,7 @@ class NodePlan:
     # are chosen for it when there are any: see lab/routers/frr/daemons.py).
     table_routes: int = 0
     implementation: str | None = None  # a router's (lab.routers): which daemons run it
+    feeder: str | None = None  # a speaker's: what feeds its tables (lab.feed: exabgp or gobgp)
 
     @property
     def installs_routes(self) -> bool:
@@ -159,8 +164,20 @@ class LabPlan:
         """The router implementations the lab runs (lab.routers), each once."""
         return tuple(dict.fromkeys(n.implementation for n in self.routers()))
 
+    @property
+    def tools_needed(self) -> tuple[str, ...]:
+        """The router implementations whose programs the lab runs: its routers', and GoBGP's where
+        it feeds a speaker's tables (lab.feed)."""
+        fed = ("gobgp",) if any(n.feeder == "gobgp" for n in self.speakers()) else ()
+        return tuple(dict.fromkeys(self.implementations + fed))
+
     def speakers(self) -> list[NodePlan]:
         return [n for n in self.nodes.values() if n.kind is Kind.exabgp]
+
+    def channel_speakers(self) -> list[NodePlan]:
+        """The speakers the controller announces and withdraws through (ExaBGP's channel): all
+        but those GoBGP feeds a table (lab.feed)."""
+        return [n for n in self.speakers() if n.feeder != "gobgp"]
 
     def hosts(self) -> list[NodePlan]:
         return [n for n in self.nodes.values() if n.kind is Kind.host]
@@ -298,12 +315,14 @@ def build_plan(topology: Topology, lab: str | None = None) -> LabPlan:
                     timers=timers,
                     extended_message=topology.link_extended_message(iface.link),
                     relation=relations[0] if first else relations[1],
+                    peer_connects=peer.kind is Kind.exabgp and topology.feeder_of(iface.peer) != "gobgp",
                 )
             )
         nodes[n] = NodePlan(
             name=n,
             kind=spec.kind,
             implementation=spec.implementation,
+            feeder=topology.feeder_of(n),
             role=spec.effective_role,
             asn=spec.asn,
             namespace=namespace_name(lab, n),

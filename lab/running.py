@@ -118,8 +118,10 @@ class RunningLab:
                                      "message_size": sizes.get(f"{node.name}<-{s.peer}")})
             if node.kind is Kind.router and node.installs_routes and kernel:
                 installed = count_lab_routes_fast(node.namespace, plan.pool_keys)
-            # a router shows as its implementation (frr), as topologies used to name it
-            out.append(NodeStatus(node.name, node.implementation or node.kind.value, node.role.value, node.asn, up, sessions, received, installed,
+            # a router shows as its implementation (frr), as topologies used to name it; a speaker
+            # as what runs it (lab.feed)
+            kind = node.implementation or ("gobgp feeder" if node.feeder == "gobgp" else node.kind.value)
+            out.append(NodeStatus(node.name, kind, node.role.value, node.asn, up, sessions, received, installed,
                                   rss_total_kib(pid for d, pid in daemons.items() if up[d])[0],
                                   state.router_versions.get(node.implementation) if node.implementation else None))
         return out
@@ -158,7 +160,7 @@ class RunningLab:
             raise BgplabError(f"{daemon} on {node} is already running (pid {old})")
         n = self.node(node)
         d = daemon_for(n, daemon)
-        tools = self.runtime.tools(self.plan.implementations)
+        tools = self.runtime.tools(self.plan.tools_needed)
         nd = self.node_dir(node)
         pid = self.runtime.spawn(self.name, n, d.argv(n, nd, tools), log=nd / f"{daemon}.out", env=d.environment())
         self.state.add_daemon(node, daemon, pid)

@@ -149,6 +149,10 @@ def export(plan: LabPlan, out: Path, image: str) -> Path:
     problems = validate(doc)
     if problems:
         raise BgplabError("the containerlab topology bgplab made breaks containerlab's schema: " + "; ".join(problems[:10]))
+    fed = [n.name for n in plan.speakers() if n.feeder == "gobgp"]
+    if fed:
+        raise BgplabError(f"speaker{'s' if len(fed) > 1 else ''} {', '.join(fed)}: fed by GoBGP (lab.feed), and the "
+                          "export writes ExaBGP speakers only (set feeder: exabgp to export this lab)")
     out.mkdir(parents=True, exist_ok=True)
     for n in plan.nodes.values():
         d = out / "nodes" / n.name

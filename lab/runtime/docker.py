@@ -77,7 +77,7 @@ SYSCTLS = {
 }
 # Logs a node's container prints (`docker logs`): a router's are its implementation's
 # (Router.log_files), a speaker's its daemon output, a host's its probe's.
-LOG_FILES = {"exabgp": ("exabgp.out",), "host": ("probe.out",)}
+LOG_FILES = {"exabgp": ("exabgp.out",), "gobgp": ("gobgpd.out",), "host": ("probe.out",)}
 
 
 def container_name(lab: str, node: str) -> str:
@@ -143,7 +143,7 @@ class DockerRuntime:
         node_dir.mkdir(parents=True, exist_ok=True)
         logs = []
         router = get_router(node.implementation) if node.implementation else None
-        for f in router.log_files if router else LOG_FILES[node.kind.value]:
+        for f in router.log_files if router else LOG_FILES[node.feeder if node.feeder == "gobgp" else node.kind.value]:
             path = node_dir / f
             path.touch()
             if router:

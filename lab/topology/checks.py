@@ -58,6 +58,13 @@ def semantic_problems(t: Topology) -> list[str]:
                             f"{get_router(node.implementation).label} writes no such feed here (a collector runs "
                             f"{', '.join(n for n in ROUTERS if get_router(n).records_updates)})")
 
+    for name, node in t.nodes.items():
+        blocks = [p for p in node.originates if p in t.pools and not isinstance(t.pools[p], TablePool)]
+        if node.feeder == "gobgp" and blocks:
+            problems.append(f"nodes.{name}.feeder: a speaker fed by GoBGP carries synthetic tables only, and it "
+                            f"originates the block pool{'s' if len(blocks) > 1 else ''} {', '.join(blocks)} (the "
+                            "controller announces and withdraws those through ExaBGP: feeder: exabgp)")
+
     # Routers in one AS would need iBGP; the lab builds eBGP sessions only.
     seen_asn: dict[int, str] = {}
     for name, node in t.nodes.items():

@@ -100,6 +100,10 @@ class Timers(_Strict):
         return Timers(**merged)
 
 
+# The feeder of a speaker that originates synthetic tables only (lab.feed), where it names none:
+# chosen by `make bench-full-table`, which feeds the million-prefix table through each in one run.
+TABLE_FEEDER = "exabgp"
+
 DEFAULT_TIMERS = Timers(keepalive=3, hold=9, mrai=0, connect_retry=1)
 
 
@@ -174,6 +178,9 @@ class Node(_Strict):
     # collector). Off: bgpd keeps its RIB and installs nothing (bgpd -n), which spares a
     # 2-core machine a second million-route FIB where only the RIB is being watched.
     fib: bool | None = None
+    # What feeds a speaker's synthetic Internet tables (lab.feed): exabgp, or gobgp (gobgpd given
+    # an MRT dump). Unset: lab.feed.TABLE_FEEDER for a speaker that originates tables only, else exabgp.
+    feeder: Literal["exabgp", "gobgp"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -201,6 +208,8 @@ class Node(_Strict):
                             f"{self.kind.value})")
         if self.fib is not None and self.kind is not Kind.router:
             problems.append("only a router has a fib setting")
+        if self.feeder is not None and self.kind is not Kind.exabgp:
+            problems.append("only a speaker (kind: exabgp) has a feeder")
         if self.kind is Kind.host:
             if self.asn is not None:
                 problems.append("a host has no ASN")
@@ -297,6 +306,17 @@ class Topology(_Strict):
     def _lab_name(cls, v: str) -> str:
         check_lab_name(v)
         return v
+
+    def feeder_of(self, name: str) -> str | None:
+        """What feeds speaker ``name``'s tables (lab.feed): its own ``feeder``, else TABLE_FEEDER
+        where it originates tables only, else ExaBGP; None for a node that is no speaker."""
+        node = self.nodes[name]
+        if node.kind is not Kind.exabgp:
+            return None
+        if node.feeder:
+            return node.feeder
+        only_tables = node.originates and all(isinstance(self.pools.get(p), TablePool) for p in node.originates)
+        return TABLE_FEEDER if only_tables else "exabgp"
 
     def link_endpoints(self, i: int) -> tuple[str, str]:
         spec = self.links[i]

@@ -24,7 +24,6 @@ from lab.routers.ask import KeptSocket, kept
 from lab.plan import NodePlan
 from lab.routers.base import EXTENDED_MESSAGE, STANDARD_MESSAGE, Install, Run
 from lab.routers.policy import EXPORTED_UP, export_kind, policy
-from lab.topology import Kind
 
 BIRD_DIR = Path("/usr/sbin")
 # bird drops to this user after start-up (keeping the capabilities BGP and the kernel
@@ -74,7 +73,7 @@ def render(lab: str, node: NodePlan, paths: BirdPaths) -> str:
     for i, s in enumerate(node.sessions):
         imports = f"filter bgplab_from_{s.relation.value}" if pol else "all"
         exports = {"none": "none", "up": "filter bgplab_to_up", "all": "all"}[export_kind(node, s)]
-        sessions.append(_Session(protocol_name(i, s.peer), s, s.peer_kind is Kind.exabgp, imports, exports))
+        sessions.append(_Session(protocol_name(i, s.peer), s, s.peer_connects, imports, exports))
     mrai = {s.timers.mrai for s in node.sessions}
     return templates("lab.routers.bird").get_template("bird.conf.j2").render(
         lab=lab, node=node, policy=pol, exported_up=EXPORTED_UP, sessions=sessions, fib=node.installs_routes,

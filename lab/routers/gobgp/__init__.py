@@ -31,7 +31,7 @@ from lab.routers.ask import command_json
 from lab.plan import NodePlan
 from lab.routers.base import STANDARD_MESSAGE, Install, Run
 from lab.routers.policy import EXPORTED_UP, export_kind, policy
-from lab.topology import Kind, Relation
+from lab.topology import Relation
 
 GOBGP_DIR = Path("/usr/bin")
 # gobgpd has no user of its own (Debian's package makes none, and gobgpd drops no privileges):
@@ -72,7 +72,7 @@ def config(node: NodePlan) -> dict[str, Any]:
                                   # stored and never acted on by gobgpd (module docstring)
                                   "minimum-advertisement-interval": t.mrai}},
             "transport": {"config": {"local-address": str(s.local_v4),
-                                     "passive-mode": s.peer_kind is Kind.exabgp}},
+                                     "passive-mode": s.peer_connects}},
             "afi-safis": [{"config": {"afi-safi-name": f}} for f in ("ipv4-unicast", "ipv6-unicast")],
         })
     by_export: dict[str, list[str]] = {"none": [], "up": [], "all": []}
@@ -178,15 +178,19 @@ def _family(af: dict[str, Any]) -> str | None:
     return _FAMILY.get((fam.get("afi"), fam.get("safi")))
 
 
-class _GobgpDaemon:
+class GobgpDaemon:
     name = "gobgpd"
     after: tuple[str, ...] = ()
     check_timeout = 30.0
 
+    def files(self, node: NodePlan) -> dict[str, str]:
+        """What it writes in the node's directory: a router's (a speaker GoBGP feeds has its own: lab.feed)."""
+        return files(node)
+
     def write(self, lab: str, node: NodePlan, node_dir: Path, tools: Toolset) -> None:
         paths = GobgpPaths(node_dir)
         node_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in files(node).items():
+        for name, text in self.files(node).items():
             (node_dir / name).write_text(text)
         paths.api.unlink(missing_ok=True)  # gobgpd will not listen on a socket left behind
         os.chown(node_dir, *tools.router_owners["gobgp"])
@@ -220,7 +224,7 @@ class _GobgpDaemon:
         return True
 
 
-GOBGPD = _GobgpDaemon()
+GOBGPD = GobgpDaemon()
 
 
 def host_owner() -> tuple[int, int]:
