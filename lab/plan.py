@@ -82,7 +82,7 @@ class Session:
     # What the peer is to this end (Gao-Rexford): the link's relationship or the roles' shorthand.
     relation: Relation = Relation.peer
     # The peer connects and does not listen (an ExaBGP speaker): this end waits for it (passive).
-    # A speaker GoBGP feeds listens, and waits 5-10 s before its own first attempt (GoBGP's
+    # A speaker GoBGP feeds listens, and waits 5-9 s before its own first attempt (GoBGP's
     # connectLoop), so this end connects to it.
     peer_connects: bool = False
 
