@@ -60,10 +60,10 @@ class DaemonError(BgplabError):
     """A daemon did not start, or died."""
 
 
-
 class DaemonBusy(DaemonError):
     """A daemon took longer than its question's timeout to answer: alive, busy (a
     single-threaded router converging); a wait may ask again."""
+
 
 class WaitTimeout(BgplabError):
     """A wait on some state gave up; the message says what it waited for and what it saw."""

@@ -43,14 +43,15 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from lab.errors import BgplabError, DaemonError
 from lab.plan import NodePlan
 from lab.routers.gobgp import GOBGP_DIR, GobgpDaemon, GobgpPaths, gobgp
 from lab.table import Table
+from lab.topology.model import Feeder
 
-FEEDERS = ("exabgp", "gobgp")
+FEEDERS: tuple[str, ...] = get_args(Feeder)
 # Records repeated at the end of the dump, for GoBGP 3.10's inject to lose instead of the table's
 # (it lost 378 and 724 in two runs; a repeated path costs nothing on the wire: module docstring)
 PADDING = 8192
@@ -202,7 +203,7 @@ def settled(node_dir: Path, want: dict[str, int], interval: float = 0.2) -> dict
 class Fed:
     """What one feed through GoBGP did: prefixes per family, and where its time went."""
 
-    prefixes: dict[str, int]
+    prefixes: dict[str, int]  # in gobgpd's RIB once fed, per family (its count)
     write_s: float  # the dump written (the controller's work)
     inject_s: float  # gobgp mrt inject, every pass, to the speaker's RIB holding the table
     passes: int
@@ -233,7 +234,8 @@ def inject(node: NodePlan, node_dir: Path, tables: list[Table], passes: int = 4)
             got = settled(node_dir, want)
             if got == want:
                 release(node, paths)
-                return Fed(want, round(t1 - t0, 2), round(time.monotonic() - t1, 2), n)
+                # gobgpd's own count of its RIB, equal to the dump's: what it holds, not what was written
+                return Fed(got, round(t1 - t0, 2), round(time.monotonic() - t1, 2), n)
             # what is missing is before the padding: inject it again, padded
             short = sum(want[f] - got[f] for f in want)
             tail = min(total, 10 * short + PADDING)

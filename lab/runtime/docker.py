@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from lab.errors import BgplabError
 from lab.images.build import ensure_image, image_tag
+from lab.kinds import daemons_of
 from lab.plan import NodePlan, namespace_name
 from lab.procs import MARK
 from lab.runtime.base import ExecResult, Toolset
@@ -32,6 +33,7 @@ from lab.engine import engine_socket_present, engine
 from lab.runtime.netns import NETNS_DIR, configure_loopback, netns_entries
 from lab.routers import ROUTERS, get_router
 from lab.state import lab_dir
+from lab.topology import Kind
 
 LABEL_LAB = "bgplab.lab"
 LABEL_NODE = "bgplab.node"
@@ -76,8 +78,9 @@ SYSCTLS = {
     "net.ipv6.route.max_size": "2147483647",
 }
 # Logs a node's container prints (`docker logs`): a router's are its implementation's
-# (Router.log_files), a speaker's its daemon output, a host's its probe's.
-LOG_FILES = {"exabgp": ("exabgp.out",), "gobgp": ("gobgpd.out",), "host": ("probe.out",)}
+# (Router.log_files), a speaker's its daemons' output (each daemon's <name>.out: lab.lifecycle),
+# a host's its probe's.
+HOST_LOG_FILES = ("probe.out",)
 
 
 def container_name(lab: str, node: str) -> str:
@@ -143,7 +146,13 @@ class DockerRuntime:
         node_dir.mkdir(parents=True, exist_ok=True)
         logs = []
         router = get_router(node.implementation) if node.implementation else None
-        for f in router.log_files if router else LOG_FILES[node.feeder if node.feeder == "gobgp" else node.kind.value]:
+        if router:
+            files = router.log_files
+        elif node.kind is Kind.exabgp:
+            files = tuple(f"{d.name}.out" for d in daemons_of(node))  # ExaBGP's, or GoBGP's where it feeds
+        else:
+            files = HOST_LOG_FILES
+        for f in files:
             path = node_dir / f
             path.touch()
             if router:

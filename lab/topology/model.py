@@ -100,6 +100,8 @@ class Timers(_Strict):
         return Timers(**merged)
 
 
+# What feeds a speaker's synthetic tables (lab.feed).
+Feeder = Literal["exabgp", "gobgp"]
 # The feeder of a speaker that originates synthetic tables only (lab.feed), where it names none:
 # chosen by `make bench-full-table`, which feeds the million-prefix table through each in one run.
 TABLE_FEEDER = "exabgp"
@@ -180,7 +182,7 @@ class Node(_Strict):
     fib: bool | None = None
     # What feeds a speaker's synthetic Internet tables (lab.feed): exabgp, or gobgp (gobgpd given
     # an MRT dump). Unset: lab.feed.TABLE_FEEDER for a speaker that originates tables only, else exabgp.
-    feeder: Literal["exabgp", "gobgp"] | None = None
+    feeder: Feeder | None = None
 
     @model_validator(mode="before")
     @classmethod
